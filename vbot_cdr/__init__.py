@@ -1,0 +1,55 @@
+"""vbot_cdr: an async client of the VBot campaign call-history API.
+
+Everything importable from here is public and stable; modules whose name starts with an
+underscore are not.
+"""
+
+from __future__ import annotations
+
+from ._client import VBotClient
+from ._config import RetryPolicy
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    RateLimitError,
+    ResponseFormatError,
+    StateError,
+    TransportError,
+    VBotError,
+)
+from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
+from ._pagination import CallIterator, CallPageIterator, IterationStats
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BotConversation",
+    "CallFilter",
+    "CallIterator",
+    "CallPageIterator",
+    "CallRecord",
+    "CollectedField",
+    "Hotline",
+    "IterationStats",
+    "Member",
+    "RateLimitError",
+    "ResponseFormatError",
+    "RetryPolicy",
+    "StateError",
+    "TransportError",
+    "VBotClient",
+    "VBotError",
+]
+
+for _name in __all__:
+    # Tracebacks and reprs show vbot_cdr.APIError, not vbot_cdr._errors.APIError.
+    globals()[_name].__module__ = __name__
+del _name
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("vbot_cdr")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

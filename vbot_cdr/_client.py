@@ -1,0 +1,423 @@
+"""`VBotClient`: the only module that talks to aiohttp's client.
+
+A request is *built* in `_wire` (sans-I/O), *sent* here in `VBotClient._send`, *retried* by
+`_retry.call_with_retries`, and *read* back by `_wire.read_response` and a per-endpoint
+reader. Pagination runs in `_pagination`, which gets a page fetcher from `iter_calls`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal, TypeVar, Union
+
+import aiohttp
+
+from . import _wire
+from ._auth import TokenProvider, TokenSource, token_source
+from ._config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT,
+    RetryPolicy,
+    normalize_base_url,
+)
+from ._errors import AuthenticationError, ResponseFormatError, TransportError
+from ._models import BotConversation, CallFilter, CallRecord, TimeUnit
+from ._pagination import CallIterator, CallPageIterator, Gate, IterationStats, Paginator
+from ._retry import call_with_retries
+
+__all__ = ["VBotClient"]
+
+T = TypeVar("T")
+logger = logging.getLogger("vbot_cdr")
+_NO_GATE: Gate = contextlib.nullcontext()
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _positive_int(name: str, value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class VBotClient:
+    """An async client of the VBot campaign call-history API.
+
+    Usage::
+
+        async with VBotClient(token, base_url="https://api.example.vn") as client:
+            total = await client.count_calls(campaign_code="CMP01")
+            async for call in client.iter_calls(campaign_code="CMP01"):
+                print(call.trans_id, call.disposition, call.created)
+
+    Args:
+        token: The access token, or an async callable returning the current one (asked
+            before each request, and once more after a 401).
+        base_url: ``https://<host>``; the endpoint paths are appended. Plain ``http://`` is
+            refused except to loopback, unless ``allow_insecure_http``.
+        vbot_id: Sent with every request when set.
+        project_code: Sent with every request when set.
+        session: An aiohttp session to use as is; never closed by the client. Without one,
+            the client opens its own on first use and closes it in `aclose`.
+        concurrency: Default most requests in flight for `iter_calls`.
+        page_size: Default records per ``getAll`` page.
+        first_page: The number the server gives its first page (0 or 1; VBot's examples use 1).
+        retry: How transient failures are retried.
+        timeout: Seconds one attempt may take: connect, send and read the whole body.
+        time_unit: The unit of epoch dates sent for datetime filters (``"s"`` or ``"ms"``).
+        allow_insecure_http: Allow ``http://`` to a non-loopback host.
+        max_response_bytes: A larger response body is refused instead of buffered.
+
+    Raises:
+        ValueError: A setting is out of range (before any request is sent).
+    """
+
+    def __init__(
+        self,
+        token: Union[str, TokenProvider, TokenSource],
+        *,
+        base_url: str,
+        vbot_id: str | None = None,
+        project_code: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        first_page: int = 1,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeout: float = DEFAULT_TIMEOUT,
+        time_unit: Literal["s", "ms"] = "s",
+        allow_insecure_http: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ):
+        self._auth = token_source(token)
+        self._base_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self._vbot_id = vbot_id
+        self._project_code = project_code
+        self._concurrency = _positive_int("concurrency", concurrency)
+        self._page_size = _positive_int("page_size", page_size)
+        self._first_page = _positive_int("first_page", first_page, minimum=0)
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        self._retry = retry
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self._timeout = float(timeout)
+        if time_unit not in ("s", "ms"):
+            raise ValueError(f"time_unit must be 's' or 'ms', got {time_unit!r}")
+        self._time_unit: TimeUnit = time_unit
+        self._max_response_bytes = _positive_int("max_response_bytes", max_response_bytes)
+        self._session = session
+        self._owns_session = session is None
+        self._state = _State.UNOPENED
+
+    def __repr__(self) -> str:
+        return (
+            f"VBotClient(base_url={self._base_url!r}, vbot_id={self._vbot_id!r}, "
+            f"project_code={self._project_code!r}, state={self._state.value})"
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> VBotClient:
+        self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client's own session (an injected one is left open). Idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._state is _State.CLOSED:
+            raise RuntimeError("this VBotClient is closed; create a new one")
+        self._state = _State.OPEN
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=max(100, self._concurrency))
+            )
+        return self._session
+
+    # -- one request -----------------------------------------------------------------------
+
+    async def _send(self, request: _wire.Request, token: str, gate: Gate) -> Any:
+        """One attempt: send ``request`` and return the envelope's ``data``.
+
+        The gate is held only while the request is on the wire; the body is decoded after.
+        """
+        session = self._open()
+        try:
+            async with (
+                gate,
+                session.get(
+                    self._base_url + request.path,
+                    params=request.params,
+                    headers=_wire.auth_headers(token),
+                    timeout=aiohttp.ClientTimeout(total=self._timeout),
+                    allow_redirects=False,
+                ) as response,
+            ):
+                body = await self._read_body(request, response)
+                status, headers = response.status, response.headers
+        except asyncio.TimeoutError as exc:
+            raise TransportError(
+                f"no complete answer within {self._timeout:g}s",
+                endpoint=request.endpoint,
+                page=request.page,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(
+                f"{type(exc).__name__}: {exc}", endpoint=request.endpoint, page=request.page
+            ) from exc
+        return _wire.read_response(request, status, headers, body)
+
+    async def _read_body(self, request: _wire.Request, response: aiohttp.ClientResponse) -> bytes:
+        cap = self._max_response_bytes
+        too_large = ResponseFormatError(
+            f"response body larger than max_response_bytes={cap}",
+            endpoint=request.endpoint,
+            page=request.page,
+        )
+        if response.content_length is not None and response.content_length > cap:
+            raise too_large
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in response.content.iter_any():
+            received += len(chunk)
+            if received > cap:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _call(
+        self,
+        request: _wire.Request,
+        read: Callable[[_wire.Request, Any], T],
+        *,
+        gate: Gate = _NO_GATE,
+        stats: IterationStats | None = None,
+    ) -> T:
+        """Send ``request`` with retries (and one token renewal after a 401); ``read`` its data."""
+
+        async def attempt_with(token: str) -> T:
+            if stats is not None:
+                stats.requests += 1
+            return read(request, await self._send(request, token, gate))
+
+        def count_retry(*_: object) -> None:
+            if stats is not None:
+                stats.retries += 1
+
+        token = await self._auth.token()
+        try:
+            return await call_with_retries(
+                lambda: attempt_with(token), self._retry, on_retry=count_retry
+            )
+        except AuthenticationError as exc:
+            if exc.http_status != 401:
+                raise
+            fresh = await self._auth.renew(token)
+            if fresh is None:
+                raise
+            logger.info("%s: token refused (401); retrying once with a renewed token", exc.endpoint)
+            return await call_with_retries(
+                lambda: attempt_with(fresh), self._retry, on_retry=count_retry
+            )
+
+    # -- the endpoints ---------------------------------------------------------------------
+
+    def _count_request(self, filter: CallFilter) -> _wire.Request:
+        return _wire.count_request(
+            filter,
+            vbot_id=self._vbot_id,
+            project_code=self._project_code,
+            time_unit=self._time_unit,
+        )
+
+    def _list_request(self, filter: CallFilter, page: int, size: int) -> _wire.Request:
+        return _wire.list_request(
+            filter,
+            page=page,
+            size=size,
+            vbot_id=self._vbot_id,
+            project_code=self._project_code,
+            time_unit=self._time_unit,
+        )
+
+    async def count_calls(self, filter: CallFilter | None = None, **filters: Any) -> int:
+        """How many calls match (``countAll``).
+
+        Args:
+            filter: A `CallFilter`, or give its criteria as keywords instead.
+
+        Raises:
+            TypeError: Both a filter and keyword criteria, or an unknown criterion.
+            VBotError: The request failed (see the exception tree).
+        """
+        request = self._count_request(CallFilter.coalesce(filter, filters))
+        return await self._call(request, _wire.read_count)
+
+    async def get_calls(
+        self,
+        filter: CallFilter | None = None,
+        *,
+        page: int,
+        size: int | None = None,
+        **filters: Any,
+    ) -> list[CallRecord]:
+        """One page of matching calls (``getAll``), in the server's order.
+
+        Args:
+            filter: A `CallFilter`, or give its criteria as keywords instead.
+            page: The page number, counted from the client's ``first_page``.
+            size: Records per page (the client's ``page_size`` by default).
+
+        Raises:
+            ValueError: ``page`` below ``first_page``, or ``size`` < 1.
+            TypeError: Both a filter and keyword criteria, or an unknown criterion.
+            VBotError: The request failed (see the exception tree).
+        """
+        call_filter = CallFilter.coalesce(filter, filters)
+        _positive_int("page", page, minimum=self._first_page)
+        size = self._page_size if size is None else _positive_int("size", size)
+        return await self._call(self._list_request(call_filter, page, size), _wire.read_records)
+
+    async def get_bot_conversation(
+        self, trans_id: str, *, bot_id: str | None = None
+    ) -> BotConversation:
+        """The bot conversation of the call ``trans_id`` (``getBotConversation``).
+
+        Raises:
+            ValueError: ``trans_id`` is empty.
+            VBotError: The request failed (see the exception tree).
+        """
+        if not isinstance(trans_id, str) or not trans_id:
+            raise ValueError(f"trans_id must be a non-empty string, got {trans_id!r}")
+        request = _wire.conversation_request(
+            trans_id, bot_id=bot_id, vbot_id=self._vbot_id, project_code=self._project_code
+        )
+        return await self._call(request, _wire.conversation_reader(trans_id))
+
+    # -- iteration -------------------------------------------------------------------------
+
+    def _paginator(
+        self,
+        filter: CallFilter | None,
+        filters: Mapping[str, Any],
+        *,
+        limit: int | None,
+        page_size: int | None,
+        concurrency: int | None,
+        ordered: bool,
+    ) -> Paginator:
+        call_filter = CallFilter.coalesce(filter, filters)
+        if limit is not None:
+            _positive_int("limit", limit, minimum=0)
+        size = self._page_size if page_size is None else _positive_int("page_size", page_size)
+        width = (
+            self._concurrency if concurrency is None else _positive_int("concurrency", concurrency)
+        )
+        stats = IterationStats()
+
+        async def count() -> int:
+            request = self._count_request(call_filter)
+            return await self._call(request, _wire.read_count, stats=stats)
+
+        async def fetch(page: int, gate: Gate) -> list[CallRecord]:
+            request = self._list_request(call_filter, page, size)
+            return await self._call(request, _wire.read_records, gate=gate, stats=stats)
+
+        return Paginator(
+            count=count,
+            fetch=fetch,
+            first_page=self._first_page,
+            page_size=size,
+            concurrency=width,
+            ordered=ordered,
+            limit=limit,
+            stats=stats,
+        )
+
+    def iter_calls(
+        self,
+        filter: CallFilter | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int | None = None,
+        concurrency: int | None = None,
+        ordered: bool = True,
+        **filters: Any,
+    ) -> CallIterator:
+        """Every call matching the filter, each once, fetched concurrently.
+
+        ``countAll`` is asked once; then pages are fetched with at most ``concurrency``
+        requests in flight and at most ``concurrency + 1`` pages held in memory. Use
+        ``async with client.iter_calls(...) as calls:`` so that stopping early cancels the
+        requests in flight at once.
+
+        Args:
+            filter: A `CallFilter`, or give its criteria as keywords instead.
+            limit: Yield at most this many records.
+            page_size: Records per page (the client's default if ``None``).
+            concurrency: Most requests in flight (the client's default if ``None``).
+            ordered: Yield in the server's order (else each page as it arrives).
+
+        Raises:
+            ValueError, TypeError: Bad arguments, at once (before any request).
+            VBotError: During iteration, the first page that failed after its retries.
+        """
+        return CallIterator(
+            self._paginator(
+                filter,
+                filters,
+                limit=limit,
+                page_size=page_size,
+                concurrency=concurrency,
+                ordered=ordered,
+            )
+        )
+
+    def iter_call_pages(
+        self,
+        filter: CallFilter | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int | None = None,
+        concurrency: int | None = None,
+        ordered: bool = True,
+        **filters: Any,
+    ) -> CallPageIterator:
+        """Like `iter_calls`, but yields a ``list[CallRecord]`` per page (for batch loads)."""
+        return CallPageIterator(
+            self._paginator(
+                filter,
+                filters,
+                limit=limit,
+                page_size=page_size,
+                concurrency=concurrency,
+                ordered=ordered,
+            )
+        )

@@ -1,0 +1,157 @@
+"""The exception tree of vbot_cdr.
+
+Every error the public API raises derives from `VBotError`::
+
+    VBotError
+    ├── APIError                 the server answered, and the answer is a failure
+    │   ├── AuthenticationError  401/403, or a token that could not be obtained
+    │   └── RateLimitError       429 that outlasted the retries (or asked for too long a wait)
+    ├── TransportError           no usable answer: connection failure or timeout, past the retries
+    ├── ResponseFormatError      an answer that is not the documented envelope or record shape
+    └── StateError               a sync state file that cannot be used
+
+No exception ever carries the access token, the refresh token or a password: messages are
+built from the endpoint name, the page, status codes and (truncated) response bodies only.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "StateError",
+    "TransportError",
+    "VBotError",
+]
+
+#: How much of a response body an error keeps, in characters.
+BODY_EXCERPT_CHARS = 200
+
+
+def _excerpt(body: str | None) -> str | None:
+    if body is None or len(body) <= BODY_EXCERPT_CHARS:
+        return body
+    return body[:BODY_EXCERPT_CHARS] + "…"
+
+
+def _where(endpoint: str | None, page: int | None) -> str:
+    if endpoint is None:
+        return ""
+    return f"{endpoint} (page {page})" if page is not None else endpoint
+
+
+class VBotError(Exception):
+    """Base class of every error raised by vbot_cdr.
+
+    Attributes:
+        endpoint: The API endpoint name (``"getAll"``, ``"countAll"``, ...) or ``None``.
+        page: The page number for ``getAll`` requests, else ``None``.
+    """
+
+    def __init__(self, message: str, *, endpoint: str | None = None, page: int | None = None):
+        self.endpoint = endpoint
+        self.page = page
+        where = _where(endpoint, page)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class APIError(VBotError):
+    """The server answered with a failure.
+
+    Raised for a failure envelope (``status`` 0, ``http_status`` 200) and for an HTTP status
+    that is not retried (or that outlasted the retries).
+
+    Attributes:
+        error_code: The envelope's ``error`` code, or ``None`` when the body had no envelope.
+        message: The envelope's ``message`` (or the HTTP reason), as the server gave it.
+        http_status: The HTTP status code of the response.
+        body: The start of the response body, for diagnosis.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_code: int | None = None,
+        http_status: int,
+        body: str | None = None,
+        endpoint: str | None = None,
+        page: int | None = None,
+    ):
+        self.error_code = error_code
+        self.message = message
+        self.http_status = http_status
+        self.body = _excerpt(body)
+        code = f", error {error_code}" if error_code is not None else ""
+        super().__init__(f"HTTP {http_status}{code}: {message}", endpoint=endpoint, page=page)
+
+
+class AuthenticationError(APIError):
+    """The server refused the credentials (HTTP 401/403, or a failed login)."""
+
+
+class RateLimitError(APIError):
+    """The server kept answering 429, or asked to wait longer than the policy allows.
+
+    Attributes:
+        retry_after: The wait the server asked for, in seconds, or ``None`` if it gave none.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None,
+        error_code: int | None = None,
+        http_status: int = 429,
+        body: str | None = None,
+        endpoint: str | None = None,
+        page: int | None = None,
+    ):
+        self.retry_after = retry_after
+        super().__init__(
+            message,
+            error_code=error_code,
+            http_status=http_status,
+            body=body,
+            endpoint=endpoint,
+            page=page,
+        )
+
+
+class TransportError(VBotError):
+    """No answer could be had: a connection failure or a timeout, after the retries."""
+
+
+class ResponseFormatError(VBotError):
+    """The body is not the documented envelope, or a record does not have the documented shape.
+
+    Attributes:
+        field: The offending field (``"data[3].duration"``), or ``None`` when the fault is
+            in the body as a whole.
+        retryable: ``True`` when the body could not be read at all (not JSON, truncated,
+            not an envelope), which a new attempt may cure; ``False`` for a wrong field or an
+            oversized body, which will not fix itself.
+        body: The start of the response body, for diagnosis.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        retryable: bool = False,
+        body: str | None = None,
+        endpoint: str | None = None,
+        page: int | None = None,
+    ):
+        self.field = field
+        self.retryable = retryable
+        self.body = _excerpt(body)
+        super().__init__(message, endpoint=endpoint, page=page)
+
+
+class StateError(VBotError):
+    """A sync state file is unreadable, made for other filters, or otherwise unusable."""
