@@ -26,7 +26,15 @@ import attrs
 
 from ._models import CallRecord
 
-__all__ = ["CallIterator", "CallPageIterator", "FetchPage", "Gate", "IterationStats", "Paginator"]
+__all__ = [
+    "CallIterator",
+    "CallPageIterator",
+    "FetchPage",
+    "Gate",
+    "IterationStats",
+    "PageSource",
+    "Paginator",
+]
 
 logger = logging.getLogger("vbot_cdr")
 
@@ -232,10 +240,25 @@ _T = TypeVar("_T")
 _Self = TypeVar("_Self", bound="_Iteration[Any]")
 
 
+class PageSource(Protocol):
+    """What the public iterators consume: pages of new records, a total, and live stats.
+
+    `Paginator` is one; a chain of paginators over time windows is another.
+    """
+
+    @property
+    def total(self) -> int | None: ...
+
+    @property
+    def stats(self) -> IterationStats: ...
+
+    def pages(self) -> AsyncGenerator[list[CallRecord], None]: ...
+
+
 class _Iteration(Generic[_T]):
     """What both iterators share: the live `total` and `stats`, and a prompt `aclose`."""
 
-    def __init__(self, paginator: Paginator):
+    def __init__(self, paginator: PageSource):
         self._paginator = paginator
         self._agen = self._items(paginator.stats)
 
