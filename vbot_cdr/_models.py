@@ -116,7 +116,9 @@ class CallRecord:
     create_by: str | None = None
     score: float | None = None
     is_record: bool | None = None
-    extras: Mapping[str, Any] = attrs.field(default=_EMPTY, repr=False)
+    # Out of the hash (still in eq): a mapping is unhashable, and without this every
+    # record, being frozen, would raise on hash() and could not go in a set.
+    extras: Mapping[str, Any] = attrs.field(default=_EMPTY, repr=False, hash=False)
 
     @property
     def created(self) -> dt.datetime | None:
@@ -152,7 +154,8 @@ class BotConversation:
 
     trans_id: str
     raw: str
-    turns: tuple[Any, ...] = ()
+    # Out of the hash: JSON objects are unhashable dicts, and raw already determines turns.
+    turns: tuple[Any, ...] = attrs.field(default=(), hash=False)
 
     @classmethod
     def from_raw(cls, trans_id: str, raw: str) -> BotConversation:
