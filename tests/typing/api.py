@@ -1,0 +1,133 @@
+"""The public API as users write it, checked by ``mypy --strict`` and never run.
+
+pytest does not collect this file (its name does not match ``test_*.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from typing_extensions import assert_type
+
+from vbot_cdr import (
+    APIError,
+    AuthenticationError,
+    BotConversation,
+    CallFilter,
+    CallRecord,
+    CollectedField,
+    Hotline,
+    Member,
+    RateLimitError,
+    ResponseFormatError,
+    RetryPolicy,
+    TransportError,
+    VBotClient,
+    VBotError,
+)
+from vbot_cdr.testing import FakeVBotServer, Fault
+
+
+async def fetch_token() -> str:
+    return "token"
+
+
+async def static_token(session: aiohttp.ClientSession) -> None:
+    policy = RetryPolicy(max_attempts=3, backoff=0.1, max_backoff=2.0, max_retry_after=10.0)
+    client = VBotClient(
+        "token",
+        base_url="https://api.example.vn",
+        vbot_id="VB0001",
+        project_code="PRJ",
+        session=session,
+        concurrency=4,
+        page_size=200,
+        first_page=0,
+        retry=policy,
+        timeout=10.0,
+        time_unit="ms",
+    )
+    async with client as entered:
+        assert_type(entered, VBotClient)
+    await client.aclose()
+
+
+async def endpoints() -> None:
+    async with VBotClient(fetch_token, base_url="https://api.example.vn") as client:
+        assert_type(await client.count_calls(), int)
+        assert_type(await client.count_calls(campaign_code="CMP"), int)
+        since = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+        call_filter = CallFilter(
+            bot_id="BOT",
+            campaign_code="CMP",
+            member="Lan",
+            template_script_code="TPL",
+            disposition="ANSWERED",
+            key="0901",
+            start_date=since,
+            end_date=1_767_225_600,
+            hotline="HL1",
+            input_log_search="thanh toán",
+            status=1,
+        )
+        assert_type(await client.count_calls(call_filter), int)
+        calls = await client.get_calls(call_filter, page=1, size=50)
+        assert_type(calls, list[CallRecord])
+        assert_type(await client.get_calls(page=2, bot_id="BOT"), list[CallRecord])
+        conversation = await client.get_bot_conversation("TX1", bot_id="BOT")
+        assert_type(conversation, BotConversation)
+        assert_type(conversation.raw, str)
+        assert_type(conversation.turns, tuple[Any, ...])
+
+
+def records(record: CallRecord) -> None:
+    assert_type(record.trans_id, str | None)
+    assert_type(record.duration, int | None)
+    assert_type(record.postage, float | None)
+    assert_type(record.is_record, bool | None)
+    assert_type(record.member, Member | None)
+    assert_type(record.hotline, Hotline | None)
+    assert_type(record.call_collected_data, tuple[CollectedField, ...])
+    assert_type(record.created, dt.datetime | None)
+    assert_type(record.answered, dt.datetime | None)
+    assert_type(record.ended, dt.datetime | None)
+    assert_type(record.extras, Mapping[str, Any])
+    assert_type(record.to_dict(), dict[str, Any])
+    if record.member is not None:
+        assert_type(record.member.name, str | None)
+    for field in record.call_collected_data:
+        assert_type(field.cfvalue, str | None)
+
+
+def errors(exc: VBotError) -> None:
+    if isinstance(exc, RateLimitError):
+        assert_type(exc.retry_after, float | None)
+    if isinstance(exc, APIError):
+        assert_type(exc.error_code, int | None)
+        assert_type(exc.message, str)
+        assert_type(exc.http_status, int)
+    if isinstance(exc, ResponseFormatError):
+        assert_type(exc.field, str | None)
+        assert_type(exc.retryable, bool)
+    assert_type(exc.endpoint, str | None)
+    assert_type(exc.page, int | None)
+    assert issubclass(AuthenticationError, APIError)
+    assert issubclass(TransportError, VBotError)
+
+
+async def fake_server() -> None:
+    async with FakeVBotServer(count=10) as server:
+        server.inject(Fault(status=503), Fault(status=429, retry_after="1"))
+        async with VBotClient(server.token, base_url=server.base_url) as client:
+            assert_type(await client.count_calls(), int)
+        assert_type(server.count("countAll"), int)
+
+
+def misuse() -> None:
+    VBotClient("token", "https://api.example.vn")  # type: ignore[call-arg]
+    CallFilter(campaign="CMP")  # type: ignore[call-arg]
+    CallFilter(start_date="2025-01-01")  # type: ignore[arg-type]
+    VBotClient("token", base_url="https://x", time_unit="us")  # type: ignore[arg-type]
