@@ -1,0 +1,134 @@
+"""`iter_calls` / `iter_call_pages` across real HTTP on loopback, against the fake server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from vbot_cdr import APIError, CallFilter, CallRecord, VBotClient
+from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
+
+
+async def test_every_record_once_in_server_order(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """All 250 records arrive once, in the server's order, with at most `concurrency` in flight."""
+    client = make_client(server, page_size=20, concurrency=5)
+    async with client.iter_calls() as calls:
+        ids = [record.trans_id async for record in calls]
+    assert ids == [r["trans_id"] for r in server.records]
+    assert calls.total == 250
+    assert server.count("countAll") == 1
+    assert server.count("getAll") == 13
+    assert server.peak_in_flight <= 5
+    assert calls.stats.requests == 14
+    assert calls.stats.pages == 13
+
+
+async def test_filters_are_sent_with_every_page(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """Filter criteria go on the count and on every page, and the result matches them."""
+    client = make_client(server, page_size=10)
+    calls = [c async for c in client.iter_calls(disposition="ANSWERED")]
+    expected = [r["trans_id"] for r in server.records if r["disposition"] == "ANSWERED"]
+    assert [c.trans_id for c in calls] == expected
+    assert all(r.params["disposition"] == "ANSWERED" for r in server.requests)
+
+
+async def test_pages_come_as_lists(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """iter_call_pages yields one list of records per page, unordered if asked."""
+    client = make_client(server, page_size=100)
+    async with client.iter_call_pages(ordered=False) as pages:
+        sizes = sorted([len(page) async for page in pages])
+    assert sizes == [50, 100, 100]
+    assert pages.stats.yielded == 250
+
+
+@pytest.mark.parametrize("first_page", [0, 1], ids=["first-page-0", "first-page-1"])
+async def test_first_page_is_honoured(
+    first_page: int, make_client: Callable[..., VBotClient]
+) -> None:
+    """A server counting pages from 0 or from 1 is read completely with the matching setting."""
+    async with FakeVBotServer(count=45, first_page=first_page) as fake:
+        client = make_client(fake, page_size=10)
+        assert len([c async for c in client.iter_calls()]) == 45
+        assert min(int(r.params["page"]) for r in fake.requests if r.endpoint == "getAll") == (
+            first_page
+        )
+
+
+async def test_calls_written_while_paging_lose_nothing_and_repeat_nothing(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """Calls written between pages shift offsets; every original record still comes exactly once."""
+    original = generate_records(95, seed=1)
+    async with FakeVBotServer(original) as fake:
+        newest = max(r["create_at"] for r in original)
+        late = generate_records(12, seed=2, start=newest + 60, id_prefix="LATE")
+        fake.insert_after(3, late[:5])  # before the third page is read
+        fake.insert_after(6, late[5:])
+        client = make_client(fake, page_size=10, concurrency=1)
+        async with client.iter_calls() as calls:
+            ids = [c.trans_id async for c in calls]
+    assert len(ids) == len(set(ids))
+    assert {r["trans_id"] for r in original} <= set(ids)
+    assert calls.stats.duplicates > 0
+    assert calls.stats.extra_pages >= 1
+
+
+async def test_a_page_that_keeps_failing_raises_its_error(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """A page failing past its retries raises its typed error; nothing is left in flight."""
+    server.inject(*[Fault(status=503)] * 10, page=4)
+    client = make_client(server, page_size=10, concurrency=4)
+    received: list[CallRecord] = []
+
+    async def consume() -> None:
+        async with client.iter_calls() as calls:
+            async for call in calls:
+                received.append(call)
+
+    with pytest.raises(APIError) as raised:
+        await consume()
+    assert raised.value.http_status == 503
+    assert raised.value.page == 4
+    assert len(received) <= 30
+    assert server.in_flight == 0
+
+
+async def test_transient_failures_are_retried_and_counted(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """Transient faults on pages are retried; stats count the requests and the retries."""
+    server.inject(Fault(status=502), Fault(truncate=True), Fault(status=429, retry_after="0"))
+    client = make_client(server, page_size=50)
+    async with client.iter_calls() as calls:
+        assert len([c async for c in calls]) == 250
+    assert calls.stats.retries == 3
+    # The count, five full pages, the empty follow-up of a full last page, three retries.
+    assert calls.stats.requests == 1 + 5 + 1 + 3
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"limit": -1},
+        {"page_size": 0},
+        {"concurrency": 0},
+        {"filter": CallFilter(), "campaign_code": "X"},
+        {"campain_code": "typo"},
+    ],
+    ids=["negative-limit", "zero-page-size", "zero-concurrency", "filter-and-criteria", "typo"],
+)
+async def test_bad_arguments_raise_before_any_request(
+    server: FakeVBotServer, client: VBotClient, arguments: dict[str, object]
+) -> None:
+    """Bad iteration arguments raise at the call, before any request is sent."""
+    with pytest.raises((ValueError, TypeError)):
+        client.iter_calls(**arguments)  # type: ignore[arg-type]
+    assert server.requests == []
