@@ -9,7 +9,10 @@ wrong type is an error, never silently coerced.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import linecache
+import types
+import typing
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
@@ -30,6 +33,8 @@ __all__ = [
     "describe_structure_error",
     "epoch_to_datetime",
     "structure_record",
+    "structure_records",
+    "to_epoch",
 ]
 
 TimeUnit = Literal["s", "ms"]
@@ -190,6 +195,14 @@ def _check_status(_: object, attribute: attrs.Attribute[Any], value: object) -> 
 _optional_str = attrs.validators.optional(attrs.validators.instance_of(str))
 
 
+def to_epoch(value: int | dt.datetime, time_unit: TimeUnit) -> int:
+    """A filter date as the epoch int sent for it: ints verbatim, datetimes in ``time_unit``."""
+    if not isinstance(value, dt.datetime):
+        return value
+    seconds = value.timestamp()
+    return round(seconds * 1000) if time_unit == "ms" else int(seconds)
+
+
 def _date_seconds(value: int | dt.datetime) -> float:
     if isinstance(value, dt.datetime):
         return value.timestamp()
@@ -254,8 +267,7 @@ class CallFilter:
             if value is None or value == "":
                 continue
             if isinstance(value, dt.datetime):
-                seconds = value.timestamp()
-                value = round(seconds * 1000) if time_unit == "ms" else int(seconds)
+                value = to_epoch(value, time_unit)
             params[name] = str(value)
         return params
 
@@ -334,6 +346,211 @@ _structure_record_fields: Final = _converter.get_structure_hook(CallRecord)
 _RECORD_FIELDS: Final = frozenset(a.name for a in attrs.fields(CallRecord)) - {"extras"}
 
 
+# -- the hot path --------------------------------------------------------------------------
+#
+# Structuring is most of the client's CPU per record (benchmarks/RESULTS.md). The converter
+# above is thorough but slow for this: per field it dispatches through a hook inside a
+# try/except that collects detailed errors, and attrs' frozen __init__ sets every attribute
+# through object.__setattr__. So each model class also gets a *reader*, generated once from
+# its attrs fields: straight-line code that checks every field's type inline, exactly as the
+# strict hooks do (exact str/int/bool or null; int widened to float; nested objects and
+# arrays), then builds the instance. A reader never explains a failure: it raises `_Invalid`
+# and the record goes through the converter, whose error names the field. A reader handles an
+# object whose keys are exactly the fields; any other object is reshaped first (`_reshaper`).
+
+
+class _Invalid(Exception):
+    """A reader met a value of the wrong type; the converter will say which and why."""
+
+
+_NONE_TYPES: Final = (type(None),)
+
+
+def _optional(hint: Any) -> Any:
+    """``T`` for ``T | None``, else ``None``."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 2:
+        if args[1] in _NONE_TYPES:
+            return args[0]
+        if args[0] in _NONE_TYPES:
+            return args[1]
+    return None
+
+
+# The code that checks (and converts) ``v``, the value of one field, by the field's type.
+_EXACT_OR_NULL: Final = """
+    if {v}.__class__ is not {kind} and {v} is not None:
+        raise _Invalid
+"""
+_NUMBER_OR_NULL: Final = """
+    if {v}.__class__ is not float and {v} is not None:
+        if {v}.__class__ is not int:
+            raise _Invalid
+        {v} = float({v})
+"""
+_OBJECT_OR_NULL: Final = """
+    if {v} is not None:
+        {v} = {read}({v})
+"""
+_ARRAY_OR_NULL: Final = """
+    if {v}.__class__ is list:
+        {v} = tuple([{read}(x) for x in {v}])
+    elif {v} is None:
+        {v} = ()
+    else:
+        raise _Invalid
+"""
+_ANY_OTHER: Final = """
+    try:
+        {v} = {hook}({v}, {hint})
+    except STRUCTURE_ERRORS:
+        raise _Invalid from None
+"""
+
+
+def _check_source(v: str, hint: Any, readers: Mapping[type, Any], env: dict[str, Any]) -> str:
+    """The code that checks ``v``, the value of a field of type ``hint``; fills ``env``."""
+    inner, args = _optional(hint), typing.get_args(hint)
+    if inner in (str, int, bool):
+        return _EXACT_OR_NULL.format(v=v, kind=inner.__name__)
+    if inner is float:
+        return _NUMBER_OR_NULL.format(v=v)
+    if inner in readers:
+        env[f"read_{v}"] = readers[inner]
+        return _OBJECT_OR_NULL.format(v=v, read=f"read_{v}")
+    if typing.get_origin(hint) is tuple and args[1:] == (...,) and args[0] in readers:
+        env[f"read_{v}"] = readers[args[0]]
+        return _ARRAY_OR_NULL.format(v=v, read=f"read_{v}")
+    # Any other type: the converter's own hook, as strict, only slower.
+    env[f"hook_{v}"], env[f"hint_{v}"] = _converter.get_structure_hook(hint), hint
+    return _ANY_OTHER.format(v=v, hook=f"hook_{v}", hint=f"hint_{v}")
+
+
+_READER: Final = """
+def read(o):
+    if o.__class__ is not dict:
+        raise _Invalid
+    if len(o) != {count}:
+        return reshape(o)
+    try:
+{reads}
+    except KeyError:
+        return reshape(o)
+{lookup}{checks}
+{build}{store}
+    return r
+"""
+# A class with a plain __init__ and an instance __dict__ gets a copy of the object, fixed up,
+# as that __dict__: one C-level copy instead of one object.__setattr__ per field.
+_BUILD_FROM_COPY: Final = """
+    d = o.copy()
+{stores}
+    r = new(cls)
+    set_attribute(r, "__dict__", d)
+"""
+_BUILD_BY_CALL: Final = """
+    r = cls({arguments})
+"""
+_LOOKUP: Final = """
+    key = ({values},)
+    try:
+        r = shared.get(key)
+    except TypeError:  # an unhashable value, which the checks below refuse
+        r = None
+    if r is not None:
+        return r
+"""
+_STORE: Final = """
+    if len(shared) >= SHARED_MAX:
+        shared.clear()
+    shared[key] = r
+"""
+
+
+def _has_plain_init(cls: type) -> bool:
+    """Whether ``cls.__init__`` only stores its arguments (no validators, converters, hooks)."""
+    return not (
+        any(a.validator or a.converter for a in attrs.fields(cls))
+        or hasattr(cls, "__attrs_pre_init__")
+        or hasattr(cls, "__attrs_post_init__")
+    )
+
+
+def _compile_reader(
+    cls: type, readers: Mapping[type, Any], *, extras: str | None = None
+) -> Callable[[Any], Any]:
+    """Generate the reader of ``cls`` (see above); ``extras`` names the unknown-keys field."""
+    hints = typing.get_type_hints(cls)
+    names = [a.name for a in attrs.fields(cls) if a.name != extras]
+    env: dict[str, Any] = {
+        "cls": cls,
+        "_Invalid": _Invalid,
+        "STRUCTURE_ERRORS": STRUCTURE_ERRORS,
+        "EMPTY": _EMPTY,
+        "new": object.__new__,
+        "set_attribute": object.__setattr__,
+    }
+    values = {name: f"v{i}" for i, name in enumerate(names)}
+    reads = "\n".join(f"        {v} = o[{name!r}]" for name, v in values.items())
+    checks = "".join(_check_source(v, hints[name], readers, env) for name, v in values.items())
+    if _has_plain_init(cls) and "__slots__" not in cls.__dict__:
+        # Only the values a check may have replaced are stored again.
+        stores = [
+            f"    d[{name!r}] = {v}"
+            for name, v in values.items()
+            if _optional(hints[name]) not in (str, int, bool)
+        ]
+        if extras is not None:
+            stores.append(f"    d[{extras!r}] = EMPTY")
+        build = _BUILD_FROM_COPY.format(stores="\n".join(stores))
+    else:
+        arguments = ", ".join(f"{name}={v}" for name, v in values.items())
+        build = _BUILD_BY_CALL.format(arguments=arguments)
+    lookup = store = ""
+    if extras is None and all(_optional(hints[name]) is str for name in names):
+        env["shared"], env["SHARED_MAX"] = {}, 4096
+        lookup = _LOOKUP.format(values=", ".join(values.values()))
+        store = _STORE
+    source = _READER.format(
+        count=len(names), reads=reads, lookup=lookup, checks=checks, build=build, store=store
+    )
+    filename = f"<vbot_cdr reader {cls.__qualname__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), env)
+    read: Callable[[Any], Any] = env["read"]
+    env["reshape"] = _reshaper(read, names, extras)
+    return read
+
+
+def _reshaper(read: Callable[[Any], Any], names: list[str], extras: str | None) -> Any:
+    """Read an object with missing fields (read as null) or unknown ones (kept in ``extras``)."""
+
+    def reshape(data: dict[str, Any]) -> Any:
+        known: dict[str, Any] = dict.fromkeys(names)
+        unknown: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in known:
+                known[key] = value
+            else:
+                unknown[key] = value
+        instance = read(known)
+        if unknown and extras is not None:
+            object.__setattr__(instance, extras, MappingProxyType(unknown))
+        return instance
+
+    return reshape
+
+
+def _compile_readers() -> Callable[[Any], Any]:
+    readers: dict[type, Any] = {}
+    for cls in (Member, Hotline, CollectedField):
+        readers[cls] = _compile_reader(cls, readers)
+    return _compile_reader(CallRecord, readers, extras="extras")
+
+
+_read_record: Final = _compile_readers()
+
+
 def structure_record(data: Any) -> CallRecord:
     """Build a `CallRecord` from one decoded JSON object.
 
@@ -342,6 +559,21 @@ def structure_record(data: Any) -> CallRecord:
         cattrs.BaseValidationError: A field has the wrong type (`describe_structure_error`
             names it).
     """
+    try:
+        return _read_record(data)  # type: ignore[no-any-return]
+    except _Invalid:
+        return _structure_with_converter(data)
+
+
+def structure_records(data: list[Any]) -> list[CallRecord]:
+    """`structure_record` of each object of a page, in order (the hot path)."""
+    try:
+        return list(map(_read_record, data))
+    except _Invalid:
+        return [structure_record(item) for item in data]
+
+
+def _structure_with_converter(data: Any) -> CallRecord:
     record: CallRecord = _structure_record_fields(data, CallRecord)
     if not _RECORD_FIELDS.issuperset(data):
         # Unknown fields are rare; paying for a second construction (evolve) on every such

@@ -15,6 +15,7 @@ Offsets move when calls are written while we page, so the engine
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -24,9 +25,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from ._errors import RateLimitError
 from ._models import CallRecord
 
 __all__ = [
+    "AdaptiveWindow",
     "CallIterator",
     "CallPageIterator",
     "FetchPage",
@@ -60,6 +63,8 @@ class IterationStats:
         vanished: Records counted at the start that the pages no longer held.
         yielded: Records handed to the consumer.
         max_shift: The largest offset shift observed between two fetches, in records.
+        windows: Time windows planned (0 when the iteration is not sliced by time).
+        windows_done: Time windows whose records have all been handed to the consumer.
     """
 
     requests: int = 0
@@ -70,6 +75,8 @@ class IterationStats:
     vanished: int = 0
     yielded: int = 0
     max_shift: int = 0
+    windows: int = 0
+    windows_done: int = 0
 
 
 class _Seen:
@@ -121,6 +128,64 @@ class _Seen:
             for key in self._pages.pop(old):
                 del where[key]
         return fresh
+
+
+class AdaptiveWindow:
+    """The in-flight window of one iteration: at most `limit` attempts at once.
+
+    It starts at ``ceiling`` (the iteration's concurrency). An attempt answered with 429
+    halves `limit` (not below 1); each run of `limit` successful attempts adds one back, up to
+    ``ceiling``: additive increase, multiplicative decrease, as TCP does. All pages of an
+    iteration share one window, so they slow down together when the server says it is
+    overloaded. Fetchers enter it around each *attempt*, so a page waiting out a backoff
+    holds no slot.
+    """
+
+    def __init__(self, ceiling: int):
+        self.ceiling = ceiling
+        self.limit = ceiling
+        self.in_flight = 0
+        self._successes = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the slot was handed over just as we were cancelled
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, RateLimitError):
+            self.limit = max(1, self.limit // 2)
+            self._successes = 0
+        elif exc is None:
+            self._successes += 1
+            if self._successes >= self.limit:
+                self.limit = min(self.ceiling, self.limit + 1)
+                self._successes = 0
+        self._release()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        while self._waiters and self.in_flight < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1  # handed over directly, so no newcomer can jump the queue
+                waiter.set_result(None)
 
 
 class Paginator:
@@ -186,7 +251,7 @@ class Paginator:
         remaining = self._limit
         data_end: int | None = None  # offset where a short page showed the data to end
         seen = _Seen(size, self._concurrency, stats)
-        gate = asyncio.Semaphore(self._concurrency)
+        gate = AdaptiveWindow(self._concurrency)
         tasks: dict[int, asyncio.Task[list[CallRecord]]] = {}
         try:
             while True:
@@ -227,12 +292,13 @@ class Paginator:
                     if not task.cancelled():
                         task.exception()  # retrieved, so asyncio does not warn about it
         if self._limit is None and data_end is not None and data_end < total:
-            stats.vanished = total - data_end
+            # += : a chain of paginators over time windows shares one stats object.
+            stats.vanished += total - data_end
             logger.warning(
                 "countAll said %d records but the pages ended after %d: %d vanished while paging",
                 total,
                 data_end,
-                stats.vanished,
+                total - data_end,
             )
 
 
