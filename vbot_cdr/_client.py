@@ -1,6 +1,6 @@
 """`VBotClient`: the only module that talks to aiohttp's client.
 
-A request is *built* in `_wire` (sans-I/O), *sent* here in `VBotClient._send`, *retried* by
+A request is *built* in `_wire` (sans-I/O), *sent* here in `VBotClient._transmit`, *retried* by
 `_retry.call_with_retries`, and *read* back by `_wire.read_response` and a per-endpoint
 reader. Pagination runs in `_pagination`, which gets a page fetcher from `iter_calls`.
 """
@@ -16,9 +16,10 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, Union
 
 import aiohttp
+import aiolimiter
 
 from . import _wire
-from ._auth import TokenProvider, TokenSource, token_source
+from ._auth import Credential, PasswordAuth, token_source
 from ._config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -40,10 +41,36 @@ logger = logging.getLogger("vbot_cdr")
 _NO_GATE: Gate = contextlib.nullcontext()
 
 
+class _Deadline:
+    """An overall deadline of ``seconds``, counted from its first use (``None``: no deadline).
+
+    An iteration's clock starts at its first request, not when the iterator is made; a chain
+    of iterations over time windows shares one.
+    """
+
+    def __init__(self, seconds: float | None):
+        self._seconds = _positive_seconds("deadline", seconds)
+        self._at: float | None = None
+
+    def at(self) -> float | None:
+        """The deadline in event-loop time (fixed on the first call)."""
+        if self._seconds is None:
+            return None
+        if self._at is None:
+            self._at = asyncio.get_running_loop().time() + self._seconds
+        return self._at
+
+
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
+
+
+def _positive_seconds(name: str, value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{name} must be > 0 seconds or None, got {value!r}")
+    return value
 
 
 def _positive_int(name: str, value: int, minimum: int = 1) -> int:
@@ -63,8 +90,9 @@ class VBotClient:
                 print(call.trans_id, call.disposition, call.created)
 
     Args:
-        token: The access token, or an async callable returning the current one (asked
-            before each request, and once more after a 401).
+        token: The access token; an async callable returning the current one (asked
+            before each request, and once more after a 401); or a `PasswordAuth`, to log in
+            at ``{base_url}/token`` and renew the token as it expires.
         base_url: ``https://<host>``; the endpoint paths are appended. Plain ``http://`` is
             refused except to loopback, unless ``allow_insecure_http``.
         vbot_id: Sent with every request when set.
@@ -79,6 +107,10 @@ class VBotClient:
         time_unit: The unit of epoch dates sent for datetime filters (``"s"`` or ``"ms"``).
         allow_insecure_http: Allow ``http://`` to a non-loopback host.
         max_response_bytes: A larger response body is refused instead of buffered.
+        rate_limit: Most requests per second, evenly spaced, across every call of the client
+            (``None``: no limit).
+        deadline: Seconds one call may take in all, retries and waits included (``None``:
+            bounded only by the retry policy). No retry is scheduled past it.
 
     Raises:
         ValueError: A setting is out of range (before any request is sent).
@@ -86,7 +118,7 @@ class VBotClient:
 
     def __init__(
         self,
-        token: Union[str, TokenProvider, TokenSource],
+        token: Credential,
         *,
         base_url: str,
         vbot_id: str | None = None,
@@ -100,8 +132,10 @@ class VBotClient:
         time_unit: Literal["s", "ms"] = "s",
         allow_insecure_http: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        rate_limit: float | None = None,
+        deadline: float | None = None,
     ):
-        self._auth = token_source(token)
+        self._auth = token_source(token, self._exchange_token)
         self._base_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
         self._vbot_id = vbot_id
         self._project_code = project_code
@@ -118,9 +152,29 @@ class VBotClient:
             raise ValueError(f"time_unit must be 's' or 'ms', got {time_unit!r}")
         self._time_unit: TimeUnit = time_unit
         self._max_response_bytes = _positive_int("max_response_bytes", max_response_bytes)
+        if rate_limit is not None and not rate_limit > 0:
+            raise ValueError(f"rate_limit must be > 0 requests per second, got {rate_limit!r}")
+        # One request per 1/rate seconds, no bursts: a steady rate, shared by every call.
+        self._rate_limiter = (
+            None if rate_limit is None else aiolimiter.AsyncLimiter(1, 1.0 / rate_limit)
+        )
+        self._deadline = _positive_seconds("deadline", deadline)
         self._session = session
         self._owns_session = session is None
         self._state = _State.UNOPENED
+
+    @classmethod
+    def from_password(
+        cls, username: str, password: str, *, base_url: str, **client_options: Any
+    ) -> VBotClient:
+        """A client that logs in with ``username`` and ``password``; see `PasswordAuth`.
+
+        ``client_options`` are the other keyword arguments of `VBotClient`.
+
+        Raises:
+            ValueError: ``username`` or ``password`` is empty, or a setting is out of range.
+        """
+        return cls(PasswordAuth(username, password), base_url=base_url, **client_options)
 
     def __repr__(self) -> str:
         return (
@@ -163,28 +217,62 @@ class VBotClient:
 
     # -- one request -----------------------------------------------------------------------
 
-    async def _send(self, request: _wire.Request, token: str, gate: Gate) -> Any:
+    async def _send(self, request: _wire.Request, token: str, gate: Gate, timeout: float) -> Any:
         """One attempt: send ``request`` and return the envelope's ``data``.
 
-        The gate is held only while the request is on the wire; the body is decoded after.
+        The gate is held while the request is on the wire and its answer is read, so a gate
+        that adapts to the server (`AdaptiveWindow`) sees a 429 as the exception it raises.
+        """
+        async with gate:
+            if self._rate_limiter is not None:
+                await self._rate_limiter.acquire()
+            answer = await self._transmit(
+                "GET", request, timeout, params=request.params, headers=_wire.auth_headers(token)
+            )
+            return _wire.read_response(request, *answer)
+
+    async def _exchange_token(self, request: _wire.TokenRequest) -> _wire.TokenGrant:
+        """POST a token request (with the client's retries) and return the grant."""
+
+        async def attempt() -> _wire.TokenGrant:
+            answer = await self._transmit(
+                "POST", request, self._timeout, data=request.body, headers=request.headers
+            )
+            return _wire.read_token_response(request, *answer)
+
+        return await call_with_retries(attempt, self._retry)
+
+    async def _transmit(
+        self,
+        method: str,
+        request: Union[_wire.Request, _wire.TokenRequest],
+        timeout: float,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one request and return its status, headers and body: aiohttp's only use.
+
+        Raises:
+            TransportError: No complete answer (connection failure, or past ``timeout``).
+            ResponseFormatError: The body is larger than ``max_response_bytes``.
         """
         session = self._open()
         try:
-            async with (
-                gate,
-                session.get(
-                    self._base_url + request.path,
-                    params=request.params,
-                    headers=_wire.auth_headers(token),
-                    timeout=aiohttp.ClientTimeout(total=self._timeout),
-                    allow_redirects=False,
-                ) as response,
-            ):
-                body = await self._read_body(request, response)
-                status, headers = response.status, response.headers
+            async with session.request(
+                method,
+                self._base_url + request.path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as response:
+                return response.status, response.headers, await self._read_body(request, response)
         except asyncio.TimeoutError as exc:
             raise TransportError(
-                f"no complete answer within {self._timeout:g}s",
+                f"no complete answer within {timeout:.3g}s",
                 endpoint=request.endpoint,
                 page=request.page,
             ) from exc
@@ -192,9 +280,10 @@ class VBotClient:
             raise TransportError(
                 f"{type(exc).__name__}: {exc}", endpoint=request.endpoint, page=request.page
             ) from exc
-        return _wire.read_response(request, status, headers, body)
 
-    async def _read_body(self, request: _wire.Request, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_body(
+        self, request: Union[_wire.Request, _wire.TokenRequest], response: aiohttp.ClientResponse
+    ) -> bytes:
         cap = self._max_response_bytes
         too_large = ResponseFormatError(
             f"response body larger than max_response_bytes={cap}",
@@ -219,13 +308,32 @@ class VBotClient:
         *,
         gate: Gate = _NO_GATE,
         stats: IterationStats | None = None,
+        deadline: float | None = None,
     ) -> T:
-        """Send ``request`` with retries (and one token renewal after a 401); ``read`` its data."""
+        """Send ``request`` with retries (and one token renewal after a 401); ``read`` its data.
+
+        ``deadline`` (event-loop time) bounds the whole call together with the client's own
+        per-call ``deadline``: each attempt's timeout is cut to the time left, and no retry is
+        scheduled past it.
+        """
+        loop = asyncio.get_running_loop()
+        if self._deadline is not None:
+            own = loop.time() + self._deadline
+            deadline = own if deadline is None else min(deadline, own)
 
         async def attempt_with(token: str) -> T:
+            timeout = self._timeout
+            if deadline is not None:
+                timeout = min(timeout, deadline - loop.time())
+                if timeout <= 0:
+                    raise TransportError(
+                        "deadline passed before the request could be sent",
+                        endpoint=request.endpoint,
+                        page=request.page,
+                    )
             if stats is not None:
                 stats.requests += 1
-            return read(request, await self._send(request, token, gate))
+            return read(request, await self._send(request, token, gate, timeout))
 
         def count_retry(*_: object) -> None:
             if stats is not None:
@@ -234,7 +342,7 @@ class VBotClient:
         token = await self._auth.token()
         try:
             return await call_with_retries(
-                lambda: attempt_with(token), self._retry, on_retry=count_retry
+                lambda: attempt_with(token), self._retry, on_retry=count_retry, deadline=deadline
             )
         except AuthenticationError as exc:
             if exc.http_status != 401:
@@ -244,7 +352,7 @@ class VBotClient:
                 raise
             logger.info("%s: token refused (401); retrying once with a renewed token", exc.endpoint)
             return await call_with_retries(
-                lambda: attempt_with(fresh), self._retry, on_retry=count_retry
+                lambda: attempt_with(fresh), self._retry, on_retry=count_retry, deadline=deadline
             )
 
     # -- the endpoints ---------------------------------------------------------------------
@@ -332,6 +440,7 @@ class VBotClient:
         page_size: int | None,
         concurrency: int | None,
         ordered: bool,
+        deadline: _Deadline,
     ) -> Paginator:
         call_filter = CallFilter.coalesce(filter, filters)
         if limit is not None:
@@ -344,11 +453,13 @@ class VBotClient:
 
         async def count() -> int:
             request = self._count_request(call_filter)
-            return await self._call(request, _wire.read_count, stats=stats)
+            return await self._call(request, _wire.read_count, stats=stats, deadline=deadline.at())
 
         async def fetch(page: int, gate: Gate) -> list[CallRecord]:
             request = self._list_request(call_filter, page, size)
-            return await self._call(request, _wire.read_records, gate=gate, stats=stats)
+            return await self._call(
+                request, _wire.read_records, gate=gate, stats=stats, deadline=deadline.at()
+            )
 
         return Paginator(
             count=count,
@@ -369,6 +480,7 @@ class VBotClient:
         page_size: int | None = None,
         concurrency: int | None = None,
         ordered: bool = True,
+        deadline: float | None = None,
         **filters: Any,
     ) -> CallIterator:
         """Every call matching the filter, each once, fetched concurrently.
@@ -384,6 +496,8 @@ class VBotClient:
             page_size: Records per page (the client's default if ``None``).
             concurrency: Most requests in flight (the client's default if ``None``).
             ordered: Yield in the server's order (else each page as it arrives).
+            deadline: Seconds the whole iteration may take from its first request (``None``:
+                no overall bound); past it, the next request raises `TransportError`.
 
         Raises:
             ValueError, TypeError: Bad arguments, at once (before any request).
@@ -397,6 +511,7 @@ class VBotClient:
                 page_size=page_size,
                 concurrency=concurrency,
                 ordered=ordered,
+                deadline=_Deadline(deadline),
             )
         )
 
@@ -408,6 +523,7 @@ class VBotClient:
         page_size: int | None = None,
         concurrency: int | None = None,
         ordered: bool = True,
+        deadline: float | None = None,
         **filters: Any,
     ) -> CallPageIterator:
         """Like `iter_calls`, but yields a ``list[CallRecord]`` per page (for batch loads)."""
@@ -419,5 +535,6 @@ class VBotClient:
                 page_size=page_size,
                 concurrency=concurrency,
                 ordered=ordered,
+                deadline=_Deadline(deadline),
             )
         )
