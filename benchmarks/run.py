@@ -1,0 +1,440 @@
+"""The vbot_cdr benchmark suite: latency-bound paging, CPU per record, decoding, memory.
+
+Usage (from the repository root)::
+
+    python benchmarks/run.py            # about 6 minutes; writes RESULTS.md and the plot
+    python benchmarks/run.py --quick    # a smoke run: fewer runs, smaller sizes, no files
+
+Every figure is a median over ``--runs`` repetitions, and every ratio compares measurements
+taken side by side in the same repetition, so a noisy machine moves both sides together.
+The fake server runs in another process (see ``fake_server.py``), so the CPU time measured
+here is the client's alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import workloads
+
+from vbot_cdr import VBotClient
+
+HERE = Path(__file__).resolve().parent
+LATENCIES = (0.02, 0.1)
+CONCURRENCIES = (1, 4, 16, 64)
+LATENCY_PAGES = 128
+LATENCY_PAGE_SIZE = 100
+ISSUE3 = {"latency": 0.05, "pages": 100, "concurrency": 10}
+CPU_PAGE_SIZE = 500
+CPU_PAGES = 100
+MEMORY_SIZES = (100_000, 1_000_000)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ideal_seconds(latency: float, pages: int, concurrency: int) -> float:
+    """One count round, then ``ceil(pages / concurrency)`` rounds of latency."""
+    return latency * (1 + math.ceil(pages / concurrency))
+
+
+async def wall(coroutine: Awaitable[int]) -> tuple[float, int]:
+    start = time.perf_counter()
+    n = await coroutine
+    return time.perf_counter() - start, n
+
+
+async def cpu(coroutine: Awaitable[int]) -> tuple[float, int]:
+    start = time.process_time()
+    n = await coroutine
+    return time.process_time() - start, n
+
+
+# -- 1. latency-bound ----------------------------------------------------------------------
+
+
+async def warm(client: VBotClient, page_size: int, concurrency: int) -> None:
+    """Open ``concurrency`` pooled connections, as a long-lived client has them."""
+    limit = concurrency * page_size
+    async with client.iter_calls(page_size=page_size, concurrency=concurrency, limit=limit) as it:
+        async for _ in it:
+            pass
+
+
+async def latency_case(
+    latency: float, pages: int, page_size: int, concurrencies: tuple[int, ...], runs: int
+) -> dict[str, Any]:
+    """Wall time of `iter_calls` per concurrency and of the sequential page loop."""
+    records = pages * page_size
+    seq: list[float] = []
+    times: dict[int, list[float]] = {c: [] for c in concurrencies}
+    with workloads.fake_server(records, latency) as (base_url, token):
+        async with VBotClient(token, base_url=base_url, page_size=page_size) as client:
+            for _ in range(runs):
+                await warm(client, page_size, 1)
+                seconds, n = await wall(workloads.sequential_pages(client, page_size=page_size))
+                assert n == records, n
+                seq.append(seconds)
+                for c in concurrencies:
+                    await warm(client, page_size, c)
+                    seconds, n = await wall(
+                        workloads.iterate(client, page_size=page_size, concurrency=c)
+                    )
+                    assert n == records, n
+                    times[c].append(seconds)
+    rows = []
+    for c in concurrencies:
+        ideal = ideal_seconds(latency, pages, c)
+        rows.append(
+            {
+                "concurrency": c,
+                "seconds": median(times[c]),
+                "ideal": ideal,
+                "ratio": median([t / ideal for t in times[c]]),
+                "speedup": median([s / t for s, t in zip(seq, times[c], strict=True)]),
+                "records_per_s": records / median(times[c]),
+            }
+        )
+    return {
+        "latency": latency,
+        "pages": pages,
+        "page_size": page_size,
+        "sequential_seconds": median(seq),
+        "sequential_ideal": latency * (1 + pages),
+        "rows": rows,
+    }
+
+
+# -- 2. CPU per record ---------------------------------------------------------------------
+
+
+async def cpu_case(pages: int, page_size: int, runs: int) -> dict[str, Any]:
+    """Client CPU seconds per record: `iter_calls` next to hand-written dict loops."""
+    records = pages * page_size
+    results: dict[str, list[float]] = {"iter_calls": [], "orjson": [], "json": []}
+    with workloads.fake_server(records) as (base_url, token):
+        async with VBotClient(token, base_url=base_url, page_size=page_size) as client:
+            await warm(client, page_size, 8)
+            cases: dict[str, Callable[[], Awaitable[int]]] = {
+                "iter_calls": lambda: workloads.iterate(client, page_size=page_size, concurrency=8),
+                "orjson": lambda: workloads.dict_loop(base_url, token, page_size=page_size),
+                "json": lambda: workloads.dict_loop(
+                    base_url, token, page_size=page_size, loads=json.loads
+                ),
+            }
+            for _ in range(runs):
+                for name, case in cases.items():
+                    gc.collect()
+                    seconds, n = await cpu(case())
+                    assert n == records, (name, n)
+                    results[name].append(seconds / records)
+    it, floor, plain = results["iter_calls"], results["orjson"], results["json"]
+    return {
+        "records": records,
+        "page_size": page_size,
+        "us_per_record": {name: median(v) * 1e6 for name, v in results.items()},
+        "ratio_to_orjson_loop": median([a / b for a, b in zip(it, floor, strict=True)]),
+        "ratio_to_json_loop": median([a / b for a, b in zip(it, plain, strict=True)]),
+    }
+
+
+def decode_case(page_size: int, runs: int) -> dict[str, Any]:
+    """Pure decode: the bytes of one page to records, per record, several ways."""
+    body = workloads.page_body(page_size)
+    decoders = workloads.decoders(body)
+    per_record: dict[str, list[float]] = {name: [] for name in decoders}
+    for _ in range(runs):
+        for name, decode in decoders.items():
+            per_record[name].append(workloads.time_call(decode) / page_size)
+    floor = per_record["orjson.loads (dicts, no types)"]
+    return {
+        "page_size": page_size,
+        "bytes_per_record": len(body) / page_size,
+        "rows": [
+            {
+                "decoder": name,
+                "us_per_record": median(values) * 1e6,
+                "ratio_to_orjson": median([v / f for v, f in zip(values, floor, strict=True)]),
+            }
+            for name, values in per_record.items()
+        ],
+    }
+
+
+# -- 3. memory -----------------------------------------------------------------------------
+
+
+def memory_case(sizes: tuple[int, ...]) -> dict[str, Any]:
+    """Peak memory of a fresh client process streaming each size (RSS, then tracemalloc)."""
+    rows = []
+    for size in sizes:
+        with workloads.fake_server(size) as (base_url, token):
+            row: dict[str, Any] = {"records": size}
+            for flag in ([], ["--tracemalloc"]):
+                out = subprocess.run(
+                    [sys.executable, str(HERE / "memory_probe.py"), base_url, token, *flag],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                probe = json.loads(out)
+                assert probe["records"] == size, probe
+                if flag:
+                    row["traced_peak_mib"] = probe["traced_peak_mib"]
+                else:
+                    row.update(
+                        peak_rss_mib=probe["peak_rss_mib"],
+                        rss_before_mib=probe["rss_before_mib"],
+                        records_per_s=size / probe["seconds"],
+                    )
+            rows.append(row)
+    first, last = rows[0], rows[-1]
+    return {
+        "rows": rows,
+        "rss_ratio": last["peak_rss_mib"] / first["peak_rss_mib"],
+        "traced_ratio": last["traced_peak_mib"] / first["traced_peak_mib"],
+    }
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    cpu_model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    packages = ("aiohttp", "attrs", "cattrs", "orjson", "msgspec")
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{cpu_model}, {os.cpu_count()} cores",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "packages": ", ".join(f"{name} {version(name)}" for name in packages),
+    }
+
+
+def plot(latency_results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    for result, color in zip(
+        latency_results, ("tab:blue", "tab:orange", "tab:green"), strict=False
+    ):
+        rows = result["rows"]
+        xs = [r["concurrency"] for r in rows]
+        records = result["pages"] * result["page_size"]
+        label = f"{result['latency'] * 1000:g} ms latency"
+        ax.plot(
+            xs, [r["records_per_s"] for r in rows], "o-", color=color, label=f"iter_calls, {label}"
+        )
+        ax.plot(
+            xs,
+            [records / r["ideal"] for r in rows],
+            "--",
+            color=color,
+            alpha=0.6,
+            label=f"ideal, {label}",
+        )
+        seq = records / result["sequential_seconds"]
+        ax.axhline(seq, color=color, linestyle=":", alpha=0.6, label=f"sequential loop, {label}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(list(CONCURRENCIES), [str(c) for c in CONCURRENCIES])
+    ax.set_xlabel("concurrency (requests in flight)")
+    ax.set_ylabel("records per second")
+    first = latency_results[0]
+    ax.set_title(f"iter_calls throughput: {first['pages']} pages of {first['page_size']} records")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {m['date']} by `python benchmarks/run.py` (one run; each figure a median of "
+        f"{results['runs']} repetitions; ratios taken side by side within a repetition).",
+        "",
+        f"- Machine: {m['cpu']}; {m['os']}; {m['python']}",
+        f"- Packages: {m['packages']}",
+        "",
+        "## 1. Latency-bound paging",
+        "",
+        "Wall time of `iter_calls` over the ideal (one count round plus ceil(pages / "
+        "concurrency) rounds of latency), and the speed-up over a sequential `get_calls` page "
+        "loop. Goal: ratio <= 1.10.",
+        "",
+        "| latency | pages x size | concurrency | wall (s) | ideal (s) | ratio | speed-up | "
+        "records/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for result in [*results["latency"], results["issue3"]]:
+        for r in result["rows"]:
+            lines.append(
+                f"| {result['latency'] * 1000:g} ms | {result['pages']} x {result['page_size']} "
+                f"| {r['concurrency']} | {r['seconds']:.3f} | {r['ideal']:.3f} "
+                f"| **{r['ratio']:.3f}** | {r['speedup']:.1f}x | {r['records_per_s']:,.0f} |"
+            )
+    lines += [
+        "",
+        "The last row is issue 3's case (goal: ratio <= 1.15). Sequential loops: "
+        + "; ".join(
+            f"{r['latency'] * 1000:g} ms: {r['sequential_seconds']:.2f} s "
+            f"(ideal {r['sequential_ideal']:.2f} s)"
+            for r in [*results["latency"], results["issue3"]]
+        )
+        + ".",
+        "",
+        "![records per second against concurrency](throughput.png)",
+        "",
+        "## 2. CPU per record",
+        "",
+    ]
+    c = results["cpu"]
+    us = c["us_per_record"]
+    lines += [
+        f"Client CPU time (this process only) per record, zero latency, {c['records']:,} "
+        f"records in pages of {c['page_size']}. Goal: `iter_calls` <= 1.5x the hand-written "
+        "dict loop.",
+        "",
+        "| client | CPU us / record | ratio of iter_calls to it |",
+        "| --- | ---: | ---: |",
+        f"| `iter_calls` (typed, validated CallRecords, concurrency 8) | {us['iter_calls']:.2f} "
+        "| |",
+        f"| hand-written aiohttp loop, `orjson.loads` into dicts | {us['orjson']:.2f} "
+        f"| **{c['ratio_to_orjson_loop']:.2f}x** |",
+        f"| hand-written aiohttp loop, `json.loads` into dicts | {us['json']:.2f} "
+        f"| {c['ratio_to_json_loop']:.2f}x |",
+        "",
+    ]
+    d = results["decode"]
+    lines += [
+        f"Pure decode, the bytes of one page ({d['page_size']} records, "
+        f"{d['bytes_per_record']:.0f} bytes each) to records, in this process:",
+        "",
+        "| decoder | CPU us / record | ratio to orjson.loads |",
+        "| --- | ---: | ---: |",
+    ]
+    for r in d["rows"]:
+        lines.append(f"| {r['decoder']} | {r['us_per_record']:.2f} | {r['ratio_to_orjson']:.2f}x |")
+    mem = results["memory"]
+    lines += [
+        "",
+        "## 3. Memory",
+        "",
+        "Peak memory of a fresh client process streaming every record with `iter_calls` "
+        "(pages of 500, concurrency 8). Goal: 1M records <= 1.2x 100k records.",
+        "",
+        "| records | peak RSS (MiB) | RSS before streaming (MiB) | tracemalloc peak (MiB) "
+        "| records/s |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in mem["rows"]:
+        lines.append(
+            f"| {r['records']:,} | {r['peak_rss_mib']:.1f} | {r['rss_before_mib']:.1f} "
+            f"| {r['traced_peak_mib']:.2f} | {r['records_per_s']:,.0f} |"
+        )
+    lines += [
+        "",
+        f"Ratio, largest over smallest: peak RSS **{mem['rss_ratio']:.3f}x**, tracemalloc "
+        f"peak **{mem['traced_ratio']:.3f}x**.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    runs = args.runs
+    quick = args.quick
+    concurrencies = CONCURRENCIES
+    pages = 32 if quick else LATENCY_PAGES
+    only = set(args.only.split(",")) if args.only else {"latency", "cpu", "memory"}
+    results: dict[str, Any] = {"runs": runs, "machine": machine(), "latency": []}
+    if "latency" not in only:
+        return await parts(args, results, only)
+    for latency in LATENCIES:
+        print(f"latency {latency * 1000:g} ms ...", file=sys.stderr)
+        results["latency"].append(
+            await latency_case(latency, pages, args.page_size, concurrencies, runs)
+        )
+    print("issue 3 case ...", file=sys.stderr)
+    results["issue3"] = await latency_case(
+        ISSUE3["latency"],
+        20 if quick else ISSUE3["pages"],
+        args.page_size,
+        (ISSUE3["concurrency"],),
+        runs,
+    )
+    return await parts(args, results, only)
+
+
+async def parts(
+    args: argparse.Namespace, results: dict[str, Any], only: set[str]
+) -> dict[str, Any]:
+    quick, runs = args.quick, args.runs
+    if "cpu" not in only:
+        return results
+    print("cpu per record ...", file=sys.stderr)
+    results["cpu"] = await cpu_case(10 if quick else CPU_PAGES, CPU_PAGE_SIZE, runs)
+    results["decode"] = decode_case(CPU_PAGE_SIZE, runs)
+    if "memory" not in only:
+        return results
+    print("memory ...", file=sys.stderr)
+    sizes = (10_000, 100_000) if quick else MEMORY_SIZES
+    results["memory"] = memory_case(sizes)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="repetitions (default 5)")
+    parser.add_argument("--page-size", type=int, default=LATENCY_PAGE_SIZE)
+    parser.add_argument("--quick", action="store_true", help="smoke run; writes no files")
+    parser.add_argument("--only", help="comma-separated parts: latency,cpu,memory (all)")
+    parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md goes")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs = min(args.runs, 2)
+    results = asyncio.run(main_async(args))
+    if args.only or args.quick:
+        print(json.dumps(results, indent=2))
+        return
+    report = markdown(results)
+    print(report)
+    if not args.quick:
+        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        plot([*results["latency"]], args.out / "throughput.png")
+        (args.out / "RESULTS.md").write_text(report)
+
+
+if __name__ == "__main__":
+    main()
