@@ -6,6 +6,7 @@ underscore are not.
 
 from __future__ import annotations
 
+from ._auth import PasswordAuth
 from ._client import VBotClient
 from ._config import RetryPolicy
 from ._errors import (
@@ -32,6 +33,7 @@ __all__ = [
     "Hotline",
     "IterationStats",
     "Member",
+    "PasswordAuth",
     "RateLimitError",
     "ResponseFormatError",
     "RetryPolicy",

@@ -2,8 +2,10 @@
 
 Nothing here performs I/O. The client sends what `Request` describes and hands the raw
 ``(status, headers, body)`` back to `read_response`, which either returns the envelope's
-``data`` or raises the typed error that the response means. Every mapping from an HTTP status
-or an envelope to an exception lives in `error_for_status` and `read_response`.
+``data`` or raises the typed error that the response means. Token exchanges work the same way:
+`TokenRequest` describes a ``POST /token`` and `read_token_response` reads its answer. Every
+mapping from an HTTP status or an envelope to an exception lives in `error_for_status`,
+`read_response` and `read_token_response`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypedDict
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, TypedDict, Union
+from urllib.parse import urlencode
 
 import attrs
 import orjson
@@ -31,7 +35,10 @@ __all__ = [
     "COUNT_ALL",
     "GET_ALL",
     "GET_BOT_CONVERSATION",
+    "TOKEN",
     "Request",
+    "TokenGrant",
+    "TokenRequest",
     "auth_headers",
     "conversation_reader",
     "conversation_request",
@@ -39,14 +46,18 @@ __all__ = [
     "error_for_status",
     "list_request",
     "parse_retry_after",
+    "password_grant",
     "read_count",
     "read_records",
     "read_response",
+    "read_token_response",
+    "refresh_grant",
 ]
 
 COUNT_ALL: Final = "countAll"
 GET_ALL: Final = "getAll"
 GET_BOT_CONVERSATION: Final = "getBotConversation"
+TOKEN: Final = "token"
 API_PREFIX: Final = "/api/campaignCall/cdr/"
 
 
@@ -102,6 +113,59 @@ def conversation_request(
     return Request(GET_BOT_CONVERSATION, params)
 
 
+@attrs.frozen
+class TokenRequest:
+    """One ``POST /token``, form-encoded.
+
+    The fields hold the password or the refresh token, so the repr shows the grant type only.
+    """
+
+    grant_type: str
+    fields: Mapping[str, str] = attrs.field(repr=False)
+
+    endpoint: ClassVar[str] = TOKEN
+    page: ClassVar[None] = None
+    path: ClassVar[str] = "/" + TOKEN
+    headers: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+    )
+
+    @property
+    def body(self) -> bytes:
+        """The form, URL-encoded, ``grant_type`` last (as VBot's documentation lists it)."""
+        return urlencode({**self.fields, "grant_type": self.grant_type}).encode()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values that must never be shown: the password or the refresh token."""
+        return tuple(v for k, v in self.fields.items() if k in ("password", "refresh_token"))
+
+
+def password_grant(username: str, password: str) -> TokenRequest:
+    """The login request: ``grant_type=password`` with ``username`` and ``password``."""
+    return TokenRequest("password", {"username": username, "password": password})
+
+
+def refresh_grant(refresh_token: str) -> TokenRequest:
+    """The renewal request: ``grant_type=refresh_token`` with the refresh token."""
+    return TokenRequest("refresh_token", {"refresh_token": refresh_token})
+
+
+@attrs.frozen
+class TokenGrant:
+    """A successful ``/token`` answer. The tokens are secret: the repr shows ``expires_in`` only.
+
+    Attributes:
+        access_token: The Bearer token for API requests.
+        refresh_token: The token for ``grant_type=refresh_token``, or ``None`` if none was given.
+        expires_in: The access token's lifetime in seconds, or ``None`` if the server gave none.
+    """
+
+    access_token: str = attrs.field(repr=False)
+    refresh_token: str | None = attrs.field(repr=False)
+    expires_in: float | None
+
+
 def auth_headers(token: str) -> dict[str, str]:
     """The headers of every API request."""
     return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -134,7 +198,7 @@ class _Where(TypedDict):
     page: int | None
 
 
-def _where(request: Request) -> _Where:
+def _where(request: Union[Request, TokenRequest]) -> _Where:
     return {"endpoint": request.endpoint, "page": request.page}
 
 
@@ -161,13 +225,14 @@ def _envelope_fields(body: bytes) -> tuple[int | None, str | None]:
 
 
 def error_for_status(
-    request: Request, status: int, headers: Mapping[str, str], body: bytes
+    request: Union[Request, TokenRequest], status: int, headers: Mapping[str, str], body: bytes
 ) -> APIError | None:
     """The error an HTTP status means, or ``None`` for a 2xx.
 
-    401/403 are `AuthenticationError`, 429 is `RateLimitError` (with ``Retry-After``), a 3xx is
-    an `APIError` (redirects are never followed, so the token never travels to another
-    host), and anything else non-2xx is an `APIError` carrying the server's code and message.
+    401/403 are `AuthenticationError`, and so is 400 to a `TokenRequest` (OAuth2 answers a
+    refused grant with 400). 429 is `RateLimitError` (with ``Retry-After``), a 3xx is an
+    `APIError` (redirects are never followed, so the token never travels to another host), and
+    anything else non-2xx is an `APIError` carrying the server's code and message.
     """
     if 200 <= status < 300:
         return None
@@ -176,7 +241,7 @@ def error_for_status(
         message = f"unexpected redirect to {headers.get('Location', '?')} (not followed)"
     message = message or f"HTTP {status}"
     where = _where(request)
-    if status in (401, 403):
+    if status in (401, 403) or (status == 400 and isinstance(request, TokenRequest)):
         return AuthenticationError(
             message, error_code=code, http_status=status, body=_text(body), **where
         )
@@ -232,7 +297,84 @@ def read_response(request: Request, status: int, headers: Mapping[str, str], bod
     return doc["data"]
 
 
-def _format_error(request: Request, message: str, field: str) -> ResponseFormatError:
+def _redact(body: bytes, secrets: tuple[str, ...]) -> bytes:
+    """``body`` with each secret, as sent or JSON-escaped, replaced by ``<hidden>``."""
+    for secret in filter(None, secrets):
+        for quoted in {secret.encode(), orjson.dumps(secret)[1:-1]}:
+            body = body.replace(quoted, b"<hidden>")
+    return body
+
+
+def read_token_response(
+    request: TokenRequest, status: int, headers: Mapping[str, str], body: bytes
+) -> TokenGrant:
+    """Read the answer to a ``/token`` request.
+
+    Success is an OAuth2-style object: ``access_token`` (a non-empty string, required),
+    ``token_type`` (``"bearer"`` if present), ``expires_in`` (positive seconds; missing or
+    ``null`` means unknown) and ``refresh_token`` (missing, ``null`` or empty means none).
+    No error keeps a secret: a refusal's body is kept with the password or refresh token
+    that was sent blanked out, and a 2xx body (which may hold a token) is never kept.
+
+    Raises:
+        AuthenticationError: The grant was refused: HTTP 400/401/403, or a failure envelope
+            (``status`` 0) with any status. The message is the server's reason: the OAuth2
+            ``error_description`` (else ``error``) or the envelope's ``message``.
+        APIError: (or `RateLimitError`) any other non-2xx status; 429 and 5xx are transient.
+        ResponseFormatError: A 2xx body that is neither a token nor a failure envelope
+            (``retryable`` when it is not JSON at all).
+    """
+    shown = _redact(body, request.secrets)
+    error = error_for_status(request, status, headers, shown)
+    if error is not None:
+        raise error
+    where = _where(request)
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ResponseFormatError("token answer is not JSON", retryable=True, **where) from None
+    if type(doc) is dict and "access_token" in doc:
+        return _token_grant(request, doc)
+    if type(doc) is dict and doc.get("status") == 0:
+        code, message = _envelope_fields(shown)
+        raise AuthenticationError(
+            message or "failure envelope",
+            error_code=code,
+            http_status=status,
+            body=_text(shown),
+            **where,
+        )
+    raise ResponseFormatError("answer is neither an OAuth2 token nor a failure envelope", **where)
+
+
+def _token_grant(request: TokenRequest, doc: dict[str, Any]) -> TokenGrant:
+    # Messages name types, never values: the values are tokens.
+    access, refresh = doc.get("access_token"), doc.get("refresh_token") or None
+    expires_in, token_type = doc.get("expires_in"), doc.get("token_type")
+    if type(access) is not str or not access:
+        raise _format_error(
+            request,
+            f"access_token must be a non-empty string, got {type(access).__name__}",
+            "access_token",
+        )
+    if refresh is not None and type(refresh) is not str:
+        raise _format_error(
+            request,
+            f"refresh_token must be a string, got {type(refresh).__name__}",
+            "refresh_token",
+        )
+    if expires_in is not None and (type(expires_in) not in (int, float) or not expires_in > 0):
+        raise _format_error(
+            request, "expires_in must be a positive number of seconds", "expires_in"
+        )
+    if token_type is not None and (type(token_type) is not str or token_type.lower() != "bearer"):
+        raise _format_error(request, "token_type must be 'bearer'", "token_type")
+    return TokenGrant(access, refresh, None if expires_in is None else float(expires_in))
+
+
+def _format_error(
+    request: Union[Request, TokenRequest], message: str, field: str
+) -> ResponseFormatError:
     return ResponseFormatError(message, field=field, endpoint=request.endpoint, page=request.page)
 
 
