@@ -21,6 +21,7 @@ from vbot_cdr import (
     CollectedField,
     Hotline,
     Member,
+    PasswordAuth,
     RateLimitError,
     ResponseFormatError,
     RetryPolicy,
@@ -131,3 +132,15 @@ def misuse() -> None:
     CallFilter(campaign="CMP")  # type: ignore[call-arg]
     CallFilter(start_date="2025-01-01")  # type: ignore[arg-type]
     VBotClient("token", base_url="https://x", time_unit="us")  # type: ignore[arg-type]
+
+
+async def password_login(clock_seconds: float) -> None:
+    auth = PasswordAuth("alice", "secret", refresh_margin=30.0, clock=lambda: clock_seconds)
+    async with VBotClient(auth, base_url="https://api.example.vn") as client:
+        assert_type(await client.count_calls(), int)
+    client = VBotClient.from_password(
+        "alice", "secret", base_url="https://api.example.vn", page_size=50, retry=RetryPolicy()
+    )
+    assert_type(client, VBotClient)
+    assert_type(auth.username, str)
+    await client.aclose()
