@@ -20,6 +20,7 @@ from ._errors import (
 )
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
 from ._pagination import CallIterator, CallPageIterator, IterationStats
+from ._sync import CallSync
 
 __all__ = [
     "APIError",
@@ -29,6 +30,7 @@ __all__ = [
     "CallIterator",
     "CallPageIterator",
     "CallRecord",
+    "CallSync",
     "CollectedField",
     "Hotline",
     "IterationStats",

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import enum
 import logging
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar, Union
 
@@ -30,9 +33,18 @@ from ._config import (
     normalize_base_url,
 )
 from ._errors import AuthenticationError, ResponseFormatError, TransportError
-from ._models import BotConversation, CallFilter, CallRecord, TimeUnit
-from ._pagination import CallIterator, CallPageIterator, Gate, IterationStats, Paginator
+from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
+from ._pagination import (
+    CallIterator,
+    CallPageIterator,
+    Gate,
+    IterationStats,
+    PageSource,
+    Paginator,
+)
 from ._retry import call_with_retries
+from ._sync import CallSync, open_sync
+from ._windows import OpenWindow, WindowedSource, plan_windows, to_units
 
 __all__ = ["VBotClient"]
 
@@ -59,6 +71,10 @@ class _Deadline:
         if self._at is None:
             self._at = asyncio.get_running_loop().time() + self._seconds
         return self._at
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 class _State(enum.Enum):
@@ -111,6 +127,8 @@ class VBotClient:
             (``None``: no limit).
         deadline: Seconds one call may take in all, retries and waits included (``None``:
             bounded only by the retry policy). No retry is scheduled past it.
+        clock: Returns the current time as an aware datetime (UTC now by default). Read once
+            when a time-windowed iteration or a sync is made, to fix its upper bound.
 
     Raises:
         ValueError: A setting is out of range (before any request is sent).
@@ -134,6 +152,7 @@ class VBotClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rate_limit: float | None = None,
         deadline: float | None = None,
+        clock: Callable[[], dt.datetime] = _utc_now,
     ):
         self._auth = token_source(token, self._exchange_token)
         self._base_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
@@ -159,6 +178,7 @@ class VBotClient:
             None if rate_limit is None else aiolimiter.AsyncLimiter(1, 1.0 / rate_limit)
         )
         self._deadline = _positive_seconds("deadline", deadline)
+        self._clock = clock
         self._session = session
         self._owns_session = session is None
         self._state = _State.UNOPENED
@@ -431,7 +451,61 @@ class VBotClient:
 
     # -- iteration -------------------------------------------------------------------------
 
-    def _paginator(
+    def _now(self) -> int:
+        """The clock's current time in the client's ``time_unit``."""
+        now = self._clock()
+        if not isinstance(now, dt.datetime) or now.utcoffset() is None:
+            raise TypeError(f"clock must return an aware datetime, got {now!r}")
+        return to_epoch(now, self._time_unit)
+
+    def _window_width(self, window: dt.timedelta) -> int:
+        width = to_units(window, self._time_unit)
+        if width < 1:
+            raise ValueError(f"window must be at least 1{self._time_unit}, got {window}")
+        return width
+
+    def _page_opener(
+        self,
+        *,
+        page_size: int | None,
+        concurrency: int | None,
+        ordered: bool,
+        deadline: _Deadline,
+        stats: IterationStats,
+    ) -> OpenWindow:
+        """Checks the paging options; returns a builder of paginators that share ``stats``."""
+        size = self._page_size if page_size is None else _positive_int("page_size", page_size)
+        width = (
+            self._concurrency if concurrency is None else _positive_int("concurrency", concurrency)
+        )
+
+        def open_pages(call_filter: CallFilter, limit: int | None) -> Paginator:
+            async def count() -> int:
+                request = self._count_request(call_filter)
+                return await self._call(
+                    request, _wire.read_count, stats=stats, deadline=deadline.at()
+                )
+
+            async def fetch(page: int, gate: Gate) -> list[CallRecord]:
+                request = self._list_request(call_filter, page, size)
+                return await self._call(
+                    request, _wire.read_records, gate=gate, stats=stats, deadline=deadline.at()
+                )
+
+            return Paginator(
+                count=count,
+                fetch=fetch,
+                first_page=self._first_page,
+                page_size=size,
+                concurrency=width,
+                ordered=ordered,
+                limit=limit,
+                stats=stats,
+            )
+
+        return open_pages
+
+    def _page_source(
         self,
         filter: CallFilter | None,
         filters: Mapping[str, Any],
@@ -441,36 +515,29 @@ class VBotClient:
         concurrency: int | None,
         ordered: bool,
         deadline: _Deadline,
-    ) -> Paginator:
+        window: dt.timedelta | None,
+    ) -> PageSource:
         call_filter = CallFilter.coalesce(filter, filters)
         if limit is not None:
             _positive_int("limit", limit, minimum=0)
-        size = self._page_size if page_size is None else _positive_int("page_size", page_size)
-        width = (
-            self._concurrency if concurrency is None else _positive_int("concurrency", concurrency)
-        )
         stats = IterationStats()
-
-        async def count() -> int:
-            request = self._count_request(call_filter)
-            return await self._call(request, _wire.read_count, stats=stats, deadline=deadline.at())
-
-        async def fetch(page: int, gate: Gate) -> list[CallRecord]:
-            request = self._list_request(call_filter, page, size)
-            return await self._call(
-                request, _wire.read_records, gate=gate, stats=stats, deadline=deadline.at()
-            )
-
-        return Paginator(
-            count=count,
-            fetch=fetch,
-            first_page=self._first_page,
-            page_size=size,
-            concurrency=width,
+        open_pages = self._page_opener(
+            page_size=page_size,
+            concurrency=concurrency,
             ordered=ordered,
-            limit=limit,
+            deadline=deadline,
             stats=stats,
         )
+        if window is None:
+            return open_pages(call_filter, limit)
+        width = self._window_width(window)
+        if call_filter.start_date is None:
+            raise ValueError("window= needs the filter's start_date: where the first window begins")
+        start = to_epoch(call_filter.start_date, self._time_unit)
+        end_date = call_filter.end_date
+        end = self._now() if end_date is None else to_epoch(end_date, self._time_unit)
+        windows = plan_windows(start, end, width)
+        return WindowedSource(open_pages, call_filter, windows, stats=stats, limit=limit)
 
     def iter_calls(
         self,
@@ -481,6 +548,7 @@ class VBotClient:
         concurrency: int | None = None,
         ordered: bool = True,
         deadline: float | None = None,
+        window: dt.timedelta | None = None,
         **filters: Any,
     ) -> CallIterator:
         """Every call matching the filter, each once, fetched concurrently.
@@ -498,13 +566,21 @@ class VBotClient:
             ordered: Yield in the server's order (else each page as it arrives).
             deadline: Seconds the whole iteration may take from its first request (``None``:
                 no overall bound); past it, the next request raises `TransportError`.
+            window: Slice the filter's dates into consecutive windows this wide and page
+                each window on its own (its ``countAll``, then its pages), oldest window
+                first, so that no page is deeper than one window's records. It needs a
+                ``start_date``; without an ``end_date``, the end is the client's ``clock``,
+                read once, now. Every record is still yielded once: a call created at an
+                edge between two windows is recognised by ``trans_id`` (see the README).
+                `CallIterator.total` is then the sum of the counts of the windows begun so
+                far, and ``stats.windows`` / ``stats.windows_done`` show the progress.
 
         Raises:
             ValueError, TypeError: Bad arguments, at once (before any request).
             VBotError: During iteration, the first page that failed after its retries.
         """
         return CallIterator(
-            self._paginator(
+            self._page_source(
                 filter,
                 filters,
                 limit=limit,
@@ -512,6 +588,7 @@ class VBotClient:
                 concurrency=concurrency,
                 ordered=ordered,
                 deadline=_Deadline(deadline),
+                window=window,
             )
         )
 
@@ -524,11 +601,12 @@ class VBotClient:
         concurrency: int | None = None,
         ordered: bool = True,
         deadline: float | None = None,
+        window: dt.timedelta | None = None,
         **filters: Any,
     ) -> CallPageIterator:
         """Like `iter_calls`, but yields a ``list[CallRecord]`` per page (for batch loads)."""
         return CallPageIterator(
-            self._paginator(
+            self._page_source(
                 filter,
                 filters,
                 limit=limit,
@@ -536,5 +614,80 @@ class VBotClient:
                 concurrency=concurrency,
                 ordered=ordered,
                 deadline=_Deadline(deadline),
+                window=window,
             )
+        )
+
+    def sync(
+        self,
+        state_path: str | os.PathLike[str],
+        filter: CallFilter | None = None,
+        *,
+        lookback: dt.timedelta = dt.timedelta(minutes=10),
+        settle: dt.timedelta = dt.timedelta(minutes=2),
+        window: dt.timedelta = dt.timedelta(days=1),
+        reset: bool = False,
+        page_size: int | None = None,
+        concurrency: int | None = None,
+        deadline: float | None = None,
+        **filters: Any,
+    ) -> CallSync:
+        """The calls new since the last sync, each once, remembered in a state file.
+
+        Usage::
+
+            async with client.sync("state.json", campaign_code="CMP01") as sync:
+                async for call in sync:
+                    load(call)          # committed when the block exits cleanly
+
+        It reads ``[watermark - lookback, now - settle)`` in windows of ``window`` (see
+        `iter_calls`), ``now`` being the client's ``clock`` read once, here. The lookback
+        re-reads the recent past for calls whose records were written late; calls that an
+        earlier sync already yielded are recognised by ``trans_id`` and not yielded again.
+        The first sync (no state file) starts at the filter's ``start_date``; later ones
+        ignore it. An ``end_date`` caps the upper bound. Nothing is saved until
+        `CallSync.commit` (or a clean exit of ``async with``).
+
+        Args:
+            state_path: The JSON state file; its directory must exist.
+            filter: A `CallFilter`, or give its criteria as keywords instead. A state file
+                serves one set of criteria (dates aside), ``vbot_id``, ``project_code`` and
+                ``time_unit``.
+            lookback: How far before the watermark to look again for late calls.
+            settle: How far behind the clock to stop, leaving calls still being written to
+                the next run.
+            window: The width of each time window.
+            reset: Ignore the state file (unusable or not) and start at ``start_date``.
+            page_size, concurrency, deadline: As for `iter_calls`.
+
+        Raises:
+            StateError: Before any request: the state file is not JSON, is not a state
+                file, was made for other criteria, or has a watermark later than now; or
+                there is no state file and no ``start_date``.
+            ValueError, TypeError: Bad arguments (before any request).
+            VBotError: During iteration, a request that failed after its retries.
+        """
+        call_filter = CallFilter.coalesce(filter, filters)
+        unit = self._time_unit
+        stats = IterationStats()
+        open_pages = self._page_opener(
+            page_size=page_size,
+            concurrency=concurrency,
+            ordered=True,
+            deadline=_Deadline(deadline),
+            stats=stats,
+        )
+        return open_sync(
+            open_pages,
+            call_filter,
+            Path(state_path),
+            now=self._now(),
+            lookback=to_units(lookback, unit),
+            settle=to_units(settle, unit),
+            window=self._window_width(window),
+            reset=reset,
+            vbot_id=self._vbot_id,
+            project_code=self._project_code,
+            time_unit=unit,
+            stats=stats,
         )
