@@ -296,10 +296,18 @@ class VBotClient:
                 endpoint=request.endpoint,
                 page=request.page,
             ) from exc
+        except aiohttp.ClientResponseError as exc:
+            # An unparsable answer. Its request_info holds the request's headers, the token
+            # among them, so it is described here and not chained (raised outside this block,
+            # so that it is not even the __context__).
+            failure = TransportError(
+                f"{type(exc).__name__}: {exc}", endpoint=request.endpoint, page=request.page
+            )
         except aiohttp.ClientError as exc:
             raise TransportError(
                 f"{type(exc).__name__}: {exc}", endpoint=request.endpoint, page=request.page
             ) from exc
+        raise failure
 
     async def _read_body(
         self, request: Union[_wire.Request, _wire.TokenRequest], response: aiohttp.ClientResponse

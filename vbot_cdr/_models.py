@@ -21,6 +21,8 @@ import cattrs
 import orjson
 from cattrs.gen import make_dict_structure_fn, override
 
+from ._errors import ResponseFormatError
+
 __all__ = [
     "STRUCTURE_ERRORS",
     "BotConversation",
@@ -46,11 +48,19 @@ _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 def epoch_to_datetime(value: int | None) -> dt.datetime | None:
-    """Turn a Unix epoch in seconds or milliseconds (told apart by magnitude) into aware UTC."""
+    """Turn a Unix epoch in seconds or milliseconds (told apart by magnitude) into aware UTC.
+
+    Raises:
+        ResponseFormatError: The value is outside what a datetime can hold (years 1 to 9999).
+    """
     if value is None:
         return None
     seconds = value / 1000 if abs(value) >= MILLISECONDS_THRESHOLD else value
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        # The record itself parsed; only this reading of one of its times is impossible.
+        raise ResponseFormatError(f"epoch {value} is outside the datetime range") from None
 
 
 @attrs.frozen(kw_only=True)
