@@ -967,6 +967,32 @@ async def test_connection_refused_is_transport_error(waits: list[float]) -> None
     assert len(waits) == NO_WAIT.max_attempts - 1
 
 
+async def test_trickling_body_counts_against_the_timeout() -> None:
+    """The timeout covers the whole body read: a body that stops half-way times the attempt out."""
+    release = asyncio.Event()
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 1000
+        await response.prepare(request)
+        await response.write(b'{"status": 1, ')
+        await release.wait()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/campaignCall/cdr/countAll", trickle)
+    policy = RetryPolicy(max_attempts=2, backoff=0.0, max_backoff=0.0)
+    async with serve(app) as base_url:
+        try:
+            async with VBotClient("tok", base_url=base_url, timeout=0.2, retry=policy) as client:
+                with pytest.raises(TransportError, match=r"0\.2s") as info:
+                    await within_guard(client.count_calls())
+        finally:
+            # Lets the handlers end, so that the server shuts down at once.
+            release.set()
+    assert isinstance(info.value.__cause__, asyncio.TimeoutError)
+
+
 async def test_silent_server_times_out_each_attempt() -> None:
     """A server that never answers costs one timeout per attempt, then TransportError."""
     connections = 0
