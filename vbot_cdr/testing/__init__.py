@@ -1,11 +1,24 @@
 """Test helpers for code that uses vbot_cdr: a faithful fake VBot server on loopback.
 
-Everything importable from here is public and stable.
+Everything importable from here is public and stable. `FakeVBotServer` serves seeded
+synthetic data (`generate_records`) with faults on demand (`Fault`, `FaultMix`); the pytest
+plugin ``vbot_cdr.testing.pytest_plugin`` gives tests a running one as the ``vbot_server``
+fixture.
 """
 
 from __future__ import annotations
 
-from ._data import generate_records
-from ._server import FakeVBotServer, Fault, RecordedRequest
+from ._data import generate_records, make_conversation
+from ._server import ENDPOINTS, FakeVBotServer, Fault, FaultMix, RecordedRequest
+from ._token import FakeTokenEndpoint
 
-__all__ = ["FakeVBotServer", "Fault", "RecordedRequest", "generate_records"]
+__all__ = [
+    "ENDPOINTS",
+    "FakeTokenEndpoint",
+    "FakeVBotServer",
+    "Fault",
+    "FaultMix",
+    "RecordedRequest",
+    "generate_records",
+    "make_conversation",
+]

@@ -1,51 +1,98 @@
 """`FakeVBotServer`: the three call-history endpoints on loopback, with faults on demand.
 
 It follows ``shared/spec/API.md``: ``GET /api/campaignCall/cdr/{countAll,getAll,
-getBotConversation}``, the ``{status, error, message, data}`` envelope, and the Bearer check.
-Where the API document is silent, the fake chooses and says so here:
+getBotConversation}``, the ``{status, error, message, data}`` envelope, and the Bearer check
+(a missing or wrong token is HTTP 401 with a failure envelope), and ``POST /token`` to log in
+(`FakeTokenEndpoint`, whose valid tokens the API accepts too). Where the API document is
+silent, the fake chooses and says so here:
 
-- records are served newest first (``create_at`` descending, then ``trans_id``);
-- ``start_date``/``end_date`` bound ``create_at`` inclusively, in the records' own unit;
-- ``member`` matches the member's name or VBot id, ``hotline`` the hotline's code or
-  number, ``key`` a substring of the phone, name or customer id, ``input_log_search`` a
-  substring of ``input_log``; the other criteria match exactly;
-- ``page`` counts from ``first_page``; a page below it, or a ``size`` outside
-  ``1..max_page_size``, is a failure envelope (HTTP 200, ``status`` 0, ``error`` 400).
+- records are served newest first: ``create_at`` descending, then ``trans_id`` ascending;
+- ``start_date`` and ``end_date`` bound ``create_at`` **inclusively on both ends**, compared
+  as plain numbers in the records' own unit (seconds for generated data unless the server is
+  made with ``time_unit="ms"``);
+- ``member`` matches the member's name or VBot id; ``hotline`` the hotline's code or phone
+  number; ``key`` a case-insensitive substring of the phone, the name or the customer id;
+  ``input_log_search`` a case-insensitive substring of ``input_log``; ``bot_id``,
+  ``campaign_code``, ``template_script_code``, ``disposition`` and ``status`` match exactly;
+- a criterion sent as an empty string is ignored; ``vbot_id``, ``project_code`` and unknown
+  parameters are accepted and ignored (the fake serves one customer);
+- ``page`` counts from ``first_page``; a missing or non-integer ``page``/``size``, a page below
+  ``first_page``, a ``size`` outside ``1..max_page_size``, or a non-integer date or status is
+  a failure envelope (HTTP 200, ``status`` 0, ``error`` 400); a page past the end is ``[]``;
+- ``countAll`` ignores ``page`` and ``size``;
+- ``getBotConversation`` answers a JSON array of ``{"speaker", "text"}`` turns as a string
+  (``"[]"`` for a call that was not answered), or a failure envelope with ``error`` 404 for an
+  unknown ``trans_id``;
+- each answer is computed when its request arrives (as a database query would be); the
+  latency is the time it then takes to come back.
+
+Data: ``FakeVBotServer(count=n, seed=s)`` serves ``n`` generated records (see
+`generate_records`) computed from their index on demand, so a million records cost no memory
+until they are asked for. ``FakeVBotServer(records)`` serves the records given. Calls written
+later (`add_records`, `arrive`, `insert_after`, a `FaultMix` with ``arrivals``) take their
+place in the order; the served data never holds more than those extra records in memory.
+
+Faults, for resilience tests: `inject` queues explicit `Fault`\\ s for the next requests of an
+endpoint or a page; a `FaultMix` draws faults at given rates from a seeded generator;
+``max_in_flight`` answers 429 past a number of concurrent requests. Counters: `requests`
+(every request, in arrival order, with the fault it got), `count`, `counts`, `in_flight`,
+`peak_in_flight`, `faults_served`, and `wait_for_requests` to wait for a request to arrive
+without sleeping.
+
+Run it standalone with ``vbot-cdr serve-fake`` (or ``python -m vbot_cdr serve-fake``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+import random
+from array import array
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Final, Literal, Protocol
 
 import attrs
 import orjson
 from aiohttp import web
 
-from ._data import generate_records, make_conversation
+from .._wire import API_PREFIX, COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN
+from ._data import RecordGenerator, make_conversation
+from ._token import FakeTokenEndpoint
 
-__all__ = ["FakeVBotServer", "Fault"]
+__all__ = ["ENDPOINTS", "FakeVBotServer", "Fault", "FaultMix", "RecordedRequest"]
 
-API_PREFIX = "/api/campaignCall/cdr/"
-_STRING_CRITERIA = ("bot_id", "campaign_code", "template_script_code", "disposition")
+#: The endpoint names, as `RecordedRequest.endpoint`, `inject` and `FaultMix` know them.
+ENDPOINTS: Final = frozenset({COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN})
+_SERVER_ERRORS: Final = (500, 502, 503, 504)
+#: How many filtered views (lists of matching positions) the server keeps.
+_VIEW_CACHE_SIZE: Final = 32
+
+
+# -- faults ------------------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
 class Fault:
-    """One misbehaviour, served instead of (or on top of) a normal answer.
+    """One misbehaviour, served instead of (or on top of) the normal answer.
+
+    The fields combine: ``Fault(status=429, retry_after="2")`` is a rate limit,
+    ``Fault(truncate=True, hang=True)`` a body that stalls halfway.
 
     Args:
-        status: The HTTP status to answer with (``None``: the normal status, 200).
+        status: The HTTP status to answer with (``None``: the normal one). A status of 400 or
+            more comes with a failure envelope carrying it as ``error``.
         retry_after: A ``Retry-After`` header value to send.
-        envelope_error: Answer a failure envelope with this ``error`` code (and ``message``).
+        envelope_error: Answer HTTP 200 with a failure envelope with this ``error`` code.
         message: The failure envelope's message.
         body: Raw bytes to send as the body instead of the normal one.
-        truncate: Send only the first half of the normal body.
-        delay: Seconds to wait before answering (on top of the server's latency).
+        truncate: Promise the whole body (``Content-Length``) but send only its first half,
+            then hang up (or stall, with ``hang``).
+        disconnect: Close the connection without answering (a connection reset).
+        hang: Never answer: hold the connection open until the client gives up or the server
+            stops.
+        delay: Seconds to wait before answering, on top of the server's latency.
     """
 
     status: int | None = None
@@ -54,52 +101,397 @@ class Fault:
     message: str = "Lỗi hệ thống"
     body: bytes | None = None
     truncate: bool = False
+    disconnect: bool = False
+    hang: bool = False
     delay: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        """A short name of what this fault does (``"503"``, ``"truncate"``, ``"hang"``...)."""
+        if self.disconnect:
+            return "disconnect"
+        if self.truncate:
+            return "stall" if self.hang else "truncate"
+        if self.hang:
+            return "hang"
+        if self.envelope_error is not None:
+            return "envelope"
+        if self.status is not None:
+            return str(self.status)
+        return "body" if self.body is not None else "delay"
+
+
+def _rate(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class FaultMix:
+    """Faults drawn at random, one draw per request, from a generator seeded with ``seed``.
+
+    Each request of the ``endpoints`` that has no injected fault draws one number: with
+    probability ``server_error`` it gets HTTP 500, 502, 503 or 504 (evenly); ``rate_limit``,
+    HTTP 429 with ``Retry-After: retry_after`` (no header if ``None``); ``truncate``, a body
+    cut in half; ``disconnect``, a connection closed without an answer; ``envelope``, a
+    failure envelope (HTTP 200, ``error`` 500, which clients must not retry); otherwise the
+    normal answer. Each also waits a delay drawn uniformly from ``[min_delay, max_delay]``.
+    Before each ``getAll``, with probability ``arrivals``, ``arrival_size`` new calls are
+    written (`FakeVBotServer.arrive`).
+
+    The draws follow the order in which requests arrive: the same seed and the same arrival
+    order give the same faults.
+
+    Raises:
+        ValueError: A rate outside ``[0, 1]``, rates summing past 1, or bad delays.
+    """
+
+    seed: int = 0
+    server_error: float = attrs.field(default=0.0, validator=_rate)
+    rate_limit: float = attrs.field(default=0.0, validator=_rate)
+    retry_after: str | None = "0"
+    truncate: float = attrs.field(default=0.0, validator=_rate)
+    disconnect: float = attrs.field(default=0.0, validator=_rate)
+    envelope: float = attrs.field(default=0.0, validator=_rate)
+    min_delay: float = 0.0
+    max_delay: float = 0.0
+    arrivals: float = attrs.field(default=0.0, validator=_rate)
+    arrival_size: int = 1
+    endpoints: frozenset[str] = attrs.field(default=ENDPOINTS, converter=frozenset)
+
+    def __attrs_post_init__(self) -> None:
+        total = self.server_error + self.rate_limit + self.truncate + self.disconnect
+        if total + self.envelope > 1.0:
+            raise ValueError("the fault rates must sum to at most 1")
+        if not 0.0 <= self.min_delay <= self.max_delay:
+            raise ValueError("delays must satisfy 0 <= min_delay <= max_delay")
+        if self.arrival_size < 1:
+            raise ValueError(f"arrival_size must be >= 1, got {self.arrival_size!r}")
+        unknown = self.endpoints - ENDPOINTS
+        if unknown:
+            raise ValueError(f"unknown endpoints {sorted(unknown)}; known: {sorted(ENDPOINTS)}")
+
+    def draw(self, rng: random.Random) -> Fault | None:
+        """The fault for one request, drawn from ``rng`` (``None``: answer normally)."""
+        roll = rng.random()
+        delay = rng.uniform(self.min_delay, self.max_delay) if self.max_delay else 0.0
+        fault: Fault | None = None
+        if roll < self.server_error:
+            fault = Fault(status=rng.choice(_SERVER_ERRORS), delay=delay)
+        elif (roll := roll - self.server_error) < self.rate_limit:
+            fault = Fault(status=429, retry_after=self.retry_after, delay=delay)
+        elif (roll := roll - self.rate_limit) < self.truncate:
+            fault = Fault(truncate=True, delay=delay)
+        elif (roll := roll - self.truncate) < self.disconnect:
+            fault = Fault(disconnect=True, delay=delay)
+        elif roll - self.disconnect < self.envelope:
+            fault = Fault(envelope_error=500, delay=delay)
+        elif delay:
+            fault = Fault(delay=delay)
+        return fault
 
 
 @attrs.define
 class RecordedRequest:
-    """What the fake saw of one request."""
+    """What the fake saw of one request.
+
+    Attributes:
+        endpoint: The last segment of the path (``"getAll"``, ...).
+        params: The query parameters.
+        authorized: Whether the request carried the right Bearer token.
+        received_at: The event loop's clock (``loop.time()``) when it arrived.
+        fault: The `Fault.kind` it was served, or ``None`` for a normal answer.
+    """
 
     endpoint: str
     params: dict[str, str]
     authorized: bool
+    received_at: float = 0.0
+    fault: str | None = None
 
 
-def _envelope(data: Any, *, status: int = 1, error: int = 0, message: str = "Thành công") -> bytes:
-    return orjson.dumps({"status": status, "error": error, "message": message, "data": data})
+# -- the records -------------------------------------------------------------------------------
 
 
 def _sort_key(record: Mapping[str, Any]) -> tuple[int, str]:
     return (-(record.get("create_at") or 0), str(record.get("trans_id") or ""))
 
 
-def _matches(record: Mapping[str, Any], params: Mapping[str, str]) -> bool:
-    for name in _STRING_CRITERIA:
-        if name in params and record.get(name) != params[name]:
+class _Base(Protocol):
+    """Records in the server's order, read by position, never changed."""
+
+    def __len__(self) -> int: ...
+    def record(self, position: int) -> dict[str, Any]: ...
+    def created(self, position: int) -> int: ...
+    def sort_key(self, position: int) -> tuple[int, str]: ...
+    def position_of(self, trans_id: str) -> int | None: ...
+
+
+class _ListBase:
+    """Records given as a list, sorted once."""
+
+    def __init__(self, records: Iterable[Mapping[str, Any]]):
+        self._records = sorted((dict(r) for r in records), key=_sort_key)
+        self._positions: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def record(self, position: int) -> dict[str, Any]:
+        return self._records[position]
+
+    def created(self, position: int) -> int:
+        return self._records[position].get("create_at") or 0
+
+    def sort_key(self, position: int) -> tuple[int, str]:
+        return _sort_key(self._records[position])
+
+    def position_of(self, trans_id: str) -> int | None:
+        if self._positions is None:
+            self._positions = {
+                r["trans_id"]: p for p, r in enumerate(self._records) if r.get("trans_id")
+            }
+        return self._positions.get(trans_id)
+
+
+class _GeneratedBase:
+    """``count`` generated records, computed from their index when asked for.
+
+    Record ``i`` is created after record ``i - 1``, so position ``p`` (newest first) holds
+    record ``count - 1 - p``.
+    """
+
+    def __init__(self, generator: RecordGenerator, count: int):
+        self._generator = generator
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def record(self, position: int) -> dict[str, Any]:
+        return self._generator.record(self._count - 1 - position)
+
+    def created(self, position: int) -> int:
+        return self._generator.created(self._count - 1 - position)
+
+    def sort_key(self, position: int) -> tuple[int, str]:
+        index = self._count - 1 - position
+        return (-self._generator.created(index), self._generator.trans_id(index))
+
+    def position_of(self, trans_id: str) -> int | None:
+        index = self._generator.index_of(trans_id)
+        return None if index is None or index >= self._count else self._count - 1 - index
+
+
+class _BadRequest(Exception):
+    """A request the server answers with a failure envelope, error 400."""
+
+
+def _int_param(params: Mapping[str, str], name: str) -> int | None:
+    value = params.get(name)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise _BadRequest(f"{name} phải là số nguyên, nhận được {value!r}") from None
+
+
+_EXACT: Final = ("bot_id", "campaign_code", "template_script_code", "disposition")
+
+
+@attrs.frozen
+class _Query:
+    """The criteria of one request, parsed; hashable, so views are cached by it."""
+
+    start: int | None = None
+    end: int | None = None
+    exact: tuple[tuple[str, str], ...] = ()
+    status: int | None = None
+    member: str | None = None
+    hotline: str | None = None
+    key: str | None = None
+    input_log: str | None = None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> _Query:
+        """Read the criteria of ``params``; empty values are ignored.
+
+        Raises:
+            _BadRequest: A date or the status is not an integer.
+        """
+        key, input_log = params.get("key"), params.get("input_log_search")
+        return cls(
+            start=_int_param(params, "start_date"),
+            end=_int_param(params, "end_date"),
+            exact=tuple((name, params[name]) for name in _EXACT if params.get(name)),
+            status=_int_param(params, "status"),
+            member=params.get("member") or None,
+            hotline=params.get("hotline") or None,
+            key=key.casefold() if key else None,
+            input_log=input_log.casefold() if input_log else None,
+        )
+
+    @property
+    def beyond_dates(self) -> bool:
+        """Whether any criterion other than the dates is set."""
+        return bool(
+            self.exact
+            or self.status is not None
+            or self.member
+            or self.hotline
+            or self.key
+            or self.input_log
+        )
+
+    def in_dates(self, record: Mapping[str, Any]) -> bool:
+        created = record.get("create_at") or 0
+        return (self.start is None or created >= self.start) and (
+            self.end is None or created <= self.end
+        )
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        """Whether ``record`` meets every criterion but the dates."""
+        if any(record.get(name) != value for name, value in self.exact):
             return False
-    if "status" in params and str(record.get("status")) != params["status"]:
-        return False
-    created = record.get("create_at") or 0
-    if "start_date" in params and created < int(params["start_date"]):
-        return False
-    if "end_date" in params and created > int(params["end_date"]):
-        return False
-    if "member" in params:
-        member = record.get("member") or {}
-        if params["member"] not in (member.get("name"), member.get("vbot_id")):
+        if self.status is not None and record.get("status") != self.status:
             return False
-    if "hotline" in params:
-        hotline = record.get("hotline") or {}
-        if params["hotline"] not in (hotline.get("code"), hotline.get("phone_number")):
+        if self.member:
+            member = record.get("member") or {}
+            if self.member not in (member.get("name"), member.get("vbot_id")):
+                return False
+        if self.hotline:
+            hotline = record.get("hotline") or {}
+            if self.hotline not in (hotline.get("code"), hotline.get("phone_number")):
+                return False
+        if self.key and not any(
+            self.key in str(record.get(f) or "").casefold()
+            for f in ("phone", "name", "customer_uid")
+        ):
             return False
-    if "key" in params:
-        key = params["key"]
-        if not any(key in str(record.get(f) or "") for f in ("phone", "name", "customer_uid")):
-            return False
-    return "input_log_search" not in params or params["input_log_search"] in str(
-        record.get("input_log") or ""
-    )
+        return not self.input_log or self.input_log in str(record.get("input_log") or "").casefold()
+
+
+_EVERYTHING: Final = _Query()
+
+
+class _Store:
+    """The records served: a base, minus removed positions, plus calls written later.
+
+    A *view* is the sequence of references to the records matching a query, in the server's
+    order: a base position (>= 0) or ``~i`` for ``extras[i]``. A query on dates alone over an
+    unchanged base is a `range` (no memory); otherwise the references are listed once in an
+    `array` and cached until the data changes.
+    """
+
+    def __init__(self, base: _Base):
+        self._base = base
+        self._extras: list[dict[str, Any]] = []
+        self._removed: set[int] = set()
+        self._views: OrderedDict[_Query, Sequence[int]] = OrderedDict()
+
+    def record(self, ref: int) -> dict[str, Any]:
+        return self._base.record(ref) if ref >= 0 else self._extras[~ref]
+
+    def span(self) -> tuple[int, int] | None:
+        """The oldest and newest ``create_at`` of the base, or ``None`` if it is empty."""
+        if not len(self._base):
+            return None
+        return self._base.created(len(self._base) - 1), self._base.created(0)
+
+    def find(self, trans_id: str) -> dict[str, Any] | None:
+        position = self._base.position_of(trans_id)
+        if position is not None and position not in self._removed:
+            return self._base.record(position)
+        return next((r for r in self._extras if r.get("trans_id") == trans_id), None)
+
+    def add(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            bisect.insort(self._extras, dict(record), key=_sort_key)
+        self._views.clear()
+
+    def remove(self, predicate: Callable[[Mapping[str, Any]], bool]) -> int:
+        removed = 0
+        for position in range(len(self._base)):
+            if position not in self._removed and predicate(self._base.record(position)):
+                self._removed.add(position)
+                removed += 1
+        kept = [r for r in self._extras if not predicate(r)]
+        removed += len(self._extras) - len(kept)
+        self._extras = kept
+        self._views.clear()
+        return removed
+
+    def view(self, query: _Query) -> Sequence[int]:
+        """The references of the records matching ``query``, in the server's order."""
+        cached = self._views.get(query)
+        if cached is not None:
+            self._views.move_to_end(query)
+            return cached
+        selected = self._select_base(query)
+        extras = [~i for i, r in enumerate(self._extras) if query.in_dates(r) and query.matches(r)]
+        view = self._merge(selected, extras) if extras else selected
+        self._views[query] = view
+        if len(self._views) > _VIEW_CACHE_SIZE:
+            self._views.popitem(last=False)
+        return view
+
+    def _select_base(self, query: _Query) -> Sequence[int]:
+        base = self._base
+        positions = range(len(base))
+
+        def newest_first(position: int) -> int:
+            return -base.created(position)
+
+        # The base is sorted by create_at descending: a date range is a slice of positions.
+        low = (
+            0 if query.end is None else bisect.bisect_left(positions, -query.end, key=newest_first)
+        )
+        high = (
+            len(base)
+            if query.start is None
+            else bisect.bisect_right(positions, -query.start, key=newest_first)
+        )
+        selected = range(low, max(low, high))
+        if not self._removed and not query.beyond_dates:
+            return selected
+        removed = self._removed
+        return array(
+            "q",
+            (
+                p
+                for p in selected
+                if p not in removed and (not query.beyond_dates or query.matches(base.record(p)))
+            ),
+        )
+
+    def _merge(self, selected: Sequence[int], extras: list[int]) -> Sequence[int]:
+        """``selected`` base positions with the ``extras`` references put in their places."""
+        merged = array("q")
+        done = 0
+        for ref in extras:
+            key = _sort_key(self._extras[~ref])
+            place = bisect.bisect_left(selected, key, lo=done, key=self._base.sort_key)
+            merged.extend(selected[done:place])
+            merged.append(ref)
+            done = place
+        merged.extend(selected[done:])
+        return merged
+
+
+# -- the server --------------------------------------------------------------------------------
+
+
+def _envelope(data: Any, *, status: int = 1, error: int = 0, message: str = "Thành công") -> bytes:
+    return orjson.dumps({"status": status, "error": error, "message": message, "data": data})
+
+
+def _json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def _failure(error: int, message: str, *, status: int = 200) -> web.Response:
+    return _json(_envelope(None, status=0, error=error, message=message), status)
 
 
 class FakeVBotServer:
@@ -111,19 +503,31 @@ class FakeVBotServer:
             async with VBotClient(server.token, base_url=server.base_url) as client:
                 assert await client.count_calls() == 250
 
+    The module docstring states how the fake filters, sorts and pages.
+
     Args:
         records: The call records to serve (API shape); ``None`` generates ``count`` of them.
-        count: How many records to generate when ``records`` is ``None``.
-        seed: The seed of the generated records.
+        count: How many records to generate when ``records`` is ``None``; they are computed
+            on demand, so any count costs the same memory.
+        seed: The seed of the generated records (and of the calls `arrive` writes).
         token: The Bearer token the server accepts.
-        first_page: The number of the first page.
+        first_page: The number of the first page (0 or 1, or any other).
         latency: Seconds every request waits before it is answered.
         max_page_size: The largest ``size`` accepted.
+        max_in_flight: Answer HTTP 429 (without ``Retry-After``) to a request that arrives
+            while this many are being answered; ``None``: no limit.
+        fault_mix: Random faults for every request (see `FaultMix`); settable later.
+        time_unit: The unit of the generated records' times, ``"s"`` or ``"ms"``.
         host, port: Where to listen (loopback, any free port by default).
 
     Attributes:
-        requests: Every request seen, in arrival order.
+        token, first_page, latency, max_page_size, max_in_flight: As given; may be changed
+            while the server runs.
+        base_url: ``http://host:port`` once started.
+        requests: Every request seen since the last `reset_counters`, in arrival order.
         in_flight, peak_in_flight: Requests being answered now, and the most at once.
+        token_endpoint: ``POST /token`` (`FakeTokenEndpoint`): its users, the tokens it
+            issued (which the API accepts besides ``token``), and their expiry.
     """
 
     def __init__(
@@ -136,187 +540,319 @@ class FakeVBotServer:
         first_page: int = 1,
         latency: float = 0.0,
         max_page_size: int = 1000,
+        max_in_flight: int | None = None,
+        fault_mix: FaultMix | None = None,
+        time_unit: Literal["s", "ms"] = "s",
         host: str = "127.0.0.1",
         port: int = 0,
     ):
-        source = generate_records(count, seed=seed) if records is None else records
-        self._records: list[dict[str, Any]] = sorted((dict(r) for r in source), key=_sort_key)
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        generator = RecordGenerator(seed=seed, time_unit=time_unit)
+        base: _Base = _GeneratedBase(generator, count) if records is None else _ListBase(records)
+        self._store = _Store(base)
+        self._late = RecordGenerator(seed=seed, time_unit=time_unit, id_prefix="LATE")
+        self._arrived_calls = 0
+        self._arrival_rng = random.Random(f"arrivals-{seed}")
         self.token = token
         self.first_page = first_page
         self.latency = latency
         self.max_page_size = max_page_size
+        self.max_in_flight = max_in_flight
+        self.fault_mix = fault_mix
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
-        self._faults: dict[str, deque[Fault]] = {}
-        self._page_faults: dict[int, deque[Fault]] = {}
+        self._stopping = asyncio.Event()
+        self._faults: dict[str, list[Fault]] = {}
+        self._page_faults: dict[int, list[Fault]] = {}
         self._inserts: list[tuple[int, list[dict[str, Any]]]] = []
-        self._filtered: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
+        self._arrivals: Counter[str] = Counter()
+        self._waiters: list[tuple[str | None, int, asyncio.Future[None]]] = []
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0
         self.base_url = ""
+        self.token_endpoint = FakeTokenEndpoint()
 
-    # -- data ------------------------------------------------------------------------------
+    @property
+    def fault_mix(self) -> FaultMix | None:
+        """The random fault mix; setting one restarts its seeded sequence."""
+        return self._fault_mix
+
+    @fault_mix.setter
+    def fault_mix(self, mix: FaultMix | None) -> None:
+        self._fault_mix = mix
+        self._fault_rng = random.Random(mix.seed if mix is not None else 0)
+
+    # -- data ----------------------------------------------------------------------------------
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        """The records served now, in the server's order."""
-        return list(self._records)
+        """A copy of every record served now, in the server's order."""
+        store = self._store
+        served = [store.record(ref) for ref in store.view(_EVERYTHING)]
+        copy: list[dict[str, Any]] = orjson.loads(orjson.dumps(served))
+        return copy
 
     def add_records(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Write calls now, each at its place in the server's order (as late CDRs arrive)."""
-        for record in records:
-            bisect.insort(self._records, dict(record), key=_sort_key)
-        self._filtered.clear()
+        self._store.add(records)
 
     def remove_records(self, predicate: Callable[[Mapping[str, Any]], bool]) -> int:
         """Delete the records ``predicate`` selects; return how many."""
-        before = len(self._records)
-        self._records = [r for r in self._records if not predicate(r)]
-        self._filtered.clear()
-        return before - len(self._records)
+        return self._store.remove(predicate)
+
+    def arrive(self, count: int = 1) -> list[dict[str, Any]]:
+        """Write ``count`` new calls now and return them.
+
+        They are generated like the others, with ``trans_id`` ``LATE<seed>-<n>``, and created
+        at random times within the span of the generated or given records: CDRs are written
+        when calls end, so new records land among the old ones and shift the offsets of every
+        page after them. The same seed gives the same calls in the same order.
+        """
+        span = self._store.span() or (self._late.created(0), self._late.created(0))
+        calls = []
+        for _ in range(count):
+            created = self._arrival_rng.randint(*span)
+            calls.append(self._late.record(self._arrived_calls, created=created))
+            self._arrived_calls += 1
+        self._store.add(calls)
+        return calls
 
     def insert_after(self, requests: int, records: Iterable[Mapping[str, Any]]) -> None:
         """Write ``records`` when the ``requests``-th ``getAll`` arrives, before it is read."""
         self._inserts.append((requests, [dict(r) for r in records]))
 
-    def _select(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        key = tuple(sorted((k, v) for k, v in params.items() if k not in ("page", "size")))
-        selected = self._filtered.get(key)
-        if selected is None:
-            selected = self._filtered[key] = [r for r in self._records if _matches(r, params)]
-        return selected
+    # -- faults and counters -------------------------------------------------------------------
 
-    # -- faults and counters ---------------------------------------------------------------
+    def inject(self, *faults: Fault, endpoint: str = GET_ALL, page: int | None = None) -> None:
+        """Serve ``faults``, one per request, to the next requests of ``endpoint`` (or ``page``).
 
-    def inject(self, *faults: Fault, endpoint: str = "getAll", page: int | None = None) -> None:
-        """Serve ``faults``, one per request, to the next requests of ``endpoint`` (or ``page``)."""
-        queue = (
-            self._page_faults.setdefault(page, deque())
-            if page is not None
-            else self._faults.setdefault(endpoint, deque())
-        )
-        queue.extend(faults)
+        Faults queued for a ``getAll`` page are served before those queued for the endpoint.
+
+        Raises:
+            ValueError: An unknown endpoint.
+        """
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {endpoint!r}; known: {sorted(ENDPOINTS)}")
+        if page is not None:
+            self._page_faults.setdefault(page, []).extend(faults)
+        else:
+            self._faults.setdefault(endpoint, []).extend(faults)
 
     def count(self, endpoint: str) -> int:
-        """How many requests of ``endpoint`` arrived."""
-        return sum(1 for r in self.requests if r.endpoint == endpoint)
+        """How many requests of ``endpoint`` arrived since the last `reset_counters`."""
+        return self._arrivals[endpoint]
 
     def counts(self) -> Counter[str]:
-        """Requests per endpoint."""
-        return Counter(r.endpoint for r in self.requests)
+        """Requests per endpoint since the last `reset_counters`."""
+        return Counter(self._arrivals)
 
-    def _next_fault(self, endpoint: str, params: Mapping[str, str]) -> Fault | None:
-        if endpoint == "getAll" and params.get("page", "").lstrip("-").isdigit():
-            queue = self._page_faults.get(int(params["page"]))
+    def faults_served(self) -> Counter[str]:
+        """How many of each `Fault.kind` were served since the last `reset_counters`."""
+        return Counter(r.fault for r in self.requests if r.fault is not None)
+
+    def reset_counters(self) -> None:
+        """Forget the requests seen; the peak restarts from the requests in flight now."""
+        self.requests.clear()
+        self._arrivals.clear()
+        self.peak_in_flight = self.in_flight
+
+    async def wait_for_requests(self, count: int, *, endpoint: str | None = None) -> None:
+        """Return once ``count`` requests (of ``endpoint``, or of any) have arrived.
+
+        Lets a test act at a precise point of a client's paging without sleeping; bound it
+        with ``asyncio.wait_for`` or ``asyncio.timeout``.
+        """
+        if self._seen(endpoint) >= count:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((endpoint, count, waiter))
+        try:
+            await waiter
+        finally:
+            self._waiters.remove((endpoint, count, waiter))
+
+    def _seen(self, endpoint: str | None) -> int:
+        return len(self.requests) if endpoint is None else self._arrivals[endpoint]
+
+    def _record_arrival(self, request: web.Request, endpoint: str) -> RecordedRequest:
+        seen = RecordedRequest(
+            endpoint,
+            dict(request.query),
+            self._authorized(request),
+            asyncio.get_running_loop().time(),
+        )
+        self.requests.append(seen)
+        self._arrivals[endpoint] += 1
+        for wanted, count, waiter in self._waiters:
+            if not waiter.done() and self._seen(wanted) >= count:
+                waiter.set_result(None)
+        return seen
+
+    def _write_due_calls(self) -> None:
+        """The calls due before the ``getAll`` that just arrived is read."""
+        arrived = self._arrivals[GET_ALL]
+        for after, records in self._inserts:
+            if after == arrived:
+                self.add_records(records)
+        mix = self._fault_mix
+        if (
+            mix is not None
+            and GET_ALL in mix.endpoints
+            and mix.arrivals
+            and self._fault_rng.random() < mix.arrivals
+        ):
+            self.arrive(mix.arrival_size)
+
+    def _choose_fault(self, endpoint: str, params: Mapping[str, str]) -> Fault | None:
+        if self.max_in_flight is not None and self.in_flight > self.max_in_flight:
+            return Fault(status=429, message="Quá nhiều yêu cầu")
+        page = params.get("page", "")
+        if endpoint == GET_ALL and page.lstrip("-").isdigit():
+            queue = self._page_faults.get(int(page))
             if queue:
-                return queue.popleft()
+                return queue.pop(0)
         queue = self._faults.get(endpoint)
-        return queue.popleft() if queue else None
+        if queue:
+            return queue.pop(0)
+        mix = self._fault_mix
+        if mix is not None and endpoint in mix.endpoints:
+            return mix.draw(self._fault_rng)
+        return None
 
-    # -- HTTP ------------------------------------------------------------------------------
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _routes(self) -> list[web.RouteDef]:
+        """The routes served; every one gets the counters, latency and faults."""
+        return [
+            web.get(API_PREFIX + "{endpoint}", self._api),
+            web.post("/" + TOKEN, self.token_endpoint.handle),
+        ]
 
     def app(self) -> web.Application:
         """The aiohttp application (to mount elsewhere, or run with ``aiohttp.web.run_app``)."""
-        app = web.Application()
-        app.router.add_get(API_PREFIX + "{endpoint}", self._handle)
+
+        @web.middleware
+        async def instrument(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            return await self._instrument(request, handler)
+
+        app = web.Application(middlewares=[instrument])
+        app.router.add_routes(self._routes())
         return app
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        endpoint = request.match_info["endpoint"]
-        params = dict(request.query)
-        authorized = request.headers.get("Authorization") == f"Bearer {self.token}"
-        self.requests.append(RecordedRequest(endpoint, params, authorized))
+    def _authorized(self, request: web.Request) -> bool:
+        """Whether ``request`` carries a token the server accepts."""
+        authorization = request.headers.get("Authorization")
+        return authorization == f"Bearer {self.token}" or self.token_endpoint.accepts(authorization)
+
+    async def _instrument(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        endpoint = request.path.rsplit("/", 1)[-1]
+        seen = self._record_arrival(request, endpoint)
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
-            if endpoint == "getAll":
-                arrived = self.count("getAll")
-                for records in [r for after, r in self._inserts if after == arrived]:
-                    self.add_records(records)
-            fault = self._next_fault(endpoint, params)
-            # The answer is read when the request arrives, as a database query would be;
-            # latency is the time it takes to travel back.
-            status, body = self._answer(endpoint, params, authorized)
-            delay = self.latency + (fault.delay if fault else 0.0)
+            if endpoint == GET_ALL:
+                self._write_due_calls()
+            fault = self._choose_fault(endpoint, request.query)
+            response = await handler(request)
+            delay = self.latency + (fault.delay if fault is not None else 0.0)
             if delay:
                 await asyncio.sleep(delay)
-            headers = {"Content-Type": "application/json"}
-            if fault is not None:
-                status, body = self._apply(fault, status, body, headers)
-            if fault is not None and fault.truncate:
-                return await self._send_truncated(request, status, headers, body)
-            return web.Response(status=status, body=body, headers=headers)
+            if fault is None:
+                return response
+            seen.fault = fault.kind
+            return await self._misbehave(request, fault, response)
         finally:
             self.in_flight -= 1
 
-    def _answer(
-        self, endpoint: str, params: Mapping[str, str], authorized: bool
-    ) -> tuple[int, bytes]:
-        if not authorized:
-            return 401, _envelope(None, status=0, error=401, message="Unauthorized")
-        if endpoint == "countAll":
-            return 200, _envelope(len(self._select(params)))
-        if endpoint == "getAll":
-            return 200, self._page(params)
-        if endpoint == "getBotConversation":
-            return 200, self._conversation(params)
-        return 404, _envelope(None, status=0, error=404, message=f"no endpoint {endpoint}")
+    async def _api(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _failure(401, "Unauthorized", status=401)
+        endpoint, params = request.match_info["endpoint"], request.query
+        try:
+            if endpoint == COUNT_ALL:
+                return _json(_envelope(len(self._store.view(_Query.parse(params)))))
+            if endpoint == GET_ALL:
+                return _json(self._page(params))
+            if endpoint == GET_BOT_CONVERSATION:
+                return self._conversation(params)
+        except _BadRequest as exc:
+            return _failure(400, str(exc))
+        return _failure(404, f"không có endpoint {endpoint}", status=404)
 
     def _page(self, params: Mapping[str, str]) -> bytes:
-        try:
-            page, size = int(params["page"]), int(params["size"])
-        except (KeyError, ValueError):
-            return _envelope(None, status=0, error=400, message="page và size là bắt buộc")
+        page, size = _int_param(params, "page"), _int_param(params, "size")
+        if page is None or size is None:
+            raise _BadRequest("page và size là bắt buộc")
         if page < self.first_page or not 1 <= size <= self.max_page_size:
-            return _envelope(
-                None,
-                status=0,
-                error=400,
-                message=f"page >= {self.first_page}, 1 <= size <= {self.max_page_size}",
-            )
+            raise _BadRequest(f"page >= {self.first_page}, 1 <= size <= {self.max_page_size}")
+        store = self._store
         offset = (page - self.first_page) * size
-        return _envelope(self._select(params)[offset : offset + size])
+        view = store.view(_Query.parse(params))
+        return _envelope([store.record(ref) for ref in view[offset : offset + size]])
 
-    def _conversation(self, params: Mapping[str, str]) -> bytes:
+    def _conversation(self, params: Mapping[str, str]) -> web.Response:
         trans_id = params.get("trans_id")
-        for record in self._records:
-            if record.get("trans_id") == trans_id:
-                return _envelope(make_conversation(record))
-        return _envelope(None, status=0, error=404, message="Không tìm thấy cuộc gọi")
+        if not trans_id:
+            raise _BadRequest("trans_id là bắt buộc")
+        record = self._store.find(trans_id)
+        if record is None:
+            return _failure(404, "Không tìm thấy cuộc gọi")
+        return _json(_envelope(make_conversation(record)))
 
-    @staticmethod
-    def _apply(
-        fault: Fault, status: int, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, bytes]:
-        if fault.retry_after is not None:
-            headers["Retry-After"] = fault.retry_after
+    async def _misbehave(
+        self, request: web.Request, fault: Fault, response: web.StreamResponse
+    ) -> web.StreamResponse:
+        if fault.disconnect or (fault.hang and not fault.truncate):
+            if fault.hang:
+                await self._stopping.wait()
+            return self._hang_up(request)
+        status = response.status if fault.status is None else fault.status
+        body = response.body if isinstance(response, web.Response) else None
         if fault.envelope_error is not None:
             body = _envelope(None, status=0, error=fault.envelope_error, message=fault.message)
         elif fault.status is not None and fault.status >= 400:
             body = _envelope(None, status=0, error=fault.status, message=fault.message)
         if fault.body is not None:
             body = fault.body
-        return (fault.status if fault.status is not None else status), body
+        if not isinstance(body, bytes):
+            body = b""
+        headers = {"Content-Type": "application/json"}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = fault.retry_after
+        if not fault.truncate:
+            return web.Response(status=status, body=body, headers=headers)
+        # Promise the whole body, send half, then hang up (or stall): a dropped connection.
+        partial = web.StreamResponse(status=status, headers=headers)
+        partial.content_length = len(body)
+        await partial.prepare(request)
+        await partial.write(body[: len(body) // 2])
+        if fault.hang:
+            await self._stopping.wait()
+        return self._hang_up(request)
 
     @staticmethod
-    async def _send_truncated(
-        request: web.Request, status: int, headers: dict[str, str], body: bytes
-    ) -> web.StreamResponse:
-        # Promise the whole body, send half, and hang up: what a dropped connection looks like.
-        response = web.StreamResponse(status=status, headers=headers)
-        response.content_length = len(body)
-        await response.prepare(request)
-        await response.write(body[: len(body) // 2])
+    def _hang_up(request: web.Request) -> web.StreamResponse:
         if request.transport is not None:
             request.transport.close()
-        return response
+        # aiohttp sees the closed transport and sends nothing of this response.
+        return web.Response(status=499)
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Listen on loopback; `base_url` is set once this returns."""
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._stopping.clear()
+        # Cancel a handler when its client disconnects, so `in_flight` counts only the
+        # requests a client still waits for.
+        self._runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
@@ -324,7 +860,8 @@ class FakeVBotServer:
         self.base_url = f"http://{host}:{port}"
 
     async def stop(self) -> None:
-        """Stop listening and close every connection."""
+        """Release hanging requests, stop listening and close every connection."""
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
