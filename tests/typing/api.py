@@ -18,6 +18,7 @@ from vbot_cdr import (
     BotConversation,
     CallFilter,
     CallRecord,
+    CallSync,
     CollectedField,
     Hotline,
     Member,
@@ -144,3 +145,19 @@ async def password_login(clock_seconds: float) -> None:
     assert_type(client, VBotClient)
     assert_type(auth.username, str)
     await client.aclose()
+
+
+async def windows_and_sync(now: dt.datetime) -> None:
+    async with VBotClient("token", base_url="https://x", clock=lambda: now) as client:
+        first = dt.datetime(2025, 12, 1, tzinfo=dt.timezone.utc)
+        calls = client.iter_calls(start_date=first, window=dt.timedelta(days=1))
+        assert_type(calls.stats.windows_done, int)
+        sync = client.sync("state.json", CallFilter(start_date=first), reset=True)
+        assert_type(sync, CallSync)
+        async with sync:
+            async for call in sync:
+                assert_type(call, CallRecord)
+                if sync.committable:
+                    await sync.commit()
+        assert_type(sync.watermark, int | None)
+        assert_type(sync.windows, tuple[tuple[int, int], ...])
