@@ -29,6 +29,7 @@ from ._models import (
     TimeUnit,
     describe_structure_error,
     structure_record,
+    structure_records,
 )
 
 __all__ = [
@@ -395,7 +396,7 @@ def read_records(request: Request, data: Any) -> list[CallRecord]:
     if type(data) is not list:
         raise _format_error(request, f"data must be an array, got {type(data).__name__}", "data")
     try:
-        return [structure_record(item) for item in data]
+        return structure_records(data)
     except STRUCTURE_ERRORS:
         # The fast path gave no index; find the first bad record and say why it is bad.
         for index, item in enumerate(data):
