@@ -244,6 +244,14 @@ async def test_retry_after_is_honoured(waits: list[float]) -> None:
     assert waits == [45.0, 60.0, 0.0]
 
 
+async def test_retry_after_of_a_503_is_honoured(waits: list[float]) -> None:
+    """A 503 that says when to come back (Retry-After) is retried after that wait."""
+    attempt = Script(APIError("busy", http_status=503, retry_after=7.0), "ok")
+    policy = RetryPolicy(backoff=0.0, max_backoff=1.0)
+    assert await call_with_retries(attempt, policy) == "ok"
+    assert waits == [7.0]
+
+
 async def test_retry_after_above_the_cap_raises_at_once(waits: list[float]) -> None:
     """A Retry-After longer than max_retry_after raises RateLimitError without sleeping."""
     error = RateLimitError("slow", retry_after=61.0)

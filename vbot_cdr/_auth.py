@@ -85,7 +85,8 @@ class ProvidedToken:
         self._latest: str | None = None
 
     def __repr__(self) -> str:
-        return f"ProvidedToken({self._provider!r})"
+        # Not the provider's repr: a functools.partial would show its arguments, keys included.
+        return "ProvidedToken(<provider>)"
 
     async def token(self) -> str:
         token = await self._provider()

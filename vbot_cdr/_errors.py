@@ -67,6 +67,7 @@ class APIError(VBotError):
         error_code: The envelope's ``error`` code, or ``None`` when the body had no envelope.
         message: The envelope's ``message`` (or the HTTP reason), as the server gave it.
         http_status: The HTTP status code of the response.
+        retry_after: The wait the server asked for (``Retry-After``), in seconds, or ``None``.
         body: The start of the response body, for diagnosis.
     """
 
@@ -76,11 +77,13 @@ class APIError(VBotError):
         *,
         error_code: int | None = None,
         http_status: int,
+        retry_after: float | None = None,
         body: str | None = None,
         endpoint: str | None = None,
         page: int | None = None,
     ):
         self.error_code = error_code
+        self.retry_after = retry_after
         self.message = message
         self.http_status = http_status
         self.body = _excerpt(body)
@@ -95,8 +98,7 @@ class AuthenticationError(APIError):
 class RateLimitError(APIError):
     """The server kept answering 429, or asked to wait longer than the policy allows.
 
-    Attributes:
-        retry_after: The wait the server asked for, in seconds, or ``None`` if it gave none.
+    ``retry_after`` is the wait the server asked for, in seconds, or ``None`` if it gave none.
     """
 
     def __init__(
@@ -110,11 +112,11 @@ class RateLimitError(APIError):
         endpoint: str | None = None,
         page: int | None = None,
     ):
-        self.retry_after = retry_after
         super().__init__(
             message,
             error_code=error_code,
             http_status=http_status,
+            retry_after=retry_after,
             body=body,
             endpoint=endpoint,
             page=page,

@@ -50,10 +50,13 @@ _EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
 def epoch_to_datetime(value: int | None) -> dt.datetime | None:
     """Turn a Unix epoch in seconds or milliseconds (told apart by magnitude) into aware UTC.
 
+    ``None`` and 0 give ``None``: the API sends 0 for a time that never came (a call that was
+    not answered has ``answer_at`` 0), and no call was made at the epoch itself.
+
     Raises:
         ResponseFormatError: The value is outside what a datetime can hold (years 1 to 9999).
     """
-    if value is None:
+    if not value:
         return None
     seconds = value / 1000 if abs(value) >= MILLISECONDS_THRESHOLD else value
     try:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ._config import RETRY_STATUSES, RetryPolicy
-from ._errors import APIError, RateLimitError, ResponseFormatError, TransportError, VBotError
+from ._errors import APIError, ResponseFormatError, TransportError, VBotError
 
 __all__ = ["OnRetry", "call_with_retries", "compute_backoff", "is_transient"]
 
@@ -71,8 +71,8 @@ async def call_with_retries(
 
     Raises:
         VBotError: The last failure, when it is not transient, when ``max_attempts`` are
-            spent, when the deadline leaves no room for the wait, or a `RateLimitError` at
-            once when the server asks to wait longer than ``policy.max_retry_after``.
+            spent, when the deadline leaves no room for the wait, or at once when the server
+            asks (``Retry-After``) to wait longer than ``policy.max_retry_after``.
     """
     loop = asyncio.get_running_loop()
     failed = 0
@@ -83,7 +83,7 @@ async def call_with_retries(
             failed += 1
             if not is_transient(exc) or failed >= policy.max_attempts:
                 raise
-            retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
+            retry_after = exc.retry_after if isinstance(exc, APIError) else None
             if retry_after is not None and retry_after > policy.max_retry_after:
                 raise
             wait = compute_backoff(failed, policy, retry_after=retry_after)

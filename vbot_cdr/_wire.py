@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import http
+import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypedDict, Union
@@ -180,10 +182,15 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     if value is None:
         return None
     value = value.strip()
+    if value.isdigit():  # RFC 9110 delta-seconds: digits only ("nan", "1e400" are not)
+        return float(value)
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # Fractions are out of spec but harmless; non-finite values are unreadable.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -240,21 +247,32 @@ def error_for_status(
     code, message = _envelope_fields(body)
     if status in (301, 302, 303, 307, 308):
         message = f"unexpected redirect to {headers.get('Location', '?')} (not followed)"
-    message = message or f"HTTP {status}"
+    message = message or _reason(status)
     where = _where(request)
+    retry_after = parse_retry_after(headers.get("Retry-After"))
     if status in (401, 403) or (status == 400 and isinstance(request, TokenRequest)):
         return AuthenticationError(
             message, error_code=code, http_status=status, body=_text(body), **where
         )
     if status == 429:
         return RateLimitError(
-            message,
-            retry_after=parse_retry_after(headers.get("Retry-After")),
-            error_code=code,
-            body=_text(body),
-            **where,
+            message, retry_after=retry_after, error_code=code, body=_text(body), **where
         )
-    return APIError(message, error_code=code, http_status=status, body=_text(body), **where)
+    return APIError(
+        message,
+        error_code=code,
+        http_status=status,
+        retry_after=retry_after,
+        body=_text(body),
+        **where,
+    )
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "no reason given"
 
 
 def read_response(request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Any:
