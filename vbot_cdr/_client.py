@@ -83,6 +83,22 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
+def _deadline_passed(request: _wire.Request) -> TransportError:
+    return TransportError(
+        "deadline passed before the request could be sent",
+        endpoint=request.endpoint,
+        page=request.page,
+    )
+
+
+def _time_left(request: _wire.Request, deadline: float) -> float:
+    """Seconds until ``deadline`` (event-loop time); `TransportError` if it has passed."""
+    left = deadline - asyncio.get_running_loop().time()
+    if left <= 0:
+        raise _deadline_passed(request)
+    return left
+
+
 def _positive_seconds(name: str, value: float | None) -> float | None:
     if value is not None and not value > 0:
         raise ValueError(f"{name} must be > 0 seconds or None, got {value!r}")
@@ -237,15 +253,30 @@ class VBotClient:
 
     # -- one request -----------------------------------------------------------------------
 
-    async def _send(self, request: _wire.Request, token: str, gate: Gate, timeout: float) -> Any:
+    async def _send(
+        self, request: _wire.Request, token: str, gate: Gate, deadline: float | None
+    ) -> Any:
         """One attempt: send ``request`` and return the envelope's ``data``.
 
         The gate is held while the request is on the wire and its answer is read, so a gate
         that adapts to the server (`AdaptiveWindow`) sees a 429 as the exception it raises.
+        The waits for the gate and the rate limiter count against ``deadline``: the attempt's
+        timeout is what is left of it once they are over.
         """
         async with gate:
             if self._rate_limiter is not None:
-                await self._rate_limiter.acquire()
+                if deadline is None:
+                    await self._rate_limiter.acquire()
+                else:
+                    try:
+                        await asyncio.wait_for(
+                            self._rate_limiter.acquire(), _time_left(request, deadline)
+                        )
+                    except asyncio.TimeoutError:
+                        raise _deadline_passed(request) from None
+            timeout = self._timeout
+            if deadline is not None:
+                timeout = min(timeout, _time_left(request, deadline))
             answer = await self._transmit(
                 "GET", request, timeout, params=request.params, headers=_wire.auth_headers(token)
             )
@@ -350,18 +381,11 @@ class VBotClient:
             deadline = own if deadline is None else min(deadline, own)
 
         async def attempt_with(token: str) -> T:
-            timeout = self._timeout
             if deadline is not None:
-                timeout = min(timeout, deadline - loop.time())
-                if timeout <= 0:
-                    raise TransportError(
-                        "deadline passed before the request could be sent",
-                        endpoint=request.endpoint,
-                        page=request.page,
-                    )
+                _time_left(request, deadline)  # past it: no attempt, no request counted
             if stats is not None:
                 stats.requests += 1
-            return read(request, await self._send(request, token, gate, timeout))
+            return read(request, await self._send(request, token, gate, deadline))
 
         def count_retry(*_: object) -> None:
             if stats is not None:
