@@ -267,6 +267,7 @@ class Paginator:
                     )
                     for task in done:
                         task.result()  # a failed page ends the iteration here
+                    del done, task  # they hold the finished pages: do not keep them alive
                     continue
                 records = tasks.pop(page).result()
                 if len(records) < size:
@@ -281,6 +282,9 @@ class Paginator:
                     remaining -= len(fresh)
                 if fresh:
                     yield fresh
+                # Handed over: drop this frame's references before waiting for the next page,
+                # so the page is freed now rather than kept alive one page too long.
+                del records, fresh
                 if remaining == 0:
                     return
         finally:
@@ -376,6 +380,7 @@ class CallIterator(_Iteration[CallRecord]):
                 for record in page:
                     stats.yielded += 1
                     yield record
+                del page  # free the page before waiting for the next one
 
 
 class CallPageIterator(_Iteration[list[CallRecord]]):
