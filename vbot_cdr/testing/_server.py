@@ -588,7 +588,10 @@ class FakeVBotServer:
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        """A copy of every record served now, in the server's order."""
+        """A copy of every record served now, in the server's order.
+
+        This builds every record: on a store of millions, page through the API instead.
+        """
         store = self._store
         served = [store.record(ref) for ref in store.view(_EVERYTHING)]
         copy: list[dict[str, Any]] = orjson.loads(orjson.dumps(served))
@@ -599,7 +602,10 @@ class FakeVBotServer:
         self._store.add(records)
 
     def remove_records(self, predicate: Callable[[Mapping[str, Any]], bool]) -> int:
-        """Delete the records ``predicate`` selects; return how many."""
+        """Delete the records ``predicate`` selects; return how many.
+
+        ``predicate`` sees every record, so on a generated store this builds each one once.
+        """
         return self._store.remove(predicate)
 
     def arrive(self, count: int = 1) -> list[dict[str, Any]]:
