@@ -44,7 +44,7 @@ class RetryPolicy:
 
     Retried: connection errors, attempts past the timeout, HTTP 429, 500, 502, 503, 504, and
     bodies that are not a readable envelope. Never retried: 401/403, other 4xx, a failure
-    envelope, and records of the wrong shape. The API's endpoints are ``GET``\s, so a retry is
+    envelope, and records of the wrong shape. The API answers ``GET`` requests only, so a retry is
     safe; so is repeating a token request (at worst a rotated refresh token is refused, and the
     client logs in with the password instead).
 
