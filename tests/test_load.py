@@ -1,0 +1,244 @@
+"""Load: a 429 storm slows the iterator down, backoffs hold no slot, and rate_limit spaces requests.
+
+The adaptive window is observed two ways: through a recording subclass of `AdaptiveWindow`
+(its limit and the attempts in flight at each change) and through the fake server's own
+counters (requests in flight, as the server saw them). Phases are switched on request counts
+(`FakeVBotServer.wait_for_requests`), never on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, ClassVar
+
+import pytest
+
+from vbot_cdr import CallRecord, RetryPolicy, VBotClient, _pagination, _retry
+from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix
+
+GUARD = 30.0
+PATIENT = RetryPolicy(max_attempts=100, backoff=0.0, max_backoff=0.0)
+
+
+class RecordingWindow(_pagination.AdaptiveWindow):
+    """An `AdaptiveWindow` that records its limit after each attempt and flags the first cut."""
+
+    instances: ClassVar[list[RecordingWindow]] = []
+
+    def __init__(self, ceiling: int):
+        super().__init__(ceiling)
+        self.limits: list[int] = [ceiling]
+        self.peak_in_flight = 0
+        self.cut = asyncio.Event()
+        self.exited = asyncio.Event()
+        RecordingWindow.instances.append(self)
+
+    async def __aenter__(self) -> None:
+        await super().__aenter__()
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await super().__aexit__(exc_type, exc, tb)
+        self.limits.append(self.limit)
+        if self.limit < self.ceiling:
+            self.cut.set()
+        self.exited.set()
+
+    async def until_idle(self) -> None:
+        """Return once no attempt is in flight through this window."""
+        while self.in_flight:
+            self.exited.clear()
+            await self.exited.wait()
+
+
+@pytest.fixture
+def windows(monkeypatch: pytest.MonkeyPatch) -> list[RecordingWindow]:
+    """The windows of the iterations started in the test, recording their limits."""
+    RecordingWindow.instances = []
+    monkeypatch.setattr(_pagination, "AdaptiveWindow", RecordingWindow)
+    return RecordingWindow.instances
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeVBotServer]:
+    """600 records, with latency so that concurrent requests overlap on the server."""
+    async with FakeVBotServer(count=600, latency=0.01) as fake:
+        yield fake
+
+
+async def drain(calls: Any) -> list[CallRecord]:
+    async with calls:
+        return [record async for record in calls]
+
+
+async def test_a_429_storm_shrinks_the_window_and_success_grows_it_back(
+    server: FakeVBotServer, windows: list[RecordingWindow]
+) -> None:
+    """In a 429 storm fewer requests are in flight than the concurrency; after it, more again."""
+    async with VBotClient(server.token, base_url=server.base_url, retry=PATIENT) as client:
+        iteration = asyncio.create_task(drain(client.iter_calls(page_size=5, concurrency=8)))
+        await asyncio.wait_for(server.wait_for_requests(12, endpoint="getAll"), GUARD)
+        [window] = windows
+        assert min(window.limits) == 8  # no 429 yet: the window is whole
+
+        # The storm: the server refuses whatever arrives while two are being answered.
+        server.max_in_flight = 2
+        await asyncio.wait_for(window.cut.wait(), GUARD)
+        # Let the window settle, then watch the server for 30 requests.
+        await asyncio.wait_for(server.wait_for_requests(len(server.requests) + 10), GUARD)
+        server.reset_counters()
+        window.peak_in_flight = window.in_flight
+        storm_start = len(window.limits)
+        await asyncio.wait_for(server.wait_for_requests(30), GUARD)
+        storm_peak = server.peak_in_flight
+        storm_window_peak = window.peak_in_flight
+        storm_limits = window.limits[storm_start:]
+
+        # The storm ends: successes grow the window back, one slot per window of successes.
+        server.max_in_flight = None
+        after_storm = len(window.limits)
+        records = await asyncio.wait_for(iteration, GUARD)
+
+    assert len({r.trans_id for r in records}) == 600
+    assert max(storm_limits) < 8
+    assert storm_window_peak < 8
+    assert storm_peak < 8
+    assert max(window.limits[after_storm:]) > max(storm_limits)
+    assert window.limits[-1] == 8
+
+
+async def test_a_page_waiting_out_a_backoff_holds_no_slot(
+    server: FakeVBotServer, windows: list[RecordingWindow], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one page sleeps before its retry, the other pages go on through the window."""
+    release = asyncio.Event()
+    sleeping = asyncio.Event()
+
+    async def held_backoff(delay: float) -> None:
+        sleeping.set()
+        await release.wait()
+
+    monkeypatch.setattr(_retry, "_sleep", held_backoff)
+    # A 429 on page 1 halves the window of 3 to 1: had the sleeping page kept its slot, no
+    # other attempt could enter, none could succeed, and the window could never grow back.
+    server.inject(Fault(status=429, retry_after="5"), page=1)
+    async with VBotClient(server.token, base_url=server.base_url, retry=PATIENT) as client:
+        calls = client.iter_call_pages(page_size=50, concurrency=3, ordered=False)
+        iteration = asyncio.create_task(drain(calls))
+        await asyncio.wait_for(sleeping.wait(), GUARD)
+        [window] = windows
+        # Every other page (2 to 12, and the empty 13th after a full 12th) is fetched while
+        # page 1 waits, and then nothing at all is in flight: the sleeper holds no slot.
+        await asyncio.wait_for(server.wait_for_requests(13, endpoint="getAll"), GUARD)
+        await asyncio.wait_for(window.until_idle(), GUARD)
+        pages_during_backoff = {r.params["page"] for r in server.requests if r.endpoint == "getAll"}
+        assert not iteration.done()
+        release.set()
+        records = await asyncio.wait_for(iteration, GUARD)
+    assert 1 in window.limits
+    assert pages_during_backoff == {str(page) for page in range(1, 14)}
+    assert [r.params.get("page") for r in server.requests].count("1") == 2
+    assert len(records) == 12
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+async def test_concurrency_one_never_deadlocks_under_429s(
+    windows: list[RecordingWindow], ordered: bool
+) -> None:
+    """At concurrency 1, a run of 429s on the count and pages only delays the iteration."""
+    mix = FaultMix(seed=3, rate_limit=0.5, retry_after="0")
+    async with (
+        FakeVBotServer(count=120, fault_mix=mix) as fake,
+        VBotClient(fake.token, base_url=fake.base_url, retry=PATIENT) as client,
+    ):
+        calls = client.iter_calls(page_size=10, concurrency=1, ordered=ordered)
+        records = await asyncio.wait_for(drain(calls), GUARD)
+        assert fake.faults_served()["429"] >= 5
+        assert fake.peak_in_flight == 1
+    assert len({r.trans_id for r in records}) == 120
+    [window] = windows
+    assert min(window.limits) == 1
+
+
+async def test_consumer_calling_the_client_at_concurrency_one_does_not_deadlock(
+    windows: list[RecordingWindow],
+) -> None:
+    """The loop body may call the client (one conversation per call) without waiting on a slot."""
+    mix = FaultMix(seed=5, rate_limit=0.3, retry_after="0")
+    async with (
+        FakeVBotServer(count=30, fault_mix=mix) as fake,
+        VBotClient(fake.token, base_url=fake.base_url, retry=PATIENT) as client,
+    ):
+
+        async def export() -> int:
+            turns = 0
+            async with client.iter_calls(page_size=5, concurrency=1) as calls:
+                async for call in calls:
+                    assert call.trans_id is not None
+                    conversation = await client.get_bot_conversation(call.trans_id)
+                    turns += len(conversation.turns)
+            return turns
+
+        assert await asyncio.wait_for(export(), GUARD) > 0
+        assert fake.count("getBotConversation") >= 30
+
+
+# -- rate_limit --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The loop time at which each request was put on the wire (after the rate limiter)."""
+    recorded: list[float] = []
+    transmit = VBotClient._transmit
+
+    async def record(self: VBotClient, *args: Any, **kwargs: Any) -> Any:
+        recorded.append(asyncio.get_running_loop().time())
+        return await transmit(self, *args, **kwargs)
+
+    monkeypatch.setattr(VBotClient, "_transmit", record)
+    return recorded
+
+
+async def test_rate_limit_spaces_every_request_of_the_client(sends: list[float]) -> None:
+    """At rate r, requests from an iteration and concurrent calls go out at least 1/r apart."""
+    rate = 40.0
+    async with (
+        FakeVBotServer(count=100) as fake,
+        VBotClient(fake.token, base_url=fake.base_url, rate_limit=rate) as client,
+    ):
+        iteration = asyncio.create_task(drain(client.iter_calls(page_size=10, concurrency=8)))
+        counts = asyncio.gather(*(client.count_calls() for _ in range(5)))
+        totals = await asyncio.wait_for(counts, GUARD)
+        records = await asyncio.wait_for(iteration, GUARD)
+        arrivals = [r.received_at for r in fake.requests]
+    assert len(records) == 100
+    assert totals == [100] * 5
+    requests = 1 + 11 + 5  # the count, ten full pages and an empty one, five counts
+    assert len(sends) == len(arrivals) == requests
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
+    assert min(gaps) >= 0.95 / rate
+    assert sends[-1] - sends[0] >= (requests - 1) / rate * 0.99
+    # The server saw the same pace (less one interval, for delivery jitter on a busy machine).
+    assert arrivals[-1] - arrivals[0] >= (requests - 2) / rate
+
+
+async def test_rate_limit_counts_retries(sends: list[float]) -> None:
+    """Retries go through the rate limiter too: a 503 storm cannot burst past the rate."""
+    rate = 50.0
+    async with FakeVBotServer(count=10) as fake:
+        fake.inject(*[Fault(status=503)] * 6, endpoint="countAll")
+        client = VBotClient(fake.token, base_url=fake.base_url, rate_limit=rate, retry=PATIENT)
+        async with client:
+            assert await asyncio.wait_for(client.count_calls(), GUARD) == 10
+    assert len(sends) == 7
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
+    assert min(gaps) >= 0.95 / rate
