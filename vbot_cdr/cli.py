@@ -2,7 +2,8 @@
 
 Usage::
 
-    vbot-cdr export [--out FILE] [--format jsonl|csv] [FILTERS] [--limit N] ...
+    vbot-cdr export [--out FILE] [--format jsonl|csv] [FILTERS] [--limit N] [--window 1d] ...
+    vbot-cdr sync --state FILE --out DIR_OR_FILE [FILTERS] [--lookback 10m] [--reset] ...
     vbot-cdr count [FILTERS]
     vbot-cdr conversation TRANS_ID [--bot-id BOT]
     vbot-cdr serve-fake [--records N] [--latency SECONDS] [--port PORT] ...
@@ -45,6 +46,7 @@ import getpass
 import io
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -57,7 +59,18 @@ import orjson
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from vbot_cdr import CallFilter, CallRecord, Hotline, Member, PasswordAuth, VBotClient, VBotError
+from vbot_cdr import (
+    CallFilter,
+    CallRecord,
+    CallSync,
+    Hotline,
+    IterationStats,
+    Member,
+    PasswordAuth,
+    StateError,
+    VBotClient,
+    VBotError,
+)
 from vbot_cdr.testing import FakeVBotServer, FaultMix
 
 __all__ = ["CSV_COLUMNS", "build_parser", "main", "parse_date", "resolve_credential"]
@@ -135,6 +148,29 @@ def _timeout(text: str) -> float:
     value = _seconds(text)
     if not value:
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+_DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION: Final = re.compile(r"(\d+(?:\.\d*)?)([smhdw]?)")
+
+
+def _duration(text: str) -> dt.timedelta:
+    """``90s``, ``10m``, ``6h``, ``1d``, ``2w``, or a number of seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 90s, 10m, 6h, 1d or 2w)")
+    number, unit = match.groups()
+    try:
+        return dt.timedelta(seconds=float(number) * _DURATION_UNITS[unit or "s"])
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"too long a duration: {text!r}") from None
+
+
+def _window(text: str) -> dt.timedelta:
+    value = _duration(text)
+    if not value:
+        raise argparse.ArgumentTypeError("a window must be longer than 0")
     return value
 
 
@@ -248,10 +284,11 @@ def _filter_options() -> argparse.ArgumentParser:
     return parser
 
 
-def _paging_options() -> argparse.ArgumentParser:
+def _paging_options(*, limit: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("paging")
-    group.add_argument("--limit", type=_count, metavar="N", help="stop after N records")
+    if limit:
+        group.add_argument("--limit", type=_count, metavar="N", help="stop after N records")
     group.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -306,7 +343,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream every matching call to JSON Lines or CSV",
         description="Stream every call matching the filters to JSON Lines or CSV.",
     )
+    _add_window(export, None, shown="none")
     export.set_defaults(run=_export)
+
+    sync = commands.add_parser(
+        "sync",
+        parents=[connection, filters, _paging_options(limit=False), output],
+        help="append the calls that are new since the last sync",
+        description=(
+            "Append the calls created since the last sync to --out (a directory: one new "
+            "file per run; a file: appended to), and keep where it stopped in --state. The "
+            "state moves only after the output is flushed and fsynced, window by window, so "
+            "a run that dies is resumed by the next without losing a call. The first run "
+            "starts at --start-date."
+        ),
+    )
+    group = sync.add_argument_group("sync")
+    group.add_argument(
+        "--state", required=True, type=Path, metavar="FILE", help="the JSON state file"
+    )
+    group.add_argument(
+        "--reset",
+        action="store_true",
+        help="ignore the state file (unusable, or made for other filters): start at --start-date",
+    )
+    group.add_argument(
+        "--lookback",
+        type=_duration,
+        default=dt.timedelta(minutes=10),
+        metavar="DURATION",
+        help="how far before the last run's end to look again for late calls (default: 10m)",
+    )
+    group.add_argument(
+        "--settle",
+        type=_duration,
+        default=dt.timedelta(minutes=2),
+        metavar="DURATION",
+        help="how far behind now to stop, for calls still being written (default: 2m)",
+    )
+    _add_window(sync, dt.timedelta(days=1), shown="1d")
+    sync.set_defaults(run=_sync)
 
     count = commands.add_parser(
         "count",
@@ -347,6 +423,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve_fake)
     return parser
+
+
+def _add_window(
+    parser: argparse.ArgumentParser, default: dt.timedelta | None, *, shown: str
+) -> None:
+    parser.add_argument(
+        "--window",
+        type=_window,
+        default=default,
+        metavar="DURATION",
+        help=(
+            "read the date range in windows this long (e.g. 1d), each paged on its own, "
+            f"so no page is deep; needs --start-date (default: {shown})"
+        ),
+    )
 
 
 def _fault_mix(text: str) -> FaultMix:
@@ -564,28 +655,62 @@ _FORMATS: Final[Mapping[str, Callable[[], _Writer]]] = {"jsonl": _JsonLines, "cs
 
 
 @contextlib.contextmanager
-def _output(path: str | None) -> Iterator[tuple[IO[bytes], str]]:
-    """The binary stream to write to, and its name for messages."""
+def _output(path: str | None, *, append: bool = False) -> Iterator[tuple[IO[bytes], str]]:
+    """The binary stream to write to (``append``: readable too), and its name for messages."""
     if path in (None, "-"):
         yield sys.stdout.buffer, "standard output"
         return
     try:
-        stream = open(path, "wb")  # noqa: SIM115 - closed below, after the last page
+        stream = open(path, "a+b" if append else "wb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
     with stream:
         yield stream, path
 
 
-def _progress(args: argparse.Namespace) -> tqdm[Any]:
+def _progress(args: argparse.Namespace, label: str) -> tqdm[Any]:
     return tqdm(
-        desc="export",
+        desc=label,
         unit=" calls",
         unit_scale=True,
         dynamic_ncols=True,
         file=sys.stderr,
         disable=args.quiet or not sys.stderr.isatty(),
     )
+
+
+@contextlib.contextmanager
+def _reporting(
+    command: str,
+    name: str,
+    context: _Context,
+    written: Callable[[], int],
+    *,
+    failed: str,
+    stopped: str,
+) -> Iterator[None]:
+    """Turn what stops a command midway into its one-line message.
+
+    ``failed`` (after an API error) and ``stopped`` (after Ctrl-C) say what that leaves in the
+    output ``name``.
+    """
+    try:
+        yield
+    except VBotError as exc:
+        raise CommandError(f"{command} failed after {written()} calls ({failed}): {exc}") from exc
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise CommandError(f"cannot write {name}: {exc.strerror or exc}") from None
+    except asyncio.CancelledError:
+        if context.interrupted:
+            raise Interrupted(f"interrupted after {written()} calls ({stopped})") from None
+        raise
+
+
+def _show_windows(bar: tqdm[Any], label: str, stats: IterationStats) -> None:
+    current = min(stats.windows_done + 1, stats.windows)
+    bar.set_description_str(f"{label} window {current}/{stats.windows}", refresh=False)
 
 
 async def _export(args: argparse.Namespace, context: _Context) -> int:
@@ -595,43 +720,152 @@ async def _export(args: argparse.Namespace, context: _Context) -> int:
     started = time.monotonic()
     written = 0
     async with open_client(args, context) as client:
-        with _output(args.out) as (stream, name), _progress(args) as bar:
+        if args.window is not None and call_filter.start_date is None:
+            raise UsageError("--window needs --start-date, where the first window begins")
+        try:
             pages = client.iter_call_pages(
                 call_filter,
                 limit=args.limit,
                 page_size=args.page_size,
                 concurrency=args.concurrency,
+                window=args.window,
             )
-            try:
-                stream.write(writer.header())
-                async with pages:
-                    async for page in pages:
-                        if bar.total is None and pages.total is not None:
-                            bar.total = (
-                                pages.total if args.limit is None else min(pages.total, args.limit)
-                            )
-                        # One write per page: a stop between pages leaves only whole lines.
-                        stream.write(writer.encode(page))
-                        stream.flush()
-                        written += len(page)
-                        bar.update(len(page))
-            except VBotError as exc:
-                raise CommandError(
-                    f"export failed after {written} calls ({name} is incomplete): {exc}"
-                ) from exc
-            except BrokenPipeError:
-                raise
-            except OSError as exc:
-                raise CommandError(f"cannot write {name}: {exc.strerror or exc}") from None
-            except asyncio.CancelledError:
-                if context.interrupted:
-                    raise Interrupted(
-                        f"interrupted after {written} calls ({name} holds them, whole lines only)"
-                    ) from None
-                raise
+        except ValueError as exc:  # a --window shorter than --time-unit
+            raise UsageError(str(exc)) from None
+        with (
+            _output(args.out) as (stream, name),
+            _progress(args, "export") as bar,
+            _reporting(
+                "export",
+                name,
+                context,
+                lambda: written,
+                failed=f"{name} is incomplete",
+                stopped=f"{name} holds them, whole lines only",
+            ),
+        ):
+            stream.write(writer.header())
+            async with pages:
+                async for page in pages:
+                    if args.window is not None:
+                        _show_windows(bar, "export", pages.stats)
+                    elif bar.total is None and pages.total is not None:
+                        bar.total = (
+                            pages.total if args.limit is None else min(pages.total, args.limit)
+                        )
+                    # One write per page: a stop between pages leaves only whole lines.
+                    stream.write(writer.encode(page))
+                    stream.flush()
+                    written += len(page)
+                    bar.update(len(page))
     if not args.quiet:
         elapsed = time.monotonic() - started
         _say(f"exported {written} calls to {name} in {elapsed:.1f}s")
+    return 0
+
+
+# -- sync --------------------------------------------------------------------------------------
+
+
+def _sync_target(out: str, sync: CallSync, out_format: str, time_unit: str) -> Path:
+    """``--out`` itself, or in a directory (``DIR/``), a file named after what this run reads."""
+    path = Path(out)
+    if not (out.endswith(("/", os.sep)) or path.is_dir()):
+        return path
+    if not path.is_dir():
+        raise UsageError(f"the output directory {out} does not exist")
+    scale = 1000 if time_unit == "ms" else 1
+
+    def stamp(epoch: int) -> str:
+        moment = dt.datetime.fromtimestamp(epoch / scale, dt.timezone.utc)
+        return moment.strftime("%Y%m%dT%H%M%SZ")
+
+    first, last = sync.windows[0][0], sync.windows[-1][1]
+    return path / f"calls-{stamp(first)}-{stamp(last)}.{out_format}"
+
+
+def _drop_torn_tail(stream: IO[bytes]) -> int:
+    """Cut off a partial last line, which only a crash mid-write leaves; return the new size.
+
+    The calls of that line were not committed, so this run yields them again.
+    """
+    size = end = stream.seek(0, os.SEEK_END)
+    while end > 0:
+        start = max(0, end - 65_536)
+        stream.seek(start)
+        newline = stream.read(end - start).rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    if end != size:
+        stream.truncate(end)
+    return end
+
+
+async def _commit(sync: CallSync, stream: IO[bytes]) -> None:
+    """Make the output durable, then move the state past it."""
+    stream.flush()
+    await asyncio.to_thread(os.fsync, stream.fileno())
+    await sync.commit()
+
+
+async def _sync(args: argparse.Namespace, context: _Context) -> int:
+    if args.out in (None, "-"):
+        raise UsageError("sync needs --out DIR/ or FILE: the state follows only fsynced output")
+    call_filter = _call_filter(args)
+    out_format = args.format or ("csv" if str(args.out).lower().endswith(".csv") else "jsonl")
+    writer = _FORMATS[out_format]()
+    started = time.monotonic()
+    written = 0
+    async with open_client(args, context) as client:
+        try:
+            sync = client.sync(
+                args.state,
+                call_filter,
+                lookback=args.lookback,
+                settle=args.settle,
+                window=args.window,
+                reset=args.reset,
+                page_size=args.page_size,
+                concurrency=args.concurrency,
+            )
+        except StateError as exc:  # before any request: the state or the filters must change
+            raise UsageError(f"{exc} (see --reset and --start-date)") from None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if not sync.windows:
+            if not args.quiet:
+                _say(f"nothing to sync yet: {args.state} is up to date")
+            return 0
+        target = _sync_target(args.out, sync, out_format, args.time_unit)
+        resumes = "the state is saved up to the last whole window; the next run resumes there"
+        with (
+            _output(str(target), append=True) as (stream, name),
+            _progress(args, "sync") as bar,
+            _reporting("sync", name, context, lambda: written, failed=resumes, stopped=resumes),
+        ):
+            new_file = _drop_torn_tail(stream) == 0
+            if new_file:
+                stream.write(writer.header())
+            async with sync:
+                async for record in sync:
+                    if sync.committable:  # the calls written so far end a window
+                        await _commit(sync, stream)
+                    stream.write(writer.encode([record]))
+                    written += 1
+                    bar.update(1)
+                    _show_windows(bar, "sync", sync.stats)
+                await _commit(sync, stream)
+    if new_file and not written and target != Path(args.out):
+        target.unlink()  # a run's file in DIR/ holds its new calls; there were none
+    if not args.quiet:
+        elapsed = time.monotonic() - started
+        where = f" to {name}" if written else ""
+        _say(
+            f"synced {written} new calls{where} in {elapsed:.1f}s "
+            f"({len(sync.windows)} windows); state saved in {args.state}"
+        )
     return 0
 
 
