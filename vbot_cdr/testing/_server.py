@@ -37,7 +37,7 @@ endpoint or a page; a `FaultMix` draws faults at given rates from a seeded gener
 ``max_in_flight`` answers 429 past a number of concurrent requests. Counters: `requests`
 (every request, in arrival order, with the fault it got), `count`, `counts`, `in_flight`,
 `peak_in_flight`, `faults_served`, and `wait_for_requests` to wait for a request to arrive
-without sleeping.
+(and `wait_idle` for none to be in flight) without sleeping.
 
 Run it standalone with ``vbot-cdr serve-fake`` (or ``python -m vbot_cdr serve-fake``).
 """
@@ -571,6 +571,7 @@ class FakeVBotServer:
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0
+        self._idle = asyncio.Event()
         self.base_url = ""
         self.token_endpoint = FakeTokenEndpoint()
 
@@ -679,6 +680,16 @@ class FakeVBotServer:
         finally:
             self._waiters.remove((endpoint, count, waiter))
 
+    async def wait_idle(self) -> None:
+        """Return once no request is being answered (`in_flight` is 0).
+
+        A client that gives up on requests closes their connections; the server notices a
+        moment later and stops answering them. This waits for that, without sleeping.
+        """
+        while self.in_flight:
+            self._idle.clear()
+            await self._idle.wait()
+
     def _seen(self, endpoint: str | None) -> int:
         return len(self.requests) if endpoint is None else self._arrivals[endpoint]
 
@@ -777,6 +788,8 @@ class FakeVBotServer:
             return await self._misbehave(request, fault, response)
         finally:
             self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
 
     async def _api(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
