@@ -8,8 +8,15 @@ from collections.abc import Callable
 
 import pytest
 
-from vbot_cdr import CallRecord, IterationStats, TransportError
-from vbot_cdr._pagination import CallIterator, CallPageIterator, Gate, Paginator, _Seen
+from vbot_cdr import CallRecord, IterationStats, RateLimitError, TransportError
+from vbot_cdr._pagination import (
+    AdaptiveWindow,
+    CallIterator,
+    CallPageIterator,
+    Gate,
+    Paginator,
+    _Seen,
+)
 
 
 def records(n: int, prefix: str = "T") -> list[CallRecord]:
@@ -356,3 +363,78 @@ def test_dedup_horizon_grows_with_the_observed_shift() -> None:
     for number in range(5, 9):
         seen.keep_new(number, [CallRecord(trans_id=f"x{number}-{i}") for i in range(10)])
     assert seen.keep_new(9, pages[4][:1]) == []  # still remembered 5 pages on
+
+
+async def hold_slot(
+    window: AdaptiveWindow, release: asyncio.Event, error: Exception | None = None
+) -> None:
+    async with window:
+        await release.wait()
+        if error is not None:
+            raise error
+
+
+async def test_adaptive_window_halves_on_429_and_grows_back() -> None:
+    """A 429 halves the window (not below 1); each run of `limit` successes adds one slot."""
+    window = AdaptiveWindow(8)
+    for expected in (4, 2, 1, 1):
+        with pytest.raises(RateLimitError):
+            async with window:
+                raise RateLimitError("slow down", retry_after=None)
+        assert window.limit == expected
+    for expected in (2, 3, 4):
+        for _ in range(window.limit):
+            async with window:
+                pass
+        assert window.limit == expected
+    assert window.in_flight == 0
+
+
+async def test_adaptive_window_admits_only_limit_and_hands_over_in_order() -> None:
+    """Attempts beyond the limit wait, in arrival order, and a cancelled waiter frees its place."""
+    window = AdaptiveWindow(2)
+    release = asyncio.Event()
+    holders = [asyncio.create_task(hold_slot(window, release)) for _ in range(2)]
+    await until(lambda: window.in_flight == 2)
+    order: list[int] = []
+
+    async def wait_turn(n: int) -> None:
+        async with window:
+            order.append(n)
+
+    waiters = [asyncio.create_task(wait_turn(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    waiters[1].cancel()
+    release.set()
+    await asyncio.gather(*holders)
+    await asyncio.gather(waiters[0], waiters[2])
+    assert waiters[1].cancelled()
+    assert order == [0, 2]
+    assert window.in_flight == 0
+
+
+async def test_time_windows_share_one_adaptive_window() -> None:
+    """Paginators given one window share its limit, so a cut in one carries to the next."""
+    shared = AdaptiveWindow(4)
+    with pytest.raises(RateLimitError):
+        async with shared:
+            raise RateLimitError("slow down", retry_after=None)
+    second = Source(records(40), 5, hold=True)
+    paginator = Paginator(
+        count=second.count,
+        fetch=second.fetch,
+        first_page=1,
+        page_size=5,
+        concurrency=4,
+        ordered=True,
+        limit=None,
+        stats=IterationStats(),
+        window=shared,
+    )
+    consumer = asyncio.create_task(collect(CallIterator(paginator)))
+    await until(lambda: second.in_flight == 2)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert second.in_flight == 2  # four pages scheduled, two slots after the cut
+    second.release_rest()
+    assert len(await consumer) == 40

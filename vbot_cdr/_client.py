@@ -35,6 +35,7 @@ from ._config import (
 from ._errors import AuthenticationError, ResponseFormatError, TransportError
 from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
 from ._pagination import (
+    AdaptiveWindow,
     CallIterator,
     CallPageIterator,
     Gate,
@@ -505,11 +506,14 @@ class VBotClient:
         deadline: _Deadline,
         stats: IterationStats,
     ) -> OpenWindow:
-        """Checks the paging options; returns a builder of paginators that share ``stats``."""
+        """Check the paging options; return a builder of paginators sharing ``stats`` and one
+        in-flight window (so a slowdown learned in one time window carries to the next)."""
         size = self._page_size if page_size is None else _positive_int("page_size", page_size)
         width = (
             self._concurrency if concurrency is None else _positive_int("concurrency", concurrency)
         )
+
+        shared_window = AdaptiveWindow(width)
 
         def open_pages(call_filter: CallFilter, limit: int | None) -> Paginator:
             async def count() -> int:
@@ -533,6 +537,7 @@ class VBotClient:
                 ordered=ordered,
                 limit=limit,
                 stats=stats,
+                window=shared_window,
             )
 
         return open_pages

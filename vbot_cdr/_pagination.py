@@ -201,6 +201,9 @@ class Paginator:
         ordered: Hand pages over in page order (else as they arrive).
         limit: Stop after this many records.
         stats: The counters to update (the fetcher may count requests in them too).
+        window: The in-flight window to share with other paginators of one iteration (its
+            time windows), so that a slowdown learned from 429s carries over; a new one of
+            ``concurrency`` by default.
     """
 
     def __init__(
@@ -214,8 +217,10 @@ class Paginator:
         ordered: bool,
         limit: int | None,
         stats: IterationStats,
+        window: AdaptiveWindow | None = None,
     ):
         self._count = count
+        self._window = AdaptiveWindow(concurrency) if window is None else window
         self._fetch = fetch
         self._first_page = first_page
         self._page_size = page_size
@@ -251,12 +256,13 @@ class Paginator:
         remaining = self._limit
         data_end: int | None = None  # offset where a short page showed the data to end
         seen = _Seen(size, self._concurrency, stats)
-        gate = AdaptiveWindow(self._concurrency)
         tasks: dict[int, asyncio.Task[list[CallRecord]]] = {}
         try:
             while True:
                 while following <= last and len(tasks) < self._concurrency:
-                    tasks[following] = asyncio.create_task(self._fetch_counted(following, gate))
+                    tasks[following] = asyncio.create_task(
+                        self._fetch_counted(following, self._window)
+                    )
                     following += 1
                 if not tasks:
                     break
