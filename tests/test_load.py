@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from vbot_cdr import CallRecord, RetryPolicy, VBotClient, _pagination, _retry
+from vbot_cdr import CallRecord, RetryPolicy, VBotClient, _client, _pagination, _retry
 from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix
 
 GUARD = 30.0
@@ -64,6 +64,7 @@ def windows(monkeypatch: pytest.MonkeyPatch) -> list[RecordingWindow]:
     """The windows of the iterations started in the test, recording their limits."""
     RecordingWindow.instances = []
     monkeypatch.setattr(_pagination, "AdaptiveWindow", RecordingWindow)
+    monkeypatch.setattr(_client, "AdaptiveWindow", RecordingWindow)
     return RecordingWindow.instances
 
 

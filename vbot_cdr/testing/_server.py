@@ -749,16 +749,24 @@ class FakeVBotServer:
 
     def app(self) -> web.Application:
         """The aiohttp application (to mount elsewhere, or run with ``aiohttp.web.run_app``)."""
+        # Each route's handler is wrapped instead of giving the app a middleware: aiohttp keeps
+        # built middleware chains in a process-wide cache of 1,024 handlers, which would keep
+        # every stopped server alive, with its data (megabytes each) and its request log.
+        routes = [
+            web.RouteDef(route.method, route.path, self._instrumented(route.handler), route.kwargs)
+            for route in self._routes()
+        ]
+        app = web.Application()
+        app.router.add_routes(routes)
+        return app
 
-        @web.middleware
-        async def instrument(
-            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-        ) -> web.StreamResponse:
+    def _instrumented(
+        self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def instrumented(request: web.Request) -> web.StreamResponse:
             return await self._instrument(request, handler)
 
-        app = web.Application(middlewares=[instrument])
-        app.router.add_routes(self._routes())
-        return app
+        return instrumented
 
     def _authorized(self, request: web.Request) -> bool:
         """Whether ``request`` carries a token the server accepts."""
