@@ -6,6 +6,7 @@ process is the client's alone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import msgspec
 import orjson
 
 from vbot_cdr import VBotClient
+from vbot_cdr._models import _structure_with_converter
 from vbot_cdr._wire import Request, read_records, read_response
 from vbot_cdr.testing import generate_records
 
@@ -84,24 +86,57 @@ async def sequential_pages(client: VBotClient, *, page_size: int) -> int:
 
 
 async def dict_loop(
-    base_url: str, token: str, *, page_size: int, loads: Callable[[bytes], Any] = orjson.loads
+    session: aiohttp.ClientSession,
+    base_url: str,
+    *,
+    page_size: int,
+    loads: Callable[[bytes], Any] = orjson.loads,
 ) -> int:
     """What twenty lines of aiohttp do: count, then GET each page and decode it into dicts.
 
     No types, no validation, no retries: the floor any client pays for the same records.
+    ``session`` carries the Bearer header.
     """
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    async with session.get(base_url + COUNT_ALL) as response:
+        total = loads(await response.read())["data"]
     n = 0
-    async with aiohttp.ClientSession(headers=headers) as session:
-        async with session.get(base_url + COUNT_ALL) as response:
-            total = loads(await response.read())["data"]
-        for page in range(1, -(-total // page_size) + 1):
-            params = {"page": str(page), "size": str(page_size)}
-            async with session.get(base_url + GET_ALL, params=params) as response:
-                records = loads(await response.read())["data"]
-            for _ in records:
-                n += 1
+    for page in range(1, -(-total // page_size) + 1):
+        params = {"page": str(page), "size": str(page_size)}
+        async with session.get(base_url + GET_ALL, params=params) as response:
+            records = loads(await response.read())["data"]
+        for _ in records:
+            n += 1
     return n
+
+
+def bearer_session(token: str) -> aiohttp.ClientSession:
+    """A plain aiohttp session that sends the token, for the hand-written loops."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    return aiohttp.ClientSession(headers=headers)
+
+
+async def gather_loop(
+    session: aiohttp.ClientSession, base_url: str, *, page_size: int, concurrency: int
+) -> int:
+    """The concurrent version of the same twenty lines: ``gather`` under a semaphore.
+
+    Every page is requested at once and held until all have arrived: no order, no bound on
+    memory, no de-duplication, no retries. The reference for what aiohttp alone costs.
+    """
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def get(path: str, params: dict[str, str] | None = None) -> Any:
+        async with semaphore, session.get(base_url + path, params=params) as response:
+            return orjson.loads(await response.read())["data"]
+
+    total = await get(COUNT_ALL)
+    pages = await asyncio.gather(
+        *(
+            get(GET_ALL, {"page": str(page), "size": str(page_size)})
+            for page in range(1, -(-total // page_size) + 1)
+        )
+    )
+    return sum(len(records) for records in pages)
 
 
 # -- decoders of one page ------------------------------------------------------------------
@@ -182,6 +217,9 @@ def decoders(body: bytes) -> dict[str, Callable[[], object]]:
     def vbot_cdr() -> object:
         return read_records(request, read_response(request, 200, {}, body))
 
+    def with_converter() -> object:
+        return [_structure_with_converter(item) for item in orjson.loads(body)["data"]]
+
     def vbot_cdr_with_json() -> object:
         return read_records(request, json.loads(body)["data"])
 
@@ -191,6 +229,7 @@ def decoders(body: bytes) -> dict[str, Callable[[], object]]:
         "msgspec typed decoder (C)": lambda: msgspec_decoder.decode(body),
         "vbot_cdr: orjson + CallRecords": vbot_cdr,
         "vbot_cdr with json.loads instead": vbot_cdr_with_json,
+        "orjson + the cattrs converter alone": with_converter,
     }
 
 
