@@ -9,7 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from vbot_cdr import CallRecord, IterationStats, RateLimitError, TransportError
+from vbot_cdr import _pagination as pagination
 from vbot_cdr._pagination import (
+    MIN_REMEMBERED_IDS,
     AdaptiveWindow,
     CallIterator,
     CallPageIterator,
@@ -341,17 +343,18 @@ async def test_vanished_records_are_logged_and_counted(caplog: pytest.LogCapture
 
 
 def test_dedup_memory_is_bounded_over_a_long_iteration() -> None:
-    """The id memory holds a horizon of pages, not every id ever seen."""
+    """Over 200,000 records the id memory stays at its floor, MIN_REMEMBERED_IDS plus a page."""
     stats = IterationStats()
     seen = _Seen(page_size=100, concurrency=8, stats=stats)
     for page in range(1, 2_001):
         batch = [CallRecord(trans_id=f"{page}-{i}") for i in range(100)]
         assert len(seen.keep_new(page, batch)) == 100
-    assert len(seen._where) <= (8 + 1 + 1) * 100
+    assert len(seen._where) <= MIN_REMEMBERED_IDS + 100
 
 
-def test_dedup_horizon_grows_with_the_observed_shift() -> None:
+def test_dedup_horizon_grows_with_the_observed_shift(monkeypatch: pytest.MonkeyPatch) -> None:
     """A shift of several pages widens the horizon so a far-travelled duplicate is still caught."""
+    monkeypatch.setattr(pagination, "MIN_REMEMBERED_IDS", 0)
     stats = IterationStats()
     seen = _Seen(page_size=10, concurrency=1, stats=stats)
     pages = [[CallRecord(trans_id=f"{p}-{i}") for i in range(10)] for p in range(6)]

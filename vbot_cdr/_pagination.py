@@ -79,6 +79,11 @@ class IterationStats:
     windows_done: int = 0
 
 
+#: The fewest ``trans_id``\s an iteration remembers: a burst of new calls up to this many,
+#: landing between two page fetches, repeats no record even before any shift has been seen.
+MIN_REMEMBERED_IDS = 10_000
+
+
 class _Seen:
     """The ``trans_id``\\s of the pages an offset shift can still bring back.
 
@@ -87,8 +92,10 @@ class _Seen:
     ``concurrency`` of each other, and a shift of ``s`` records moves a record at most
     ``ceil(s / page_size)`` pages on. So the ids of a page are kept while it is within
     ``concurrency + 1 + 2 * ceil(max_shift / page_size)`` pages of the newest page handed out:
-    twice the largest shift seen so far, so a growing shift is still covered. Memory is that
-    many pages of ids, however long the iteration.
+    twice the largest shift seen so far, so a growing shift is still covered. A shift is only
+    seen through a repeated id, so a first burst of new calls must not outrun the memory
+    before it is noticed: at least `MIN_REMEMBERED_IDS` ids are kept whatever the shift
+    (about 1.5 MB). Memory is the larger of the two, however long the iteration.
     """
 
     def __init__(self, page_size: int, concurrency: int, stats: IterationStats):
@@ -100,7 +107,8 @@ class _Seen:
         self._newest = -1
 
     def _horizon(self) -> int:
-        return self._concurrency + 1 + 2 * math.ceil(self._stats.max_shift / self._page_size)
+        by_shift = self._concurrency + 1 + 2 * math.ceil(self._stats.max_shift / self._page_size)
+        return max(by_shift, math.ceil(MIN_REMEMBERED_IDS / self._page_size))
 
     def keep_new(self, page: int, records: list[CallRecord]) -> list[CallRecord]:
         """Remember the ids of ``page``; return its records minus those already handed out."""
