@@ -260,3 +260,19 @@ async def test_a_first_burst_beyond_the_remembered_ids_repeats_records(
     monkeypatch.setattr(pagination, "MIN_REMEMBERED_IDS", 10)
     ids = await burst_run(20, 1)
     assert len(ids) > len(set(ids))
+
+
+async def test_limit_is_reached_when_the_last_page_repeats_records() -> None:
+    """With limit, duplicates dropped from the last planned page are made up from the next one."""
+    original = generate_records(100, seed=1)
+    async with FakeVBotServer(original) as server:
+        newest = max(r["create_at"] for r in original)
+        # Two new calls on top just before page 4 (the last one limit=20 plans) is read.
+        server.insert_after(4, generate_records(2, seed=2, start=newest + 60, id_prefix="NEW"))
+        async with (
+            VBotClient(server.token, base_url=server.base_url) as client,
+            client.iter_calls(page_size=5, concurrency=1, limit=20) as calls,
+        ):
+            ids = [c.trans_id async for c in calls]
+    assert ids == [r["trans_id"] for r in server.records if r["trans_id"][:3] != "NEW"][:20]
+    assert calls.stats.duplicates == 2

@@ -284,13 +284,16 @@ class Paginator:
                     del done, task  # they hold the finished pages: do not keep them alive
                     continue
                 records = tasks.pop(page).result()
+                fresh = seen.keep_new(page, records)
                 if len(records) < size:
                     end = (page - self._first_page) * size + len(records)
                     data_end = end if data_end is None else min(data_end, end)
-                elif page == last and (remaining is None or remaining > len(records)):
-                    last += 1  # the data may have shifted past the count: follow it
+                elif page == last and (remaining is None or remaining > len(fresh)):
+                    # The data may have shifted past the count (or, under a limit, this page
+                    # repeated records): follow it. Counted after de-duplication, so that a
+                    # limit is still reached when the last planned page held duplicates.
+                    last += 1
                     stats.extra_pages += last > counted_last
-                fresh = seen.keep_new(page, records)
                 if remaining is not None:
                     fresh = fresh[:remaining]
                     remaining -= len(fresh)
