@@ -441,3 +441,15 @@ async def test_time_windows_share_one_adaptive_window() -> None:
     assert second.in_flight == 2  # four pages scheduled, two slots after the cut
     second.release_rest()
     assert len(await consumer) == 40
+
+
+async def test_the_follow_up_of_a_full_last_page_is_asked_with_the_others() -> None:
+    """When the count fills the last page, the page after it is fetched in the first round."""
+    source = Source(records(40), 10, hold=True)
+    iterator = CallIterator(source.paginator(concurrency=8))
+    consumer = asyncio.create_task(collect(iterator))
+    await until(lambda: source.in_flight == 5)
+    assert sorted(source.started) == [1, 2, 3, 4, 5]
+    source.release_rest()
+    assert len(await consumer) == 40
+    assert iterator.stats.extra_pages == 1

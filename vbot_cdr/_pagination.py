@@ -260,6 +260,12 @@ class Paginator:
             return
         last = self._first_page + math.ceil(wanted / size) - 1
         counted_last = self._first_page + math.ceil(total / size) - 1
+        if wanted == total and total % size == 0:
+            # A full last page is always followed by one more, in case calls written since
+            # the count pushed records past it: ask for that page with the others, not a
+            # round of latency later.
+            last += 1
+            stats.extra_pages += 1
         following = self._first_page
         remaining = self._limit
         data_end: int | None = None  # offset where a short page showed the data to end
