@@ -499,11 +499,12 @@ the run above.
   which has no engine at all, shows the same bound; `iter_calls` stays within a few percent
   of it except at 64 x 20 ms, where decoding typed records adds its CPU. With 100 ms of
   latency every ratio but concurrency 64 is within 1.05.
-- **Exact multiples.** When the count is an exact multiple of the page size, the last counted
-  page comes back full and the iterator asks the next one, in case records shifted past the
-  count: one more round of latency. The runs above use a half-full last page.
+- **Exact multiples.** When the count is an exact multiple of the page size, the iterator
+  also asks the page after the last (in case records shifted past the count), in the first
+  round. The runs above use a half-full last page, so the ideal is the same for every client.
 - **Memory** is flat: what is alive is the window of pages (about concurrency + 1) and the
-  ids of the pages an offset shift can reach, whatever the number of records.
+  ids de-duplication remembers (at least the last 10,000, more pages if a large offset shift
+  is seen), whatever the number of records.
 """
 
 

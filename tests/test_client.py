@@ -7,7 +7,6 @@ import datetime as dt
 import inspect
 import logging
 import re
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from aiohttp import web
 from aioresponses import aioresponses
 
+from tests._loopback import closed_port, exception_chain, raw_server, serve
 from vbot_cdr import (
     APIError,
     AuthenticationError,
@@ -471,26 +471,6 @@ async def test_403_does_not_renew(server: FakeVBotServer, make_client: MakeClien
 SECRET = "tok-S3CRET-0123456789abcdef"
 
 
-def closed_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        item = todo.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        yield item
-        todo += [item.__cause__, item.__context__]
-
-
 async def failures_with_secret_token(make_client: MakeClient) -> list[VBotError]:
     """One error of every kind, each raised by a client whose token is SECRET."""
     errors: list[VBotError] = []
@@ -537,7 +517,7 @@ async def test_token_never_in_exceptions(make_client: MakeClient, waits: list[fl
         ResponseFormatError,
     }
     for error in errors:
-        for link in chain(error):
+        for link in exception_chain(error):
             assert SECRET not in str(link), repr(link)
             assert SECRET not in repr(link)
             assert SECRET not in repr(vars(link))
@@ -896,20 +876,6 @@ async def test_response_over_max_bytes_is_refused(mocked: aioresponses, size: in
 # -- raw loopback servers ---------------------------------------------------------------
 
 
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run ``app`` on a free loopback port and yield its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
 async def test_chunked_response_over_max_bytes_is_refused() -> None:
     """A body without Content-Length is cut off as soon as it passes max_response_bytes."""
 
@@ -995,25 +961,16 @@ async def test_trickling_body_counts_against_the_timeout() -> None:
 
 async def test_silent_server_times_out_each_attempt() -> None:
     """A server that never answers costs one timeout per attempt, then TransportError."""
-    connections = 0
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
         await reader.read()  # until the client gives up and hangs up
-        writer.close()
 
-    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
     policy = RetryPolicy(max_attempts=2, backoff=0.0, max_backoff=0.0)
-    try:
-        async with VBotClient(
-            "tok", base_url=f"http://127.0.0.1:{port}", timeout=0.2, retry=policy
-        ) as client:
-            with pytest.raises(TransportError, match=r"0\.2s") as info:
-                await within_guard(client.count_calls())
-    finally:
-        listener.close()
-        await listener.wait_closed()
+    async with (
+        raw_server(silent) as server,
+        VBotClient("tok", base_url=server.url, timeout=0.2, retry=policy) as client,
+    ):
+        with pytest.raises(TransportError, match=r"0\.2s") as info:
+            await within_guard(client.count_calls())
     assert isinstance(info.value.__cause__, asyncio.TimeoutError)
-    assert connections == 2
+    assert server.connections == 2

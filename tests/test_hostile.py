@@ -20,6 +20,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests._loopback import answering, raw_server
 from vbot_cdr import (
     APIError,
     BotConversation,
@@ -289,58 +290,19 @@ async def test_out_of_range_times_raise_a_typed_error(
 )
 async def test_malformed_http_is_transport_error(raw: bytes) -> None:
     """A reply that is not valid HTTP is retried, then raised as a TransportError."""
-    connections = 0
-
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(raw)
-        await writer.drain()
-        writer.close()
-
-    listener = await asyncio.start_server(reply, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        async with VBotClient("tok", base_url=f"http://127.0.0.1:{port}", retry=TWO_QUICK) as c:
-            with pytest.raises(TransportError):
-                await asyncio.wait_for(c.count_calls(), GUARD)
-    finally:
-        listener.close()
-        await listener.wait_closed()
+    async with (
+        raw_server(answering(raw)) as server,
+        VBotClient("tok", base_url=server.url, retry=TWO_QUICK) as c,
+    ):
+        with pytest.raises(TransportError):
+            await asyncio.wait_for(c.count_calls(), GUARD)
     # aiohttp itself may resend a GET once when the connection closes without an answer.
-    assert TWO_QUICK.max_attempts <= connections <= 2 * TWO_QUICK.max_attempts
+    assert TWO_QUICK.max_attempts <= server.connections <= 2 * TWO_QUICK.max_attempts
 
 
 # -- response size cap ----------------------------------------------------------------------
 
 CAP = 4096
-
-
-@asynccontextmanager
-async def raw_server(
-    respond: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[tuple[str, asyncio.Event]]:
-    """A raw TCP server running ``respond`` per connection; the event is set when one ends."""
-    ended = asyncio.Event()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            await respond(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            ended.set()
-
-    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", ended
-    finally:
-        listener.close()
-        await listener.wait_closed()
 
 
 async def endless_body(writer: asyncio.StreamWriter, chunked: bool) -> int:
@@ -377,12 +339,12 @@ async def test_oversized_body_is_refused_while_streaming(framing: str) -> None:
         writer.write(head)
         written.append(await endless_body(writer, framing == "chunked"))
 
-    async with raw_server(respond) as (base_url, ended):
-        client = VBotClient("tok", base_url=base_url, retry=TWO_QUICK, max_response_bytes=CAP)
+    async with raw_server(respond) as server:
+        client = VBotClient("tok", base_url=server.url, retry=TWO_QUICK, max_response_bytes=CAP)
         async with client:
             with pytest.raises(ResponseFormatError, match="max_response_bytes") as info:
                 await asyncio.wait_for(client.get_calls(page=1), GUARD)
-        await asyncio.wait_for(ended.wait(), GUARD)
+        await asyncio.wait_for(server.ended.wait(), GUARD)
     assert not info.value.retryable
     assert len(written) == 1  # refused at once, not retried
     assert written[0] < 64 * CAP * 1024

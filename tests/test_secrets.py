@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import sys
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests._loopback import answering, closed_port, exception_chain, raw_server
 from vbot_cdr import (
     APIError,
     AuthenticationError,
@@ -44,56 +44,9 @@ GUARD = 30.0
 API_PATH = "/api/campaignCall/cdr/"
 
 
-def closed_port() -> int:
-    """A loopback port with nothing listening on it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception it leads to through ``__cause__`` and ``__context__``."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        item = todo.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        yield item
-        todo += [item.__cause__, item.__context__]
-
-
 def assert_no_secret(text: str, what: object) -> None:
     for secret in SECRETS:
         assert secret not in text, f"secret shown by {what!r}"
-
-
-@asynccontextmanager
-async def raw_server(*replies: bytes) -> AsyncIterator[str]:
-    """A TCP server answering with the bytes ``replies`` in turn (the last one from then on)."""
-    answered = 0
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal answered
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(replies[min(answered, len(replies) - 1)])
-            answered += 1
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        listener.close()
-        await listener.wait_closed()
 
 
 async def failure_modes() -> dict[str, VBotError]:
@@ -156,8 +109,8 @@ async def failure_modes() -> dict[str, VBotError]:
         ("redirect", redirect),
     ]:
         async with (
-            raw_server(reply) as base_url,
-            VBotClient(SECRET, base_url=base_url, retry=NO_WAIT) as client,
+            raw_server(answering(reply)) as server,
+            VBotClient(SECRET, base_url=server.url, retry=NO_WAIT) as client,
         ):
             await collect(name, client.count_calls())
     async with VBotClient(
@@ -198,7 +151,7 @@ async def test_no_secret_in_exceptions_or_logs(caplog: pytest.LogCaptureFixture)
     assert isinstance(errors["redirect"], APIError)
     for name, error in errors.items():
         assert_no_secret("".join(traceback.format_exception(error)), name)
-        for link in chain(error):
+        for link in exception_chain(error):
             assert_no_secret(str(link), (name, link))
             assert_no_secret(repr(link), (name, link))
             assert_no_secret(repr(link.args), (name, link))
@@ -377,8 +330,8 @@ async def cli_against_malformed_http(cwd: Path) -> tuple[int, str]:
     """Run the CLI against a server whose first answer is not HTTP, and whose next is a 403."""
     malformed = b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}"
     forbidden = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
-    async with raw_server(malformed, forbidden) as base_url:
-        return await run_cli("count", "-v", env=cli_env(base_url), cwd=cwd)
+    async with raw_server(answering(malformed, forbidden)) as server:
+        return await run_cli("count", "-v", env=cli_env(server.url), cwd=cwd)
 
 
 async def test_no_secret_in_cli_output(tmp_path: Path) -> None:

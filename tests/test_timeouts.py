@@ -8,12 +8,12 @@ the loop's clock: no attempt outlives its deadline and no retry is scheduled pas
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from tests._loopback import raw_server
 from vbot_cdr import RateLimitError, RetryPolicy, TransportError, VBotClient, VBotError, _retry
 from vbot_cdr.testing import FakeVBotServer, Fault
 
@@ -67,30 +67,6 @@ async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         await asyncio.sleep(TIMEOUT / 10)  # the server's pace, not a wait for the test
 
 
-@asynccontextmanager
-async def tcp_server(respond: Respond) -> AsyncIterator[tuple[str, list[int]]]:
-    """A raw loopback server running ``respond`` per connection; yields its URL and a counter."""
-    connections: list[int] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            await respond(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", connections
-    finally:
-        listener.close()
-        await listener.wait_closed()
-
-
 CALLS: dict[str, Callable[[VBotClient], Awaitable[object]]] = {
     "count": lambda client: client.count_calls(),
     "page": lambda client: client.get_calls(page=1),
@@ -107,15 +83,15 @@ async def drain(iterator: Any) -> list[Any]:
 async def stalled_call(respond: Respond, call: str) -> None:
     """Run ``call`` against a ``respond`` server; it must end in TransportError within budget."""
     loop = asyncio.get_running_loop()
-    async with tcp_server(respond) as (base_url, connections):
-        client = VBotClient("tok", base_url=base_url, timeout=TIMEOUT, retry=TWO_ATTEMPTS)
+    async with raw_server(respond) as server:
+        client = VBotClient("tok", base_url=server.url, timeout=TIMEOUT, retry=TWO_ATTEMPTS)
         async with client:
             started = loop.time()
             with pytest.raises(TransportError, match=r"within 0\.2s") as info:
                 await asyncio.wait_for(CALLS[call](client), GUARD)
             elapsed = loop.time() - started
     assert isinstance(info.value.__cause__, asyncio.TimeoutError)
-    assert len(connections) == TWO_ATTEMPTS.max_attempts
+    assert server.connections == TWO_ATTEMPTS.max_attempts
     assert BUDGET * 0.9 <= elapsed < LOOSE
 
 
@@ -196,14 +172,14 @@ async def test_call_deadline_cuts_the_attempt_and_schedules_no_retry(
     """A call's deadline shortens its attempt's timeout; with no time left, no retry follows."""
     loop = asyncio.get_running_loop()
     policy = RetryPolicy(max_attempts=10, backoff=0.0, max_backoff=0.0)
-    async with tcp_server(silent) as (base_url, connections):
-        client = VBotClient("tok", base_url=base_url, timeout=60.0, retry=policy, deadline=0.3)
+    async with raw_server(silent) as server:
+        client = VBotClient("tok", base_url=server.url, timeout=60.0, retry=policy, deadline=0.3)
         async with client:
             started = loop.time()
             with pytest.raises(TransportError):
                 await asyncio.wait_for(client.count_calls(), GUARD)
             elapsed = loop.time() - started
-    assert len(connections) == 1
+    assert server.connections == 1
     assert waits == []
     [(_, timeout)] = attempts
     assert timeout <= 0.3  # not the client's 60 s: the deadline counts from the call's start
@@ -284,8 +260,8 @@ async def test_deadline_errors_are_vbot_errors_with_the_endpoint(
     attempts: list[tuple[float, float]],
 ) -> None:
     """A call refused by its deadline names its endpoint and page like any other failure."""
-    async with tcp_server(silent) as (base_url, _):
-        client = VBotClient("tok", base_url=base_url, deadline=0.2, retry=TWO_ATTEMPTS)
+    async with raw_server(silent) as server:
+        client = VBotClient("tok", base_url=server.url, deadline=0.2, retry=TWO_ATTEMPTS)
         async with client:
             with pytest.raises(VBotError) as info:
                 await asyncio.wait_for(client.get_calls(page=7), GUARD)
