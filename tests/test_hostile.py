@@ -20,7 +20,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests._loopback import answering, raw_server
+from tests._loopback import answering, raw_server, serve
 from vbot_cdr import (
     APIError,
     BotConversation,
@@ -138,15 +138,8 @@ async def hostile_server(answer: Answer) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as base_url:
+        yield base_url
 
 
 @pytest.fixture

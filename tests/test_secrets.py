@@ -14,15 +14,14 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
-from tests._loopback import answering, closed_port, exception_chain, raw_server
+from tests._loopback import answering, closed_port, exception_chain, raw_server, serve
 from vbot_cdr import (
     APIError,
     AuthenticationError,
@@ -270,20 +269,6 @@ async def test_redirect_sends_nothing_to_the_other_host(status: int, endpoint: s
                 await asyncio.wait_for(client.count_calls(), GUARD)
     assert info.value.http_status == status
     assert elsewhere == []
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run ``app`` on a free loopback port and yield its base URL."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 # -- the command line ---------------------------------------------------------------------------
