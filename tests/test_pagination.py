@@ -453,3 +453,34 @@ async def test_the_follow_up_of_a_full_last_page_is_asked_with_the_others() -> N
     source.release_rest()
     assert len(await consumer) == 40
     assert iterator.stats.extra_pages == 1
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+async def test_waiting_for_a_slow_page_does_not_spin(
+    ordered: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the pages in flight are slow, the engine sleeps instead of polling its tasks."""
+    checks = 0
+    ready = Paginator._ready
+
+    def counting_ready(
+        self: Paginator, tasks: dict[int, asyncio.Task[list[CallRecord]]]
+    ) -> int | None:
+        nonlocal checks
+        checks += 1
+        return ready(self, tasks)
+
+    monkeypatch.setattr(Paginator, "_ready", counting_ready)
+    source = Source(records(40), 10, hold=True)
+    iterator = CallIterator(source.paginator(concurrency=4, ordered=ordered))
+    consumer = asyncio.create_task(collect(iterator))
+    await until(lambda: source.in_flight == 4)
+    source.release(2, 3, 4)  # page 1, first in order, stays slow
+    await until(lambda: len(source.finished) == 3)
+    before = checks
+    for _ in range(200):
+        await asyncio.sleep(0)
+    # Handing over the finished pages takes a few checks; polling would take one per tick.
+    assert checks - before < 20
+    source.release_rest()
+    assert len(await consumer) == 40

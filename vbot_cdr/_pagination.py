@@ -282,12 +282,15 @@ class Paginator:
                     break
                 page = self._ready(tasks)
                 if page is None:
-                    done, _ = await asyncio.wait(
-                        tasks.values(), return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for task in done:
-                        task.result()  # a failed page ends the iteration here
-                    del done, task  # they hold the finished pages: do not keep them alive
+                    for task in tasks.values():
+                        if task.done():
+                            task.result()  # a failed page ends the iteration here
+                    # Wait on the pages still in flight only: finished ones waiting for their
+                    # turn would end the wait at once, and the loop would spin.
+                    pending = [task for task in tasks.values() if not task.done()]
+                    del task  # it may hold a finished page: do not keep it alive
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    del pending
                     continue
                 records = tasks.pop(page).result()
                 fresh = seen.keep_new(page, records)
