@@ -364,6 +364,8 @@ def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
     )
     try:
+        # mkstemp makes the file private; give it the permissions a plain open would have.
+        os.chmod(temporary, _file_mode(target))
         with open(descriptor, "wb") as stream:
             writer = _file_writer(stream, output_format, str(target))
             try:
@@ -378,6 +380,16 @@ def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -
     finally:
         if not result.complete:
             _keep_partial(Path(temporary), target, result)
+
+
+def _file_mode(target: Path) -> int:
+    """The mode of ``target`` if it exists, else what the umask leaves of ``rw-rw-rw-``."""
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _keep_partial(temporary: Path, target: Path, result: ExportFile) -> None:

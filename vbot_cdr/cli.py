@@ -256,13 +256,26 @@ _FILTERS: Final[tuple[tuple[str, Callable[[str], Any], str, str], ...]] = (
 )
 
 
-def _parser(**options: Any) -> argparse.ArgumentParser:
-    """A parser that never reads an abbreviation as an option (``--token`` as ``--token-file``)."""
-    return argparse.ArgumentParser(allow_abbrev=False, **options)
+class _Parser(argparse.ArgumentParser):
+    """A parser that never reads an abbreviation as an option (``--token`` as ``--token-file``)
+    and never echoes the values of options it does not know: one may be a secret."""
+
+    def __init__(self, **options: Any):
+        super().__init__(allow_abbrev=False, **options)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace:
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            names = sorted({arg.partition("=")[0] for arg in unknown if arg.startswith("-")})
+            shown = ", ".join(names) if names else f"{len(unknown)} extra arguments"
+            self.error(f"unrecognized arguments: {shown} (values not shown)")
+        return parsed
 
 
-def _run_options() -> argparse.ArgumentParser:
-    parser = _parser(add_help=False)
+def _run_options() -> _Parser:
+    parser = _Parser(add_help=False)
     group = parser.add_argument_group("logs and summary")
     group.add_argument(
         "-v",
@@ -289,8 +302,8 @@ def _run_options() -> argparse.ArgumentParser:
     return parser
 
 
-def _connection_options() -> argparse.ArgumentParser:
-    parser = _parser(add_help=False)
+def _connection_options() -> _Parser:
+    parser = _Parser(add_help=False)
     group = parser.add_argument_group("connection")
     group.add_argument(
         "--base-url", metavar="URL", help=f"the API's base URL (default: ${ENV_BASE_URL})"
@@ -352,8 +365,8 @@ def _connection_options() -> argparse.ArgumentParser:
     return parser
 
 
-def _filter_options() -> argparse.ArgumentParser:
-    parser = _parser(add_help=False)
+def _filter_options() -> _Parser:
+    parser = _Parser(add_help=False)
     group = parser.add_argument_group("filters (only those given are sent)")
     for name, kind, metavar, text in _FILTERS:
         group.add_argument(
@@ -366,8 +379,8 @@ def _filter_options() -> argparse.ArgumentParser:
     return parser
 
 
-def _paging_options(*, limit: bool = True) -> argparse.ArgumentParser:
-    parser = _parser(add_help=False)
+def _paging_options(*, limit: bool = True) -> _Parser:
+    parser = _Parser(add_help=False)
     group = parser.add_argument_group("paging")
     if limit:
         group.add_argument(
@@ -429,20 +442,21 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vbot-cdr``, one subcommand per command."""
     from vbot_cdr import __version__
 
-    parser = _parser(
+    parser = _Parser(
         prog=PROG,
         description="Export and inspect the call history of VBot voice-bot campaigns.",
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     connection, filters, run = _connection_options(), _filter_options(), _run_options()
 
     export = commands.add_parser(
         "export",
         parents=[connection, filters, _paging_options(), run],
-        allow_abbrev=False,
         help="stream every matching call to JSON Lines, CSV or Parquet",
         description=(
             "Stream every call matching the filters to a file or standard output. A file is "
@@ -462,7 +476,6 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser(
         "sync",
         parents=[connection, filters, _paging_options(limit=False), run],
-        allow_abbrev=False,
         help="append the calls that are new since the last sync",
         description=(
             "Append the calls created since the last sync to --out (a directory: one new "
@@ -511,7 +524,6 @@ def build_parser() -> argparse.ArgumentParser:
     count = commands.add_parser(
         "count",
         parents=[connection, filters, run],
-        allow_abbrev=False,
         help="print how many calls match",
         description="Print how many calls match the filters (countAll).",
     )
@@ -520,7 +532,6 @@ def build_parser() -> argparse.ArgumentParser:
     conversation = commands.add_parser(
         "conversation",
         parents=[connection, run],
-        allow_abbrev=False,
         help="print the bot conversation of one call",
         description="Print the bot conversation of one call, as the server sends it.",
     )
@@ -530,7 +541,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser(
         "schema",
-        allow_abbrev=False,
         help="print the JSON Schema of an exported call",
         description=(
             "Print the JSON Schema of one exported call (a line of JSON Lines), generated "
@@ -547,7 +557,6 @@ def _add_serve_fake(commands: Any, run: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
         "serve-fake",
         parents=[run],
-        allow_abbrev=False,
         help="run the fake VBot server on loopback",
         description=(
             "Run the fake VBot server until Ctrl-C (or SIGTERM); print its URL and token as "
@@ -942,6 +951,16 @@ def _sync_target(out: str, sync: CallSync, out_format: str, time_unit: str) -> P
     return path / f"calls-{stamp(first)}-{stamp(last)}.{out_format}"
 
 
+def _sync_format(args: argparse.Namespace) -> OutputFormat:
+    if args.out.endswith(("/", os.sep)) or os.path.isdir(args.out):
+        # A directory gets a file per run, named for the format: JSON Lines unless told.
+        return OutputFormat(args.format or "jsonl", excel=args.excel)
+    out_format = _output_format(args)
+    if out_format.gzip:
+        raise UsageError("sync appends uncompressed JSON Lines or CSV; export writes gzip")
+    return out_format
+
+
 async def _commit(sync: CallSync, stream: IO[bytes]) -> None:
     """Make the output durable, then move the state past it."""
     await asyncio.to_thread(make_durable, stream)
@@ -959,13 +978,7 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
     if args.out in (None, "-"):
         raise UsageError("sync needs --out DIR/ or FILE: the state follows only fsynced output")
     call_filter = _call_filter(args)
-    if args.out.endswith(("/", os.sep)) or Path(args.out).is_dir():
-        # A directory gets a file per run, named for the format: JSON Lines unless told.
-        out_format = OutputFormat(args.format or "jsonl", excel=args.excel)
-    else:
-        out_format = _output_format(args)
-    if out_format.name == "parquet" or out_format.gzip:
-        raise UsageError("sync appends JSON Lines or CSV, uncompressed; export writes the others")
+    out_format = _sync_format(args)
     summary = context.summary
     started = time.monotonic()
     async with open_client(args, context) as client:
