@@ -467,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_output_options(
         export,
-        out_help="write to FILE, replaced only once complete (default, or '-': standard output)",
+        out_help="write to FILE, replaced only once complete; '-' is standard output "
+        "(default: standard output)",
         formats=FORMATS,
     )
     _add_window(export, None, shown="none")
@@ -896,6 +897,8 @@ async def _export(args: argparse.Namespace, context: _Context) -> int:
             stack.enter_context(
                 _reporting("export", context, args.out or "-", failed=failed, stopped=stopped)
             )
+            # Runs once the file is closed, renamed or kept as partial, whatever the outcome.
+            stack.callback(_record_file, summary, result)
             try:
                 output = stack.enter_context(
                     export_file(result.target, out_format, result)
@@ -917,7 +920,6 @@ async def _export(args: argparse.Namespace, context: _Context) -> int:
                     output.write(page)
                     summary.records += len(page)
                     bar.update(len(page))
-        _record_file(summary, result)
     if not args.quiet:
         elapsed = time.monotonic() - started
         context.log.say(f"exported {summary.records} calls to {output.name} in {elapsed:.1f}s")
@@ -956,8 +958,8 @@ def _sync_format(args: argparse.Namespace) -> OutputFormat:
         # A directory gets a file per run, named for the format: JSON Lines unless told.
         return OutputFormat(args.format or "jsonl", excel=args.excel)
     out_format = _output_format(args)
-    if out_format.gzip:
-        raise UsageError("sync appends uncompressed JSON Lines or CSV; export writes gzip")
+    if out_format.gzip or out_format.name == "parquet":
+        raise UsageError("sync appends uncompressed JSON Lines or CSV; export writes the others")
     return out_format
 
 
