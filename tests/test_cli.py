@@ -228,7 +228,7 @@ async def test_failing_server_mid_export(
     assert "getAll (page 3): HTTP 500, error 500: Lỗi hệ thống" in line
     assert len(read_jsonl(partial)) == 200
     assert read_jsonl(out) == [{"previous": "run"}]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.jsonl", "calls.jsonl.partial"]
+    assert sorted(os.listdir(tmp_path)) == ["calls.jsonl", "calls.jsonl.partial"]
 
 
 async def test_failure_envelope(server: FakeVBotServer, capsys: pytest.CaptureFixture[str]) -> None:

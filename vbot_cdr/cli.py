@@ -1073,8 +1073,9 @@ async def _arrive_every_second(server: FakeVBotServer, rate: float) -> None:
         await asyncio.sleep(min(1.0, 1.0 / rate))
         due += rate * min(1.0, 1.0 / rate)
         if due >= 1:
-            server.arrive_now(int(due))
+            calls = server.arrive_now(int(due))
             due -= int(due)
+            logger.debug("serve-fake: %d new calls, the last %s", len(calls), calls[-1]["trans_id"])
 
 
 async def _serve_fake(args: argparse.Namespace, context: _Context) -> int:
