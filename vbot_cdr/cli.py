@@ -142,8 +142,8 @@ class _Context:
     """
 
     environ: Mapping[str, str]
-    log: RunLog = attrs.field(factory=RunLog)
-    summary: RunSummary = attrs.field(factory=lambda: RunSummary("?"))
+    log: RunLog
+    summary: RunSummary
     stopped_by: int | None = None
     error: BaseException | None = None
 
@@ -857,6 +857,8 @@ def _show_windows(bar: tqdm[Any], label: str, stats: IterationStats) -> None:
 
 def _left_behind(result: ExportFile) -> str:
     """What an export that did not complete leaves, for its message."""
+    if result.target == Path("-"):
+        return "standard output holds them, whole lines only"
     kept = "nothing was written"
     if result.partial is not None:
         kept = f"{result.partial} holds them, whole lines only"
@@ -885,28 +887,19 @@ async def _export(args: argparse.Namespace, context: _Context) -> int:
         to_file = args.out not in (None, "-")
         result = ExportFile(Path(args.out or "-"))
         with contextlib.ExitStack() as stack:
-            failed: Callable[[], str]
-            stopped: Callable[[], str]
-            if to_file:
-                stopped = failed = functools.partial(_left_behind, result)
-            else:
-                failed, stopped = (
-                    (lambda: "standard output is incomplete"),
-                    (lambda: "standard output holds them, whole lines only"),
-                )
+            left_behind = functools.partial(_left_behind, result)
             stack.enter_context(
-                _reporting("export", context, args.out or "-", failed=failed, stopped=stopped)
+                _reporting(
+                    "export", context, args.out or "-", failed=left_behind, stopped=left_behind
+                )
             )
             # Runs once the file is closed, renamed or kept as partial, whatever the outcome.
             stack.callback(_record_file, summary, result)
-            try:
-                output = stack.enter_context(
-                    export_file(result.target, out_format, result)
-                    if to_file
-                    else stream_output(sys.stdout.buffer, out_format)
-                )
-            except OSError as exc:
-                raise CommandError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+            output = stack.enter_context(
+                export_file(result.target, out_format, result)
+                if to_file
+                else stream_output(sys.stdout.buffer, out_format)
+            )
             bar = stack.enter_context(_progress_bar(args, "export"))
             async with _progress_lines(args, context), pages:
                 async for page in pages:
@@ -1012,10 +1005,7 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
                     "sync", context, str(target), failed=lambda: resumes, stopped=lambda: resumes
                 )
             )
-            try:
-                stream = stack.enter_context(append_file(target))
-            except OSError as exc:
-                raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from None
+            stream = stack.enter_context(append_file(target))
             new_file = drop_torn_tail(stream) == 0
             output = append_output(stream, out_format, str(target), new=new_file)
             bar = stack.enter_context(_progress_bar(args, "sync"))
