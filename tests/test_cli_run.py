@@ -387,6 +387,22 @@ async def test_summary_of_a_failure_redacts_secrets(tmp_path: Path) -> None:
         assert ISO_TIME.fullmatch(report[key])
 
 
+async def test_summary_of_options_that_do_not_parse(tmp_path: Path) -> None:
+    """Even options that do not parse (exit 2) leave a summary saying why."""
+    summary = tmp_path / "run.json"
+    child = await spawn("export", "--limit", "-3", "--summary", str(summary))
+    _, stderr = await asyncio.wait_for(child.communicate(), PATIENCE)
+    assert child.returncode == 2
+    assert b"--limit: must be >= 0, got -3" in stderr
+    report = json.loads(summary.read_text(encoding="utf-8"))
+    assert report["command"] == "export"
+    assert report["exit_code"] == 2
+    assert report["error"] == {
+        "type": "UsageError",
+        "message": "argument --limit: must be >= 0, got -3",
+    }
+
+
 # -- the data dictionary -----------------------------------------------------------------------
 
 

@@ -256,12 +256,25 @@ _FILTERS: Final[tuple[tuple[str, Callable[[str], Any], str, str], ...]] = (
 )
 
 
+class _BadOptions(SystemExit):
+    """The options did not parse: exit status 2, after argparse's usage and reason."""
+
+    def __init__(self, message: str):
+        super().__init__(EXIT_USAGE)
+        self.message = message
+
+
 class _Parser(argparse.ArgumentParser):
     """A parser that never reads an abbreviation as an option (``--token`` as ``--token-file``)
     and never echoes the values of options it does not know: one may be a secret."""
 
     def __init__(self, **options: Any):
         super().__init__(allow_abbrev=False, **options)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise _BadOptions(message)
 
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: None = None
@@ -1198,7 +1211,11 @@ def _silence_stdout() -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vbot-cdr`` with ``argv`` (default: the process's arguments); return the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _BadOptions as exc:
+        _summarize_bad_options(sys.argv[1:] if argv is None else argv, exc)
+        raise
     context = _Context(
         os.environ,
         log=RunLog(json=getattr(args, "log_format", "text") == "json"),
@@ -1222,6 +1239,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         _write_summary(args, context, status)
     return status
+
+
+def _summarize_bad_options(argv: Sequence[str], error: _BadOptions) -> None:
+    """Write ``--summary``, if the options name one, for options that did not parse."""
+    finder = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    finder.add_argument("--summary", type=Path)
+    with contextlib.suppress(SystemExit):
+        args, _ = finder.parse_known_args(argv)
+        if args.summary is not None:
+            command = next((arg for arg in argv if not arg.startswith("-")), "?")
+            summary = RunSummary(command)
+            summary.finish(EXIT_USAGE, UsageError(error.message), ())
+            with contextlib.suppress(OSError):
+                summary.write(args.summary)
 
 
 def _write_summary(args: argparse.Namespace, context: _Context, status: int) -> None:
