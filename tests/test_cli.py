@@ -209,15 +209,26 @@ def test_count_and_conversation(capsys: pytest.CaptureFixture[str]) -> None:
 async def test_failing_server_mid_export(
     server: FakeVBotServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A page that keeps failing ends the export with one line and exit 1; the file is whole."""
+    """A page that keeps failing ends the export with one line and exit 1.
+
+    The previous file is left as it was; the 200 calls written are kept, in whole lines, in
+    a file whose name says it is partial.
+    """
     server.inject(*[Fault(status=500, message="Lỗi hệ thống")] * 10, page=3)
     out = tmp_path / "calls.jsonl"
+    out.write_text('{"previous": "run"}\n', encoding="utf-8")
     code = await run("export", "-o", str(out), "--concurrency", "1", "--timeout", "5")
     assert code == 1
     line = one_line(capsys.readouterr().err)
-    assert line.startswith("vbot-cdr: export failed after 200 calls")
+    partial = tmp_path / "calls.jsonl.partial"
+    assert line.startswith(
+        f"vbot-cdr: export failed after 200 calls ({partial} holds them, whole lines only; "
+        f"{out} was not touched)"
+    )
     assert "getAll (page 3): HTTP 500, error 500: Lỗi hệ thống" in line
-    assert len(read_jsonl(out)) == 200
+    assert len(read_jsonl(partial)) == 200
+    assert read_jsonl(out) == [{"previous": "run"}]
+    assert sorted(os.listdir(tmp_path)) == ["calls.jsonl", "calls.jsonl.partial"]
 
 
 async def test_failure_envelope(server: FakeVBotServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -384,10 +395,14 @@ async def test_ctrl_c_leaves_only_complete_lines(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         _, stderr = await asyncio.wait_for(process.communicate(), PATIENCE)
     assert process.returncode == 130
+    partial = tmp_path / "calls.jsonl.partial"
     assert one_line(stderr.decode()) == (
-        f"vbot-cdr: interrupted after 20 calls ({out} holds them, whole lines only)"
+        f"vbot-cdr: interrupted after 20 calls ({partial} holds them, whole lines only; "
+        f"{out} was not touched)"
     )
-    assert [r["trans_id"] for r in read_jsonl(out)] == [f"TX0-{i:08d}" for i in range(99, 79, -1)]
+    expected = [f"TX0-{i:08d}" for i in range(99, 79, -1)]
+    assert [r["trans_id"] for r in read_jsonl(partial)] == expected
+    assert not out.exists()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pipes close differently on Windows")

@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import json
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -203,11 +204,13 @@ def test_bad_sync_options(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="signals to a child need POSIX")
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+@pytest.mark.parametrize(
+    "how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "Ctrl-C", "SIGTERM"]
+)
 async def test_stopped_mid_window_then_rerun_loses_nothing(
     tmp_path: Path, how: signal.Signals
 ) -> None:
-    """Killed (or interrupted) in the middle of its third window, a sync is resumed by the next.
+    """Killed (or interrupted, or terminated) in its third window, a sync is resumed by the next.
 
     The state parses and stands at the end of the second window; the output holds whole
     lines; the calls written twice are only those of the third window written before the
@@ -230,11 +233,13 @@ async def test_stopped_mid_window_then_rerun_loses_nothing(
         await asyncio.wait_for(fake.wait_for_requests(4, endpoint="getAll"), PATIENCE)
         pages = [r.params["page"] for r in fake.requests if r.endpoint == "getAll"]
         assert pages == ["1", "1", "1", "2"]
-        child.send_signal(how)
+        os.kill(child.pid, how)
         _, stderr = await asyncio.wait_for(child.communicate(), PATIENCE)
-        assert child.returncode == (-signal.SIGKILL if how == signal.SIGKILL else 130)
+        assert child.returncode == (-signal.SIGKILL if how == signal.SIGKILL else 128 + how)
         if how == signal.SIGINT:
             assert "interrupted after" in one_line(stderr.decode())
+        if how == signal.SIGTERM:
+            assert "stopped by SIGTERM after" in one_line(stderr.decode())
         watermark = read_state(state)["watermark"]
         assert watermark == start + 2 * HOUR
         before = out.read_bytes()

@@ -13,7 +13,7 @@ import datetime as dt
 import enum
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar, Union
@@ -146,6 +146,8 @@ class VBotClient:
             bounded only by the retry policy). No retry is scheduled past it.
         clock: Returns the current time as an aware datetime (UTC now by default). Read once
             when a time-windowed iteration or a sync is made, to fix its upper bound.
+        trace_configs: aiohttp ``TraceConfig`` objects for the session the client opens (for
+            tracing, e.g. OpenTelemetry); ignored with ``session``, which has its own.
 
     Raises:
         ValueError: A setting is out of range (before any request is sent).
@@ -170,6 +172,7 @@ class VBotClient:
         rate_limit: float | None = None,
         deadline: float | None = None,
         clock: Callable[[], dt.datetime] = _utc_now,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ):
         self._auth = token_source(token, self._exchange_token)
         self._base_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
@@ -196,6 +199,7 @@ class VBotClient:
         )
         self._deadline = _positive_seconds("deadline", deadline)
         self._clock = clock
+        self._trace_configs = list(trace_configs)
         self._session = session
         self._owns_session = session is None
         self._state = _State.UNOPENED
@@ -248,7 +252,8 @@ class VBotClient:
         self._state = _State.OPEN
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max(100, self._concurrency))
+                connector=aiohttp.TCPConnector(limit=max(100, self._concurrency)),
+                trace_configs=self._trace_configs,
             )
         return self._session
 

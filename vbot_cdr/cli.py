@@ -1,38 +1,23 @@
-"""The ``vbot-cdr`` command line: export, count and read VBot call history.
+"""The ``vbot-cdr`` command line: export, sync, count and read VBot call history.
 
 Usage::
 
-    vbot-cdr export [--out FILE] [--format jsonl|csv] [FILTERS] [--limit N] [--window 1d] ...
+    vbot-cdr export [--out FILE] [--format jsonl|csv|parquet] [FILTERS] [--limit N] ...
     vbot-cdr sync --state FILE --out DIR_OR_FILE [FILTERS] [--lookback 10m] [--reset] ...
     vbot-cdr count [FILTERS]
     vbot-cdr conversation TRANS_ID [--bot-id BOT]
-    vbot-cdr serve-fake [--records N] [--latency SECONDS] [--port PORT] ...
+    vbot-cdr schema
+    vbot-cdr serve-fake [--records N] [--latency SECONDS] [--arrivals-per-second R] ...
 
-The client commands read the API's address and credentials from the environment
-(``VBOT_BASE_URL``, ``VBOT_TOKEN``, ``VBOT_ID``, ``VBOT_PROJECT_CODE``) or from options
-(``--base-url``, ``--token-file``, ``--vbot-id``, ``--project-code``); with ``--demo`` they
-run against an in-process fake server with generated data instead. Without a token they log
-in as ``VBOT_USERNAME`` with ``VBOT_PASSWORD``, or with a password asked for without echo
-when a terminal is attached. Neither the token nor the password is ever printed, or taken as
-an option value (other users of the machine can read command lines).
+`build_parser` is the manual: every option's help, the environment variables and the exit
+statuses are in ``vbot-cdr --help`` and the commands' ``--help``. This module holds the
+options and the commands; file outputs live in `vbot_cdr._outputs`, log lines and run
+summaries in `vbot_cdr._runlog`, the record schema in `vbot_cdr._schema`.
 
-Exit status: 0 success; 1 the command failed (the API refused, the network failed, the output
-could not be written), with one line on stderr saying what failed, with the server's code and
-message; 2 bad options or configuration; 130 interrupted (Ctrl-C), after which the output file
-holds only complete lines.
-
-Output of ``export``: JSON Lines (default) is one JSON object per call, in the API's shape
-(`CallRecord.to_dict`). CSV (``--format csv``, or an ``--out`` ending in ``.csv``) is UTF-8
-with a header row; it flattens each call into `CSV_COLUMNS`:
-
-- top-level fields are columns of the same name, in the API document's order;
-- ``member`` and ``hotline`` become dotted columns (``member.name``, ``member.color``,
-  ``member.vbot_id``, ``hotline.code``, ``hotline.name``, ``hotline.phone_number``);
-- ``call_collected_data`` stays one column holding its JSON array;
-- the last column, ``extras``, holds the fields the API document does not list, as a JSON
-  object (empty when there are none);
-- null is an empty cell, booleans are ``true``/``false``, times stay the epoch numbers the
-  server sent.
+Exit status (`EXIT_STATUSES`): 0 success; 1 the command failed, with one line on stderr
+saying what failed; 2 bad options or configuration; 128 + the signal's number when SIGINT
+(130), SIGTERM (143) or SIGHUP (129) stopped it, after which the output holds only whole
+lines. All of them are mapped to in one place, `_run`.
 """
 
 from __future__ import annotations
@@ -40,10 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import datetime as dt
+import functools
 import getpass
-import io
 import logging
 import os
 import re
@@ -52,20 +36,16 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Final, NoReturn, Protocol
+from typing import IO, Any, Final, NoReturn
 
 import attrs
 import orjson
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vbot_cdr import (
     CallFilter,
-    CallRecord,
     CallSync,
-    Hotline,
     IterationStats,
-    Member,
     PasswordAuth,
     StateError,
     VBotClient,
@@ -73,7 +53,32 @@ from vbot_cdr import (
 )
 from vbot_cdr.testing import FakeVBotServer, FaultMix
 
-__all__ = ["CSV_COLUMNS", "build_parser", "main", "parse_date", "resolve_credential"]
+from ._outputs import (
+    CSV_COLUMNS,
+    FORMATS,
+    PARQUET_ROW_GROUP,
+    ExportFile,
+    OutputError,
+    OutputFormat,
+    append_file,
+    append_output,
+    choose_format,
+    drop_torn_tail,
+    export_file,
+    make_durable,
+    stream_output,
+)
+from ._runlog import ENV_LOG, LOG_FORMATS, LOG_LEVELS, RunLog, RunSummary, progress_interval
+from ._schema import json_schema
+
+__all__ = [
+    "CSV_COLUMNS",
+    "EXIT_STATUSES",
+    "build_parser",
+    "main",
+    "parse_date",
+    "resolve_credential",
+]
 
 PROG: Final = "vbot-cdr"
 ENV_TOKEN: Final = "VBOT_TOKEN"
@@ -88,6 +93,27 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 
+#: The environment variables, as ``vbot-cdr --help`` lists them.
+ENVIRONMENT: Final = (
+    (ENV_BASE_URL, "the API's base URL (--base-url wins)"),
+    (ENV_TOKEN, "the access token (--token-file wins)"),
+    (ENV_USERNAME, "without a token: log in as this user"),
+    (ENV_PASSWORD, "... with this password (asked for on a terminal when unset)"),
+    (ENV_VBOT_ID, "your VBotID (--vbot-id wins)"),
+    (ENV_PROJECT_CODE, "your group code (--project-code wins)"),
+    (ENV_LOG, "log level: debug, info or warning (default: warning; -v is info)"),
+)
+
+#: The exit statuses, as ``vbot-cdr --help`` lists them.
+EXIT_STATUSES: Final = (
+    (0, "done (export: the file is complete and in place)"),
+    (EXIT_FAILED, "the command failed (API refused, network, output); one line says what"),
+    (EXIT_USAGE, "bad options or configuration, before any request"),
+    (129, "stopped by SIGHUP: whole lines only, sync state at the last whole window"),
+    (EXIT_INTERRUPTED, "interrupted by Ctrl-C (SIGINT): the same"),
+    (143, "stopped by SIGTERM (cron timeout, Airflow, Kubernetes): the same"),
+)
+
 logger = logging.getLogger("vbot_cdr")
 
 
@@ -100,15 +126,26 @@ class CommandError(Exception):
 
 
 class Interrupted(CommandError):
-    """Ctrl-C stopped a command; exit status 130."""
+    """A signal (Ctrl-C, SIGTERM, SIGHUP) stopped a command; exit status 128 + its number."""
 
 
 @attrs.define
 class _Context:
-    """What a command gets besides its options."""
+    """What a command gets besides its options.
+
+    Attributes:
+        environ: The environment variables.
+        log: Its stderr.
+        summary: What it did so far (for ``--summary`` and the progress lines).
+        stopped_by: The signal that stopped it, if one did.
+        error: What ended it, if it failed.
+    """
 
     environ: Mapping[str, str]
-    interrupted: bool = False
+    log: RunLog
+    summary: RunSummary
+    stopped_by: int | None = None
+    error: BaseException | None = None
 
 
 Command = Callable[[argparse.Namespace, _Context], Awaitable[int]]
@@ -219,8 +256,67 @@ _FILTERS: Final[tuple[tuple[str, Callable[[str], Any], str, str], ...]] = (
 )
 
 
-def _connection_options() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
+class _BadOptions(SystemExit):
+    """The options did not parse: exit status 2, after argparse's usage and reason."""
+
+    def __init__(self, message: str):
+        super().__init__(EXIT_USAGE)
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser that never reads an abbreviation as an option (``--token`` as ``--token-file``)
+    and never echoes the values of options it does not know: one may be a secret."""
+
+    def __init__(self, **options: Any):
+        super().__init__(allow_abbrev=False, **options)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise _BadOptions(message)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace:
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            names = sorted({arg.partition("=")[0] for arg in unknown if arg.startswith("-")})
+            shown = ", ".join(names) if names else f"{len(unknown)} extra arguments"
+            self.error(f"unrecognized arguments: {shown} (values not shown)")
+        return parsed
+
+
+def _run_options() -> _Parser:
+    parser = _Parser(add_help=False)
+    group = parser.add_argument_group("logs and summary")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help=f"log at info: retries, rate-limit waits, repairs, sync commits (default: ${ENV_LOG}, "
+        "else warnings only)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="log lines on stderr as text with ISO 8601 times, or one JSON object each "
+        "(default: text)",
+    )
+    group.add_argument(
+        "--summary",
+        type=Path,
+        metavar="FILE",
+        help="when the run ends, whatever the outcome, write one JSON object to FILE: command, "
+        "times, records, pages, requests, retries, windows, files, complete, exit code, error "
+        "(default: none)",
+    )
+    return parser
+
+
+def _connection_options() -> _Parser:
+    parser = _Parser(add_help=False)
     group = parser.add_argument_group("connection")
     group.add_argument(
         "--base-url", metavar="URL", help=f"the API's base URL (default: ${ENV_BASE_URL})"
@@ -229,7 +325,8 @@ def _connection_options() -> argparse.ArgumentParser:
         "--token-file",
         metavar="FILE",
         type=Path,
-        help=f"read the access token from FILE's first line (default: ${ENV_TOKEN})",
+        help=f"read the access token from FILE's first line (default: ${ENV_TOKEN}, else a "
+        f"login as ${ENV_USERNAME})",
     )
     group.add_argument("--vbot-id", metavar="ID", help=f"your VBotID (default: ${ENV_VBOT_ID})")
     group.add_argument(
@@ -255,12 +352,19 @@ def _connection_options() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time one request may take (default: 30)",
     )
-    group.add_argument("-v", "--verbose", action="store_true", help="log retries and warnings")
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="DANGEROUS: allow plain http:// to a host other than loopback. The token (or "
+        "password) and every call record, phone numbers included, then cross the network "
+        "unencrypted, readable and alterable by anyone on the way (default: refused)",
+    )
     demo = parser.add_argument_group("demo")
     demo.add_argument(
         "--demo",
         action="store_true",
-        help="run against an in-process fake server with generated data (no account needed)",
+        help="run against an in-process fake server with generated data, no account needed "
+        "(default: off)",
     )
     demo.add_argument(
         "--demo-records",
@@ -274,21 +378,27 @@ def _connection_options() -> argparse.ArgumentParser:
     return parser
 
 
-def _filter_options() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
+def _filter_options() -> _Parser:
+    parser = _Parser(add_help=False)
     group = parser.add_argument_group("filters (only those given are sent)")
     for name, kind, metavar, text in _FILTERS:
         group.add_argument(
-            "--" + name.replace("_", "-"), dest=name, type=kind, metavar=metavar, help=text
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            metavar=metavar,
+            help=f"{text} (default: not sent)",
         )
     return parser
 
 
-def _paging_options(*, limit: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
+def _paging_options(*, limit: bool = True) -> _Parser:
+    parser = _Parser(add_help=False)
     group = parser.add_argument_group("paging")
     if limit:
-        group.add_argument("--limit", type=_count, metavar="N", help="stop after N records")
+        group.add_argument(
+            "--limit", type=_count, metavar="N", help="stop after N records (default: all)"
+        )
     group.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -306,49 +416,80 @@ def _paging_options(*, limit: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def _output_options() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
+def _add_output_options(
+    parser: argparse.ArgumentParser, *, out_help: str, formats: Sequence[str]
+) -> None:
     group = parser.add_argument_group("output")
-    group.add_argument(
-        "-o", "--out", metavar="FILE", help="write to FILE (default, or '-': standard output)"
-    )
+    group.add_argument("-o", "--out", metavar="FILE", help=out_help)
     group.add_argument(
         "--format",
-        choices=("jsonl", "csv"),
-        help="JSON Lines or CSV (default: csv if FILE ends in .csv, else jsonl)",
+        choices=formats,
+        help="the output format (default: from FILE's suffix: .jsonl or .json, .csv, each "
+        "optionally .gz, or .parquet; any other suffix needs --format)",
     )
     group.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr"
+        "--excel",
+        action="store_true",
+        help="CSV for Excel: a UTF-8 byte-order mark (so Vietnamese text shows right) and a "
+        "<time>_local column of local time (TZ) after each epoch column (default: off)",
     )
-    return parser
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar, progress lines or closing line on stderr (default: off)",
+    )
+
+
+def _epilog() -> str:
+    width = max(len(name) for name, _ in ENVIRONMENT)
+    lines = ["environment variables:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in ENVIRONMENT]
+    lines += ["", "exit status:"]
+    lines += [f"  {status:<3}  {text}" for status, text in EXIT_STATUSES]
+    lines += ["", "Try it without an account: vbot-cdr export --demo --out calls.jsonl"]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vbot-cdr``, one subcommand per command."""
     from vbot_cdr import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Export and inspect the call history of VBot voice-bot campaigns.",
-        epilog="Try it without an account: vbot-cdr export --demo --out calls.jsonl",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    connection, filters = _connection_options(), _filter_options()
-    paging, output = _paging_options(), _output_options()
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    connection, filters, run = _connection_options(), _filter_options(), _run_options()
 
     export = commands.add_parser(
         "export",
-        parents=[connection, filters, paging, output],
-        help="stream every matching call to JSON Lines or CSV",
-        description="Stream every call matching the filters to JSON Lines or CSV.",
+        parents=[connection, filters, _paging_options(), run],
+        help="stream every matching call to JSON Lines, CSV or Parquet",
+        description=(
+            "Stream every call matching the filters to a file or standard output. A file is "
+            "written beside its target and renamed into place once complete: a failed or "
+            "stopped export never replaces or truncates it, and keeps what it wrote as "
+            f"FILE.partial. Parquet is written in row groups of {PARQUET_ROW_GROUP} calls."
+        ),
+    )
+    _add_output_options(
+        export,
+        out_help="write to FILE, replaced only once complete; '-' is standard output "
+        "(default: standard output)",
+        formats=FORMATS,
     )
     _add_window(export, None, shown="none")
     export.set_defaults(run=_export)
 
     sync = commands.add_parser(
         "sync",
-        parents=[connection, filters, _paging_options(limit=False), output],
+        parents=[connection, filters, _paging_options(limit=False), run],
         help="append the calls that are new since the last sync",
         description=(
             "Append the calls created since the last sync to --out (a directory: one new "
@@ -358,14 +499,24 @@ def build_parser() -> argparse.ArgumentParser:
             "starts at --start-date."
         ),
     )
+    _add_output_options(
+        sync,
+        out_help="a directory DIR/ (one new file per run) or a FILE to append to (required)",
+        formats=("jsonl", "csv"),
+    )
     group = sync.add_argument_group("sync")
     group.add_argument(
-        "--state", required=True, type=Path, metavar="FILE", help="the JSON state file"
+        "--state",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="the JSON state file (required)",
     )
     group.add_argument(
         "--reset",
         action="store_true",
-        help="ignore the state file (unusable, or made for other filters): start at --start-date",
+        help="ignore the state file (unusable, or made for other filters): start at "
+        "--start-date (default: off)",
     )
     group.add_argument(
         "--lookback",
@@ -386,7 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     count = commands.add_parser(
         "count",
-        parents=[connection, filters],
+        parents=[connection, filters, run],
         help="print how many calls match",
         description="Print how many calls match the filters (countAll).",
     )
@@ -394,35 +545,89 @@ def build_parser() -> argparse.ArgumentParser:
 
     conversation = commands.add_parser(
         "conversation",
-        parents=[connection],
+        parents=[connection, run],
         help="print the bot conversation of one call",
         description="Print the bot conversation of one call, as the server sends it.",
     )
     conversation.add_argument("trans_id", metavar="TRANS_ID", help="the call's transaction id")
-    conversation.add_argument("--bot-id", metavar="BOT", help="the bot code")
+    conversation.add_argument("--bot-id", metavar="BOT", help="the bot code (default: not sent)")
     conversation.set_defaults(run=_conversation)
 
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of an exported call",
+        description=(
+            "Print the JSON Schema of one exported call (a line of JSON Lines), generated "
+            "from the library's models. docs/fields.md explains every field."
+        ),
+    )
+    schema.set_defaults(run=_schema)
+
+    _add_serve_fake(commands, run)
+    return parser
+
+
+def _add_serve_fake(commands: Any, run: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
         "serve-fake",
+        parents=[run],
         help="run the fake VBot server on loopback",
-        description="Run the fake VBot server until Ctrl-C; print its URL and token.",
+        description=(
+            "Run the fake VBot server until Ctrl-C (or SIGTERM); print its URL and token as "
+            "two shell lines to paste into another terminal."
+        ),
     )
-    serve.add_argument("--records", type=_count, default=DEMO_RECORDS, metavar="N")
-    serve.add_argument("--seed", type=int, default=0)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=0, help="default: any free port")
-    serve.add_argument("--token", default="fake-vbot-token", help="the token it accepts")
-    serve.add_argument("--first-page", type=int, default=1)
-    serve.add_argument("--latency", type=_seconds, default=0.0, metavar="SECONDS")
-    serve.add_argument("--max-page-size", type=_positive_int, default=1000, metavar="N")
+    serve.add_argument(
+        "--records",
+        type=_count,
+        default=DEMO_RECORDS,
+        metavar="N",
+        help=f"generated calls it starts with (default: {DEMO_RECORDS})",
+    )
+    serve.add_argument("--seed", type=int, default=0, help="seed of the data (default: 0)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    serve.add_argument(
+        "--token", default="fake-vbot-token", help="the token it accepts (default: fake-vbot-token)"
+    )
+    serve.add_argument(
+        "--first-page",
+        type=int,
+        default=1,
+        help="the number of its first page (default: 1)",
+    )
+    serve.add_argument(
+        "--latency",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="time every request waits before it is answered (default: 0)",
+    )
+    serve.add_argument(
+        "--max-page-size",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="the largest page size accepted (default: 1000)",
+    )
+    serve.add_argument(
+        "--arrivals-per-second",
+        type=_seconds,
+        default=0.0,
+        metavar="R",
+        help="new calls written per second while it runs, created now, as a live feed for "
+        "sync (default: 0)",
+    )
     serve.add_argument(
         "--faults",
         type=_fault_mix,
         metavar="NAME=VALUE,...",
-        help="random faults: FaultMix fields, e.g. seed=1,server_error=0.05,rate_limit=0.02",
+        help="random faults: FaultMix fields, e.g. seed=1,server_error=0.05,rate_limit=0.02 "
+        "(default: none)",
     )
     serve.set_defaults(run=_serve_fake)
-    return parser
 
 
 def _add_window(
@@ -515,6 +720,7 @@ def _client_options(args: argparse.Namespace) -> dict[str, Any]:
         "first_page": args.first_page,
         "time_unit": args.time_unit,
         "timeout": args.timeout,
+        "allow_insecure_http": args.allow_insecure_http,
     }
     for name in ("concurrency", "page_size"):
         if getattr(args, name, None) is not None:
@@ -548,6 +754,7 @@ async def open_client(args: argparse.Namespace, context: _Context) -> AsyncItera
             if not base_url:
                 raise UsageError(f"no API address: set {ENV_BASE_URL} or pass --base-url")
             credential = resolve_credential(args, context.environ)
+            context.log.secrets += _secrets_of(credential, context.environ)
             options["vbot_id"] = args.vbot_id or context.environ.get(ENV_VBOT_ID) or None
             options["project_code"] = (
                 args.project_code or context.environ.get(ENV_PROJECT_CODE) or None
@@ -555,8 +762,16 @@ async def open_client(args: argparse.Namespace, context: _Context) -> AsyncItera
         try:
             client = VBotClient(credential, base_url=base_url, **options)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            message = str(exc).replace("allow_insecure_http=True", "--allow-insecure-http")
+            raise UsageError(message) from None
         yield await stack.enter_async_context(client)
+
+
+def _secrets_of(credential: str | PasswordAuth, environ: Mapping[str, str]) -> list[str]:
+    """What no line or summary of the run may show, should a message ever carry it."""
+    if isinstance(credential, str):
+        return [credential]
+    return [environ.get(ENV_PASSWORD, "")]
 
 
 def _call_filter(args: argparse.Namespace) -> CallFilter:
@@ -570,105 +785,14 @@ def _call_filter(args: argparse.Namespace) -> CallFilter:
 # -- export ------------------------------------------------------------------------------------
 
 
-def _columns() -> tuple[str, ...]:
-    columns: list[str] = []
-    for field in attrs.fields(CallRecord):
-        if field.name == "member":
-            columns += [f"member.{f.name}" for f in attrs.fields(Member)]
-        elif field.name == "hotline":
-            columns += [f"hotline.{f.name}" for f in attrs.fields(Hotline)]
-        else:
-            columns.append(field.name)
-    return tuple(columns)
-
-
-#: The columns of ``export --format csv``, in order (see the module docstring).
-CSV_COLUMNS: Final = _columns()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
-def _csv_row(record: CallRecord) -> list[str]:
-    data = record.to_dict()
-    row: list[str] = []
-    for column in CSV_COLUMNS:
-        if column == "extras":
-            extras = {name: data[name] for name in record.extras}
-            row.append(_cell(extras) if extras else "")
-            continue
-        parent, _, child = column.partition(".")
-        value = data.get(parent)
-        if child:
-            value = value.get(child) if isinstance(value, dict) else None
-        row.append(_cell(value))
-    return row
-
-
-class _Writer(Protocol):
-    """Turns calls into bytes of one output format."""
-
-    def header(self) -> bytes:
-        """What starts the output."""
-        ...
-
-    def encode(self, records: Sequence[CallRecord]) -> bytes:
-        """Whole lines for ``records``."""
-        ...
-
-
-class _JsonLines:
-    """One JSON object per line, in the API's shape."""
-
-    def header(self) -> bytes:
-        return b""
-
-    def encode(self, records: Sequence[CallRecord]) -> bytes:
-        return b"".join(
-            orjson.dumps(record.to_dict(), option=orjson.OPT_APPEND_NEWLINE) for record in records
-        )
-
-
-class _Csv:
-    """`CSV_COLUMNS`, one row per call."""
-
-    def _rows(self, rows: list[list[str]] | list[tuple[str, ...]]) -> bytes:
-        text = io.StringIO()
-        csv.writer(text).writerows(rows)
-        return text.getvalue().encode("utf-8")
-
-    def header(self) -> bytes:
-        return self._rows([CSV_COLUMNS])
-
-    def encode(self, records: Sequence[CallRecord]) -> bytes:
-        return self._rows([_csv_row(record) for record in records])
-
-
-_FORMATS: Final[Mapping[str, Callable[[], _Writer]]] = {"jsonl": _JsonLines, "csv": _Csv}
-
-
-@contextlib.contextmanager
-def _output(path: str | None, *, append: bool = False) -> Iterator[tuple[IO[bytes], str]]:
-    """The binary stream to write to (``append``: readable too), and its name for messages."""
-    if path in (None, "-"):
-        yield sys.stdout.buffer, "standard output"
-        return
+def _output_format(args: argparse.Namespace) -> OutputFormat:
     try:
-        stream = open(path, "a+b" if append else "wb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
-    with stream:
-        yield stream, path
+        return choose_format(args.out, args.format, excel=args.excel)
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def _progress(args: argparse.Namespace, label: str) -> tqdm[Any]:
+def _progress_bar(args: argparse.Namespace, label: str) -> tqdm[Any]:
     return tqdm(
         desc=label,
         unit=" calls",
@@ -679,32 +803,63 @@ def _progress(args: argparse.Namespace, label: str) -> tqdm[Any]:
     )
 
 
+@contextlib.asynccontextmanager
+async def _progress_lines(args: argparse.Namespace, context: _Context) -> AsyncIterator[None]:
+    """Log a progress line every interval while the block runs, when stderr is no terminal.
+
+    A scheduler's log (cron mail, Airflow, Kubernetes) shows no progress bar: these lines
+    show that a long run is alive, and how far it got.
+    """
+    if args.quiet or sys.stderr.isatty():
+        yield
+        return
+    interval = progress_interval(context.environ)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            text, numbers = context.summary.progress()
+            context.log.event(text, event="progress", **numbers)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+
+
 @contextlib.contextmanager
 def _reporting(
     command: str,
-    name: str,
     context: _Context,
-    written: Callable[[], int],
+    name: str,
     *,
-    failed: str,
-    stopped: str,
+    failed: Callable[[], str],
+    stopped: Callable[[], str],
 ) -> Iterator[None]:
     """Turn what stops a command midway into its one-line message.
 
-    ``failed`` (after an API error) and ``stopped`` (after Ctrl-C) say what that leaves in the
-    output ``name``.
+    ``failed`` (after an API error) and ``stopped`` (after a signal) say what that leaves in
+    the output; they are asked once the output has been closed.
     """
+    written = context.summary
     try:
         yield
     except VBotError as exc:
-        raise CommandError(f"{command} failed after {written()} calls ({failed}): {exc}") from exc
+        raise CommandError(
+            f"{command} failed after {written.records} calls ({failed()}): {exc}"
+        ) from exc
     except BrokenPipeError:
         raise
     except OSError as exc:
         raise CommandError(f"cannot write {name}: {exc.strerror or exc}") from None
     except asyncio.CancelledError:
-        if context.interrupted:
-            raise Interrupted(f"interrupted after {written()} calls ({stopped})") from None
+        if context.stopped_by is not None:
+            raise Interrupted(
+                f"{_stop_name(context.stopped_by)} after {written.records} calls ({stopped()})"
+            ) from None
         raise
 
 
@@ -713,12 +868,21 @@ def _show_windows(bar: tqdm[Any], label: str, stats: IterationStats) -> None:
     bar.set_description_str(f"{label} window {current}/{stats.windows}", refresh=False)
 
 
+def _left_behind(result: ExportFile) -> str:
+    """What an export that did not complete leaves, for its message."""
+    if result.target == Path("-"):
+        return "standard output holds them, whole lines only"
+    kept = "nothing was written"
+    if result.partial is not None:
+        kept = f"{result.partial} holds them, whole lines only"
+    return f"{kept}; {result.target} was not touched"
+
+
 async def _export(args: argparse.Namespace, context: _Context) -> int:
     call_filter = _call_filter(args)
-    out_format = args.format or ("csv" if str(args.out).lower().endswith(".csv") else "jsonl")
-    writer = _FORMATS[out_format]()
+    out_format = _output_format(args)
+    summary = context.summary
     started = time.monotonic()
-    written = 0
     async with open_client(args, context) as client:
         if args.window is not None and call_filter.start_date is None:
             raise UsageError("--window needs --start-date, where the first window begins")
@@ -732,36 +896,47 @@ async def _export(args: argparse.Namespace, context: _Context) -> int:
             )
         except ValueError as exc:  # a --window shorter than --time-unit
             raise UsageError(str(exc)) from None
-        with (
-            _output(args.out) as (stream, name),
-            _progress(args, "export") as bar,
-            _reporting(
-                "export",
-                name,
-                context,
-                lambda: written,
-                failed=f"{name} is incomplete",
-                stopped=f"{name} holds them, whole lines only",
-            ),
-        ):
-            stream.write(writer.header())
-            async with pages:
+        summary.stats = pages.stats
+        to_file = args.out not in (None, "-")
+        result = ExportFile(Path(args.out or "-"))
+        with contextlib.ExitStack() as stack:
+            left_behind = functools.partial(_left_behind, result)
+            stack.enter_context(
+                _reporting(
+                    "export", context, args.out or "-", failed=left_behind, stopped=left_behind
+                )
+            )
+            # Runs once the file is closed, renamed or kept as partial, whatever the outcome.
+            stack.callback(_record_file, summary, result)
+            output = stack.enter_context(
+                export_file(result.target, out_format, result)
+                if to_file
+                else stream_output(sys.stdout.buffer, out_format)
+            )
+            bar = stack.enter_context(_progress_bar(args, "export"))
+            async with _progress_lines(args, context), pages:
                 async for page in pages:
                     if args.window is not None:
                         _show_windows(bar, "export", pages.stats)
-                    elif bar.total is None and pages.total is not None:
-                        bar.total = (
+                    elif summary.expected is None and pages.total is not None:
+                        summary.expected = (
                             pages.total if args.limit is None else min(pages.total, args.limit)
                         )
-                    # One write per page: a stop between pages leaves only whole lines.
-                    stream.write(writer.encode(page))
-                    stream.flush()
-                    written += len(page)
+                        bar.total = summary.expected
+                    output.write(page)
+                    summary.records += len(page)
                     bar.update(len(page))
     if not args.quiet:
         elapsed = time.monotonic() - started
-        _say(f"exported {written} calls to {name} in {elapsed:.1f}s")
+        context.log.say(f"exported {summary.records} calls to {output.name} in {elapsed:.1f}s")
     return 0
+
+
+def _record_file(summary: RunSummary, result: ExportFile) -> None:
+    if result.complete:
+        summary.files.append(str(result.target))
+    elif result.partial is not None:
+        summary.partial_files.append(str(result.partial))
 
 
 # -- sync --------------------------------------------------------------------------------------
@@ -784,40 +959,36 @@ def _sync_target(out: str, sync: CallSync, out_format: str, time_unit: str) -> P
     return path / f"calls-{stamp(first)}-{stamp(last)}.{out_format}"
 
 
-def _drop_torn_tail(stream: IO[bytes]) -> int:
-    """Cut off a partial last line, which only a crash mid-write leaves; return the new size.
-
-    The calls of that line were not committed, so this run yields them again.
-    """
-    size = end = stream.seek(0, os.SEEK_END)
-    while end > 0:
-        start = max(0, end - 65_536)
-        stream.seek(start)
-        newline = stream.read(end - start).rfind(b"\n")
-        if newline >= 0:
-            end = start + newline + 1
-            break
-        end = start
-    if end != size:
-        stream.truncate(end)
-    return end
+def _sync_format(args: argparse.Namespace) -> OutputFormat:
+    if args.out.endswith(("/", os.sep)) or os.path.isdir(args.out):
+        # A directory gets a file per run, named for the format: JSON Lines unless told.
+        return OutputFormat(args.format or "jsonl", excel=args.excel)
+    out_format = _output_format(args)
+    if out_format.gzip or out_format.name == "parquet":
+        raise UsageError("sync appends uncompressed JSON Lines or CSV; export writes the others")
+    return out_format
 
 
 async def _commit(sync: CallSync, stream: IO[bytes]) -> None:
     """Make the output durable, then move the state past it."""
-    stream.flush()
-    await asyncio.to_thread(os.fsync, stream.fileno())
+    await asyncio.to_thread(make_durable, stream)
     await sync.commit()
+    logger.info(
+        "sync: window %d of %d committed; state saved in %s (watermark %s)",
+        sync.stats.windows_done,
+        len(sync.windows),
+        sync.path,
+        sync.watermark,
+    )
 
 
 async def _sync(args: argparse.Namespace, context: _Context) -> int:
     if args.out in (None, "-"):
         raise UsageError("sync needs --out DIR/ or FILE: the state follows only fsynced output")
     call_filter = _call_filter(args)
-    out_format = args.format or ("csv" if str(args.out).lower().endswith(".csv") else "jsonl")
-    writer = _FORMATS[out_format]()
+    out_format = _sync_format(args)
+    summary = context.summary
     started = time.monotonic()
-    written = 0
     async with open_client(args, context) as client:
         try:
             sync = client.sync(
@@ -834,36 +1005,41 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        summary.stats = sync.stats
         if not sync.windows:
             if not args.quiet:
-                _say(f"nothing to sync yet: {args.state} is up to date")
+                context.log.say(f"nothing to sync yet: {args.state} is up to date")
             return 0
-        target = _sync_target(args.out, sync, out_format, args.time_unit)
+        target = _sync_target(args.out, sync, out_format.name, args.time_unit)
         resumes = "the state is saved up to the last whole window; the next run resumes there"
-        with (
-            _output(str(target), append=True) as (stream, name),
-            _progress(args, "sync") as bar,
-            _reporting("sync", name, context, lambda: written, failed=resumes, stopped=resumes),
-        ):
-            new_file = _drop_torn_tail(stream) == 0
-            if new_file:
-                stream.write(writer.header())
-            async with sync:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(
+                _reporting(
+                    "sync", context, str(target), failed=lambda: resumes, stopped=lambda: resumes
+                )
+            )
+            stream = stack.enter_context(append_file(target))
+            new_file = drop_torn_tail(stream) == 0
+            output = append_output(stream, out_format, str(target), new=new_file)
+            bar = stack.enter_context(_progress_bar(args, "sync"))
+            async with _progress_lines(args, context), sync:
                 async for record in sync:
                     if sync.committable:  # the calls written so far end a window
                         await _commit(sync, stream)
-                    stream.write(writer.encode([record]))
-                    written += 1
+                    output.write([record])
+                    summary.records += 1
                     bar.update(1)
                     _show_windows(bar, "sync", sync.stats)
                 await _commit(sync, stream)
-    if new_file and not written and target != Path(args.out):
+    if new_file and not summary.records and target != Path(args.out):
         target.unlink()  # a run's file in DIR/ holds its new calls; there were none
+    elif summary.records:
+        summary.files.append(str(target))
     if not args.quiet:
         elapsed = time.monotonic() - started
-        where = f" to {name}" if written else ""
-        _say(
-            f"synced {written} new calls{where} in {elapsed:.1f}s "
+        where = f" to {target}" if summary.records else ""
+        context.log.say(
+            f"synced {summary.records} new calls{where} in {elapsed:.1f}s "
             f"({len(sync.windows)} windows); state saved in {args.state}"
         )
     return 0
@@ -877,6 +1053,7 @@ async def _count_calls(args: argparse.Namespace, context: _Context) -> int:
     async with open_client(args, context) as client:
         total = await client.count_calls(call_filter)
     print(total)
+    context.summary.expected = total
     return 0
 
 
@@ -885,6 +1062,23 @@ async def _conversation(args: argparse.Namespace, context: _Context) -> int:
         conversation = await client.get_bot_conversation(args.trans_id, bot_id=args.bot_id)
     print(conversation.raw)
     return 0
+
+
+async def _schema(args: argparse.Namespace, context: _Context) -> int:
+    sys.stdout.buffer.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+async def _arrive_every_second(server: FakeVBotServer, rate: float) -> None:
+    """Write ``rate`` new calls a second into ``server``, created now, until cancelled."""
+    due = 0.0
+    while True:
+        await asyncio.sleep(min(1.0, 1.0 / rate))
+        due += rate * min(1.0, 1.0 / rate)
+        if due >= 1:
+            calls = server.arrive_now(int(due))
+            due -= int(due)
+            logger.debug("serve-fake: %d new calls, the last %s", len(calls), calls[-1]["trans_id"])
 
 
 async def _serve_fake(args: argparse.Namespace, context: _Context) -> int:
@@ -904,87 +1098,107 @@ async def _serve_fake(args: argparse.Namespace, context: _Context) -> int:
             # Shell syntax, so the two lines can be pasted into another terminal as they are.
             print(f"export {ENV_BASE_URL}={server.base_url}")
             print(f"export {ENV_TOKEN}={server.token}", flush=True)
-            _say(f"serving {args.records} fake calls on {server.base_url}; Ctrl-C stops")
+            arriving = ""
+            if args.arrivals_per_second:
+                arriving = f", {args.arrivals_per_second:g} new calls a second"
+            context.log.say(
+                f"serving {args.records} fake calls on {server.base_url}{arriving}; Ctrl-C stops"
+            )
+            if args.arrivals_per_second:
+                await _arrive_every_second(server, args.arrivals_per_second)
             await asyncio.Event().wait()
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     except asyncio.CancelledError:
-        if not context.interrupted:
+        if context.stopped_by is None:
             raise
     return 0
 
 
 # -- running -----------------------------------------------------------------------------------
 
+#: The signals that stop a run the way Ctrl-C does; the exit status is 128 + the number.
+STOP_SIGNALS: Final = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
-def _say(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+def _stop_name(signum: int) -> str:
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
 
 
 @contextlib.contextmanager
-def _interrupt_cancels(task: asyncio.Task[Any], context: _Context) -> Iterator[None]:
-    """Turn Ctrl-C into cancelling ``task``, so it stops at an ``await``, never mid-write."""
+def _signals_cancel(task: asyncio.Task[Any], context: _Context) -> Iterator[None]:
+    """Turn Ctrl-C, SIGTERM and SIGHUP into cancelling ``task``: it stops at an ``await``,
+    never mid-write, and the command's cleanup (closing files, cancelling requests) runs."""
     loop = asyncio.get_running_loop()
 
-    def interrupt() -> None:
-        context.interrupted = True
-        task.cancel()
+    def stop(signum: int) -> None:
+        if context.stopped_by is None:
+            context.stopped_by = signum
+            task.cancel()
 
+    installed = []
     try:
-        loop.add_signal_handler(signal.SIGINT, interrupt)
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop, signum)
+            installed.append(signum)
     except (NotImplementedError, RuntimeError, ValueError):
         # No loop signal handlers here (Windows, or not the main thread): Ctrl-C stays a
         # KeyboardInterrupt, which main() reports.
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
-async def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    context = _Context(environ)
+async def _run(args: argparse.Namespace, context: _Context) -> int:
+    """Run the command; map its outcome to the exit status, and report it in one line."""
     task = asyncio.current_task()
     assert task is not None
     run: Command = args.run
-    with _interrupt_cancels(task, context):
+    log = context.log
+    with _signals_cancel(task, context):
         try:
             return await run(args, context)
         except UsageError as exc:
-            _say(f"error: {exc}")
+            context.error = exc
+            log.say(f"error: {exc}", level="error")
             return EXIT_USAGE
         except Interrupted as exc:
-            _say(str(exc))
-            return EXIT_INTERRUPTED
+            context.error = exc
+            log.say(str(exc), level="error")
+            return _stopped_status(context)
         except CommandError as exc:
-            _say(str(exc))
+            context.error = exc
+            log.say(str(exc), level="error")
             return EXIT_FAILED
         except VBotError as exc:
-            _say(f"{args.command} failed: {exc}")
+            context.error = exc
+            log.say(f"{args.command} failed: {exc}", level="error")
             return EXIT_FAILED
         except asyncio.CancelledError:
-            if not context.interrupted:
+            if context.stopped_by is None:
                 raise
-            _say("interrupted")
-            return EXIT_INTERRUPTED
+            context.error = Interrupted(_stop_name(context.stopped_by))
+            log.say(_stop_name(context.stopped_by), level="error")
+            return _stopped_status(context)
 
 
-@contextlib.contextmanager
-def _logging(verbose: bool) -> Iterator[None]:
-    """Show the library's warnings (and with ``verbose`` its retries) as lines on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    try:
-        # Log lines go above the progress bar instead of through it.
-        with logging_redirect_tqdm(loggers=[logger]):
-            yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+def _stopped_status(context: _Context) -> int:
+    return 128 + (context.stopped_by or signal.SIGINT)
+
+
+def _log_level(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``-v`` (info), else ``$VBOT_CDR_LOG``, else warning."""
+    if getattr(args, "verbose", False):
+        return logging.INFO
+    name = environ.get(ENV_LOG, "").strip().lower()
+    if name and name not in LOG_LEVELS:
+        raise UsageError(f"{ENV_LOG} must be one of {', '.join(LOG_LEVELS)}, got {name!r}")
+    return LOG_LEVELS.get(name, logging.WARNING)
 
 
 def _silence_stdout() -> NoReturn:
@@ -997,12 +1211,56 @@ def _silence_stdout() -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vbot-cdr`` with ``argv`` (default: the process's arguments); return the exit status."""
-    args = build_parser().parse_args(argv)
     try:
-        with _logging(getattr(args, "verbose", False)):
-            return asyncio.run(_run(args, os.environ))
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return EXIT_INTERRUPTED
+        args = build_parser().parse_args(argv)
+    except _BadOptions as exc:
+        _summarize_bad_options(sys.argv[1:] if argv is None else argv, exc)
+        raise
+    context = _Context(
+        os.environ,
+        log=RunLog(json=getattr(args, "log_format", "text") == "json"),
+        summary=RunSummary(args.command),
+    )
+    status = EXIT_FAILED
+    try:
+        level = _log_level(args, os.environ)
+    except UsageError as exc:
+        context.log.say(f"error: {exc}", level="error")
+        return EXIT_USAGE
+    try:
+        with context.log.capturing(level):
+            status = asyncio.run(_run(args, context))
+    except KeyboardInterrupt as exc:
+        context.error = exc
+        context.log.say("interrupted", level="error")
+        status = EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
+    finally:
+        _write_summary(args, context, status)
+    return status
+
+
+def _summarize_bad_options(argv: Sequence[str], error: _BadOptions) -> None:
+    """Write ``--summary``, if the options name one, for options that did not parse."""
+    finder = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    finder.add_argument("--summary", type=Path)
+    with contextlib.suppress(SystemExit):
+        args, _ = finder.parse_known_args(argv)
+        if args.summary is not None:
+            command = next((arg for arg in argv if not arg.startswith("-")), "?")
+            summary = RunSummary(command)
+            summary.finish(EXIT_USAGE, UsageError(error.message), ())
+            with contextlib.suppress(OSError):
+                summary.write(args.summary)
+
+
+def _write_summary(args: argparse.Namespace, context: _Context, status: int) -> None:
+    path: Path | None = getattr(args, "summary", None)
+    if path is None:
+        return
+    context.summary.finish(status, context.error, context.log.secrets)
+    try:
+        context.summary.write(path)
+    except OSError as exc:
+        context.log.say(f"cannot write the summary {path}: {exc.strerror or exc}", level="error")

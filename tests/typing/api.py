@@ -57,6 +57,12 @@ async def static_token(session: aiohttp.ClientSession) -> None:
     await client.aclose()
 
 
+async def traced() -> None:
+    trace = aiohttp.TraceConfig()
+    async with VBotClient("t", base_url="https://api.example.vn", trace_configs=[trace]) as client:
+        assert_type(client, VBotClient)
+
+
 async def endpoints() -> None:
     async with VBotClient(fetch_token, base_url="https://api.example.vn") as client:
         assert_type(await client.count_calls(), int)

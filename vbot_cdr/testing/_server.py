@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
+import time
 from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -621,6 +622,21 @@ class FakeVBotServer:
         calls = []
         for _ in range(count):
             created = self._arrival_rng.randint(*span)
+            calls.append(self._late.record(self._arrived_calls, created=created))
+            self._arrived_calls += 1
+        self._store.add(calls)
+        return calls
+
+    def arrive_now(self, count: int = 1) -> list[dict[str, Any]]:
+        """Write ``count`` new calls created now, as a live feed does, and return them.
+
+        They are generated like `arrive`'s (``trans_id`` ``LATE<seed>-<n>``, numbered on from
+        them), with ``create_at`` the current time: a ``sync`` run after them picks them up.
+        """
+        scale = 1000 if self._late.time_unit == "ms" else 1
+        created = int(time.time() * scale)
+        calls = []
+        for _ in range(count):
             calls.append(self._late.record(self._arrived_calls, created=created))
             self._arrived_calls += 1
         self._store.add(calls)
