@@ -179,9 +179,11 @@ class CallRecord:
 class BotConversation:
     """The bot conversation of one call, as ``getBotConversation`` returns it.
 
-    The API documents ``data`` only as a string; its inner format is not documented. `raw` is
-    that string exactly as received. `turns` holds the items of `raw` when it is a JSON
-    array, and is empty otherwise: the library does not guess at any other format.
+    `raw` is the API's string exactly as received. `turns` holds its turns in either format
+    seen: the items of a JSON array, or, for the text format v3 documents
+    (``"assistant: Xin chào ... | user: Vâng ... |"``: turns split on ``|``, the role before
+    the first ``": "``), one ``{"role": ..., "content": ...}`` dict per turn. Anything else
+    gives no turns: the library does not guess at other formats.
     """
 
     trans_id: str
@@ -191,13 +193,28 @@ class BotConversation:
 
     @classmethod
     def from_raw(cls, trans_id: str, raw: str) -> BotConversation:
-        """Build a conversation from the API's string, parsing `turns` when it is a JSON array."""
+        """Build a conversation from the API's string, parsing `turns` (see the class)."""
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            parsed = None
+            return cls(trans_id=trans_id, raw=raw, turns=_text_turns(raw))
         turns = tuple(parsed) if isinstance(parsed, list) else ()
         return cls(trans_id=trans_id, raw=raw, turns=turns)
+
+
+def _text_turns(raw: str) -> tuple[dict[str, str], ...]:
+    """The turns of v3's ``role: content | role: content |`` text, or none if it is not that."""
+    if "|" not in raw:
+        return ()
+    turns = []
+    for part in raw.split("|"):
+        if not part.strip():
+            continue
+        role, separator, content = part.strip().partition(": ")
+        if not separator or not role or any(c.isspace() for c in role):
+            return ()
+        turns.append({"role": role, "content": content.strip()})
+    return tuple(turns)
 
 
 def _camel(name: str) -> str:
@@ -240,6 +257,11 @@ def _check_status(_: object, attribute: attrs.Attribute[Any], value: object) -> 
         raise TypeError(f"{attribute.name} must be an int, got {value!r}")
 
 
+def _check_number(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise TypeError(f"{attribute.name} must be a number, got {value!r}")
+
+
 _optional_str = attrs.validators.optional(attrs.validators.instance_of(str))
 
 
@@ -261,13 +283,17 @@ def _date_seconds(value: int | dt.datetime) -> float:
 class CallFilter:
     """Search criteria for ``countAll`` and ``getAll``; every one optional.
 
-    Only the criteria that are set (not ``None``, not an empty string) are sent.
-    ``start_date`` and ``end_date`` take an int, sent verbatim, or an aware datetime,
-    converted to the client's ``time_unit``.
+    Only the criteria that are set (not ``None``, not an empty string) are sent, under the
+    names of the client's API dialect (``key`` is ``key_search`` and ``disposition`` is
+    ``disposition_search`` in v3). ``min_postage`` and ``max_postage`` exist in v3 only; a
+    criterion the dialect lacks is a ``ValueError`` before any request. ``start_date`` and
+    ``end_date`` take an int, sent verbatim, or an aware datetime, converted to the client's
+    ``time_unit``.
 
     Raises:
         TypeError: A criterion of the wrong type, or an unknown criterion name.
-        ValueError: A naive datetime, or ``start_date`` after ``end_date``.
+        ValueError: A naive datetime, ``start_date`` after ``end_date``, or ``min_postage``
+            above ``max_postage``.
     """
 
     bot_id: str | None = attrs.field(default=None, validator=_optional_str)
@@ -281,6 +307,8 @@ class CallFilter:
     hotline: str | None = attrs.field(default=None, validator=_optional_str)
     input_log_search: str | None = attrs.field(default=None, validator=_optional_str)
     status: int | None = attrs.field(default=None, validator=_check_status)
+    min_postage: float | None = attrs.field(default=None, validator=_check_number)
+    max_postage: float | None = attrs.field(default=None, validator=_check_number)
 
     def __attrs_post_init__(self) -> None:
         start, end = self.start_date, self.end_date
@@ -288,6 +316,9 @@ class CallFilter:
             raise ValueError(
                 f"start_date ({self.start_date!r}) is after end_date ({self.end_date!r})"
             )
+        low, high = self.min_postage, self.max_postage
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_postage ({low!r}) is above max_postage ({high!r})")
 
     @classmethod
     def coalesce(cls, filter: CallFilter | None, criteria: Mapping[str, Any]) -> CallFilter:
