@@ -254,6 +254,16 @@ class VBotClient:
         """
         return cls(PasswordAuth(username, password), base_url=base_url, **client_options)
 
+    @property
+    def api(self) -> Api:
+        """The API dialect the client speaks (given, or inferred from the credential)."""
+        return self._dialect.name
+
+    @property
+    def time_unit(self) -> TimeUnit:
+        """The unit of the epoch dates the client sends (given, or the dialect's)."""
+        return self._time_unit
+
     def __repr__(self) -> str:
         return (
             f"VBotClient(base_url={self._base_url!r}, api={self._dialect.name!r}, "

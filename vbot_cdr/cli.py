@@ -9,12 +9,14 @@ Usage::
     vbot-cdr serve-fake [--records N] [--latency SECONDS] [--port PORT] ...
 
 The client commands read the API's address and credentials from the environment
-(``VBOT_BASE_URL``, ``VBOT_TOKEN``, ``VBOT_ID``, ``VBOT_PROJECT_CODE``) or from options
-(``--base-url``, ``--token-file``, ``--vbot-id``, ``--project-code``); with ``--demo`` they
-run against an in-process fake server with generated data instead. Without a token they log
-in as ``VBOT_USERNAME`` with ``VBOT_PASSWORD``, or with a password asked for without echo
-when a terminal is attached. Neither the token nor the password is ever printed, or taken as
-an option value (other users of the machine can read command lines).
+(``VBOT_BASE_URL``, ``VBOT_API_KEY``, ``VBOT_TOKEN``, ``VBOT_ID``, ``VBOT_PROJECT_CODE``) or
+from options (``--base-url``, ``--api-key-file``, ``--token-file``, ``--vbot-id``,
+``--project-code``); with ``--demo`` they run against an in-process fake server with generated
+data instead. An API key speaks the v3 API, a token (or a login) the v2 one; ``--api`` names
+the dialect outright (``v3-legacy``: an API key on the v2 paths). Without a key or a token
+they log in as ``VBOT_USERNAME`` with ``VBOT_PASSWORD``, or with a password asked for without
+echo when a terminal is attached. Neither the key, the token nor the password is ever
+printed, or taken as an option value (other users of the machine can read command lines).
 
 Exit status: 0 success; 1 the command failed (the API refused, the network failed, the output
 could not be written), with one line on stderr saying what failed, with the server's code and
@@ -73,10 +75,20 @@ from vbot_cdr import (
 )
 from vbot_cdr.testing import FakeVBotServer, FaultMix
 
-__all__ = ["CSV_COLUMNS", "build_parser", "main", "parse_date", "resolve_credential"]
+__all__ = [
+    "CSV_COLUMNS",
+    "build_parser",
+    "main",
+    "parse_date",
+    "resolve_api_key",
+    "resolve_credential",
+]
 
 PROG: Final = "vbot-cdr"
 ENV_TOKEN: Final = "VBOT_TOKEN"
+ENV_API_KEY: Final = "VBOT_API_KEY"
+#: The API dialects (`VBotClient`'s ``api``).
+_APIS: Final = ("v2", "v3", "v3-legacy")
 ENV_USERNAME: Final = "VBOT_USERNAME"
 ENV_PASSWORD: Final = "VBOT_PASSWORD"
 ENV_BASE_URL: Final = "VBOT_BASE_URL"
@@ -216,6 +228,8 @@ _FILTERS: Final[tuple[tuple[str, Callable[[str], Any], str, str], ...]] = (
     ("hotline", str, "HOTLINE", "hotline"),
     ("input_log_search", str, "TEXT", "search in the input log"),
     ("status", _status, "N", "call status (an integer)"),
+    ("min_postage", float, "VND", "lowest call charge (v3 only)"),
+    ("max_postage", float, "VND", "highest call charge (v3 only)"),
 )
 
 
@@ -231,6 +245,17 @@ def _connection_options() -> argparse.ArgumentParser:
         type=Path,
         help=f"read the access token from FILE's first line (default: ${ENV_TOKEN})",
     )
+    group.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        type=Path,
+        help=f"read the v3 API key from FILE's first line (default: ${ENV_API_KEY})",
+    )
+    group.add_argument(
+        "--api",
+        choices=_APIS,
+        help="the API dialect (default: v3 with an API key, v2 with a token or login)",
+    )
     group.add_argument("--vbot-id", metavar="ID", help=f"your VBotID (default: ${ENV_VBOT_ID})")
     group.add_argument(
         "--project-code", metavar="CODE", help=f"group code (default: ${ENV_PROJECT_CODE})"
@@ -245,8 +270,8 @@ def _connection_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--time-unit",
         choices=("s", "ms"),
-        default="s",
-        help="unit of the epoch dates sent for date filters (default: s)",
+        help="unit of the epoch dates sent for date filters (default: the dialect's, "
+        "s for v2, ms for v3)",
     )
     group.add_argument(
         "--timeout",
@@ -413,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="default: any free port")
     serve.add_argument("--token", default="fake-vbot-token", help="the token it accepts")
     serve.add_argument("--first-page", type=int, default=1)
+    serve.add_argument(
+        "--api", choices=_APIS, default="v2", help="the dialect it speaks (default: v2)"
+    )
     serve.add_argument("--latency", type=_seconds, default=0.0, metavar="SECONDS")
     serve.add_argument("--max-page-size", type=_positive_int, default=1000, metavar="N")
     serve.add_argument(
@@ -496,6 +524,33 @@ def resolve_credential(args: argparse.Namespace, environ: Mapping[str, str]) -> 
     return PasswordAuth(username, password)
 
 
+def resolve_api_key(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """The API key, if the client authenticates with one: the first line of
+    ``--api-key-file``, else ``$VBOT_API_KEY`` (unless ``--token-file`` or ``--api v2`` ask for
+    a token).
+
+    Raises:
+        UsageError: Both ``--api-key-file`` and ``--token-file``, or a key with ``--api v2``.
+        CommandError: The key file cannot be read, or is empty.
+    """
+    if args.api_key_file is not None:
+        if args.token_file is not None:
+            raise UsageError("give --api-key-file or --token-file, not both")
+        if args.api == "v2":
+            raise UsageError("the v2 API takes a token, not an API key")
+        try:
+            text: str = args.api_key_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"cannot read the API key file: {exc}") from None
+        key = text.strip().partition("\n")[0].strip()
+        if not key:
+            raise CommandError(f"the API key file {args.api_key_file} is empty")
+        return key
+    if args.token_file is not None or args.api == "v2":
+        return None
+    return environ.get(ENV_API_KEY, "").strip() or None
+
+
 def _ask_password(username: str) -> str:
     if not sys.stdin.isatty():
         raise UsageError(f"no password for {username}: set {ENV_PASSWORD}")
@@ -530,7 +585,7 @@ async def open_client(args: argparse.Namespace, context: _Context) -> AsyncItera
         UsageError: The configuration is incomplete or invalid.
     """
     options = _client_options(args)
-    credential: str | PasswordAuth
+    credential: dict[str, Any]
     async with contextlib.AsyncExitStack() as stack:
         if args.demo:
             server = await stack.enter_async_context(
@@ -538,25 +593,36 @@ async def open_client(args: argparse.Namespace, context: _Context) -> AsyncItera
                     count=DEMO_RECORDS if args.demo_records is None else args.demo_records,
                     seed=args.demo_seed or 0,
                     first_page=args.first_page,
+                    api=args.api or "v2",
                 )
             )
-            credential, base_url = server.token, server.base_url
+            credential, base_url = _demo_credential(server), server.base_url
         else:
             if args.demo_records is not None or args.demo_seed is not None:
                 raise UsageError("--demo-records and --demo-seed need --demo")
             base_url = args.base_url or context.environ.get(ENV_BASE_URL, "")
             if not base_url:
                 raise UsageError(f"no API address: set {ENV_BASE_URL} or pass --base-url")
-            credential = resolve_credential(args, context.environ)
+            api_key = resolve_api_key(args, context.environ)
+            credential = {"api_key": api_key, "api": args.api}
+            if api_key is None:
+                credential = {"token": resolve_credential(args, context.environ), "api": args.api}
             options["vbot_id"] = args.vbot_id or context.environ.get(ENV_VBOT_ID) or None
             options["project_code"] = (
                 args.project_code or context.environ.get(ENV_PROJECT_CODE) or None
             )
         try:
-            client = VBotClient(credential, base_url=base_url, **options)
-        except ValueError as exc:
+            client = VBotClient(base_url=base_url, **credential, **options)
+        except (TypeError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         yield await stack.enter_async_context(client)
+
+
+def _demo_credential(server: FakeVBotServer) -> dict[str, Any]:
+    """The credential of the demo server's dialect."""
+    if server.api == "v2":
+        return {"token": server.token, "api": "v2"}
+    return {"api_key": server.api_key, "api": server.api}
 
 
 def _call_filter(args: argparse.Namespace) -> CallFilter:
@@ -838,7 +904,7 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
             if not args.quiet:
                 _say(f"nothing to sync yet: {args.state} is up to date")
             return 0
-        target = _sync_target(args.out, sync, out_format, args.time_unit)
+        target = _sync_target(args.out, sync, out_format, client.time_unit)
         resumes = "the state is saved up to the last whole window; the next run resumes there"
         with (
             _output(str(target), append=True) as (stream, name),
@@ -875,7 +941,10 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
 async def _count_calls(args: argparse.Namespace, context: _Context) -> int:
     call_filter = _call_filter(args)
     async with open_client(args, context) as client:
-        total = await client.count_calls(call_filter)
+        try:
+            total = await client.count_calls(call_filter)
+        except ValueError as exc:  # a filter the dialect does not have
+            raise UsageError(str(exc)) from None
     print(total)
     return 0
 
@@ -892,6 +961,7 @@ async def _serve_fake(args: argparse.Namespace, context: _Context) -> int:
         count=args.records,
         seed=args.seed,
         token=args.token,
+        api=args.api,
         first_page=args.first_page,
         latency=args.latency,
         max_page_size=args.max_page_size,
@@ -903,7 +973,12 @@ async def _serve_fake(args: argparse.Namespace, context: _Context) -> int:
         async with server:
             # Shell syntax, so the two lines can be pasted into another terminal as they are.
             print(f"export {ENV_BASE_URL}={server.base_url}")
-            print(f"export {ENV_TOKEN}={server.token}", flush=True)
+            if server.api == "v2":
+                print(f"export {ENV_TOKEN}={server.token}", flush=True)
+            else:
+                print(f"export {ENV_API_KEY}={server.api_key}", flush=True)
+            if server.api == "v3-legacy":
+                _say("it speaks v3-legacy: pass --api v3-legacy to the client commands")
             _say(f"serving {args.records} fake calls on {server.base_url}; Ctrl-C stops")
             await asyncio.Event().wait()
     except OSError as exc:
