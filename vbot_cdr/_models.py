@@ -37,6 +37,7 @@ __all__ = [
     "Hotline",
     "Member",
     "TimeUnit",
+    "camel_case",
     "describe_structure_error",
     "epoch_to_datetime",
     "structure_record",
@@ -217,7 +218,8 @@ def _text_turns(raw: str) -> tuple[dict[str, str], ...]:
     return tuple(turns)
 
 
-def _camel(name: str) -> str:
+def camel_case(name: str) -> str:
+    """``name`` (snake_case) as the v3 API spells it: ``trans_id`` is ``transId``."""
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
 
@@ -225,7 +227,7 @@ def _camel(name: str) -> str:
 def _camel_aliases(cls: type) -> Mapping[str, str]:
     """Each camelCase field name of ``cls`` (``transId``) to its attribute (``trans_id``)."""
     names = (a.name for a in attrs.fields(cls) if a.name != "extras")
-    return MappingProxyType({_camel(name): name for name in names if _camel(name) != name})
+    return MappingProxyType({camel_case(name): name for name in names if camel_case(name) != name})
 
 
 _ALIASES: Final[Mapping[type, Mapping[str, str]]] = MappingProxyType(
@@ -701,8 +703,8 @@ def _path_as_sent(data: Any, root: str, where: str) -> str:
             spelled.append(f"[{index}]")
             value = value[int(index)] if type(value) is list and int(index) < len(value) else None
             continue
-        if type(value) is dict and name not in value and _camel(name) in value:
-            name = _camel(name)
+        if type(value) is dict and name not in value and camel_case(name) in value:
+            name = camel_case(name)
         spelled.append(f".{name}")
         value = value.get(name) if type(value) is dict else None
     return "".join(spelled)

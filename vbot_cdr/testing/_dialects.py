@@ -27,6 +27,7 @@ import attrs
 import orjson
 
 from .._dialects import DIALECTS, Api, Dialect
+from .._models import camel_case
 from ._data import make_conversation
 
 __all__ = ["ServedDialect", "served_dialect"]
@@ -41,14 +42,9 @@ _V3_OUTCOMES: Final = {
 _SEED_DISPOSITION: Final = {v3: seed for seed, (v3, _) in _V3_OUTCOMES.items()}
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
 def _camel_keys(value: Any) -> Any:
     if type(value) is dict:
-        return {_camel(k): _camel_keys(v) for k, v in value.items()}
+        return {camel_case(k): _camel_keys(v) for k, v in value.items()}
     if type(value) is list:
         return [_camel_keys(v) for v in value]
     return value
