@@ -503,22 +503,15 @@ def resolve_credential(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         CommandError: The token file cannot be read, or is empty.
     """
     if args.token_file is not None:
-        try:
-            text: str = args.token_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot read the token file: {exc}") from None
-        token = text.strip().partition("\n")[0].strip()
-        if not token:
-            raise CommandError(f"the token file {args.token_file} is empty")
-        return token
+        return _first_line(args.token_file, "token")
     token = environ.get(ENV_TOKEN, "").strip()
     if token:
         return token
     username = environ.get(ENV_USERNAME, "").strip()
     if not username:
         raise UsageError(
-            f"no credentials: set {ENV_TOKEN}, or {ENV_USERNAME} and {ENV_PASSWORD}, "
-            "or pass --token-file (or try --demo)"
+            f"no credentials: set {ENV_TOKEN}, or {ENV_USERNAME} and {ENV_PASSWORD}, or "
+            f"{ENV_API_KEY} (v3), or pass --token-file or --api-key-file (or try --demo)"
         )
     password = environ.get(ENV_PASSWORD) or _ask_password(username)
     return PasswordAuth(username, password)
@@ -538,17 +531,26 @@ def resolve_api_key(args: argparse.Namespace, environ: Mapping[str, str]) -> str
             raise UsageError("give --api-key-file or --token-file, not both")
         if args.api == "v2":
             raise UsageError("the v2 API takes a token, not an API key")
-        try:
-            text: str = args.api_key_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot read the API key file: {exc}") from None
-        key = text.strip().partition("\n")[0].strip()
-        if not key:
-            raise CommandError(f"the API key file {args.api_key_file} is empty")
-        return key
+        return _first_line(args.api_key_file, "API key")
     if args.token_file is not None or args.api == "v2":
         return None
     return environ.get(ENV_API_KEY, "").strip() or None
+
+
+def _first_line(path: Path, what: str) -> str:
+    """The first line of the secret file ``path``, stripped.
+
+    Raises:
+        CommandError: The file cannot be read, or is empty.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read the {what} file: {exc}") from None
+    line = text.strip().partition("\n")[0].strip()
+    if not line:
+        raise CommandError(f"the {what} file {path} is empty")
+    return line
 
 
 def _ask_password(username: str) -> str:
