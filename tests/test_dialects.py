@@ -609,3 +609,26 @@ async def test_v3_conversations_keep_their_text() -> None:
     assert conversation.turns[0]["role"] == "assistant"
     assert {t["role"] for t in conversation.turns} == {"assistant", "user"}
     assert len(conversation.turns) == conversation.raw.count("|")
+
+
+async def test_v3_windows_and_dates_count_in_milliseconds() -> None:
+    """Against v3 (times in ms), a windowed iteration from a datetime yields every call since
+    then exactly once: dates and window widths go in the dialect's unit."""
+    since = dt.datetime(2025, 12, 1, 1, tzinfo=dt.timezone.utc)
+    async with FakeVBotServer(count=300, api="v3") as server:
+        expected = [
+            r["trans_id"] for r in server.records if r["create_at"] >= since.timestamp() * 1000
+        ]
+        async with VBotClient(api_key=server.api_key, base_url=server.base_url) as client:
+            assert client.time_unit == "ms"
+            calls = client.iter_calls(
+                start_date=since,
+                end_date=since + dt.timedelta(days=1),
+                window=dt.timedelta(hours=1),
+                page_size=25,
+            )
+            async with calls:
+                ids = [call.trans_id async for call in calls]
+    assert 0 < len(expected) < 300
+    assert sorted(ids) == sorted(expected)
+    assert calls.stats.windows > 1

@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import pytest
 
+from tests._loopback import exception_chain
 from tests.conftest import SERVED_DIALECTS, credential
 from vbot_cdr import (
     APIError,
@@ -64,6 +65,7 @@ class Schedule:
     inserted: int  # calls written when the first getAll arrives (concurrency > 1)
     retry: RetryPolicy
     dialect: str  # a key of SERVED_DIALECTS
+    echo: bool  # the server's error bodies echo the credential
 
     @classmethod
     def draw(cls, seed: int, *, scale: int = 1) -> Schedule:
@@ -102,6 +104,7 @@ class Schedule:
             retry=RetryPolicy(max_attempts=rng.choice([3, 6, 10]), backoff=0.0, max_backoff=0.0),
             # Drawn last, so the other draws of a seed stay what they were.
             dialect=rng.choice(sorted(SERVED_DIALECTS)),
+            echo=rng.random() < 0.5,
         )
 
 
@@ -155,6 +158,7 @@ async def run(schedule: Schedule) -> Outcome:
         seed=schedule.seed,
         first_page=schedule.first_page,
         fault_mix=schedule.mix,
+        echo_credentials=schedule.echo,
         **SERVED_DIALECTS[schedule.dialect],
     )
     async with server:
@@ -187,6 +191,10 @@ async def run(schedule: Schedule) -> Outcome:
             if isinstance(error, ResponseFormatError):
                 assert error.retryable, (schedule, error)
             assert exhausted(server, error, schedule.retry.max_attempts), (schedule, error)
+            secret = server.token if server.api == "v2" else server.api_key
+            for link in exception_chain(error):
+                shown = f"{link} {link!r} {getattr(link, 'body', '')}"
+                assert secret not in shown, (schedule, "credential shown")
             outcome.faults = sum(server.faults_served().values())
             return outcome
         yielded = outcome.yielded
