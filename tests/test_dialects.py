@@ -366,6 +366,22 @@ async def test_failure_envelopes_are_typed_errors(
     assert len(seen.requests) == 1  # a failure envelope is the server's answer: not retried
 
 
+async def test_a_refusal_code_is_authentication_error_whatever_the_status() -> None:
+    """v3's 803 sent with HTTP 500 is an AuthenticationError at once, not a retried 5xx."""
+    body = orjson.dumps({"status": 500, "msg": "not allowed", "errorCode": 803, "data": None})
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=500, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/m-auto-call/api/cdr/count", refuse)
+    async with serve(app) as url, client_for("v3", url) as client:
+        with pytest.raises(AuthenticationError) as info:
+            await client.count_calls()
+    assert (info.value.error_code, info.value.http_status) == (803, 500)
+    assert info.value.message == "not allowed"
+
+
 # -- requests per dialect ------------------------------------------------------------------------
 
 

@@ -293,7 +293,8 @@ def error_for_status(
     """The error an HTTP status means, or ``None`` for a 2xx.
 
     401/403 are `AuthenticationError`, and so is 400 to a `TokenRequest` (OAuth2 answers a
-    refused grant with 400). 429 is `RateLimitError` (with ``Retry-After``), a 3xx is an
+    refused grant with 400) and any status whose envelope carries one of the dialect's refusal
+    codes (401, 403; v3's 803). 429 is `RateLimitError` (with ``Retry-After``), a 3xx is an
     `APIError` (redirects are never followed, so the token never travels to another host), and
     anything else non-2xx is an `APIError` carrying the server's code and message.
     """
@@ -305,7 +306,13 @@ def error_for_status(
     message = message or _reason(status)
     where = _where(request)
     retry_after = parse_retry_after(headers.get("Retry-After"))
-    if status in (401, 403) or (status == 400 and isinstance(request, TokenRequest)):
+    # The envelope's own refusal codes count whatever the status (v3 answers 803 with 500).
+    refusals = request.dialect.auth_codes if isinstance(request, Request) else frozenset()
+    if (
+        status in (401, 403)
+        or (status == 400 and isinstance(request, TokenRequest))
+        or code in refusals
+    ):
         return AuthenticationError(
             message, error_code=code, http_status=status, body=_text(body), **where
         )
