@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import traceback
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,11 +24,13 @@ from vbot_cdr import (
     BotConversation,
     CallFilter,
     PasswordAuth,
+    ResponseFormatError,
     RetryPolicy,
     VBotClient,
     VBotError,
 )
 from vbot_cdr._dialects import Api, dialect_for
+from vbot_cdr._wire import Request, read_response, redact
 from vbot_cdr.testing import FakeVBotServer, Fault
 
 NO_WAIT = RetryPolicy(max_attempts=2, backoff=0.0, max_backoff=0.0)
@@ -648,3 +651,84 @@ async def test_v3_windows_and_dates_count_in_milliseconds() -> None:
     assert 0 < len(expected) < 300
     assert sorted(ids) == sorted(expected)
     assert calls.stats.windows > 1
+
+
+# -- the wire, without sockets -------------------------------------------------------------------
+
+
+def _request(api: str) -> Request:
+    return Request("countAll", {}, dialect=dialect_for(api))
+
+
+@pytest.mark.parametrize(
+    ("api", "body", "data"),
+    [
+        ("v2", {"status": 1, "error": 0, "message": "ok", "data": 3}, 3),
+        ("v2", {"status": 1, "error": 7, "message": "ok", "data": 3}, 3),  # status decides
+        ("v2", {"error": 0, "message": "ok", "data": 3}, 3),
+        ("v2", {"error": 0, "data": None}, None),
+        ("v3-legacy", {"error": 0, "message": "ok", "data": [1]}, [1]),
+        ("v3", {"status": 200, "msg": "success", "errorCode": 0, "data": "x"}, "x"),
+    ],
+    ids=["seed", "seed-status-decides", "no-status", "null-data", "legacy", "v3"],
+)
+def test_success_envelopes(api: str, body: dict[str, Any], data: Any) -> None:
+    """Each dialect's success envelope gives its data."""
+    assert read_response(_request(api), 200, {}, orjson.dumps(body)) == data
+
+
+@pytest.mark.parametrize(
+    ("api", "body"),
+    [
+        ("v2", {"status": 2, "error": 0, "data": 1}),
+        ("v2", {"message": "ok", "data": 1}),
+        ("v2", {"error": "0", "data": 1}),
+        ("v2", {"status": 200, "msg": "success", "errorCode": 0, "data": 1}),
+        ("v3", {"error": 0, "message": "ok", "data": 1}),
+        ("v3", {"status": 200, "msg": "success", "errorCode": "0", "data": 1}),
+        ("v3", {"status": 200, "msg": "success", "errorCode": 0}),
+        ("v3", [0]),
+    ],
+    ids=[
+        "bad-status",
+        "no-code",
+        "string-code",
+        "v3-envelope-to-v2",
+        "v2-envelope-to-v3",
+        "v3-string-code",
+        "v3-no-data",
+        "not-an-object",
+    ],
+)
+def test_what_is_not_the_dialects_envelope_is_a_format_error(api: str, body: Any) -> None:
+    """A body that is not the dialect's success or failure envelope is a retryable
+    ResponseFormatError, never data."""
+    with pytest.raises(ResponseFormatError) as info:
+        read_response(_request(api), 200, {}, orjson.dumps(body))
+    assert info.value.retryable
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["plain-S3CRET", 'quo"te/S3CRET\\x', "khóa-bí-mật S3CRET+&="],
+    ids=["plain", "json-escaped", "url-encoded"],
+)
+def test_redact_hides_every_form_of_a_secret(secret: str) -> None:
+    """A secret is blanked out as sent, JSON-escaped and URL-encoded (quote and quote_plus)."""
+    forms = [
+        secret,
+        orjson.dumps(secret).decode()[1:-1],
+        urllib.parse.quote(secret),
+        urllib.parse.quote_plus(secret),
+    ]
+    body = " | ".join(forms).encode()
+    shown = redact(body, (secret, ""))
+    assert shown.count(b"<hidden>") == len(forms)
+    for form in forms:
+        assert form.encode() not in shown
+    echo = orjson.dumps({"error": 5, "message": f"bad key {secret}", "data": None})
+    with pytest.raises(APIError) as info:
+        read_response(_request("v2"), 200, {}, echo, secrets=(secret,))
+    error = info.value
+    assert secret not in error.message
+    assert secret not in (error.body or "")
