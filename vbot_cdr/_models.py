@@ -517,15 +517,25 @@ _READER: Final = """
 def read(o):
     if o.__class__ is not dict:
         raise _Invalid
-    if len(o) != {count}:
+    n = len(o)
+    if n != {count} and n != {required}:
         return reshape(o)
     try:
 {reads}
+{optional_reads}
     except KeyError:
         return reshape(o)
 {lookup}{checks}
 {build}{store}
     return r
+"""
+# Fields one dialect leaves out (v3's own fields, v3-legacy's member.vbot_id) are read when the
+# object has every field, and are null when it has every field but those.
+_OPTIONAL_READS: Final = """
+        if n == {count}:
+{reads}
+        else:
+            {nulls} = None
 """
 # A class with a plain __init__ and an instance __dict__ gets a copy of the object, fixed up,
 # as that __dict__: one C-level copy instead of one object.__setattr__ per field.
@@ -564,9 +574,14 @@ def _has_plain_init(cls: type) -> bool:
 
 
 def _compile_reader(
-    cls: type, readers: Mapping[type, Any], *, extras: str | None = None
+    cls: type,
+    readers: Mapping[type, Any],
+    *,
+    extras: str | None = None,
+    optional: frozenset[str] = frozenset(),
 ) -> Callable[[Any], Any]:
-    """Generate the reader of ``cls`` (see above); ``extras`` names the unknown-keys field."""
+    """Generate the reader of ``cls`` (see above); ``extras`` names the unknown-keys field,
+    ``optional`` the fields an object may leave out all together and still be read directly."""
     hints = typing.get_type_hints(cls)
     names = [a.name for a in attrs.fields(cls) if a.name != extras]
     env: dict[str, Any] = {
@@ -578,14 +593,24 @@ def _compile_reader(
         "set_attribute": object.__setattr__,
     }
     values = {name: f"v{i}" for i, name in enumerate(names)}
-    reads = "\n".join(f"        {v} = o[{name!r}]" for name, v in values.items())
+    required = [name for name in names if name not in optional]
+    left_out = [name for name in names if name in optional]
+    reads = "\n".join(f"        {values[name]} = o[{name!r}]" for name in required)
+    optional_reads = ""
+    if optional:
+        optional_reads = _OPTIONAL_READS.format(
+            count=len(names),
+            reads="\n".join(f"            {values[name]} = o[{name!r}]" for name in left_out),
+            nulls=" = ".join(values[name] for name in left_out),
+        )
     checks = "".join(_check_source(v, hints[name], readers, env) for name, v in values.items())
     if _has_plain_init(cls) and "__slots__" not in cls.__dict__:
-        # Only the values a check may have replaced are stored again.
+        # Only the values a check may have replaced, and the fields the object may lack,
+        # are stored again.
         stores = [
             f"    d[{name!r}] = {v}"
             for name, v in values.items()
-            if _optional(hints[name]) not in (str, int, bool)
+            if _optional(hints[name]) not in (str, int, bool) or name in optional
         ]
         if extras is not None:
             stores.append(f"    d[{extras!r}] = EMPTY")
@@ -599,7 +624,14 @@ def _compile_reader(
         lookup = _LOOKUP.format(values=", ".join(values.values()))
         store = _STORE
     source = _READER.format(
-        count=len(names), reads=reads, lookup=lookup, checks=checks, build=build, store=store
+        count=len(names),
+        required=len(required),
+        reads=reads,
+        optional_reads=optional_reads,
+        lookup=lookup,
+        checks=checks,
+        build=build,
+        store=store,
     )
     filename = f"<vbot_cdr reader {cls.__qualname__}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -632,11 +664,28 @@ def _reshaper(
     return reshape
 
 
+#: The fields of each class that a dialect leaves out (read directly all the same).
+_LEFT_OUT: Final[Mapping[type, frozenset[str]]] = MappingProxyType(
+    {
+        Member: frozenset({"vbot_id"}),  # v3-legacy
+        CallRecord: frozenset(  # all but v3
+            {
+                "external_call_id",
+                "campaign_id",
+                "campaign_group_id",
+                "template_script_id",
+                "bot_member_status_connect",
+            }
+        ),
+    }
+)
+
+
 def _compile_readers() -> Callable[[Any], Any]:
     readers: dict[type, Any] = {}
     for cls in (Member, Hotline, CollectedField):
-        readers[cls] = _compile_reader(cls, readers)
-    return _compile_reader(CallRecord, readers, extras="extras")
+        readers[cls] = _compile_reader(cls, readers, optional=_LEFT_OUT.get(cls, frozenset()))
+    return _compile_reader(CallRecord, readers, extras="extras", optional=_LEFT_OUT[CallRecord])
 
 
 _read_record: Final = _compile_readers()
