@@ -18,6 +18,8 @@ from aiohttp import web
 from aioresponses import aioresponses
 
 from tests._loopback import closed_port, exception_chain, raw_server, serve
+from tests._records import exported
+from tests.conftest import answered, identity, wire_name
 from vbot_cdr import (
     APIError,
     AuthenticationError,
@@ -62,10 +64,11 @@ async def within_guard(awaitable: Awaitable[Any]) -> Any:
 
 
 async def test_count_calls_request_and_result(
-    server: FakeVBotServer, make_client: MakeClient
+    any_server: FakeVBotServer, make_client: MakeClient
 ) -> None:
-    """count_calls GETs countAll with the Bearer token, identity and filter, and returns the int."""
-    client = make_client(server, vbot_id="VB0001", project_code="PRJ")
+    """count_calls GETs countAll with the credential, identity and filter, and returns the int."""
+    server = any_server
+    client = make_client(server, **identity(server))
     expected = sum(1 for r in server.records if r["campaign_code"] == "CMP_XACNHAN_DON")
     assert 0 < expected < 250
 
@@ -75,40 +78,37 @@ async def test_count_calls_request_and_result(
     [request] = server.requests
     assert request.endpoint == "countAll"
     assert request.authorized
-    assert request.params == {
-        "vbot_id": "VB0001",
-        "project_code": "PRJ",
-        "campaign_code": "CMP_XACNHAN_DON",
-    }
+    assert request.params == {**identity(server), "campaign_code": "CMP_XACNHAN_DON"}
 
 
 async def test_get_calls_request_and_result(
-    server: FakeVBotServer, make_client: MakeClient
+    any_server: FakeVBotServer, make_client: MakeClient
 ) -> None:
     """get_calls GETs one getAll page with page and size, and returns typed CallRecords."""
-    client = make_client(server, vbot_id="VB0001", project_code="PRJ")
+    server = any_server
+    client = make_client(server, **identity(server))
 
-    calls = await client.get_calls(page=2, size=30, disposition="ANSWERED")
+    calls = await client.get_calls(page=2, size=30, disposition=answered(server))
 
-    answered = [r for r in server.records if r["disposition"] == "ANSWERED"]
+    answered_calls = [r for r in server.records if r["disposition"] == answered(server)]
     assert all(type(call) is CallRecord for call in calls)
-    assert [call.to_dict() for call in calls] == answered[30:60]
+    assert [call.to_dict() for call in calls] == [exported(r) for r in answered_calls[30:60]]
     [request] = server.requests
     assert request.endpoint == "getAll"
     assert request.authorized
     assert request.params == {
-        "vbot_id": "VB0001",
-        "project_code": "PRJ",
-        "disposition": "ANSWERED",
+        **identity(server),
+        wire_name(server, "disposition"): answered(server),
         "page": "2",
         "size": "30",
     }
 
 
 async def test_get_calls_uses_the_client_page_size(
-    server: FakeVBotServer, make_client: MakeClient
+    any_server: FakeVBotServer, make_client: MakeClient
 ) -> None:
     """Without size, get_calls asks for the client's page_size."""
+    server = any_server
     client = make_client(server, page_size=17)
     calls = await client.get_calls(page=1)
     assert len(calls) == 17
@@ -120,16 +120,17 @@ async def test_get_calls_counts_pages_from_first_page(make_client: MakeClient) -
     async with FakeVBotServer(count=30, first_page=0) as server:
         client = make_client(server, first_page=0)
         calls = await client.get_calls(page=0, size=10)
-        assert [c.to_dict() for c in calls] == server.records[:10]
+        assert [c.to_dict() for c in calls] == [exported(r) for r in server.records[:10]]
         assert server.requests[0].params["page"] == "0"
 
 
 async def test_get_bot_conversation_request_and_result(
-    server: FakeVBotServer, make_client: MakeClient
+    any_server: FakeVBotServer, make_client: MakeClient
 ) -> None:
     """get_bot_conversation GETs getBotConversation and returns the raw string with its turns."""
-    client = make_client(server, vbot_id="VB0001")
-    record = next(r for r in server.records if r["disposition"] == "ANSWERED")
+    server = any_server
+    client = make_client(server, **identity(server))
+    record = next(r for r in server.records if r["disposition"] == answered(server))
 
     conversation = await client.get_bot_conversation(record["trans_id"], bot_id=record["bot_id"])
 
@@ -141,7 +142,7 @@ async def test_get_bot_conversation_request_and_result(
     assert request.endpoint == "getBotConversation"
     assert request.authorized
     assert request.params == {
-        "vbot_id": "VB0001",
+        **identity(server),
         "bot_id": record["bot_id"],
         "trans_id": record["trans_id"],
     }
@@ -164,9 +165,10 @@ async def test_datetime_filters_are_sent_in_the_time_unit(
 
 
 async def test_filters_select_on_the_server(
-    server: FakeVBotServer, make_client: MakeClient
+    any_server: FakeVBotServer, make_client: MakeClient
 ) -> None:
     """A CallFilter and the same criteria as keywords send the same request and agree."""
+    server = any_server
     client = make_client(server)
     criteria: dict[str, Any] = {"bot_id": "BOT_NHACNO", "status": 1, "start_date": 1_764_550_000}
     by_object = await client.count_calls(CallFilter(**criteria))
@@ -181,9 +183,10 @@ async def test_filters_select_on_the_server(
 
 
 async def test_many_requests_share_one_client(
-    server: FakeVBotServer, make_client: MakeClient
+    any_server: FakeVBotServer, make_client: MakeClient
 ) -> None:
     """Concurrent calls on one client all succeed and each gets its own page."""
+    server = any_server
     client = make_client(server)
     pages = await asyncio.gather(*(client.get_calls(page=p, size=10) for p in range(1, 11)))
     flat = [call.trans_id for page in pages for call in page]
@@ -194,9 +197,10 @@ async def test_many_requests_share_one_client(
 
 
 async def test_failure_envelope_is_api_error(
-    server: FakeVBotServer, client: VBotClient, waits: list[float]
+    any_server: FakeVBotServer, make_client: MakeClient, waits: list[float]
 ) -> None:
     """A failure envelope is an APIError with the server's code and message, never retried."""
+    server, client = any_server, make_client(any_server)
     server.inject(Fault(envelope_error=1001, message="Sai mã dự án"), endpoint="countAll")
     with pytest.raises(APIError) as info:
         await client.count_calls()
@@ -209,9 +213,10 @@ async def test_failure_envelope_is_api_error(
 
 
 async def test_deep_page_refusal_is_api_error_not_truncation(
-    server: FakeVBotServer, make_client: MakeClient
+    any_server: FakeVBotServer, make_client: MakeClient
 ) -> None:
     """A page the server refuses with a failure envelope raises, rather than returning nothing."""
+    server = any_server
     client = make_client(server)
     with pytest.raises(APIError) as info:
         await client.get_calls(page=1, size=server.max_page_size + 1)
@@ -321,7 +326,7 @@ async def test_truncated_body_is_retried(
     """A body cut short by a dropped connection is retried, and the retry's page is returned."""
     server.inject(Fault(truncate=True))
     calls = await client.get_calls(page=1, size=50)
-    assert [c.to_dict() for c in calls] == server.records[:50]
+    assert [c.to_dict() for c in calls] == [exported(r) for r in server.records[:50]]
     assert server.count("getAll") == 2
 
 

@@ -6,8 +6,15 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.conftest import answered, wire_name
 from vbot_cdr import APIError, CallFilter, CallRecord, VBotClient
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
+
+
+@pytest.fixture
+def server(any_server: FakeVBotServer) -> FakeVBotServer:
+    """Every test of this module that takes the shared server runs against each dialect."""
+    return any_server
 
 
 async def test_every_record_once_in_server_order(
@@ -31,10 +38,11 @@ async def test_filters_are_sent_with_every_page(
 ) -> None:
     """Filter criteria go on the count and on every page, and the result matches them."""
     client = make_client(server, page_size=10)
-    calls = [c async for c in client.iter_calls(disposition="ANSWERED")]
-    expected = [r["trans_id"] for r in server.records if r["disposition"] == "ANSWERED"]
+    calls = [c async for c in client.iter_calls(disposition=answered(server))]
+    expected = [r["trans_id"] for r in server.records if r["disposition"] == answered(server)]
     assert [c.trans_id for c in calls] == expected
-    assert all(r.params["disposition"] == "ANSWERED" for r in server.requests)
+    sent = wire_name(server, "disposition")
+    assert all(r.params[sent] == answered(server) for r in server.requests)
 
 
 async def test_pages_come_as_lists(

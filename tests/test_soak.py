@@ -26,6 +26,8 @@ from typing import Any
 import attrs
 import pytest
 
+from tests._loopback import exception_chain
+from tests.conftest import SERVED_DIALECTS, credential
 from vbot_cdr import (
     APIError,
     CallRecord,
@@ -62,6 +64,8 @@ class Schedule:
     mix: FaultMix
     inserted: int  # calls written when the first getAll arrives (concurrency > 1)
     retry: RetryPolicy
+    dialect: str  # a key of SERVED_DIALECTS
+    echo: bool  # the server's error bodies echo the credential
 
     @classmethod
     def draw(cls, seed: int, *, scale: int = 1) -> Schedule:
@@ -98,6 +102,9 @@ class Schedule:
             mix=mix,
             inserted=rng.choice([0, 0, 1, 4, 12]) if concurrency > 1 else 0,
             retry=RetryPolicy(max_attempts=rng.choice([3, 6, 10]), backoff=0.0, max_backoff=0.0),
+            # Drawn last, so the other draws of a seed stay what they were.
+            dialect=rng.choice(sorted(SERVED_DIALECTS)),
+            echo=rng.random() < 0.5,
         )
 
 
@@ -151,6 +158,8 @@ async def run(schedule: Schedule) -> Outcome:
         seed=schedule.seed,
         first_page=schedule.first_page,
         fault_mix=schedule.mix,
+        echo_credentials=schedule.echo,
+        **SERVED_DIALECTS[schedule.dialect],
     )
     async with server:
         original = {r["trans_id"] for r in server.records}
@@ -158,7 +167,7 @@ async def run(schedule: Schedule) -> Outcome:
         if late:
             server.insert_after(1, late)
         client = VBotClient(
-            server.token,
+            **credential(server),
             base_url=server.base_url,
             first_page=schedule.first_page,
             retry=schedule.retry,
@@ -182,6 +191,10 @@ async def run(schedule: Schedule) -> Outcome:
             if isinstance(error, ResponseFormatError):
                 assert error.retryable, (schedule, error)
             assert exhausted(server, error, schedule.retry.max_attempts), (schedule, error)
+            secret = server.token if server.api == "v2" else server.api_key
+            for link in exception_chain(error):
+                shown = f"{link} {link!r} {getattr(link, 'body', '')}"
+                assert secret not in shown, (schedule, "credential shown")
             outcome.faults = sum(server.faults_served().values())
             return outcome
         yielded = outcome.yielded
@@ -208,6 +221,8 @@ async def test_soak_every_schedule_keeps_its_promise(monkeypatch: pytest.MonkeyP
     """Over 200 seeded fault schedules, iter_calls yields the expected records or a typed error."""
     outcomes = []
     floor = pagination.MIN_REMEMBERED_IDS
+    # Every dialect of the fake is drawn.
+    assert {Schedule.draw(seed).dialect for seed in seeds(SEEDS)} == set(SERVED_DIALECTS)
     for seed in seeds(SEEDS):
         # Half the runs remember no ids beyond what the observed shift calls for, so that the
         # small data sizes here still exercise how the de-duplication memory is pruned.

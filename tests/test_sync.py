@@ -95,13 +95,14 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 async def test_two_syncs_with_new_and_late_calls_between_yield_each_call_once(
-    tmp_path: Path, make_client: Callable[..., VBotClient]
+    tmp_path: Path, make_client: Callable[..., VBotClient], dialect: dict[str, Any]
 ) -> None:
-    """Run, write new and late calls, run again: the union is the server's set, none twice."""
+    """Run, write new and late calls, run again: the union is the server's set, none twice
+    (in every dialect; times in seconds, the unit this test's clock counts in)."""
     state = tmp_path / "state.json"
-    async with FakeVBotServer(count=600) as server:
+    async with FakeVBotServer(count=600, time_unit="s", **dialect) as server:
         clock = Clock(START + 600 * SPACING)
-        client = make_client(server, clock=clock)
+        client = make_client(server, clock=clock, time_unit="s")
         first: list[tuple[str, int]] = []
         await load(open_sync(client, state), first)
         watermark = clock.seconds - SETTLE

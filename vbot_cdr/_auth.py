@@ -24,6 +24,7 @@ from ._wire import TokenGrant, TokenRequest, password_grant, refresh_grant
 
 __all__ = [
     "DEFAULT_REFRESH_MARGIN",
+    "ApiKey",
     "Credential",
     "ExchangeToken",
     "PasswordAuth",
@@ -31,6 +32,7 @@ __all__ = [
     "StaticToken",
     "TokenProvider",
     "TokenSource",
+    "api_key_source",
     "token_source",
 ]
 
@@ -59,11 +61,11 @@ class TokenSource(Protocol):
 
 
 class StaticToken:
-    """A fixed token: nothing to renew."""
+    """A fixed token (or API key): nothing to renew."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str, *, name: str = "token"):
         if not isinstance(token, str) or not token:
-            raise ValueError("token must be a non-empty string")
+            raise ValueError(f"{name} must be a non-empty string")
         self._token = token
 
     def __repr__(self) -> str:
@@ -269,3 +271,22 @@ def token_source(token: Credential, exchange: ExchangeToken) -> TokenSource:
     raise TypeError(
         f"token must be a string, an async callable or a PasswordAuth, got {type(token).__name__}"
     )
+
+
+#: What `VBotClient` accepts as an API key: the key, or an async callable returning it.
+ApiKey = Union[str, TokenProvider]
+
+
+def api_key_source(api_key: ApiKey) -> TokenSource:
+    """Wrap what the caller gave as ``api_key`` into a `TokenSource` (a key is a secret as a
+    token is; a provider is asked before each request, and once more after a 401).
+
+    Raises:
+        TypeError: ``api_key`` is neither a string nor a callable.
+        ValueError: ``api_key`` is an empty string.
+    """
+    if isinstance(api_key, str):
+        return StaticToken(api_key, name="api_key")
+    if callable(api_key):
+        return ProvidedToken(api_key)
+    raise TypeError(f"api_key must be a string or an async callable, got {type(api_key).__name__}")

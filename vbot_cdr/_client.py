@@ -22,7 +22,7 @@ import aiohttp
 import aiolimiter
 
 from . import _wire
-from ._auth import Credential, PasswordAuth, token_source
+from ._auth import ApiKey, Credential, PasswordAuth, TokenSource, api_key_source, token_source
 from ._config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -32,6 +32,7 @@ from ._config import (
     RetryPolicy,
     normalize_base_url,
 )
+from ._dialects import V2, V3, Api, Dialect, dialect_for
 from ._errors import AuthenticationError, ResponseFormatError, TransportError
 from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
 from ._pagination import (
@@ -106,6 +107,26 @@ def _positive_seconds(name: str, value: float | None) -> float | None:
     return value
 
 
+def _dialect(token: Credential | None, api_key: ApiKey | None, api: Api | None) -> Dialect:
+    """The dialect to speak: ``api``, or the one the credential implies.
+
+    Raises:
+        TypeError: Both credentials or neither, or one the dialect does not take.
+        ValueError: An unknown ``api``.
+    """
+    if (token is None) == (api_key is None):
+        raise TypeError(
+            "give exactly one credential: token= (v2: a token, a token provider or "
+            "PasswordAuth) or api_key= (v3: the API key from the VBot console)"
+        )
+    dialect = (V2 if api_key is None else V3) if api is None else dialect_for(api)
+    if dialect.api_key and api_key is None:
+        raise TypeError(f"the {dialect.name} API authenticates with api_key=, not a token")
+    if not dialect.api_key and token is None:
+        raise TypeError(f"the {dialect.name} API authenticates with token=, not an API key")
+    return dialect
+
+
 def _positive_int(name: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -117,19 +138,27 @@ class VBotClient:
 
     Usage::
 
-        async with VBotClient(token, base_url="https://api.example.vn") as client:
+        async with VBotClient(api_key=key, base_url="https://open-api-h01.vbot.vn/v3.0") as client:
             total = await client.count_calls(campaign_code="CMP01")
             async for call in client.iter_calls(campaign_code="CMP01"):
                 print(call.trans_id, call.disposition, call.created)
 
+    Give exactly one credential: ``token`` (v2) or ``api_key`` (v3).
+
     Args:
-        token: The access token; an async callable returning the current one (asked
-            before each request, and once more after a 401); or a `PasswordAuth`, to log in
-            at ``{base_url}/token`` and renew the token as it expires.
-        base_url: ``https://<host>``; the endpoint paths are appended. Plain ``http://`` is
-            refused except to loopback, unless ``allow_insecure_http``.
-        vbot_id: Sent with every request when set.
-        project_code: Sent with every request when set.
+        token: The access token (sent as ``Authorization: Bearer``); an async callable
+            returning the current one (asked before each request, and once more after a 401);
+            or a `PasswordAuth`, to log in at ``{base_url}/token`` and renew the token as it
+            expires.
+        api_key: The API key made in the VBot console (sent as ``X-API-Key``), or an async
+            callable returning it. A secret exactly as a token is.
+        base_url: ``https://<host>[/<version>]``; the endpoint paths are appended. Plain
+            ``http://`` is refused except to loopback, unless ``allow_insecure_http``.
+        api: The API dialect: ``"v2"`` (token; ``/api/campaignCall/cdr/*``), ``"v3-legacy"``
+            (API key, the same paths) or ``"v3"`` (API key, ``/m-auto-call/api/cdr/*``).
+            ``None``: ``"v3"`` with an ``api_key``, ``"v2"`` with a ``token``.
+        vbot_id: Sent with every request when set (v2 only).
+        project_code: Sent with every request when set (v2 and v3, not v3-legacy).
         session: An aiohttp session to use as is; never closed by the client. Without one,
             the client opens its own on first use and closes it in `aclose`.
         concurrency: Default most requests in flight for `iter_calls`.
@@ -137,7 +166,8 @@ class VBotClient:
         first_page: The number the server gives its first page (0 or 1; VBot's examples use 1).
         retry: How transient failures are retried.
         timeout: Seconds one attempt may take: connect, send and read the whole body.
-        time_unit: The unit of epoch dates sent for datetime filters (``"s"`` or ``"ms"``).
+        time_unit: The unit of epoch dates sent for datetime filters (``"s"`` or ``"ms"``);
+            ``None``: the dialect's (seconds for v2, milliseconds for v3 and v3-legacy).
         allow_insecure_http: Allow ``http://`` to a non-loopback host.
         max_response_bytes: A larger response body is refused instead of buffered.
         rate_limit: Most requests per second, evenly spaced, across every call of the client
@@ -150,14 +180,19 @@ class VBotClient:
             tracing, e.g. OpenTelemetry); ignored with ``session``, which has its own.
 
     Raises:
-        ValueError: A setting is out of range (before any request is sent).
+        TypeError: Both ``token`` and ``api_key``, or neither; or a credential the dialect
+            does not take (an API key for v2, a token for v3).
+        ValueError: A setting is out of range, or ``vbot_id``/``project_code`` where the
+            dialect has none (before any request is sent).
     """
 
     def __init__(
         self,
-        token: Credential,
+        token: Credential | None = None,
         *,
+        api_key: ApiKey | None = None,
         base_url: str,
+        api: Api | None = None,
         vbot_id: str | None = None,
         project_code: str | None = None,
         session: aiohttp.ClientSession | None = None,
@@ -166,7 +201,7 @@ class VBotClient:
         first_page: int = 1,
         retry: RetryPolicy = DEFAULT_RETRY,
         timeout: float = DEFAULT_TIMEOUT,
-        time_unit: Literal["s", "ms"] = "s",
+        time_unit: Literal["s", "ms"] | None = None,
         allow_insecure_http: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rate_limit: float | None = None,
@@ -174,8 +209,14 @@ class VBotClient:
         clock: Callable[[], dt.datetime] = _utc_now,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ):
-        self._auth = token_source(token, self._exchange_token)
+        self._dialect = _dialect(token, api_key, api)
+        self._auth: TokenSource = (
+            api_key_source(api_key)
+            if api_key is not None
+            else token_source(token, self._exchange_token)  # type: ignore[arg-type]
+        )
         self._base_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self._dialect.check_identity(vbot_id, project_code)
         self._vbot_id = vbot_id
         self._project_code = project_code
         self._concurrency = _positive_int("concurrency", concurrency)
@@ -187,9 +228,9 @@ class VBotClient:
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         self._timeout = float(timeout)
-        if time_unit not in ("s", "ms"):
-            raise ValueError(f"time_unit must be 's' or 'ms', got {time_unit!r}")
-        self._time_unit: TimeUnit = time_unit
+        if time_unit not in ("s", "ms", None):
+            raise ValueError(f"time_unit must be 's', 'ms' or None, got {time_unit!r}")
+        self._time_unit: TimeUnit = time_unit or self._dialect.time_unit
         self._max_response_bytes = _positive_int("max_response_bytes", max_response_bytes)
         if rate_limit is not None and not rate_limit > 0:
             raise ValueError(f"rate_limit must be > 0 requests per second, got {rate_limit!r}")
@@ -217,9 +258,20 @@ class VBotClient:
         """
         return cls(PasswordAuth(username, password), base_url=base_url, **client_options)
 
+    @property
+    def api(self) -> Api:
+        """The API dialect the client speaks (given, or inferred from the credential)."""
+        return self._dialect.name
+
+    @property
+    def time_unit(self) -> TimeUnit:
+        """The unit of the epoch dates the client sends (given, or the dialect's)."""
+        return self._time_unit
+
     def __repr__(self) -> str:
         return (
-            f"VBotClient(base_url={self._base_url!r}, vbot_id={self._vbot_id!r}, "
+            f"VBotClient(base_url={self._base_url!r}, api={self._dialect.name!r}, "
+            f"vbot_id={self._vbot_id!r}, "
             f"project_code={self._project_code!r}, state={self._state.value})"
         )
 
@@ -283,10 +335,11 @@ class VBotClient:
             timeout = self._timeout
             if deadline is not None:
                 timeout = min(timeout, _time_left(request, deadline))
+            headers = _wire.auth_headers(token, self._dialect)
             answer = await self._transmit(
-                "GET", request, timeout, params=request.params, headers=_wire.auth_headers(token)
+                "GET", request, timeout, params=request.params, headers=headers
             )
-            return _wire.read_response(request, *answer)
+            return _wire.read_response(request, *answer, secrets=(token,))
 
     async def _exchange_token(self, request: _wire.TokenRequest) -> _wire.TokenGrant:
         """POST a token request (with the client's retries) and return the grant."""
@@ -403,7 +456,7 @@ class VBotClient:
                 lambda: attempt_with(token), self._retry, on_retry=count_retry, deadline=deadline
             )
         except AuthenticationError as exc:
-            if exc.http_status != 401:
+            if not _wire.refuses_token(exc):
                 raise
             fresh = await self._auth.renew(token)
             if fresh is None:
@@ -415,12 +468,24 @@ class VBotClient:
 
     # -- the endpoints ---------------------------------------------------------------------
 
+    def _filter(self, filter: CallFilter | None, criteria: Mapping[str, Any]) -> CallFilter:
+        """The filter given either way, checked against the dialect before any request.
+
+        Raises:
+            TypeError: Both a filter and criteria, or an unknown criterion.
+            ValueError: A criterion the dialect does not have.
+        """
+        call_filter = CallFilter.coalesce(filter, criteria)
+        self._dialect.filter_params(call_filter, self._time_unit)
+        return call_filter
+
     def _count_request(self, filter: CallFilter) -> _wire.Request:
         return _wire.count_request(
             filter,
             vbot_id=self._vbot_id,
             project_code=self._project_code,
             time_unit=self._time_unit,
+            dialect=self._dialect,
         )
 
     def _list_request(self, filter: CallFilter, page: int, size: int) -> _wire.Request:
@@ -431,6 +496,7 @@ class VBotClient:
             vbot_id=self._vbot_id,
             project_code=self._project_code,
             time_unit=self._time_unit,
+            dialect=self._dialect,
         )
 
     async def count_calls(self, filter: CallFilter | None = None, **filters: Any) -> int:
@@ -443,7 +509,7 @@ class VBotClient:
             TypeError: Both a filter and keyword criteria, or an unknown criterion.
             VBotError: The request failed (see the exception tree).
         """
-        request = self._count_request(CallFilter.coalesce(filter, filters))
+        request = self._count_request(self._filter(filter, filters))
         return await self._call(request, _wire.read_count)
 
     async def get_calls(
@@ -466,7 +532,7 @@ class VBotClient:
             TypeError: Both a filter and keyword criteria, or an unknown criterion.
             VBotError: The request failed (see the exception tree).
         """
-        call_filter = CallFilter.coalesce(filter, filters)
+        call_filter = self._filter(filter, filters)
         _positive_int("page", page, minimum=self._first_page)
         size = self._page_size if size is None else _positive_int("size", size)
         return await self._call(self._list_request(call_filter, page, size), _wire.read_records)
@@ -483,7 +549,11 @@ class VBotClient:
         if not isinstance(trans_id, str) or not trans_id:
             raise ValueError(f"trans_id must be a non-empty string, got {trans_id!r}")
         request = _wire.conversation_request(
-            trans_id, bot_id=bot_id, vbot_id=self._vbot_id, project_code=self._project_code
+            trans_id,
+            bot_id=bot_id,
+            vbot_id=self._vbot_id,
+            project_code=self._project_code,
+            dialect=self._dialect,
         )
         return await self._call(request, _wire.conversation_reader(trans_id))
 
@@ -559,7 +629,7 @@ class VBotClient:
         deadline: _Deadline,
         window: dt.timedelta | None,
     ) -> PageSource:
-        call_filter = CallFilter.coalesce(filter, filters)
+        call_filter = self._filter(filter, filters)
         if limit is not None:
             _positive_int("limit", limit, minimum=0)
         stats = IterationStats()
@@ -709,7 +779,7 @@ class VBotClient:
             ValueError, TypeError: Bad arguments (before any request).
             VBotError: During iteration, a request that failed after its retries.
         """
-        call_filter = CallFilter.coalesce(filter, filters)
+        call_filter = self._filter(filter, filters)
         unit = self._time_unit
         stats = IterationStats()
         open_pages = self._page_opener(

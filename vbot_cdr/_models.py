@@ -4,12 +4,17 @@ Field names and types follow the ``getAll`` example of the API document. The exa
 are placeholders, so every field is optional: a record with missing or ``null`` fields still
 parses, and fields the document does not list are kept in `CallRecord.extras`. A field of the
 wrong type is an error, never silently coerced.
+
+The v3 CDR endpoints send the same records in camelCase (``transId``, ``createAt``,
+``member.vbotId``): each field is read from its snake_case name or its camelCase twin, into the
+same attribute, so one `CallRecord` serves every dialect.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import linecache
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -32,6 +37,7 @@ __all__ = [
     "Hotline",
     "Member",
     "TimeUnit",
+    "camel_case",
     "describe_structure_error",
     "epoch_to_datetime",
     "structure_record",
@@ -96,12 +102,14 @@ class CollectedField:
 
 @attrs.frozen(kw_only=True, slots=False)
 class CallRecord:
-    """One call of the history, as ``getAll`` returns it.
+    """One call of the history, as ``getAll`` (or v3's ``get-all``) returns it.
 
     Every field is optional (``None`` when the server left it out or sent ``null``).
     Times are kept as the server sent them (Unix epoch); `created`, `answered` and `ended`
-    give them as aware UTC datetimes. Fields the API document does not list are kept, as
-    sent, in `extras`.
+    give them as aware UTC datetimes. A camelCase record (v3) fills the same snake_case
+    attributes; `external_call_id`, `campaign_id`, `campaign_group_id`, `template_script_id`
+    and `bot_member_status_connect` are sent by v3 only. Fields no dialect documents are kept,
+    as sent, in `extras`.
     """
 
     phone: str | None = None
@@ -134,6 +142,12 @@ class CallRecord:
     create_by: str | None = None
     score: float | None = None
     is_record: bool | None = None
+    # The v3 CDR endpoints' own fields.
+    external_call_id: str | None = None
+    campaign_id: int | None = None
+    campaign_group_id: int | None = None
+    template_script_id: int | None = None
+    bot_member_status_connect: str | None = None
     # Out of the hash (still in eq): a mapping is unhashable, and without this every
     # record, being frozen, would raise on hash() and could not go in a set.
     extras: Mapping[str, Any] = attrs.field(default=_EMPTY, repr=False, hash=False)
@@ -154,7 +168,8 @@ class CallRecord:
         return epoch_to_datetime(self.end_call_at)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the record in the API's shape (``extras`` merged back in), ready for JSON."""
+        """Return the record in the seed API's snake_case shape, whatever dialect sent it
+        (every attribute, ``extras`` merged back in as sent), ready for JSON."""
         data: dict[str, Any] = _converter.unstructure(self)
         del data["extras"]
         data.update(self.extras)
@@ -165,9 +180,11 @@ class CallRecord:
 class BotConversation:
     """The bot conversation of one call, as ``getBotConversation`` returns it.
 
-    The API documents ``data`` only as a string; its inner format is not documented. `raw` is
-    that string exactly as received. `turns` holds the items of `raw` when it is a JSON
-    array, and is empty otherwise: the library does not guess at any other format.
+    `raw` is the API's string exactly as received. `turns` holds its turns in either format
+    seen: the items of a JSON array, or, for the text format v3 documents
+    (``"assistant: Xin chào ... | user: Vâng ... |"``: turns split on ``|``, the role before
+    the first ``": "``), one ``{"role": ..., "content": ...}`` dict per turn. Anything else
+    gives no turns: the library does not guess at other formats.
     """
 
     trans_id: str
@@ -177,13 +194,50 @@ class BotConversation:
 
     @classmethod
     def from_raw(cls, trans_id: str, raw: str) -> BotConversation:
-        """Build a conversation from the API's string, parsing `turns` when it is a JSON array."""
+        """Build a conversation from the API's string, parsing `turns` (see the class)."""
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            parsed = None
+            return cls(trans_id=trans_id, raw=raw, turns=_text_turns(raw))
         turns = tuple(parsed) if isinstance(parsed, list) else ()
         return cls(trans_id=trans_id, raw=raw, turns=turns)
+
+
+def _text_turns(raw: str) -> tuple[dict[str, str], ...]:
+    """The turns of v3's ``role: content | role: content |`` text, or none if it is not that."""
+    if "|" not in raw:
+        return ()
+    turns = []
+    for part in raw.split("|"):
+        if not part.strip():
+            continue
+        role, separator, content = part.strip().partition(": ")
+        if not separator or not role or any(c.isspace() for c in role):
+            return ()
+        turns.append({"role": role, "content": content.strip()})
+    return tuple(turns)
+
+
+def camel_case(name: str) -> str:
+    """``name`` (snake_case) as the v3 API spells it: ``trans_id`` is ``transId``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _camel_aliases(cls: type) -> Mapping[str, str]:
+    """Each camelCase field name of ``cls`` (``transId``) to its attribute (``trans_id``)."""
+    names = (a.name for a in attrs.fields(cls) if a.name != "extras")
+    return MappingProxyType({camel_case(name): name for name in names if camel_case(name) != name})
+
+
+_ALIASES: Final[Mapping[type, Mapping[str, str]]] = MappingProxyType(
+    {cls: _camel_aliases(cls) for cls in (Member, Hotline, CollectedField, CallRecord)}
+)
+
+
+def _snake_keys(data: dict[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
+    """``data`` with each camelCase field name replaced by its attribute name."""
+    return {aliases.get(key, key): value for key, value in data.items()}
 
 
 def _check_date(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -203,6 +257,11 @@ def _check_date(_: object, attribute: attrs.Attribute[Any], value: object) -> No
 def _check_status(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise TypeError(f"{attribute.name} must be an int, got {value!r}")
+
+
+def _check_number(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise TypeError(f"{attribute.name} must be a number, got {value!r}")
 
 
 _optional_str = attrs.validators.optional(attrs.validators.instance_of(str))
@@ -226,13 +285,17 @@ def _date_seconds(value: int | dt.datetime) -> float:
 class CallFilter:
     """Search criteria for ``countAll`` and ``getAll``; every one optional.
 
-    Only the criteria that are set (not ``None``, not an empty string) are sent.
-    ``start_date`` and ``end_date`` take an int, sent verbatim, or an aware datetime,
-    converted to the client's ``time_unit``.
+    Only the criteria that are set (not ``None``, not an empty string) are sent, under the
+    names of the client's API dialect (``key`` is ``key_search`` and ``disposition`` is
+    ``disposition_search`` in v3). ``min_postage`` and ``max_postage`` exist in v3 only; a
+    criterion the dialect lacks is a ``ValueError`` before any request. ``start_date`` and
+    ``end_date`` take an int, sent verbatim, or an aware datetime, converted to the client's
+    ``time_unit``.
 
     Raises:
         TypeError: A criterion of the wrong type, or an unknown criterion name.
-        ValueError: A naive datetime, or ``start_date`` after ``end_date``.
+        ValueError: A naive datetime, ``start_date`` after ``end_date``, or ``min_postage``
+            above ``max_postage``.
     """
 
     bot_id: str | None = attrs.field(default=None, validator=_optional_str)
@@ -246,6 +309,8 @@ class CallFilter:
     hotline: str | None = attrs.field(default=None, validator=_optional_str)
     input_log_search: str | None = attrs.field(default=None, validator=_optional_str)
     status: int | None = attrs.field(default=None, validator=_check_status)
+    min_postage: float | None = attrs.field(default=None, validator=_check_number)
+    max_postage: float | None = attrs.field(default=None, validator=_check_number)
 
     def __attrs_post_init__(self) -> None:
         start, end = self.start_date, self.end_date
@@ -253,6 +318,9 @@ class CallFilter:
             raise ValueError(
                 f"start_date ({self.start_date!r}) is after end_date ({self.end_date!r})"
             )
+        low, high = self.min_postage, self.max_postage
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"min_postage ({low!r}) is above max_postage ({high!r})")
 
     @classmethod
     def coalesce(cls, filter: CallFilter | None, criteria: Mapping[str, Any]) -> CallFilter:
@@ -310,13 +378,14 @@ def _float_or_none(value: Any, _: Any) -> float | None:
     raise TypeError(f"expected a number or null, got {kind.__name__} {value!r:.40}")
 
 
-def _only_json_objects(hook: Any) -> Any:
-    """Guard a generated hook: cattrs would read a string's characters as "keys"."""
+def _only_json_objects(hook: Any, aliases: Mapping[str, str]) -> Any:
+    """Guard a generated hook (cattrs would read a string's characters as "keys"), and read
+    camelCase field names as their attributes."""
 
     def structure(value: Any, cls: Any) -> Any:
         if type(value) is not dict:
             raise TypeError(f"expected an object, got {type(value).__name__} {value!r:.40}")
-        return hook(value, cls)
+        return hook(_snake_keys(value, aliases), cls)
 
     return structure
 
@@ -329,7 +398,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float | None, _float_or_none)
     for cls in (Member, Hotline, CollectedField):
         converter.register_structure_hook(
-            cls, _only_json_objects(make_dict_structure_fn(cls, converter))
+            cls, _only_json_objects(make_dict_structure_fn(cls, converter), _ALIASES[cls])
         )
     collected = converter.get_structure_hook(tuple[CollectedField, ...])
 
@@ -346,7 +415,8 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(
         CallRecord,
         _only_json_objects(
-            make_dict_structure_fn(CallRecord, converter, extras=override(omit=True))
+            make_dict_structure_fn(CallRecord, converter, extras=override(omit=True)),
+            _ALIASES[CallRecord],
         ),
     )
     return converter
@@ -369,7 +439,8 @@ _RECORD_FIELDS: Final = frozenset(a.name for a in attrs.fields(CallRecord)) - {"
 # strict hooks do (exact str/int/bool or null; int widened to float; nested objects and
 # arrays), then builds the instance. A reader never explains a failure: it raises `_Invalid`
 # and the record goes through the converter, whose error names the field. A reader handles an
-# object whose keys are exactly the fields; any other object is reshaped first (`_reshaper`).
+# object whose keys are exactly the fields; any other object (camelCase ones included) is
+# reshaped first (`_reshaper`).
 # Objects made only of strings (members, hotlines, collected fields) repeat across a
 # campaign's records, so their readers keep the last few thousand and hand the same frozen
 # instance out again: no building, and a fraction of the memory and garbage-collector work.
@@ -446,15 +517,25 @@ _READER: Final = """
 def read(o):
     if o.__class__ is not dict:
         raise _Invalid
-    if len(o) != {count}:
+    n = len(o)
+    if n != {count} and n != {required}:
         return reshape(o)
     try:
 {reads}
+{optional_reads}
     except KeyError:
         return reshape(o)
 {lookup}{checks}
 {build}{store}
     return r
+"""
+# Fields one dialect leaves out (v3's own fields, v3-legacy's member.vbot_id) are read when the
+# object has every field, and are null when it has every field but those.
+_OPTIONAL_READS: Final = """
+        if n == {count}:
+{reads}
+        else:
+            {nulls} = None
 """
 # A class with a plain __init__ and an instance __dict__ gets a copy of the object, fixed up,
 # as that __dict__: one C-level copy instead of one object.__setattr__ per field.
@@ -493,9 +574,14 @@ def _has_plain_init(cls: type) -> bool:
 
 
 def _compile_reader(
-    cls: type, readers: Mapping[type, Any], *, extras: str | None = None
+    cls: type,
+    readers: Mapping[type, Any],
+    *,
+    extras: str | None = None,
+    optional: frozenset[str] = frozenset(),
 ) -> Callable[[Any], Any]:
-    """Generate the reader of ``cls`` (see above); ``extras`` names the unknown-keys field."""
+    """Generate the reader of ``cls`` (see above); ``extras`` names the unknown-keys field,
+    ``optional`` the fields an object may leave out all together and still be read directly."""
     hints = typing.get_type_hints(cls)
     names = [a.name for a in attrs.fields(cls) if a.name != extras]
     env: dict[str, Any] = {
@@ -507,14 +593,24 @@ def _compile_reader(
         "set_attribute": object.__setattr__,
     }
     values = {name: f"v{i}" for i, name in enumerate(names)}
-    reads = "\n".join(f"        {v} = o[{name!r}]" for name, v in values.items())
+    required = [name for name in names if name not in optional]
+    left_out = [name for name in names if name in optional]
+    reads = "\n".join(f"        {values[name]} = o[{name!r}]" for name in required)
+    optional_reads = ""
+    if optional:
+        optional_reads = _OPTIONAL_READS.format(
+            count=len(names),
+            reads="\n".join(f"            {values[name]} = o[{name!r}]" for name in left_out),
+            nulls=" = ".join(values[name] for name in left_out),
+        )
     checks = "".join(_check_source(v, hints[name], readers, env) for name, v in values.items())
     if _has_plain_init(cls) and "__slots__" not in cls.__dict__:
-        # Only the values a check may have replaced are stored again.
+        # Only the values a check may have replaced, and the fields the object may lack,
+        # are stored again.
         stores = [
             f"    d[{name!r}] = {v}"
             for name, v in values.items()
-            if _optional(hints[name]) not in (str, int, bool)
+            if _optional(hints[name]) not in (str, int, bool) or name in optional
         ]
         if extras is not None:
             stores.append(f"    d[{extras!r}] = EMPTY")
@@ -528,25 +624,36 @@ def _compile_reader(
         lookup = _LOOKUP.format(values=", ".join(values.values()))
         store = _STORE
     source = _READER.format(
-        count=len(names), reads=reads, lookup=lookup, checks=checks, build=build, store=store
+        count=len(names),
+        required=len(required),
+        reads=reads,
+        optional_reads=optional_reads,
+        lookup=lookup,
+        checks=checks,
+        build=build,
+        store=store,
     )
     filename = f"<vbot_cdr reader {cls.__qualname__}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), env)
     read: Callable[[Any], Any] = env["read"]
-    env["reshape"] = _reshaper(read, names, extras)
+    env["reshape"] = _reshaper(read, names, extras, _ALIASES[cls])
     return read
 
 
-def _reshaper(read: Callable[[Any], Any], names: list[str], extras: str | None) -> Any:
-    """Read an object with missing fields (read as null) or unknown ones (kept in ``extras``)."""
+def _reshaper(
+    read: Callable[[Any], Any], names: list[str], extras: str | None, aliases: Mapping[str, str]
+) -> Any:
+    """Read an object with camelCase field names, missing fields (read as null) or unknown
+    ones (kept in ``extras`` as sent)."""
 
     def reshape(data: dict[str, Any]) -> Any:
         known: dict[str, Any] = dict.fromkeys(names)
         unknown: dict[str, Any] = {}
         for key, value in data.items():
-            if key in known:
-                known[key] = value
+            name = aliases.get(key, key)
+            if name in known:
+                known[name] = value
             else:
                 unknown[key] = value
         instance = read(known)
@@ -557,11 +664,28 @@ def _reshaper(read: Callable[[Any], Any], names: list[str], extras: str | None) 
     return reshape
 
 
+#: The fields of each class that a dialect leaves out (read directly all the same).
+_LEFT_OUT: Final[Mapping[type, frozenset[str]]] = MappingProxyType(
+    {
+        Member: frozenset({"vbot_id"}),  # v3-legacy
+        CallRecord: frozenset(  # all but v3
+            {
+                "external_call_id",
+                "campaign_id",
+                "campaign_group_id",
+                "template_script_id",
+                "bot_member_status_connect",
+            }
+        ),
+    }
+)
+
+
 def _compile_readers() -> Callable[[Any], Any]:
     readers: dict[type, Any] = {}
     for cls in (Member, Hotline, CollectedField):
-        readers[cls] = _compile_reader(cls, readers)
-    return _compile_reader(CallRecord, readers, extras="extras")
+        readers[cls] = _compile_reader(cls, readers, optional=_LEFT_OUT.get(cls, frozenset()))
+    return _compile_reader(CallRecord, readers, extras="extras", optional=_LEFT_OUT[CallRecord])
 
 
 _read_record: Final = _compile_readers()
@@ -590,6 +714,8 @@ def structure_records(data: list[Any]) -> list[CallRecord]:
 
 
 def _structure_with_converter(data: Any) -> CallRecord:
+    if type(data) is dict:
+        data = _snake_keys(data, _ALIASES[CallRecord])
     record: CallRecord = _structure_record_fields(data, CallRecord)
     if not _RECORD_FIELDS.issuperset(data):
         # Unknown fields are rare; paying for a second construction (evolve) on every such
@@ -599,10 +725,35 @@ def _structure_with_converter(data: Any) -> CallRecord:
     return record
 
 
-def describe_structure_error(exc: Exception, path: str) -> tuple[str, str]:
-    """The field path (``data[3].member.name``) and reason of a structuring failure."""
+def describe_structure_error(exc: Exception, path: str, data: Any = None) -> tuple[str, str]:
+    """The field path and reason of a failure to structure ``data`` (found at ``path``).
+
+    The path names each field as the server sent it: ``data[3].member.name`` for a
+    snake_case record, ``data[3].createAt`` for a camelCase one.
+    """
     if isinstance(exc, cattrs.BaseValidationError):
         message = cattrs.transform_error(exc, path=path)[0]
         reason, _, where = message.rpartition(" @ ")
-        return where, reason
+        return _path_as_sent(data, path, where), reason
     return path, str(exc)
+
+
+_PATH_STEP: Final = re.compile(r"\.(\w+)|\[(\d+)\]")
+
+
+def _path_as_sent(data: Any, root: str, where: str) -> str:
+    """``where`` (attribute names below ``root``) with each name spelled as ``data`` has it."""
+    if not where.startswith(root):
+        return where
+    spelled, value = [root], data
+    for match in _PATH_STEP.finditer(where, len(root)):
+        name, index = match.groups()
+        if index is not None:
+            spelled.append(f"[{index}]")
+            value = value[int(index)] if type(value) is list and int(index) < len(value) else None
+            continue
+        if type(value) is dict and name not in value and camel_case(name) in value:
+            name = camel_case(name)
+        spelled.append(f".{name}")
+        value = value.get(name) if type(value) is dict else None
+    return "".join(spelled)

@@ -5,7 +5,12 @@ Nothing here performs I/O. The client sends what `Request` describes and hands t
 ``data`` or raises the typed error that the response means. Token exchanges work the same way:
 `TokenRequest` describes a ``POST /token`` and `read_token_response` reads its answer. Every
 mapping from an HTTP status or an envelope to an exception lives in `error_for_status`,
-`read_response` and `read_token_response`.
+`read_response` and `read_token_response`; what differs between the API's dialects (paths,
+header, parameters, envelope) comes from the request's `Dialect`.
+
+Secrets: a server may echo the credential it was sent (a 401 body, a failure envelope's
+message, an HTML page that prints the request headers). Every body an error keeps or quotes
+passes through `redact` first, with the secrets of the request that got it.
 """
 
 from __future__ import annotations
@@ -17,11 +22,22 @@ import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypedDict, Union
-from urllib.parse import urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import attrs
 import orjson
 
+from ._dialects import (
+    COUNT_ALL,
+    GET_ALL,
+    GET_BOT_CONVERSATION,
+    NO_DATA,
+    V2,
+    Dialect,
+    Envelope,
+    read_error_envelope,
+    read_v3_envelope,
+)
 from ._errors import APIError, AuthenticationError, RateLimitError, ResponseFormatError
 from ._models import (
     STRUCTURE_ERRORS,
@@ -54,39 +70,46 @@ __all__ = [
     "read_records",
     "read_response",
     "read_token_response",
+    "redact",
     "refresh_grant",
+    "refuses_token",
 ]
 
-COUNT_ALL: Final = "countAll"
-GET_ALL: Final = "getAll"
-GET_BOT_CONVERSATION: Final = "getBotConversation"
 TOKEN: Final = "token"
-API_PREFIX: Final = "/api/campaignCall/cdr/"
+API_PREFIX: Final = V2.paths[GET_ALL].removesuffix(GET_ALL)
 
 
 @attrs.frozen
 class Request:
-    """One GET to the API: the endpoint name, its query parameters, and the page it asks for."""
+    """One GET to the API: the endpoint (by its seed name), its query parameters, the page it
+    asks for, and the dialect that says where it goes and how its answer reads."""
 
     endpoint: str
     params: Mapping[str, str]
     page: int | None = None
+    dialect: Dialect = attrs.field(default=V2, kw_only=True, repr=False)
 
     @property
     def path(self) -> str:
-        return API_PREFIX + self.endpoint
-
-
-def _identity(vbot_id: str | None, project_code: str | None) -> dict[str, str]:
-    return {k: v for k, v in (("vbot_id", vbot_id), ("project_code", project_code)) if v}
+        return self.dialect.paths[self.endpoint]
 
 
 def count_request(
-    filter: CallFilter, *, vbot_id: str | None, project_code: str | None, time_unit: TimeUnit
+    filter: CallFilter,
+    *,
+    vbot_id: str | None,
+    project_code: str | None,
+    time_unit: TimeUnit,
+    dialect: Dialect = V2,
 ) -> Request:
-    """The ``countAll`` request for ``filter``."""
-    params = _identity(vbot_id, project_code) | filter.to_params(time_unit)
-    return Request(COUNT_ALL, params)
+    """The ``countAll`` request for ``filter``.
+
+    Raises:
+        ValueError: A criterion the dialect does not have.
+    """
+    params = dialect.identity_params(vbot_id, project_code)
+    params |= dialect.filter_params(filter, time_unit)
+    return Request(COUNT_ALL, params, dialect=dialect)
 
 
 def list_request(
@@ -97,23 +120,34 @@ def list_request(
     vbot_id: str | None,
     project_code: str | None,
     time_unit: TimeUnit,
+    dialect: Dialect = V2,
 ) -> Request:
-    """The ``getAll`` request for one page of ``filter``."""
-    params = _identity(vbot_id, project_code) | filter.to_params(time_unit)
+    """The ``getAll`` request for one page of ``filter``.
+
+    Raises:
+        ValueError: A criterion the dialect does not have.
+    """
+    params = dialect.identity_params(vbot_id, project_code)
+    params |= dialect.filter_params(filter, time_unit)
     params["page"] = str(page)
     params["size"] = str(size)
-    return Request(GET_ALL, params, page=page)
+    return Request(GET_ALL, params, page=page, dialect=dialect)
 
 
 def conversation_request(
-    trans_id: str, *, bot_id: str | None, vbot_id: str | None, project_code: str | None
+    trans_id: str,
+    *,
+    bot_id: str | None,
+    vbot_id: str | None,
+    project_code: str | None,
+    dialect: Dialect = V2,
 ) -> Request:
     """The ``getBotConversation`` request for one call."""
-    params = _identity(vbot_id, project_code)
+    params = dialect.identity_params(vbot_id, project_code)
     if bot_id:
         params["bot_id"] = bot_id
     params["trans_id"] = trans_id
-    return Request(GET_BOT_CONVERSATION, params)
+    return Request(GET_BOT_CONVERSATION, params, dialect=dialect)
 
 
 @attrs.frozen
@@ -169,9 +203,27 @@ class TokenGrant:
     expires_in: float | None
 
 
-def auth_headers(token: str) -> dict[str, str]:
-    """The headers of every API request."""
-    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+def auth_headers(credential: str, dialect: Dialect = V2) -> dict[str, str]:
+    """The headers of every API request: ``Authorization: Bearer`` or ``X-API-Key``."""
+    return dialect.auth_headers(credential)
+
+
+def redact(body: bytes, secrets: tuple[str, ...]) -> bytes:
+    """``body`` with each secret, as sent, JSON-escaped or URL-encoded, replaced by ``<hidden>``.
+
+    Every body an error keeps or quotes goes through here first.
+    """
+    for secret in filter(None, secrets):
+        forms = {secret, orjson.dumps(secret).decode()[1:-1], quote(secret), quote_plus(secret)}
+        for form in forms:
+            body = body.replace(form.encode(), b"<hidden>")
+    return body
+
+
+def refuses_token(exc: AuthenticationError) -> bool:
+    """Whether ``exc`` refuses the credential itself (HTTP 401, or an envelope's 401), so a
+    renewed token may succeed where a 403 ("not allowed") will not."""
+    return exc.http_status == 401 or exc.error_code == 401
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
@@ -215,13 +267,16 @@ def _text(body: bytes) -> str:
 
 
 def _envelope_fields(body: bytes) -> tuple[int | None, str | None]:
-    """The ``error`` code and ``message`` of a body, if it is an envelope (or OAuth2 error)."""
+    """The code and message of a body, if it is an envelope of any dialect (or OAuth2 error)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None, None
     if not isinstance(doc, dict):
         return None, None
+    envelope = read_v3_envelope(doc)
+    if envelope is not None:
+        return envelope.code, envelope.message
     code = doc.get("error")
     message = doc.get("message") or doc.get("error_description")
     if not isinstance(message, str) and isinstance(code, str):
@@ -238,7 +293,8 @@ def error_for_status(
     """The error an HTTP status means, or ``None`` for a 2xx.
 
     401/403 are `AuthenticationError`, and so is 400 to a `TokenRequest` (OAuth2 answers a
-    refused grant with 400). 429 is `RateLimitError` (with ``Retry-After``), a 3xx is an
+    refused grant with 400) and any status whose envelope carries one of the dialect's refusal
+    codes (401, 403; v3's 803). 429 is `RateLimitError` (with ``Retry-After``), a 3xx is an
     `APIError` (redirects are never followed, so the token never travels to another host), and
     anything else non-2xx is an `APIError` carrying the server's code and message.
     """
@@ -250,7 +306,13 @@ def error_for_status(
     message = message or _reason(status)
     where = _where(request)
     retry_after = parse_retry_after(headers.get("Retry-After"))
-    if status in (401, 403) or (status == 400 and isinstance(request, TokenRequest)):
+    # The envelope's own refusal codes count whatever the status (v3 answers 803 with 500).
+    refusals = request.dialect.auth_codes if isinstance(request, Request) else frozenset()
+    if (
+        status in (401, 403)
+        or (status == 400 and isinstance(request, TokenRequest))
+        or code in refusals
+    ):
         return AuthenticationError(
             message, error_code=code, http_status=status, body=_text(body), **where
         )
@@ -275,53 +337,73 @@ def _reason(status: int) -> str:
         return "no reason given"
 
 
-def read_response(request: Request, status: int, headers: Mapping[str, str], body: bytes) -> Any:
+def read_response(
+    request: Request,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: tuple[str, ...] = (),
+) -> Any:
     """Check a response and return the envelope's ``data``.
 
+    ``secrets`` (the credential sent) are blanked out of every body an error keeps or quotes.
+
     Raises:
-        APIError: (or a subclass) for a non-2xx status, or a failure envelope (``status`` 0).
-        ResponseFormatError: The body is not JSON or not an envelope (``retryable``).
+        AuthenticationError: HTTP 401/403, or a failure envelope whose code is one of the
+            dialect's refusals (401, 403; v3's 803 "not allowed to view").
+        APIError: (or another subclass) any other non-2xx status, or a failure envelope.
+        ResponseFormatError: The body is not JSON or not the dialect's envelope (``retryable``).
     """
-    error = error_for_status(request, status, headers, body)
+    if 200 <= status < 300:
+        try:
+            envelope = request.dialect.read_envelope(orjson.loads(body))
+        except orjson.JSONDecodeError:
+            envelope = None
+        if envelope is not None and envelope.ok and envelope.data is not NO_DATA:
+            return envelope.data
+    raise _failure(request, status, headers, redact(body, secrets))
+
+
+def _failure(request: Request, status: int, headers: Mapping[str, str], shown: bytes) -> Exception:
+    """The error a response other than a success envelope means; ``shown`` is redacted."""
+    error = error_for_status(request, status, headers, shown)
     if error is not None:
-        raise error
+        return error
     where = _where(request)
     try:
-        doc = orjson.loads(body)
+        doc = orjson.loads(shown)
     except orjson.JSONDecodeError as exc:
-        raise ResponseFormatError(
-            f"body is not JSON ({exc})", retryable=True, body=_text(body), **where
-        ) from None
-    if type(doc) is not dict or doc.get("status") not in (0, 1) or type(doc["status"]) is not int:
-        raise ResponseFormatError(
-            "body is not the {status, error, message, data} envelope",
+        return ResponseFormatError(
+            f"body is not JSON ({exc})", retryable=True, body=_text(shown), **where
+        )
+    dialect = request.dialect
+    envelope = dialect.read_envelope(doc)
+    if envelope is None:
+        return ResponseFormatError(
+            f"body is not the {dialect.envelope_shape} envelope of the {dialect.name} API",
             retryable=True,
-            body=_text(body),
+            body=_text(shown),
             **where,
         )
-    if doc["status"] == 0:
-        code = doc.get("error")
-        message = doc.get("message")
-        raise APIError(
-            message if isinstance(message, str) and message else "failure envelope",
-            error_code=code if type(code) is int else None,
-            http_status=status,
-            body=_text(body),
-            **where,
+    if envelope.ok:
+        return ResponseFormatError(
+            "success envelope without data", retryable=True, body=_text(shown), **where
         )
-    if "data" not in doc:
-        raise ResponseFormatError(
-            "success envelope without data", retryable=True, body=_text(body), **where
-        )
-    return doc["data"]
+    return _envelope_error(envelope, dialect, status, _text(shown), where)
 
 
-def _redact(body: bytes, secrets: tuple[str, ...]) -> bytes:
-    """``body`` with each secret, as sent or JSON-escaped, replaced by ``<hidden>``."""
-    for secret in filter(None, secrets):
-        for quoted in {secret.encode(), orjson.dumps(secret)[1:-1]}:
-            body = body.replace(quoted, b"<hidden>")
-    return body
+def _envelope_error(
+    envelope: Envelope, dialect: Dialect, status: int, body: str, where: _Where
+) -> APIError:
+    kind = AuthenticationError if envelope.code in dialect.auth_codes else APIError
+    return kind(
+        envelope.message or "failure envelope",
+        error_code=envelope.code,
+        http_status=status,
+        body=body,
+        **where,
+    )
 
 
 def read_token_response(
@@ -343,7 +425,7 @@ def read_token_response(
         ResponseFormatError: A 2xx body that is neither a token nor a failure envelope
             (``retryable`` when it is not JSON at all).
     """
-    shown = _redact(body, request.secrets)
+    shown = redact(body, request.secrets)
     error = error_for_status(request, status, headers, shown)
     if error is not None:
         raise error
@@ -354,7 +436,8 @@ def read_token_response(
         raise ResponseFormatError("token answer is not JSON", retryable=True, **where) from None
     if type(doc) is dict and "access_token" in doc:
         return _token_grant(request, doc)
-    if type(doc) is dict and doc.get("status") == 0:
+    failure = read_error_envelope(doc) or read_v3_envelope(doc)
+    if failure is not None and not failure.ok:
         code, message = _envelope_fields(shown)
         raise AuthenticationError(
             message or "failure envelope",
@@ -409,7 +492,7 @@ def read_records(request: Request, data: Any) -> list[CallRecord]:
 
     Raises:
         ResponseFormatError: ``data`` is not an array, or a record has a field of the wrong
-            type (``field`` names it, e.g. ``data[3].duration``).
+            type (``field`` names it as sent, e.g. ``data[3].duration``, ``data[3].createAt``).
     """
     if type(data) is not list:
         raise _format_error(request, f"data must be an array, got {type(data).__name__}", "data")
@@ -421,7 +504,7 @@ def read_records(request: Request, data: Any) -> list[CallRecord]:
             try:
                 structure_record(item)
             except STRUCTURE_ERRORS as exc:
-                field, reason = describe_structure_error(exc, f"data[{index}]")
+                field, reason = describe_structure_error(exc, f"data[{index}]", item)
                 raise _format_error(request, f"{field}: {reason}", field) from exc
         raise
 

@@ -14,6 +14,16 @@ statuses are in ``vbot-cdr --help`` and the commands' ``--help``. This module ho
 options and the commands; file outputs live in `vbot_cdr._outputs`, log lines and run
 summaries in `vbot_cdr._runlog`, the record schema in `vbot_cdr._schema`.
 
+The client commands read the API's address and credentials from the environment
+(``VBOT_BASE_URL``, ``VBOT_API_KEY``, ``VBOT_TOKEN``, ``VBOT_ID``, ``VBOT_PROJECT_CODE``) or
+from options (``--base-url``, ``--api-key-file``, ``--token-file``, ``--vbot-id``,
+``--project-code``); with ``--demo`` they run against an in-process fake server with generated
+data instead. An API key speaks the v3 API, a token (or a login) the v2 one; ``--api`` names
+the dialect outright (``v3-legacy``: an API key on the v2 paths). Without a key or a token
+they log in as ``VBOT_USERNAME`` with ``VBOT_PASSWORD``, or with a password asked for without
+echo when a terminal is attached. Neither the key, the token nor the password is ever
+printed, or taken as an option value (other users of the machine can read command lines).
+
 Exit status (`EXIT_STATUSES`): 0 success; 1 the command failed, with one line on stderr
 saying what failed; 2 bad options or configuration; 128 + the signal's number when SIGINT
 (130), SIGTERM (143) or SIGHUP (129) stopped it, after which the output holds only whole
@@ -77,11 +87,15 @@ __all__ = [
     "build_parser",
     "main",
     "parse_date",
+    "resolve_api_key",
     "resolve_credential",
 ]
 
 PROG: Final = "vbot-cdr"
 ENV_TOKEN: Final = "VBOT_TOKEN"
+ENV_API_KEY: Final = "VBOT_API_KEY"
+#: The API dialects (`VBotClient`'s ``api``).
+_APIS: Final = ("v2", "v3", "v3-legacy")
 ENV_USERNAME: Final = "VBOT_USERNAME"
 ENV_PASSWORD: Final = "VBOT_PASSWORD"
 ENV_BASE_URL: Final = "VBOT_BASE_URL"
@@ -253,6 +267,8 @@ _FILTERS: Final[tuple[tuple[str, Callable[[str], Any], str, str], ...]] = (
     ("hotline", str, "HOTLINE", "hotline"),
     ("input_log_search", str, "TEXT", "search in the input log"),
     ("status", _status, "N", "call status (an integer)"),
+    ("min_postage", float, "VND", "lowest call charge (v3 only)"),
+    ("max_postage", float, "VND", "highest call charge (v3 only)"),
 )
 
 
@@ -328,6 +344,17 @@ def _connection_options() -> _Parser:
         help=f"read the access token from FILE's first line (default: ${ENV_TOKEN}, else a "
         f"login as ${ENV_USERNAME})",
     )
+    group.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        type=Path,
+        help=f"read the v3 API key from FILE's first line (default: ${ENV_API_KEY})",
+    )
+    group.add_argument(
+        "--api",
+        choices=_APIS,
+        help="the API dialect (default: v3 with an API key, v2 with a token or login)",
+    )
     group.add_argument("--vbot-id", metavar="ID", help=f"your VBotID (default: ${ENV_VBOT_ID})")
     group.add_argument(
         "--project-code", metavar="CODE", help=f"group code (default: ${ENV_PROJECT_CODE})"
@@ -342,8 +369,8 @@ def _connection_options() -> _Parser:
     group.add_argument(
         "--time-unit",
         choices=("s", "ms"),
-        default="s",
-        help="unit of the epoch dates sent for date filters (default: s)",
+        help="unit of the epoch dates sent for date filters (default: the dialect's, "
+        "s for v2, ms for v3)",
     )
     group.add_argument(
         "--timeout",
@@ -621,6 +648,9 @@ def _add_serve_fake(commands: Any, run: argparse.ArgumentParser) -> None:
         "sync (default: 0)",
     )
     serve.add_argument(
+        "--api", choices=_APIS, default="v2", help="the dialect it speaks (default: v2)"
+    )
+    serve.add_argument(
         "--faults",
         type=_fault_mix,
         metavar="NAME=VALUE,...",
@@ -680,25 +710,54 @@ def resolve_credential(args: argparse.Namespace, environ: Mapping[str, str]) -> 
         CommandError: The token file cannot be read, or is empty.
     """
     if args.token_file is not None:
-        try:
-            text: str = args.token_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot read the token file: {exc}") from None
-        token = text.strip().partition("\n")[0].strip()
-        if not token:
-            raise CommandError(f"the token file {args.token_file} is empty")
-        return token
+        return _first_line(args.token_file, "token")
     token = environ.get(ENV_TOKEN, "").strip()
     if token:
         return token
     username = environ.get(ENV_USERNAME, "").strip()
     if not username:
         raise UsageError(
-            f"no credentials: set {ENV_TOKEN}, or {ENV_USERNAME} and {ENV_PASSWORD}, "
-            "or pass --token-file (or try --demo)"
+            f"no credentials: set {ENV_TOKEN}, or {ENV_USERNAME} and {ENV_PASSWORD}, or "
+            f"{ENV_API_KEY} (v3), or pass --token-file or --api-key-file (or try --demo)"
         )
     password = environ.get(ENV_PASSWORD) or _ask_password(username)
     return PasswordAuth(username, password)
+
+
+def resolve_api_key(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """The API key, if the client authenticates with one: the first line of
+    ``--api-key-file``, else ``$VBOT_API_KEY`` (unless ``--token-file`` or ``--api v2`` ask for
+    a token).
+
+    Raises:
+        UsageError: Both ``--api-key-file`` and ``--token-file``, or a key with ``--api v2``.
+        CommandError: The key file cannot be read, or is empty.
+    """
+    if args.api_key_file is not None:
+        if args.token_file is not None:
+            raise UsageError("give --api-key-file or --token-file, not both")
+        if args.api == "v2":
+            raise UsageError("the v2 API takes a token, not an API key")
+        return _first_line(args.api_key_file, "API key")
+    if args.token_file is not None or args.api == "v2":
+        return None
+    return environ.get(ENV_API_KEY, "").strip() or None
+
+
+def _first_line(path: Path, what: str) -> str:
+    """The first line of the secret file ``path``, stripped.
+
+    Raises:
+        CommandError: The file cannot be read, or is empty.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read the {what} file: {exc}") from None
+    line = text.strip().partition("\n")[0].strip()
+    if not line:
+        raise CommandError(f"the {what} file {path} is empty")
+    return line
 
 
 def _ask_password(username: str) -> str:
@@ -736,7 +795,7 @@ async def open_client(args: argparse.Namespace, context: _Context) -> AsyncItera
         UsageError: The configuration is incomplete or invalid.
     """
     options = _client_options(args)
-    credential: str | PasswordAuth
+    credential: dict[str, Any]
     async with contextlib.AsyncExitStack() as stack:
         if args.demo:
             server = await stack.enter_async_context(
@@ -744,24 +803,31 @@ async def open_client(args: argparse.Namespace, context: _Context) -> AsyncItera
                     count=DEMO_RECORDS if args.demo_records is None else args.demo_records,
                     seed=args.demo_seed or 0,
                     first_page=args.first_page,
+                    api=args.api or "v2",
                 )
             )
-            credential, base_url = server.token, server.base_url
+            credential, base_url = _demo_credential(server), server.base_url
         else:
             if args.demo_records is not None or args.demo_seed is not None:
                 raise UsageError("--demo-records and --demo-seed need --demo")
             base_url = args.base_url or context.environ.get(ENV_BASE_URL, "")
             if not base_url:
                 raise UsageError(f"no API address: set {ENV_BASE_URL} or pass --base-url")
-            credential = resolve_credential(args, context.environ)
-            context.log.secrets += _secrets_of(credential, context.environ)
+            api_key = resolve_api_key(args, context.environ)
+            if api_key is None:
+                token = resolve_credential(args, context.environ)
+                context.log.secrets += _secrets_of(token, context.environ)
+                credential = {"token": token, "api": args.api}
+            else:
+                context.log.secrets.append(api_key)
+                credential = {"api_key": api_key, "api": args.api}
             options["vbot_id"] = args.vbot_id or context.environ.get(ENV_VBOT_ID) or None
             options["project_code"] = (
                 args.project_code or context.environ.get(ENV_PROJECT_CODE) or None
             )
         try:
-            client = VBotClient(credential, base_url=base_url, **options)
-        except ValueError as exc:
+            client = VBotClient(base_url=base_url, **credential, **options)
+        except (TypeError, ValueError) as exc:
             message = str(exc).replace("allow_insecure_http=True", "--allow-insecure-http")
             raise UsageError(message) from None
         yield await stack.enter_async_context(client)
@@ -772,6 +838,13 @@ def _secrets_of(credential: str | PasswordAuth, environ: Mapping[str, str]) -> l
     if isinstance(credential, str):
         return [credential]
     return [environ.get(ENV_PASSWORD, "")]
+
+
+def _demo_credential(server: FakeVBotServer) -> dict[str, Any]:
+    """The credential of the demo server's dialect."""
+    if server.api == "v2":
+        return {"token": server.token, "api": "v2"}
+    return {"api_key": server.api_key, "api": server.api}
 
 
 def _call_filter(args: argparse.Namespace) -> CallFilter:
@@ -1010,7 +1083,7 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
             if not args.quiet:
                 context.log.say(f"nothing to sync yet: {args.state} is up to date")
             return 0
-        target = _sync_target(args.out, sync, out_format.name, args.time_unit)
+        target = _sync_target(args.out, sync, out_format.name, client.time_unit)
         resumes = "the state is saved up to the last whole window; the next run resumes there"
         with contextlib.ExitStack() as stack:
             stack.enter_context(
@@ -1051,7 +1124,10 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
 async def _count_calls(args: argparse.Namespace, context: _Context) -> int:
     call_filter = _call_filter(args)
     async with open_client(args, context) as client:
-        total = await client.count_calls(call_filter)
+        try:
+            total = await client.count_calls(call_filter)
+        except ValueError as exc:  # a filter the dialect does not have
+            raise UsageError(str(exc)) from None
     print(total)
     context.summary.expected = total
     return 0
@@ -1086,6 +1162,7 @@ async def _serve_fake(args: argparse.Namespace, context: _Context) -> int:
         count=args.records,
         seed=args.seed,
         token=args.token,
+        api=args.api,
         first_page=args.first_page,
         latency=args.latency,
         max_page_size=args.max_page_size,
@@ -1097,7 +1174,12 @@ async def _serve_fake(args: argparse.Namespace, context: _Context) -> int:
         async with server:
             # Shell syntax, so the two lines can be pasted into another terminal as they are.
             print(f"export {ENV_BASE_URL}={server.base_url}")
-            print(f"export {ENV_TOKEN}={server.token}", flush=True)
+            if server.api == "v2":
+                print(f"export {ENV_TOKEN}={server.token}", flush=True)
+            else:
+                print(f"export {ENV_API_KEY}={server.api_key}", flush=True)
+            if server.api == "v3-legacy":
+                context.log.say("it speaks v3-legacy: pass --api v3-legacy to the client commands")
             arriving = ""
             if args.arrivals_per_second:
                 arriving = f", {args.arrivals_per_second:g} new calls a second"

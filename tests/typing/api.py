@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from typing_extensions import assert_type
@@ -167,3 +167,37 @@ async def windows_and_sync(now: dt.datetime) -> None:
                     await sync.commit()
         assert_type(sync.watermark, int | None)
         assert_type(sync.windows, tuple[tuple[int, int], ...])
+
+
+async def fetch_key() -> str:
+    return "key"
+
+
+async def dialects() -> None:
+    async with VBotClient(api_key="key", base_url="https://open-api-h01.vbot.vn/v3.0") as v3:
+        assert_type(v3.api, Literal["v2", "v3", "v3-legacy"])
+        assert_type(v3.time_unit, Literal["s", "ms"])
+        postage = CallFilter(min_postage=100.0, max_postage=1000, key="0901")
+        assert_type(postage.min_postage, float | None)
+        assert_type(await v3.count_calls(postage), int)
+    legacy = VBotClient(
+        api_key=fetch_key, base_url="https://x", api="v3-legacy", time_unit=None
+    )
+    await legacy.aclose()
+    v2 = VBotClient(token="token", base_url="https://x", api="v2", vbot_id="VB1")
+    await v2.aclose()
+    async with FakeVBotServer(api="v3", envelope_status=False, echo_credentials=True) as server:
+        assert_type(server.api_key, str)
+        assert_type(server.api, Literal["v2", "v3", "v3-legacy"])
+    record = CallRecord()
+    assert_type(record.external_call_id, str | None)
+    assert_type(record.campaign_id, int | None)
+    assert_type(record.campaign_group_id, int | None)
+    assert_type(record.template_script_id, int | None)
+    assert_type(record.bot_member_status_connect, str | None)
+
+
+def dialect_misuse() -> None:
+    VBotClient(api_key="k", base_url="https://x", api="v4")  # type: ignore[arg-type]
+    VBotClient(api_key=42, base_url="https://x")  # type: ignore[arg-type]
+    CallFilter(min_postage="100")  # type: ignore[arg-type]

@@ -3,8 +3,11 @@
 It follows ``shared/spec/API.md``: ``GET /api/campaignCall/cdr/{countAll,getAll,
 getBotConversation}``, the ``{status, error, message, data}`` envelope, and the Bearer check
 (a missing or wrong token is HTTP 401 with a failure envelope), and ``POST /token`` to log in
-(`FakeTokenEndpoint`, whose valid tokens the API accepts too). Where the API document is
-silent, the fake chooses and says so here:
+(`FakeTokenEndpoint`, whose valid tokens the API accepts too). ``api="v3-legacy"`` and
+``api="v3"`` speak the later dialects of ``shared/spec/API-VERSIONS.md`` instead (an
+``X-API-Key`` checked against `api_key`, their paths, envelopes, field names and values; see
+`vbot_cdr.testing._dialects`), and ``envelope_status=False`` the v2 envelope without
+``status``. Where the documents are silent, the fake chooses and says so here:
 
 - records are served newest first: ``create_at`` descending, then ``trans_id`` ascending;
 - ``start_date`` and ``end_date`` bound ``create_at`` **inclusively on both ends**, compared
@@ -20,6 +23,10 @@ silent, the fake chooses and says so here:
   ``first_page``, a ``size`` outside ``1..max_page_size``, or a non-integer date or status is
   a failure envelope (HTTP 200, ``status`` 0, ``error`` 400); a page past the end is ``[]``;
 - ``countAll`` ignores ``page`` and ``size``;
+- v3's ``min_postage`` and ``max_postage`` bound ``postage`` inclusively;
+- ``echo_credentials=True`` makes every error body echo the credential the request carried
+  (as a careless server does): failure envelopes' messages, and an HTML page listing the
+  request headers for an HTTP error status;
 - ``getBotConversation`` answers a JSON array of ``{"speaker", "text"}`` turns as a string
   (``"[]"`` for a call that was not answered), or a failure envelope with ``error`` 404 for an
   unknown ``trans_id``;
@@ -58,8 +65,10 @@ import attrs
 import orjson
 from aiohttp import web
 
-from .._wire import API_PREFIX, COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN
-from ._data import RecordGenerator, make_conversation
+from .._dialects import Api
+from .._wire import COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN
+from ._data import RecordGenerator
+from ._dialects import ServedDialect, served_dialect
 from ._token import FakeTokenEndpoint
 
 __all__ = ["ENDPOINTS", "FakeVBotServer", "Fault", "FaultMix", "RecordedRequest"]
@@ -197,9 +206,9 @@ class RecordedRequest:
     """What the fake saw of one request.
 
     Attributes:
-        endpoint: The last segment of the path (``"getAll"``, ...).
+        endpoint: The endpoint's seed name (``"getAll"``, ... in every dialect).
         params: The query parameters.
-        authorized: Whether the request carried the right Bearer token.
+        authorized: Whether the request carried the right credential (Bearer token or key).
         received_at: The event loop's clock (``loop.time()``) when it arrived.
         fault: The `Fault.kind` it was served, or ``None`` for a normal answer.
     """
@@ -298,6 +307,16 @@ def _int_param(params: Mapping[str, str], name: str) -> int | None:
         raise _BadRequest(f"{name} phải là số nguyên, nhận được {value!r}") from None
 
 
+def _float_param(params: Mapping[str, str], name: str) -> float | None:
+    value = params.get(name)
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise _BadRequest(f"{name} phải là số, nhận được {value!r}") from None
+
+
 _EXACT: Final = ("bot_id", "campaign_code", "template_script_code", "disposition")
 
 
@@ -313,13 +332,15 @@ class _Query:
     hotline: str | None = None
     key: str | None = None
     input_log: str | None = None
+    min_postage: float | None = None
+    max_postage: float | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> _Query:
         """Read the criteria of ``params``; empty values are ignored.
 
         Raises:
-            _BadRequest: A date or the status is not an integer.
+            _BadRequest: A date or the status is not an integer, a postage not a number.
         """
         key, input_log = params.get("key"), params.get("input_log_search")
         return cls(
@@ -331,6 +352,8 @@ class _Query:
             hotline=params.get("hotline") or None,
             key=key.casefold() if key else None,
             input_log=input_log.casefold() if input_log else None,
+            min_postage=_float_param(params, "min_postage"),
+            max_postage=_float_param(params, "max_postage"),
         )
 
     @property
@@ -343,6 +366,8 @@ class _Query:
             or self.hotline
             or self.key
             or self.input_log
+            or self.min_postage is not None
+            or self.max_postage is not None
         )
 
     def in_dates(self, record: Mapping[str, Any]) -> bool:
@@ -369,6 +394,11 @@ class _Query:
             self.key in str(record.get(f) or "").casefold()
             for f in ("phone", "name", "customer_uid")
         ):
+            return False
+        postage = record.get("postage") or 0.0
+        if self.min_postage is not None and postage < self.min_postage:
+            return False
+        if self.max_postage is not None and postage > self.max_postage:
             return False
         return not self.input_log or self.input_log in str(record.get("input_log") or "").casefold()
 
@@ -482,17 +512,18 @@ class _Store:
 
 # -- the server --------------------------------------------------------------------------------
 
+#: The request headers that carry a credential, which `echo_credentials` echoes.
+_CREDENTIAL_HEADERS: Final = frozenset({"Authorization", "X-API-Key"})
 
-def _envelope(data: Any, *, status: int = 1, error: int = 0, message: str = "Thành công") -> bytes:
-    return orjson.dumps({"status": status, "error": error, "message": message, "data": data})
+
+def _echo_page(status: int, request: web.Request) -> bytes:
+    """The HTML error page of a careless proxy: it lists the request's headers."""
+    headers = "".join(f"<li>{k}: {v}</li>" for k, v in request.headers.items())
+    return f"<html><body><h1>Error {status}</h1><ul>{headers}</ul></body></html>".encode()
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
-
-
-def _failure(error: int, message: str, *, status: int = 200) -> web.Response:
-    return _json(_envelope(None, status=0, error=error, message=message), status)
 
 
 class FakeVBotServer:
@@ -507,23 +538,31 @@ class FakeVBotServer:
     The module docstring states how the fake filters, sorts and pages.
 
     Args:
-        records: The call records to serve (API shape); ``None`` generates ``count`` of them.
+        records: The call records to serve (the seed's shape, which the dialect renders);
+            ``None`` generates ``count`` of them.
         count: How many records to generate when ``records`` is ``None``; they are computed
             on demand, so any count costs the same memory.
         seed: The seed of the generated records (and of the calls `arrive` writes).
-        token: The Bearer token the server accepts.
+        token: The Bearer token the server accepts (v2).
+        api: The dialect spoken: ``"v2"`` (the seed's), ``"v3-legacy"`` or ``"v3"``.
+        api_key: The ``X-API-Key`` the server accepts (v3-legacy, v3).
+        envelope_status: v2: send the seed's ``status`` field (``False``: the envelope
+            served since 2026-04, without it).
+        echo_credentials: Echo the request's credential in every error body.
         first_page: The number of the first page (0 or 1, or any other).
         latency: Seconds every request waits before it is answered.
         max_page_size: The largest ``size`` accepted.
         max_in_flight: Answer HTTP 429 (without ``Retry-After``) to a request that arrives
             while this many are being answered; ``None``: no limit.
         fault_mix: Random faults for every request (see `FaultMix`); settable later.
-        time_unit: The unit of the generated records' times, ``"s"`` or ``"ms"``.
+        time_unit: The unit of the generated records' times, ``"s"`` or ``"ms"``; ``None``:
+            the dialect's (seconds for v2, milliseconds for v3 and v3-legacy).
         host, port: Where to listen (loopback, any free port by default).
 
     Attributes:
-        token, first_page, latency, max_page_size, max_in_flight: As given; may be changed
-            while the server runs.
+        token, api_key, first_page, latency, max_page_size, max_in_flight, echo_credentials:
+            As given; may be changed while the server runs.
+        api: The dialect spoken.
         base_url: ``http://host:port`` once started.
         requests: Every request seen since the last `reset_counters`, in arrival order.
         in_flight, peak_in_flight: Requests being answered now, and the most at once.
@@ -543,12 +582,21 @@ class FakeVBotServer:
         max_page_size: int = 1000,
         max_in_flight: int | None = None,
         fault_mix: FaultMix | None = None,
-        time_unit: Literal["s", "ms"] = "s",
+        time_unit: Literal["s", "ms"] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        api: Api = "v2",
+        api_key: str = "fake-vbot-api-key",
+        envelope_status: bool = True,
+        echo_credentials: bool = False,
     ):
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count!r}")
+        self._dialect: ServedDialect = served_dialect(api, envelope_status=envelope_status)
+        self.api: Api = api
+        self.api_key = api_key
+        self.echo_credentials = echo_credentials
+        time_unit = time_unit or self._dialect.dialect.time_unit
         generator = RecordGenerator(seed=seed, time_unit=time_unit)
         base: _Base = _GeneratedBase(generator, count) if records is None else _ListBase(records)
         self._store = _Store(base)
@@ -590,12 +638,13 @@ class FakeVBotServer:
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        """A copy of every record served now, in the server's order.
+        """A copy of every record served now, in the server's order, with the dialect's
+        values under snake_case names (as ``CallRecord.to_dict()`` gives them back).
 
         This builds every record: on a store of millions, page through the API instead.
         """
-        store = self._store
-        served = [store.record(ref) for ref in store.view(_EVERYTHING)]
+        store, dialect = self._store, self._dialect
+        served = [dialect.served(store.record(ref)) for ref in store.view(_EVERYTHING)]
         copy: list[dict[str, Any]] = orjson.loads(orjson.dumps(served))
         return copy
 
@@ -759,7 +808,7 @@ class FakeVBotServer:
     def _routes(self) -> list[web.RouteDef]:
         """The routes served; every one gets the counters, latency and faults."""
         return [
-            web.get(API_PREFIX + "{endpoint}", self._api),
+            web.get(self._dialect.prefix + "{endpoint}", self._api),
             web.post("/" + TOKEN, self.token_endpoint.handle),
         ]
 
@@ -785,16 +834,37 @@ class FakeVBotServer:
         return instrumented
 
     def _authorized(self, request: web.Request) -> bool:
-        """Whether ``request`` carries a token the server accepts."""
-        authorization = request.headers.get("Authorization")
-        return authorization == f"Bearer {self.token}" or self.token_endpoint.accepts(authorization)
+        """Whether ``request`` carries a credential the server accepts."""
+        credential = self._dialect.credential(request.headers)
+        if self._dialect.dialect.api_key:
+            return credential == self.api_key
+        return credential == f"Bearer {self.token}" or self.token_endpoint.accepts(credential)
+
+    def _endpoint(self, request: web.Request) -> str:
+        """The seed name of the endpoint ``request`` asks for (its last segment if unknown)."""
+        segment = request.path.rsplit("/", 1)[-1]
+        if request.path.startswith(self._dialect.prefix):
+            return self._dialect.endpoints.get(segment, segment)
+        return segment
+
+    def _echo(self, request: web.Request) -> str:
+        """What a careless server adds to an error: the credential the request carried."""
+        if not self.echo_credentials:
+            return ""
+        sent = [f"{k}: {v}" for k, v in request.headers.items() if k in _CREDENTIAL_HEADERS]
+        return " (request headers: " + "; ".join(sent) + ")"
+
+    def _failure(
+        self, request: web.Request, code: int, message: str, *, status: int = 200
+    ) -> web.Response:
+        return _json(self._dialect.failure(code, message + self._echo(request)), status)
 
     async def _instrument(
         self,
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        endpoint = request.path.rsplit("/", 1)[-1]
+        endpoint = self._endpoint(request)
         seen = self._record_arrival(request, endpoint)
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -817,18 +887,20 @@ class FakeVBotServer:
 
     async def _api(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _failure(401, "Unauthorized", status=401)
-        endpoint, params = request.match_info["endpoint"], request.query
+            return self._failure(request, 401, "Unauthorized", status=401)
+        endpoint = self._endpoint(request)
+        params = self._dialect.seed_params(request.query)
+        dialect = self._dialect
         try:
             if endpoint == COUNT_ALL:
-                return _json(_envelope(len(self._store.view(_Query.parse(params)))))
+                return _json(dialect.envelope(len(self._store.view(_Query.parse(params)))))
             if endpoint == GET_ALL:
                 return _json(self._page(params))
             if endpoint == GET_BOT_CONVERSATION:
-                return self._conversation(params)
+                return self._conversation(request, params)
         except _BadRequest as exc:
-            return _failure(400, str(exc))
-        return _failure(404, f"không có endpoint {endpoint}", status=404)
+            return self._failure(request, 400, str(exc))
+        return self._failure(request, 404, f"không có endpoint {endpoint}", status=404)
 
     def _page(self, params: Mapping[str, str]) -> bytes:
         page, size = _int_param(params, "page"), _int_param(params, "size")
@@ -839,16 +911,22 @@ class FakeVBotServer:
         store = self._store
         offset = (page - self.first_page) * size
         view = store.view(_Query.parse(params))
-        return _envelope([store.record(ref) for ref in view[offset : offset + size]])
+        dialect = self._dialect
+        return dialect.envelope(
+            [
+                dialect.wire_record(dialect.served(store.record(ref)))
+                for ref in view[offset : offset + size]
+            ]
+        )
 
-    def _conversation(self, params: Mapping[str, str]) -> web.Response:
+    def _conversation(self, request: web.Request, params: Mapping[str, str]) -> web.Response:
         trans_id = params.get("trans_id")
         if not trans_id:
             raise _BadRequest("trans_id là bắt buộc")
         record = self._store.find(trans_id)
         if record is None:
-            return _failure(404, "Không tìm thấy cuộc gọi")
-        return _json(_envelope(make_conversation(record)))
+            return self._failure(request, 404, "Không tìm thấy cuộc gọi")
+        return _json(self._dialect.envelope(self._dialect.conversation(record)))
 
     async def _misbehave(
         self, request: web.Request, fault: Fault, response: web.StreamResponse
@@ -859,10 +937,13 @@ class FakeVBotServer:
             return self._hang_up(request)
         status = response.status if fault.status is None else fault.status
         body = response.body if isinstance(response, web.Response) else None
+        message = fault.message + self._echo(request)
         if fault.envelope_error is not None:
-            body = _envelope(None, status=0, error=fault.envelope_error, message=fault.message)
+            body = self._dialect.failure(fault.envelope_error, message)
+        elif fault.status is not None and fault.status >= 400 and self.echo_credentials:
+            body = _echo_page(fault.status, request)
         elif fault.status is not None and fault.status >= 400:
-            body = _envelope(None, status=0, error=fault.status, message=fault.message)
+            body = self._dialect.failure(fault.status, message)
         if fault.body is not None:
             body = fault.body
         if not isinstance(body, bytes):
