@@ -12,6 +12,7 @@ from ._config import RetryPolicy
 from ._errors import (
     APIError,
     AuthenticationError,
+    IncompleteError,
     RateLimitError,
     ResponseFormatError,
     StateError,
@@ -33,6 +34,7 @@ __all__ = [
     "CallSync",
     "CollectedField",
     "Hotline",
+    "IncompleteError",
     "IterationStats",
     "Member",
     "PasswordAuth",

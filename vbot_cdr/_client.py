@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import aiohttp
 import aiolimiter
+import attrs
 
 from . import _wire
 from ._auth import Credential, PasswordAuth, token_source
@@ -110,6 +112,39 @@ def _positive_int(name: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+class _IterationPort:
+    """What an iteration gets from the client: count, and fetch a page, each with retries.
+
+    Every request counts in ``stats`` and is bounded by the iteration's one ``deadline``.
+    """
+
+    def __init__(self, client: VBotClient, stats: IterationStats, deadline: _Deadline):
+        self._client = client
+        self._stats = stats
+        self._deadline = deadline
+
+    async def count(self, filter: CallFilter) -> int:
+        client = self._client
+        return await client._call(
+            client._count_request(filter),
+            _wire.read_count,
+            stats=self._stats,
+            deadline=self._deadline.at(),
+        )
+
+    async def fetch(
+        self, filter: CallFilter, page: int, size: int, gate: Gate
+    ) -> list[CallRecord]:
+        client = self._client
+        return await client._call(
+            client._list_request(filter, page, size),
+            _wire.read_records,
+            gate=gate,
+            stats=self._stats,
+            deadline=self._deadline.at(),
+        )
 
 
 class VBotClient:
@@ -491,6 +526,15 @@ class VBotClient:
             raise TypeError(f"clock must return an aware datetime, got {now!r}")
         return to_epoch(now, self._time_unit)
 
+    def _epoch_dates(self, filter: CallFilter) -> CallFilter:
+        """``filter`` with its dates as the epoch ints sent, as the iteration counts in them."""
+        start, end = filter.start_date, filter.end_date
+        return attrs.evolve(
+            filter,
+            start_date=None if start is None else to_epoch(start, self._time_unit),
+            end_date=None if end is None else to_epoch(end, self._time_unit),
+        )
+
     def _window_width(self, window: dt.timedelta) -> int:
         width = to_units(window, self._time_unit)
         if width < 1:
@@ -506,41 +550,23 @@ class VBotClient:
         deadline: _Deadline,
         stats: IterationStats,
     ) -> OpenWindow:
-        """Check the paging options; return a builder of paginators sharing ``stats`` and one
-        in-flight window (so a slowdown learned in one time window carries to the next)."""
+        """Check the paging options; return a builder of paginators sharing ``stats``, one
+        port and one in-flight window (so a slowdown learned in one time window carries to
+        the next)."""
         size = self._page_size if page_size is None else _positive_int("page_size", page_size)
         width = (
             self._concurrency if concurrency is None else _positive_int("concurrency", concurrency)
         )
-
-        shared_window = AdaptiveWindow(width)
-
-        def open_pages(call_filter: CallFilter, limit: int | None) -> Paginator:
-            async def count() -> int:
-                request = self._count_request(call_filter)
-                return await self._call(
-                    request, _wire.read_count, stats=stats, deadline=deadline.at()
-                )
-
-            async def fetch(page: int, gate: Gate) -> list[CallRecord]:
-                request = self._list_request(call_filter, page, size)
-                return await self._call(
-                    request, _wire.read_records, gate=gate, stats=stats, deadline=deadline.at()
-                )
-
-            return Paginator(
-                count=count,
-                fetch=fetch,
-                first_page=self._first_page,
-                page_size=size,
-                concurrency=width,
-                ordered=ordered,
-                limit=limit,
-                stats=stats,
-                window=shared_window,
-            )
-
-        return open_pages
+        return functools.partial(
+            Paginator,
+            port=_IterationPort(self, stats, deadline),
+            first_page=self._first_page,
+            page_size=size,
+            concurrency=width,
+            ordered=ordered,
+            stats=stats,
+            window=AdaptiveWindow(width),
+        )
 
     def _page_source(
         self,
@@ -566,7 +592,7 @@ class VBotClient:
             stats=stats,
         )
         if window is None:
-            return open_pages(call_filter, limit)
+            return open_pages(filter=self._epoch_dates(call_filter), limit=limit)
         width = self._window_width(window)
         if call_filter.start_date is None:
             raise ValueError("window= needs the filter's start_date: where the first window begins")
