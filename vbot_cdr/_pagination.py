@@ -356,9 +356,21 @@ class Paginator:
                     continue
                 records = tasks.pop(page).result()
                 offset = (page - first) * size
+                if records and short is not None and offset > short[0]:
+                    # A short page with records after it: the server answers at most
+                    # ``short[1]`` records per page. Set this page aside (it would come out of
+                    # order) and start over at that size from the first offset not handed
+                    # out; `seen` drops what is read twice.
+                    restart = min([short[0] + short[1]] + [(p - first) * size for p in tasks])
+                    await _cancel(tasks)
+                    tasks.clear()
+                    size = seen.page_size = self._page_size = short[1]
+                    following, last, counted_last = plan(size, restart)
+                    short = None
+                    stats.replans += 1
+                    continue
                 fresh = seen.keep_new(offset, records)
                 handed += len(fresh)
-                capped = records and short is not None and offset > short[0]
                 if 0 < len(records) < size and (short is None or offset < short[0]):
                     short = (offset, len(records))
                 elif page == last and fresh and (self._limit is None or handed < self._limit):
@@ -369,17 +381,6 @@ class Paginator:
                 if fresh:
                     yield fresh
                 del records, fresh
-                if capped and short is not None:
-                    # A short page with records after it: the server answers at most
-                    # ``short[1]`` records per page. Start over at that size from the first
-                    # offset not handed out; `seen` drops what is read twice.
-                    restart = min([short[0] + short[1]] + [(p - first) * size for p in tasks])
-                    await _cancel(tasks)
-                    tasks.clear()
-                    size = seen.page_size = self._page_size = short[1]
-                    following, last, counted_last = plan(size, restart)
-                    short = None
-                    stats.replans += 1
         finally:
             await _cancel(tasks)
 
