@@ -16,7 +16,16 @@ from typing import Any, ClassVar
 
 import pytest
 
-from vbot_cdr import CallRecord, RetryPolicy, VBotClient, _client, _pagination, _retry
+from vbot_cdr import (
+    AiohttpTransport,
+    CallRecord,
+    RetryPolicy,
+    VBotClient,
+    _client,
+    _pagination,
+    _retry,
+)
+from vbot_cdr._transport import Answer
 from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix
 
 GUARD = 30.0
@@ -195,26 +204,31 @@ async def test_consumer_calling_the_client_at_concurrency_one_does_not_deadlock(
 # -- rate_limit --------------------------------------------------------------------------------
 
 
+class Timed(AiohttpTransport):
+    """The default transport, noting the loop time at which each request goes on the wire."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends: list[float] = []
+
+    async def send(self, method: str, url: str, **options: Any) -> Answer:
+        self.sends.append(asyncio.get_running_loop().time())
+        return await super().send(method, url, **options)
+
+
 @pytest.fixture
-def sends(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The loop time at which each request was put on the wire (after the rate limiter)."""
-    recorded: list[float] = []
-    transmit = VBotClient._transmit
-
-    async def record(self: VBotClient, *args: Any, **kwargs: Any) -> Any:
-        recorded.append(asyncio.get_running_loop().time())
-        return await transmit(self, *args, **kwargs)
-
-    monkeypatch.setattr(VBotClient, "_transmit", record)
-    return recorded
+async def timed() -> AsyncIterator[Timed]:
+    transport = Timed()
+    yield transport
+    await transport.aclose()
 
 
-async def test_rate_limit_spaces_every_request_of_the_client(sends: list[float]) -> None:
+async def test_rate_limit_spaces_every_request_of_the_client(timed: Timed) -> None:
     """At rate r, requests from an iteration and concurrent calls go out at least 1/r apart."""
     rate = 40.0
     async with (
         FakeVBotServer(count=100) as fake,
-        VBotClient(fake.token, base_url=fake.base_url, rate_limit=rate) as client,
+        VBotClient(fake.token, base_url=fake.base_url, rate_limit=rate, transport=timed) as client,
     ):
         iteration = asyncio.create_task(drain(client.iter_calls(page_size=10, concurrency=8)))
         counts = asyncio.gather(*(client.count_calls() for _ in range(5)))
@@ -224,6 +238,7 @@ async def test_rate_limit_spaces_every_request_of_the_client(sends: list[float])
     assert len(records) == 100
     assert totals == [100] * 5
     requests = 1 + 11 + 5  # the count, ten full pages and an empty one, five counts
+    sends = timed.sends
     assert len(sends) == len(arrivals) == requests
     gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
     assert min(gaps) >= 0.95 / rate
@@ -232,14 +247,17 @@ async def test_rate_limit_spaces_every_request_of_the_client(sends: list[float])
     assert arrivals[-1] - arrivals[0] >= (requests - 2) / rate
 
 
-async def test_rate_limit_counts_retries(sends: list[float]) -> None:
+async def test_rate_limit_counts_retries(timed: Timed) -> None:
     """Retries go through the rate limiter too: a 503 storm cannot burst past the rate."""
     rate = 50.0
     async with FakeVBotServer(count=10) as fake:
         fake.inject(*[Fault(status=503)] * 6, endpoint="countAll")
-        client = VBotClient(fake.token, base_url=fake.base_url, rate_limit=rate, retry=PATIENT)
+        client = VBotClient(
+            fake.token, base_url=fake.base_url, rate_limit=rate, retry=PATIENT, transport=timed
+        )
         async with client:
             assert await asyncio.wait_for(client.count_calls(), GUARD) == 10
+    sends = timed.sends
     assert len(sends) == 7
     gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
     assert min(gaps) >= 0.95 / rate

@@ -1,8 +1,9 @@
-"""`VBotClient`: the only module that talks to aiohttp's client.
+"""`VBotClient`: the client, its lifecycle, its endpoints and the port its iterations use.
 
-A request is *built* in `_wire` (sans-I/O), *sent* here in `VBotClient._transmit`, *retried* by
-`_retry.call_with_retries`, and *read* back by `_wire.read_response` and a per-endpoint
-reader. Pagination runs in `_pagination`, which gets a page fetcher from `iter_calls`.
+A request is *built* in `_wire` (sans-I/O), *sent* by a `_transport.Transport` (through
+`VBotClient._transmit`), *retried* by `_retry.call_with_retries`, and *read* back by
+`_wire.read_response` and a per-endpoint reader. Iteration runs in `_pagination` (and
+`_windows`, `_reconcile`), which gets one port from the client: count, and fetch a page.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from ._pagination import (
 )
 from ._retry import call_with_retries
 from ._sync import CallSync, open_sync
+from ._transport import AiohttpTransport, Answer, Transport
 from ._windows import OpenWindow, WindowedSource, plan_windows, to_units
 
 __all__ = ["VBotClient"]
@@ -181,6 +183,9 @@ class VBotClient:
             bounded only by the retry policy). No retry is scheduled past it.
         clock: Returns the current time as an aware datetime (UTC now by default). Read once
             when a time-windowed iteration or a sync is made, to fix its upper bound.
+        transport: Sends the requests (`Transport`); an `AiohttpTransport` of its own by
+            default. One given is never closed by the client; ``session`` and
+            ``max_response_bytes`` then do not apply.
 
     Raises:
         ValueError: A setting is out of range (before any request is sent).
@@ -205,6 +210,7 @@ class VBotClient:
         rate_limit: float | None = None,
         deadline: float | None = None,
         clock: Callable[[], dt.datetime] = _utc_now,
+        transport: Transport | None = None,
     ):
         self._auth = token_source(token, self._exchange_token)
         self._base_url = normalize_base_url(base_url, allow_insecure_http=allow_insecure_http)
@@ -231,8 +237,14 @@ class VBotClient:
         )
         self._deadline = _positive_seconds("deadline", deadline)
         self._clock = clock
-        self._session = session
-        self._owns_session = session is None
+        if transport is not None and session is not None:
+            raise ValueError("give a transport or a session, not both")
+        self._owns_transport = transport is None
+        self._transport: Transport = transport or AiohttpTransport(
+            session=session,
+            max_response_bytes=self._max_response_bytes,
+            connections=max(100, self._concurrency),
+        )
         self._state = _State.UNOPENED
 
     @classmethod
@@ -269,23 +281,21 @@ class VBotClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's own session (an injected one is left open). Idempotent."""
+        """Close the client's own transport (an injected one, or session, is left open).
+
+        Idempotent.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-        self._session = None
+        if self._owns_transport:
+            await self._transport.aclose()
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self) -> Transport:
         if self._state is _State.CLOSED:
             raise RuntimeError("this VBotClient is closed; create a new one")
         self._state = _State.OPEN
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max(100, self._concurrency))
-            )
-        return self._session
+        return self._transport
 
     # -- one request -----------------------------------------------------------------------
 
@@ -338,63 +348,35 @@ class VBotClient:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         data: bytes | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send one request and return its status, headers and body: aiohttp's only use.
+    ) -> Answer:
+        """Send one request through the transport; its failures name the endpoint and page.
 
         Raises:
             TransportError: No complete answer (connection failure, or past ``timeout``).
-            ResponseFormatError: The body is larger than ``max_response_bytes``.
+            ResponseFormatError: The body is larger than the transport accepts.
         """
-        session = self._open()
+        transport = self._open()
+        endpoint, page = request.endpoint, request.page
         try:
-            async with session.request(
+            return await transport.send(
                 method,
                 self._base_url + request.path,
+                headers=headers,
                 params=params,
                 data=data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,
-            ) as response:
-                return response.status, response.headers, await self._read_body(request, response)
-        except asyncio.TimeoutError as exc:
-            raise TransportError(
-                f"no complete answer within {timeout:.3g}s",
-                endpoint=request.endpoint,
-                page=request.page,
-            ) from exc
-        except aiohttp.ClientResponseError as exc:
-            # An unparsable answer. Its request_info holds the request's headers, the token
-            # among them, so it is described here and not chained (raised outside this block,
-            # so that it is not even the __context__).
-            failure = TransportError(
-                f"{type(exc).__name__}: {exc}", endpoint=request.endpoint, page=request.page
+                timeout=timeout,
             )
-        except aiohttp.ClientError as exc:
-            raise TransportError(
-                f"{type(exc).__name__}: {exc}", endpoint=request.endpoint, page=request.page
-            ) from exc
-        raise failure
-
-    async def _read_body(
-        self, request: Union[_wire.Request, _wire.TokenRequest], response: aiohttp.ClientResponse
-    ) -> bytes:
-        cap = self._max_response_bytes
-        too_large = ResponseFormatError(
-            f"response body larger than max_response_bytes={cap}",
-            endpoint=request.endpoint,
-            page=request.page,
-        )
-        if response.content_length is not None and response.content_length > cap:
-            raise too_large
-        chunks: list[bytes] = []
-        received = 0
-        async for chunk in response.content.iter_any():
-            received += len(chunk)
-            if received > cap:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+        except TransportError as exc:
+            raise TransportError(exc.args[0], endpoint=endpoint, page=page) from exc.__cause__
+        except ResponseFormatError as exc:
+            raise ResponseFormatError(
+                exc.args[0],
+                field=exc.field,
+                retryable=exc.retryable,
+                body=exc.body,
+                endpoint=endpoint,
+                page=page,
+            ) from exc.__cause__
 
     async def _call(
         self,
