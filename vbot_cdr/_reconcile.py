@@ -16,8 +16,9 @@ this stage finds out where and why, without trusting offsets again:
    every server answers, and hand out the records not handed out yet.
 
 Cost, on the repair path only (a complete iteration never gets here): 1 re-count, 1 probe,
-then 2 counts per split and about one page per short range narrowed to a page; a range
-whose one-page read comes back capped is split further. A range of one time unit holding
+then 1 count per split (the other half is the difference) and a page per page of records
+in each short range narrowed to at most two pages; a range whose read comes back short
+(capped, or cut off deep) is split further. A range of one time unit holding
 more ties than a page is asked in one page of its count (1 request), else paged; a server
 that shuffles those ties and refuses the size cannot be read whole, and the iteration ends
 in `IncompleteError` naming the instant.
@@ -217,15 +218,18 @@ class Reconciler:
             for a, b in ((lo, times[0] - 1), (times[-1] + 1, hi), (times[0], times[-1])):
                 if a <= b:
                     ranges.append((a, b, await self._count(self._range(a, b))))
+        split: set[tuple[int, int]] = set()  # ranges a read did not complete
         while ranges and len(ledger) < expected:
             lo, hi, count = ranges.pop()
             have = bisect.bisect_right(times, hi) - bisect.bisect_left(times, lo)
             if count <= have:
                 continue
-            if lo < hi and count > self._size:
+            # Reading costs a page per page of records; splitting, a count per half.
+            if lo < hi and (count > 2 * self._size or (lo, hi) in split):
                 mid = lo + (hi - lo) // 2
-                for a, b in ((lo, mid), (mid + 1, hi)):
-                    ranges.append((a, b, await self._count(self._range(a, b))))
+                older = await self._count(self._range(lo, mid))
+                # The newer half's count follows: a sum that moved since is caught at the end.
+                ranges += [(lo, mid, older), (mid + 1, hi, max(0, count - older))]
                 continue
             new, first_len = await self._read(lo, hi, count, keys)
             for record in new:
@@ -234,11 +238,14 @@ class Reconciler:
             if new:
                 self._stats.repaired += len(new)
                 yield new
-            if lo < hi and 0 < first_len < min(count, self._size):
-                # One page did not bring the whole range: the server caps the size.
+            have = bisect.bisect_right(times, hi) - bisect.bisect_left(times, lo)
+            if 0 < first_len < min(count, self._size):
+                # One page did not bring what it could: the server caps the size.
                 self._found.cap = self._size = first_len
+            if have < count and lo < hi:
+                split.add((lo, hi))
                 ranges.append((lo, hi, count))
-            elif lo == hi and count > self._size:
+            elif have < count and count > self._size:
                 self._found.crowded = (lo, count)
 
     async def _read(
