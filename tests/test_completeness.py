@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from vbot_cdr import APIError, CallFilter, CallIterator, IncompleteError, VBotClient
+from vbot_cdr import (
+    APIError,
+    CallFilter,
+    CallIterator,
+    CallSync,
+    IncompleteError,
+    VBotClient,
+)
 from vbot_cdr.testing import FakeVBotServer, PagingHabits, generate_records
 
 
@@ -224,3 +233,37 @@ async def test_time_windows_are_each_verified(make_client: Callable[..., VBotCli
         ids, stats = await read_all(client, filter=filter, window=dt.timedelta(minutes=10))
     assert_once(ids, server)
     assert stats.windows_done == stats.windows > 1
+
+
+async def test_a_sync_commits_only_windows_verified_complete(
+    make_client: Callable[..., VBotClient], tmp_path: Path
+) -> None:
+    """An IncompleteError in the second window: nothing committed on exit; commit() saves one."""
+    import datetime as dt
+
+    calls = generate_records(100)
+    start, newest = calls[0]["create_at"], calls[-1]["create_at"]
+    crowd = tied(300, 300)
+    for record in crowd:
+        record["trans_id"] = "CROWD-" + record["trans_id"]
+        record["create_at"] = newest + 600  # in the second window, unreadable whole
+    habits = PagingHabits(shuffle_ties=True, size_cap=100, seed=1)
+    state = tmp_path / "state.json"
+    later = dt.datetime.fromtimestamp(newest + 10_000, dt.timezone.utc)
+    async with FakeVBotServer(calls + crowd, paging=habits) as server:
+        client = make_client(server, page_size=100, clock=lambda: later)
+        width = dt.timedelta(seconds=newest - start + 1)
+        options: dict[str, Any] = {"start_date": start, "end_date": newest + 1000}
+        with pytest.raises(IncompleteError):
+            async with client.sync(state, window=width, **options) as sync:
+                await read_each_of(sync)
+        assert not state.exists()  # the block raised: nothing is saved
+        assert sync.committable  # the first window was verified complete
+        await sync.commit()
+    # The first window ends one second after the newest ordinary call.
+    assert sync.watermark == newest + 1 == json.loads(state.read_text())["watermark"]
+
+
+async def read_each_of(sync: CallSync) -> None:
+    async for _ in sync:
+        pass

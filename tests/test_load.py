@@ -1,4 +1,5 @@
-"""Load: a 429 storm slows the iterator down, backoffs hold no slot, and rate_limit spaces requests.
+"""Load: a 429 storm slows the iterator down, backoffs hold no slot, rate_limit spaces requests,
+and repairing what a server's paging hid costs a bounded number of requests.
 
 The adaptive window is observed two ways: through a recording subclass of `AdaptiveWindow`
 (its limit and the attempts in flight at each change) and through the fake server's own
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, ClassVar
@@ -26,7 +28,7 @@ from vbot_cdr import (
     _retry,
 )
 from vbot_cdr._transport import Answer
-from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix
+from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix, PagingHabits, generate_records
 
 GUARD = 30.0
 PATIENT = RetryPolicy(max_attempts=100, backoff=0.0, max_backoff=0.0)
@@ -261,3 +263,44 @@ async def test_rate_limit_counts_retries(timed: Timed) -> None:
     assert len(sends) == 7
     gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
     assert min(gaps) >= 0.95 / rate
+
+
+# -- the repair path ---------------------------------------------------------------------------
+
+
+async def test_a_size_cap_costs_only_the_pages_at_its_size() -> None:
+    """20,000 calls capped at 50 of 100 asked: one plan at 100 cut short, then 50 a page."""
+    async with (
+        FakeVBotServer(count=20_000, paging=PagingHabits(size_cap=50)) as fake,
+        VBotClient(fake.token, base_url=fake.base_url) as client,
+    ):
+        records = await asyncio.wait_for(drain(client.iter_calls(concurrency=8)), GUARD)
+        counts = fake.counts()
+    assert len({r.trans_id for r in records}) == len(records) == 20_000
+    # The count; at most a window of pages at 100; then 400 pages of 50 and the follow-up.
+    assert counts["countAll"] == 1
+    assert counts["getAll"] <= 8 + 401
+
+
+async def test_repairing_shuffled_ties_is_bounded_by_what_was_missed() -> None:
+    """Ties reordered on every request hide calls; counting finds them at a bounded cost."""
+    records = generate_records(10_000)
+    start = records[0]["create_at"]
+    for index, record in enumerate(records):
+        record["create_at"] = start + (index // 30) * 60
+    span = records[-1]["create_at"] - start
+    habits = PagingHabits(shuffle_ties=True, seed=2)
+    async with (
+        FakeVBotServer(records, paging=habits) as fake,
+        VBotClient(fake.token, base_url=fake.base_url) as client,
+    ):
+        calls = client.iter_calls()
+        got = await asyncio.wait_for(drain(calls), GUARD)
+    stats = calls.stats
+    assert len({r.trans_id for r in got}) == len(got) == 10_000
+    assert stats.repaired > 0
+    # A re-count, the probe's page, three counts of the outskirts and span, then per missed
+    # call at most one count per halving of the span, and at most two pages per range read.
+    assert stats.recounts <= 1 + 3 + stats.repaired * math.ceil(math.log2(span + 1))
+    assert stats.repair_pages <= 1 + 2 * (stats.recounts + 1)
+    assert stats.requests == 1 + stats.pages + stats.recounts + stats.repair_pages
