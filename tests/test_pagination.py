@@ -209,7 +209,7 @@ async def test_limit_yields_exactly_that_many_and_stops_fetching(limit: int) -> 
     """`limit` gives exactly min(limit, total) records and fetches only the pages it needs."""
     data = records(95)
     source = Source(data, 10)
-    iterator = CallIterator(source.paginator(concurrency=2, limit=limit))
+    iterator = CallIterator(source.paginator(concurrency=2, limit=limit), limit=limit)
     assert await collect(iterator) == data[:limit]
     expected_pages = min(-(-limit // 10), 10)
     assert len(source.started) <= expected_pages + 2  # at most the in-flight window beyond
@@ -487,3 +487,18 @@ async def test_waiting_for_a_slow_page_does_not_spin(
     assert checks - before < 20
     source.release_rest()
     assert len(await consumer) == 40
+
+
+async def test_the_records_of_a_page_are_handed_over_without_waiting() -> None:
+    """One hop per record: within a page, each step returns without suspending."""
+    data = records(30)
+    iterator = CallIterator(Source(data, 10).paginator())
+    assert await iterator.__anext__() == data[0]
+    for expected in data[1:10]:
+        step = iterator.__anext__()
+        with pytest.raises(StopIteration) as done:
+            step.send(None)  # completes at once: no await on the pipeline
+        assert done.value.value == expected
+    assert await iterator.__anext__() == data[10]  # the next page is awaited
+    await iterator.aclose()
+    assert iterator.stats.yielded == 11

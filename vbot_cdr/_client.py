@@ -634,7 +634,8 @@ class VBotClient:
                 ordered=ordered,
                 deadline=_Deadline(deadline),
                 window=window,
-            )
+            ),
+            limit=limit,
         )
 
     def iter_call_pages(
@@ -660,7 +661,8 @@ class VBotClient:
                 ordered=ordered,
                 deadline=_Deadline(deadline),
                 window=window,
-            )
+            ),
+            limit=limit,
         )
 
     def sync(

@@ -8,7 +8,9 @@ these stages, top to bottom, in `Paginator.pages`:
 1. concurrent pages (`Paginator._paged`), at most ``concurrency`` in flight;
 2. exactly-once (`_Seen`): records whose ``trans_id`` was handed out already are dropped;
 3. verify and repair (`_reconcile.Reconciler`), only when the pages fell short of the count;
-4. the limit, and the `Ledger` of what was handed out.
+4. the `Ledger` of what was handed out;
+5. the limit, in the public iterators (`CallIterator`, `CallPageIterator`), which hand
+   over records one by one from the page at hand, or pages.
 
 Offsets move when calls are written while we page, and servers page in their own ways, so
 the paging stage
@@ -271,26 +273,22 @@ class Paginator:
     async def pages(self) -> AsyncGenerator[list[CallRecord], None]:
         """Yield the pages' new records, then the repair's. Raises the first failure.
 
+        ``limit`` only plans the pages (the iterator cuts the records to it): the pages end
+        once they hold ``limit`` records, and are verified only if they end short of it.
+
         Raises:
             VBotError: A page failed after its retries (the others are cancelled).
             IncompleteError: Records of the range could not be handed out.
         """
         self.total = total = await self._port.count(self._filter)
         ledger = Ledger()
-        remaining = self._limit
         async with contextlib.aclosing(self._verified(total, ledger)) as verified:
             async for page in verified:
-                fresh = page if remaining is None else page[:remaining]
-                if remaining is not None:
-                    remaining -= len(fresh)
-                ledger.add(fresh)
-                if fresh:
-                    yield fresh
-                # Handed over: drop this frame's references before waiting for the next page,
+                ledger.add(page)
+                yield page
+                # Handed over: drop this frame's reference before waiting for the next page,
                 # so the page is freed now rather than kept alive one page too long.
-                del page, fresh
-                if remaining == 0:
-                    return
+                del page
 
     async def _verified(
         self, total: int, ledger: Ledger
@@ -416,34 +414,47 @@ class PageSource(Protocol):
 
 
 class _Iteration(Generic[_T]):
-    """What both iterators share: the live `total` and `stats`, and a prompt `aclose`."""
+    """What both iterators share: the limit stage, live `total` and `stats`, a prompt `aclose`.
 
-    def __init__(self, paginator: PageSource):
-        self._paginator = paginator
-        self._agen = self._items(paginator.stats)
+    The pages come from the source already de-duplicated and verified; the limit is applied
+    here, once, as they are handed over.
+    """
 
-    def _items(self, stats: IterationStats) -> AsyncGenerator[_T, None]:
-        raise NotImplementedError
+    def __init__(self, source: PageSource, *, limit: int | None = None):
+        self._source = source
+        self._pages = source.pages()
+        self._remaining = limit
+
+    async def _next_page(self) -> list[CallRecord]:
+        """The next page, cut to the limit; `StopAsyncIteration` after the last one."""
+        if self._remaining == 0:
+            await self.aclose()  # the limit is reached: cancel what is still in flight
+            raise StopAsyncIteration
+        page = await self._pages.__anext__()
+        if self._remaining is not None:
+            page = page[: self._remaining]
+            self._remaining -= len(page)
+        return page
 
     @property
     def total(self) -> int | None:
         """The count from ``countAll`` (``None`` before the first step)."""
-        return self._paginator.total
+        return self._source.total
 
     @property
     def stats(self) -> IterationStats:
         """Live counters of this iteration."""
-        return self._paginator.stats
+        return self._source.stats
 
     def __aiter__(self: _Self) -> _Self:
         return self
 
     async def __anext__(self) -> _T:
-        return await self._agen.__anext__()
+        raise NotImplementedError
 
     async def aclose(self) -> None:
         """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
-        await self._agen.aclose()
+        await self._pages.aclose()
 
     async def __aenter__(self: _Self) -> _Self:
         return self
@@ -461,23 +472,35 @@ class CallIterator(_Iteration[CallRecord]):
     """``async for record in client.iter_calls(...)``: every matching `CallRecord`, once.
 
     Use it as ``async with client.iter_calls(...) as it:`` (or call `aclose`) so that the
-    requests in flight are cancelled as soon as you stop early.
+    requests in flight are cancelled as soon as you stop early. Each step hands over the next
+    record of the page at hand, and waits on the pipeline only when that page is used up.
     """
 
-    async def _items(self, stats: IterationStats) -> AsyncGenerator[CallRecord, None]:
-        async with contextlib.aclosing(self._paginator.pages()) as pages:
-            async for page in pages:
-                for record in page:
-                    stats.yielded += 1
-                    yield record
-                del page  # free the page before waiting for the next one
+    def __init__(self, source: PageSource, *, limit: int | None = None):
+        super().__init__(source, limit=limit)
+        self._page: list[CallRecord] = []
+        self._index = 0
+
+    async def __anext__(self) -> CallRecord:
+        index = self._index
+        if index >= len(self._page):
+            self._page = []  # free the page before waiting for the next one
+            self._page = await self._next_page()
+            index = 0
+        self._index = index + 1
+        self._source.stats.yielded += 1
+        return self._page[index]
+
+    async def aclose(self) -> None:
+        """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
+        self._page, self._index = [], 0
+        await super().aclose()
 
 
 class CallPageIterator(_Iteration[list[CallRecord]]):
     """``async for page in client.iter_call_pages(...)``: the same records, a list per page."""
 
-    async def _items(self, stats: IterationStats) -> AsyncGenerator[list[CallRecord], None]:
-        async with contextlib.aclosing(self._paginator.pages()) as pages:
-            async for page in pages:
-                stats.yielded += len(page)
-                yield page
+    async def __anext__(self) -> list[CallRecord]:
+        page = await self._next_page()
+        self._source.stats.yielded += len(page)
+        return page

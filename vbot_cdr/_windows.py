@@ -97,7 +97,8 @@ class WindowedSource:
         filter: The criteria; each window's copy gets the window's ``start_date``/``end_date``.
         windows: The windows ``(start, end)``, in the client's ``time_unit``, oldest first.
         stats: The counters shared by all the windows.
-        limit: Stop after this many records.
+        limit: Plan each window for at most this many more records (the public iterator
+            cuts the records to the limit).
         seen: ``trans_id`` → ``create_at`` of calls already handed out (by an earlier read),
             not to be handed out again.
         margin: How far before a window's end, in ``time_unit``, the ids of the calls handed
@@ -169,12 +170,9 @@ class WindowedSource:
                 async for page in pages:
                     fresh = self._drop_seen(page, keep_from)
                     if remaining is not None:
-                        fresh = fresh[:remaining]
-                        remaining -= len(fresh)
+                        remaining = max(0, remaining - len(fresh))
                     if fresh:
                         yield fresh
-                    if remaining == 0:
-                        return
             # Only now has the consumer asked past the window's last record.
             self._counted = (self._counted or 0) + (source.total or 0)
             self._current = None
