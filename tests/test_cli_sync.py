@@ -274,3 +274,18 @@ async def test_an_incomplete_window_exits_1_and_leaves_the_state_as_it_was(
     assert "sync failed" in said
     assert "calls missing" in said
     assert "set first_page=0" in said
+
+
+async def test_an_incomplete_export_exits_1_saying_how_many_calls_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export against a server whose pages start at 0, read from 1: exit 1, the numbers said."""
+    async with FakeVBotServer(count=250, token=SECRET, first_page=0) as fake:
+        monkeypatch.setenv("VBOT_BASE_URL", fake.base_url)
+        monkeypatch.setenv("VBOT_TOKEN", SECRET)
+        out = tmp_path / "calls.jsonl"
+        assert await run("export", "--out", str(out), "--page-size", "100", "-q") == 1
+    said = one_line(capsys.readouterr().err)
+    assert "export failed" in said
+    assert "100 of 250 calls missing (150 yielded)" in said
+    assert "set first_page=0" in said
