@@ -160,6 +160,18 @@ async def test_a_server_ignoring_page_is_read_whole_by_time_range(
     assert server.count("getAll") < 5 * 7 + 5 + 40  # bounded: pages, probe, ranges
 
 
+async def test_a_server_answering_everything_on_every_page_costs_one_page(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """A page longer than asked ends the paging: every record once, the rest never asked."""
+    habits = PagingHabits(everything=True)
+    async with FakeVBotServer(count=1000, paging=habits) as server:
+        ids, stats = await read_all(make_client(server, page_size=100, concurrency=1))
+    assert_once(ids, server)
+    assert server.counts() == Counter({"countAll": 1, "getAll": 1})
+    assert stats.recounts == 0
+
+
 async def test_pages_numbered_from_zero_name_the_option(
     make_client: Callable[..., VBotClient],
 ) -> None:

@@ -3,7 +3,8 @@
 Each seed draws a schedule (data size, page size, first page, concurrency, order, and a
 `FaultMix` of 5xx, 429 with ``Retry-After: 0``, connection resets, truncated bodies and
 latency), and perhaps a paging habit (`PagingHabits`: a size cap, empty deep pages, shuffled
-ties, the last page past the end, ``page`` ignored, or the other page base), and runs one
+ties, the last page past the end, ``page`` ignored, every record on every page, or the
+other page base), and runs one
 iteration against the fake server. The iteration must either yield every original record
 exactly once (and perhaps some of the new calls, each once), or raise a typed `VBotError`
 when some request really did fail ``max_attempts`` times in a row, or (only under a habit)
@@ -97,7 +98,8 @@ class Schedule:
             arrival_size=1,
         )
         first_page = rng.choice([0, 1])
-        habit = rng.choice(["none"] * 6 + ["cap", "deep", "ties", "past_end", "page", "base"])
+        habits_drawn = ["cap", "deep", "ties", "past_end", "page", "everything", "base"]
+        habit = rng.choice(["none"] * 7 + habits_drawn)
         habits = PagingHabits(
             # At least 3, like the page sizes that new calls are written under (see ``mix``).
             size_cap=rng.randint(3, page_size - 1) if habit == "cap" and page_size > 3 else None,
@@ -105,6 +107,7 @@ class Schedule:
             shuffle_ties=habit == "ties",
             past_end_last=habit == "past_end",
             ignore_page=habit == "page",
+            everything=habit == "everything",
             seed=seed,
         )
         return cls(

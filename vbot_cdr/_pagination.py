@@ -18,7 +18,9 @@ the paging stage
 - follows the data past the counted pages while the last page comes back full *and brings
   new records* (a page of records already handed out ends the following);
 - re-plans with the size the server really answers when a short page is followed by more
-  records (a silent size cap), re-reading from the first offset not handed out.
+  records (a silent size cap), re-reading from the first offset not handed out;
+- stops asking for pages when one brings more records than asked (the server ignores
+  ``size``: every page would repeat it).
 
 Bound: a paging stage sends at most ``ceil(count / size) + 1`` page requests per plan, plus
 one per followed page that brought a new record; a size cap adds one plan per smaller size
@@ -376,6 +378,12 @@ class Paginator:
                     # last page brings new records (one that brings none ends it).
                     last += 1
                     stats.extra_pages += last > counted_last
+                if len(records) > size:
+                    # More than asked: the server ignores ``size``, and further pages can
+                    # only repeat this one. Stop asking; verification checks the rest.
+                    await _cancel(tasks)
+                    tasks.clear()
+                    following = last + 1
                 if fresh:
                     yield fresh
                 del records, fresh

@@ -142,6 +142,8 @@ class PagingHabits:
         shuffle_ties: Order calls that share a ``create_at`` anew on every request.
         past_end_last: Answer a page past the end with the last page instead of ``[]``.
         ignore_page: Answer every page with the first one.
+        everything: Answer every page with every matching record, whatever ``page`` and
+            ``size`` ask.
         seed: The seed of the tie shuffles.
     """
 
@@ -150,6 +152,7 @@ class PagingHabits:
     shuffle_ties: bool = False
     past_end_last: bool = False
     ignore_page: bool = False
+    everything: bool = False
     seed: int = 0
 
 
@@ -862,6 +865,8 @@ class FakeVBotServer:
             raise _BadRequest(f"page >= {self.first_page}, 1 <= size <= {self.max_page_size}")
         store, habits = self._store, self.paging
         view = store.view(_Query.parse(params))
+        if habits.everything:
+            return _envelope([store.record(ref) for ref in view])
         offset = 0 if habits.ignore_page else (page - self.first_page) * size
         if habits.past_end_last and view and offset >= len(view):
             offset = (len(view) - 1) // size * size
