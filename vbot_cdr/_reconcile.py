@@ -82,9 +82,8 @@ class Ledger:
 
     def add(self, records: Iterable[CallRecord]) -> None:
         """Note ``records`` as handed out."""
-        for record in records:
-            self._keys.append(hash(record.trans_id) if record.trans_id else _NO_KEY)
-            self._times.append(record.create_at if record.create_at is not None else -1)
+        self._keys.extend([hash(r.trans_id) if r.trans_id else _NO_KEY for r in records])
+        self._times.extend([-1 if r.create_at is None else r.create_at for r in records])
 
     def ids(self) -> set[int]:
         """The ``hash(trans_id)`` of every record handed out with an id."""
