@@ -133,7 +133,7 @@ async def leaves_nothing(
         yield client
         assert asyncio.all_tasks() - before == set()
         await asyncio.wait_for(remote.run(remote.fake.wait_idle()), GUARD)
-        session = client._session
+        session = client._transport.session  # type: ignore[attr-defined]
     assert asyncio.all_tasks() - before == set()
     assert session is None or session.closed
     if session is not None:

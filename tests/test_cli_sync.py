@@ -255,3 +255,42 @@ async def test_stopped_mid_window_then_rerun_loses_nothing(
     assert twice == {r["trans_id"] for r in written_before if r["create_at"] > watermark}
     assert len(twice) <= 10  # at most the page of window 3 handed over before the stop
     assert read_state(state)["watermark"] == start + 3 * HOUR
+
+
+async def test_an_incomplete_window_exits_1_and_leaves_the_state_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A window not verified complete is not committed; the error says what is missing."""
+    async with FakeVBotServer(count=600, token=SECRET, first_page=0) as fake:
+        monkeypatch.setenv("VBOT_BASE_URL", fake.base_url)
+        monkeypatch.setenv("VBOT_TOKEN", SECRET)
+        out, state = tmp_path / "calls.jsonl", tmp_path / "state.json"
+        first_end = DEFAULT_START + 300 * SPACING
+        argv = ["sync", "--state", str(state), "--out", str(out), "--window", "2h", "-q"]
+        argv += ["--page-size", "50"]
+        start = ["--start-date", str(DEFAULT_START)]
+        assert await run(*argv, *start, "--first-page", "0", "--end-date", str(first_end)) == 0
+        saved = state.read_bytes()
+        capsys.readouterr()
+        # The same server read as if it numbered its pages from 1: the newest page is missed.
+        assert await run(*argv, "--end-date", str(DEFAULT_START + 599 * SPACING)) == 1
+    assert state.read_bytes() == saved
+    said = one_line(capsys.readouterr().err)
+    assert "sync failed" in said
+    assert "calls missing" in said
+    assert "set first_page=0" in said
+
+
+async def test_an_incomplete_export_exits_1_saying_how_many_calls_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export against a server whose pages start at 0, read from 1: exit 1, the numbers said."""
+    async with FakeVBotServer(count=250, token=SECRET, first_page=0) as fake:
+        monkeypatch.setenv("VBOT_BASE_URL", fake.base_url)
+        monkeypatch.setenv("VBOT_TOKEN", SECRET)
+        out = tmp_path / "calls.jsonl"
+        assert await run("export", "--out", str(out), "--page-size", "100", "-q") == 1
+    said = one_line(capsys.readouterr().err)
+    assert "export failed" in said
+    assert "100 of 250 calls missing (150 yielded)" in said
+    assert "set first_page=0" in said

@@ -7,7 +7,7 @@ import datetime as dt
 import inspect
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 from unittest.mock import Mock
@@ -21,6 +21,7 @@ from tests._loopback import closed_port, exception_chain, raw_server, serve
 from tests._records import exported
 from tests.conftest import answered, identity, wire_name
 from vbot_cdr import (
+    AiohttpTransport,
     APIError,
     AuthenticationError,
     BotConversation,
@@ -29,6 +30,7 @@ from vbot_cdr import (
     RateLimitError,
     ResponseFormatError,
     RetryPolicy,
+    Transport,
     TransportError,
     VBotClient,
     VBotError,
@@ -563,13 +565,56 @@ async def test_token_never_in_client_repr(kind: str) -> None:
 async def test_own_session_is_made_lazily_and_closed(server: FakeVBotServer) -> None:
     """A client without a session opens one on first use and closes it in aclose."""
     client = VBotClient(server.token, base_url=server.base_url)
-    assert client._session is None
+    transport = client._transport
+    assert isinstance(transport, AiohttpTransport)
+    assert transport.session is None
     await client.count_calls()
-    session = client._session
+    session = transport.session
     assert isinstance(session, aiohttp.ClientSession)
     assert not session.closed
     await client.aclose()
     assert session.closed
+
+
+class Recording:
+    """A transport that records what goes out and answers from memory: no socket."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, str]]] = []
+        self.closed = False
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        timeout: float,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        self.sent.append((method, url, dict(params or {})))
+        return 200, {"Content-Type": "application/json"}, b'{"status":1,"error":0,"data":7}'
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_a_transport_replaces_the_network_and_is_left_open() -> None:
+    """A given transport carries every request as (status, headers, body); the caller closes it."""
+    transport = Recording()
+    checked: Transport = transport  # the Protocol types a user's fake
+    async with VBotClient("tok", base_url="https://api.example.vn", transport=checked) as client:
+        assert await client.count_calls(bot_id="B1") == 7
+    assert transport.sent == [
+        ("GET", "https://api.example.vn/api/campaignCall/cdr/countAll", {"bot_id": "B1"})
+    ]
+    assert not transport.closed
+
+
+def test_a_transport_and_a_session_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="transport or a session"):
+        VBotClient("tok", base_url="https://a.vn", transport=Recording(), session=object())  # type: ignore[arg-type]
 
 
 async def test_injected_session_is_used_and_left_open(server: FakeVBotServer) -> None:

@@ -1,4 +1,5 @@
-"""Load: a 429 storm slows the iterator down, backoffs hold no slot, and rate_limit spaces requests.
+"""Load: a 429 storm slows the iterator down, backoffs hold no slot, rate_limit spaces requests,
+and repairing what a server's paging hid costs a bounded number of requests.
 
 The adaptive window is observed two ways: through a recording subclass of `AdaptiveWindow`
 (its limit and the attempts in flight at each change) and through the fake server's own
@@ -10,14 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, ClassVar
 
 import pytest
 
-from vbot_cdr import CallRecord, RetryPolicy, VBotClient, _client, _pagination, _retry
-from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix
+from vbot_cdr import (
+    AiohttpTransport,
+    CallRecord,
+    RetryPolicy,
+    VBotClient,
+    _client,
+    _pagination,
+    _retry,
+)
+from vbot_cdr._transport import Answer
+from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix, PagingHabits, generate_records
 
 GUARD = 30.0
 PATIENT = RetryPolicy(max_attempts=100, backoff=0.0, max_backoff=0.0)
@@ -195,26 +206,31 @@ async def test_consumer_calling_the_client_at_concurrency_one_does_not_deadlock(
 # -- rate_limit --------------------------------------------------------------------------------
 
 
+class Timed(AiohttpTransport):
+    """The default transport, noting the loop time at which each request goes on the wire."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends: list[float] = []
+
+    async def send(self, method: str, url: str, **options: Any) -> Answer:
+        self.sends.append(asyncio.get_running_loop().time())
+        return await super().send(method, url, **options)
+
+
 @pytest.fixture
-def sends(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The loop time at which each request was put on the wire (after the rate limiter)."""
-    recorded: list[float] = []
-    transmit = VBotClient._transmit
-
-    async def record(self: VBotClient, *args: Any, **kwargs: Any) -> Any:
-        recorded.append(asyncio.get_running_loop().time())
-        return await transmit(self, *args, **kwargs)
-
-    monkeypatch.setattr(VBotClient, "_transmit", record)
-    return recorded
+async def timed() -> AsyncIterator[Timed]:
+    transport = Timed()
+    yield transport
+    await transport.aclose()
 
 
-async def test_rate_limit_spaces_every_request_of_the_client(sends: list[float]) -> None:
+async def test_rate_limit_spaces_every_request_of_the_client(timed: Timed) -> None:
     """At rate r, requests from an iteration and concurrent calls go out at least 1/r apart."""
     rate = 40.0
     async with (
         FakeVBotServer(count=100) as fake,
-        VBotClient(fake.token, base_url=fake.base_url, rate_limit=rate) as client,
+        VBotClient(fake.token, base_url=fake.base_url, rate_limit=rate, transport=timed) as client,
     ):
         iteration = asyncio.create_task(drain(client.iter_calls(page_size=10, concurrency=8)))
         counts = asyncio.gather(*(client.count_calls() for _ in range(5)))
@@ -224,6 +240,7 @@ async def test_rate_limit_spaces_every_request_of_the_client(sends: list[float])
     assert len(records) == 100
     assert totals == [100] * 5
     requests = 1 + 11 + 5  # the count, ten full pages and an empty one, five counts
+    sends = timed.sends
     assert len(sends) == len(arrivals) == requests
     gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
     assert min(gaps) >= 0.95 / rate
@@ -232,14 +249,58 @@ async def test_rate_limit_spaces_every_request_of_the_client(sends: list[float])
     assert arrivals[-1] - arrivals[0] >= (requests - 2) / rate
 
 
-async def test_rate_limit_counts_retries(sends: list[float]) -> None:
+async def test_rate_limit_counts_retries(timed: Timed) -> None:
     """Retries go through the rate limiter too: a 503 storm cannot burst past the rate."""
     rate = 50.0
     async with FakeVBotServer(count=10) as fake:
         fake.inject(*[Fault(status=503)] * 6, endpoint="countAll")
-        client = VBotClient(fake.token, base_url=fake.base_url, rate_limit=rate, retry=PATIENT)
+        client = VBotClient(
+            fake.token, base_url=fake.base_url, rate_limit=rate, retry=PATIENT, transport=timed
+        )
         async with client:
             assert await asyncio.wait_for(client.count_calls(), GUARD) == 10
+    sends = timed.sends
     assert len(sends) == 7
     gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
     assert min(gaps) >= 0.95 / rate
+
+
+# -- the repair path ---------------------------------------------------------------------------
+
+
+async def test_a_size_cap_costs_only_the_pages_at_its_size() -> None:
+    """20,000 calls capped at 50 of 100 asked: one plan at 100 cut short, then 50 a page."""
+    async with (
+        FakeVBotServer(count=20_000, paging=PagingHabits(size_cap=50)) as fake,
+        VBotClient(fake.token, base_url=fake.base_url) as client,
+    ):
+        records = await asyncio.wait_for(drain(client.iter_calls(concurrency=8)), GUARD)
+        counts = fake.counts()
+    assert len({r.trans_id for r in records}) == len(records) == 20_000
+    # The count; at most a window of pages at 100; then 400 pages of 50 and the follow-up.
+    assert counts["countAll"] == 1
+    assert counts["getAll"] <= 8 + 401
+
+
+async def test_repairing_shuffled_ties_is_bounded_by_what_was_missed() -> None:
+    """Ties reordered on every request hide calls; counting finds them at a bounded cost."""
+    records = generate_records(10_000)
+    start = records[0]["create_at"]
+    for index, record in enumerate(records):
+        record["create_at"] = start + (index // 30) * 60
+    span = records[-1]["create_at"] - start
+    habits = PagingHabits(shuffle_ties=True, seed=2)
+    async with (
+        FakeVBotServer(records, paging=habits) as fake,
+        VBotClient(fake.token, base_url=fake.base_url) as client,
+    ):
+        calls = client.iter_calls()
+        got = await asyncio.wait_for(drain(calls), GUARD)
+    stats = calls.stats
+    assert len({r.trans_id for r in got}) == len(got) == 10_000
+    assert stats.repaired > 0
+    # A re-count, the probe's page, three counts of the outskirts and span, then per missed
+    # call at most one count per halving of the span, and at most two pages per range read.
+    assert stats.recounts <= 1 + 3 + stats.repaired * math.ceil(math.log2(span + 1))
+    assert stats.repair_pages <= 1 + 2 * (stats.recounts + 1)
+    assert stats.requests == 1 + stats.pages + stats.recounts + stats.repair_pages

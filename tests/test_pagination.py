@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from vbot_cdr import CallRecord, IterationStats, RateLimitError, TransportError
+from vbot_cdr import CallFilter, CallRecord, IterationStats, RateLimitError, TransportError
 from vbot_cdr import _pagination as pagination
 from vbot_cdr._pagination import (
     MIN_REMEMBERED_IDS,
@@ -58,11 +58,12 @@ class Source:
         for event in self.release_events.values():
             event.set()
 
-    async def count(self) -> int:
+    async def count(self, filter: CallFilter) -> int:
         self.counts += 1
         return len(self.data)
 
-    async def fetch(self, page: int, gate: Gate) -> list[CallRecord]:
+    async def fetch(self, filter: CallFilter, page: int, size: int, gate: Gate) -> list[CallRecord]:
+        assert size == self.size
         async with gate:
             self.started.append(page)
             self.in_flight += 1
@@ -89,8 +90,8 @@ class Source:
         self, *, concurrency: int = 4, ordered: bool = True, limit: int | None = None
     ) -> Paginator:
         return Paginator(
-            count=self.count,
-            fetch=self.fetch,
+            port=self,
+            filter=CallFilter(),
             first_page=self.first_page,
             page_size=self.size,
             concurrency=concurrency,
@@ -208,7 +209,7 @@ async def test_limit_yields_exactly_that_many_and_stops_fetching(limit: int) -> 
     """`limit` gives exactly min(limit, total) records and fetches only the pages it needs."""
     data = records(95)
     source = Source(data, 10)
-    iterator = CallIterator(source.paginator(concurrency=2, limit=limit))
+    iterator = CallIterator(source.paginator(concurrency=2, limit=limit), limit=limit)
     assert await collect(iterator) == data[:limit]
     expected_pages = min(-(-limit // 10), 10)
     assert len(source.started) <= expected_pages + 2  # at most the in-flight window beyond
@@ -325,7 +326,7 @@ async def test_records_without_trans_id_are_never_dropped() -> None:
 
 
 async def test_vanished_records_are_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
-    """When the data ends before the count, a warning gives the numbers and stats show them."""
+    """Records deleted while paging are no loss: one re-count confirms it, stats show them."""
     data = records(50)
     source = Source(data, 10)
 
@@ -339,7 +340,9 @@ async def test_vanished_records_are_logged_and_counted(caplog: pytest.LogCapture
         result = await collect(iterator)
     assert len(result) == 42
     assert iterator.stats.vanished == 8
-    assert "said 50 records but the pages ended after 42: 8 vanished" in caplog.text
+    assert "said 50 records but the pages held 42; a re-count says 42: 8 vanished" in caplog.text
+    assert iterator.stats.recounts == 1
+    assert source.counts == 2
 
 
 def test_dedup_memory_is_bounded_over_a_long_iteration() -> None:
@@ -348,7 +351,7 @@ def test_dedup_memory_is_bounded_over_a_long_iteration() -> None:
     seen = _Seen(page_size=100, concurrency=8, stats=stats)
     for page in range(1, 2_001):
         batch = [CallRecord(trans_id=f"{page}-{i}") for i in range(100)]
-        assert len(seen.keep_new(page, batch)) == 100
+        assert len(seen.keep_new(page * 100, batch)) == 100
     assert len(seen._where) <= MIN_REMEMBERED_IDS + 100
 
 
@@ -359,13 +362,13 @@ def test_dedup_horizon_grows_with_the_observed_shift(monkeypatch: pytest.MonkeyP
     seen = _Seen(page_size=10, concurrency=1, stats=stats)
     pages = [[CallRecord(trans_id=f"{p}-{i}") for i in range(10)] for p in range(6)]
     for number, page in enumerate(pages[:4]):
-        seen.keep_new(number, page)
+        seen.keep_new(number * 10, page)
     # Page 4 as fetched after 25 inserts shows records of page 1 again.
-    assert seen.keep_new(4, pages[1][5:] + pages[4][:5]) == pages[4][:5]
+    assert seen.keep_new(40, pages[1][5:] + pages[4][:5]) == pages[4][:5]
     assert stats.max_shift == 25
     for number in range(5, 9):
-        seen.keep_new(number, [CallRecord(trans_id=f"x{number}-{i}") for i in range(10)])
-    assert seen.keep_new(9, pages[4][:1]) == []  # still remembered 5 pages on
+        seen.keep_new(number * 10, [CallRecord(trans_id=f"x{number}-{i}") for i in range(10)])
+    assert seen.keep_new(90, pages[4][:1]) == []  # still remembered 5 pages on
 
 
 async def hold_slot(
@@ -424,8 +427,8 @@ async def test_time_windows_share_one_adaptive_window() -> None:
             raise RateLimitError("slow down", retry_after=None)
     second = Source(records(40), 5, hold=True)
     paginator = Paginator(
-        count=second.count,
-        fetch=second.fetch,
+        port=second,
+        filter=CallFilter(),
         first_page=1,
         page_size=5,
         concurrency=4,
@@ -484,3 +487,18 @@ async def test_waiting_for_a_slow_page_does_not_spin(
     assert checks - before < 20
     source.release_rest()
     assert len(await consumer) == 40
+
+
+async def test_the_records_of_a_page_are_handed_over_without_waiting() -> None:
+    """One hop per record: within a page, each step returns without suspending."""
+    data = records(30)
+    iterator = CallIterator(Source(data, 10).paginator())
+    assert await iterator.__anext__() == data[0]
+    for expected in data[1:10]:
+        step = iterator.__anext__()
+        with pytest.raises(StopIteration) as done:
+            step.send(None)  # completes at once: no await on the pipeline
+        assert done.value.value == expected
+    assert await iterator.__anext__() == data[10]  # the next page is awaited
+    await iterator.aclose()
+    assert iterator.stats.yielded == 11

@@ -8,13 +8,22 @@ the loop's clock: no attempt outlives its deadline and no retry is scheduled pas
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from tests._loopback import raw_server
-from vbot_cdr import RateLimitError, RetryPolicy, TransportError, VBotClient, VBotError, _retry
+from vbot_cdr import (
+    AiohttpTransport,
+    RateLimitError,
+    RetryPolicy,
+    TransportError,
+    VBotClient,
+    VBotError,
+    _retry,
+)
+from vbot_cdr._transport import Answer
 from vbot_cdr.testing import FakeVBotServer, Fault
 
 TIMEOUT = 0.2
@@ -152,28 +161,35 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
     return recorded
 
 
+class Timed(AiohttpTransport):
+    """The default transport, noting each request as (loop time when sent, its timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: list[tuple[float, float]] = []
+
+    async def send(self, method: str, url: str, *, timeout: float, **options: Any) -> Answer:
+        self.attempts.append((asyncio.get_running_loop().time(), timeout))
+        return await super().send(method, url, timeout=timeout, **options)
+
+
 @pytest.fixture
-def attempts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
-    """Each request put on the wire, as (loop time when sent, the timeout it was given)."""
-    recorded: list[tuple[float, float]] = []
-    transmit = VBotClient._transmit
-
-    async def record(self: VBotClient, method: str, request: Any, timeout: float, **kw: Any) -> Any:
-        recorded.append((asyncio.get_running_loop().time(), timeout))
-        return await transmit(self, method, request, timeout, **kw)
-
-    monkeypatch.setattr(VBotClient, "_transmit", record)
-    return recorded
+async def timed() -> AsyncIterator[Timed]:
+    transport = Timed()
+    yield transport
+    await transport.aclose()
 
 
 async def test_call_deadline_cuts_the_attempt_and_schedules_no_retry(
-    attempts: list[tuple[float, float]], waits: list[tuple[float, float]]
+    timed: Timed, waits: list[tuple[float, float]]
 ) -> None:
     """A call's deadline shortens its attempt's timeout; with no time left, no retry follows."""
     loop = asyncio.get_running_loop()
     policy = RetryPolicy(max_attempts=10, backoff=0.0, max_backoff=0.0)
     async with raw_server(silent) as server:
-        client = VBotClient("tok", base_url=server.url, timeout=60.0, retry=policy, deadline=0.3)
+        client = VBotClient(
+            "tok", base_url=server.url, timeout=60.0, retry=policy, deadline=0.3, transport=timed
+        )
         async with client:
             started = loop.time()
             with pytest.raises(TransportError):
@@ -181,45 +197,49 @@ async def test_call_deadline_cuts_the_attempt_and_schedules_no_retry(
             elapsed = loop.time() - started
     assert server.connections == 1
     assert waits == []
-    [(_, timeout)] = attempts
+    [(_, timeout)] = timed.attempts
     assert timeout <= 0.3  # not the client's 60 s: the deadline counts from the call's start
     assert elapsed < 10 * 0.3
 
 
 async def test_no_retry_is_scheduled_past_the_deadline(
-    attempts: list[tuple[float, float]], waits: list[tuple[float, float]]
+    timed: Timed, waits: list[tuple[float, float]]
 ) -> None:
     """Retry-After waits are honoured while they end before the deadline; then the last error."""
     policy = RetryPolicy(max_attempts=50, backoff=0.0, max_backoff=0.0)
     async with FakeVBotServer(count=5) as server:
         server.inject(*[Fault(status=429, retry_after="0.1")] * 50, endpoint="countAll")
-        client = VBotClient(server.token, base_url=server.base_url, retry=policy, deadline=0.35)
+        client = VBotClient(
+            server.token, base_url=server.base_url, retry=policy, deadline=0.35, transport=timed
+        )
         async with client:
             with pytest.raises(RateLimitError) as info:
                 await asyncio.wait_for(client.count_calls(), GUARD)
-    deadline = attempts[0][0] + 0.35  # at or after the deadline's true start
+    deadline = timed.attempts[0][0] + 0.35  # at or after the deadline's true start
     assert info.value.retry_after == pytest.approx(0.1)
     assert 1 <= len(waits) <= 3
     assert all(began + wait < deadline for began, wait in waits)
-    assert all(sent + timeout <= deadline + SLACK for sent, timeout in attempts)
-    assert len(attempts) == len(waits) + 1
+    assert all(sent + timeout <= deadline + SLACK for sent, timeout in timed.attempts)
+    assert len(timed.attempts) == len(waits) + 1
 
 
 async def test_iteration_deadline_bounds_every_page(
-    attempts: list[tuple[float, float]], waits: list[tuple[float, float]]
+    timed: Timed, waits: list[tuple[float, float]]
 ) -> None:
     """iter_calls(deadline=) ends a stalled iteration in TransportError; no attempt outlives it."""
     loop = asyncio.get_running_loop()
     policy = RetryPolicy(max_attempts=10, backoff=0.0, max_backoff=0.0)
     async with FakeVBotServer(count=60) as server:
         server.inject(*[Fault(hang=True)] * 10, page=4)
-        client = VBotClient(server.token, base_url=server.base_url, timeout=60.0, retry=policy)
+        client = VBotClient(
+            server.token, base_url=server.base_url, timeout=60.0, retry=policy, transport=timed
+        )
         async with client, client.iter_calls(page_size=10, concurrency=2, deadline=0.4) as calls:
             with pytest.raises(TransportError) as info:
                 await asyncio.wait_for(drain(calls), GUARD)
-        first_sent = attempts[0][0]
+        first_sent = timed.attempts[0][0]
         assert info.value.page == 4
-        assert all(sent + timeout <= first_sent + 0.4 + SLACK for sent, timeout in attempts)
+        assert all(sent + timeout <= first_sent + 0.4 + SLACK for sent, timeout in timed.attempts)
         assert all(began + wait < first_sent + 0.4 for began, wait in waits)
         assert loop.time() - first_sent < 10 * 0.4
         # The attempt at page 4 timed out at the deadline: no time was left for a retry.
@@ -227,7 +247,7 @@ async def test_iteration_deadline_bounds_every_page(
 
 
 async def test_waiting_for_the_rate_limiter_counts_against_the_deadline(
-    attempts: list[tuple[float, float]],
+    timed: Timed,
 ) -> None:
     """A call queued behind the rate limiter past its deadline fails without being sent."""
     loop = asyncio.get_running_loop()
@@ -239,7 +259,12 @@ async def test_waiting_for_the_rate_limiter_counts_against_the_deadline(
 
     async with FakeVBotServer(count=5) as server:
         client = VBotClient(
-            server.token, base_url=server.base_url, rate_limit=5.0, deadline=0.3, timeout=60.0
+            server.token,
+            base_url=server.base_url,
+            rate_limit=5.0,
+            deadline=0.3,
+            timeout=60.0,
+            transport=timed,
         )
         async with client:
             results = await asyncio.wait_for(
@@ -251,13 +276,13 @@ async def test_waiting_for_the_rate_limiter_counts_against_the_deadline(
     failures = [r for r in results if isinstance(r, BaseException)]
     assert all(isinstance(f, TransportError) for f in failures), failures
     assert len(failures) >= 2
-    assert len(attempts) == server.count("countAll") <= 2
+    assert len(timed.attempts) == server.count("countAll") <= 2
     latest_deadline = max(starts) + 0.3
-    assert all(sent + timeout <= latest_deadline + SLACK for sent, timeout in attempts)
+    assert all(sent + timeout <= latest_deadline + SLACK for sent, timeout in timed.attempts)
 
 
 async def test_deadline_errors_are_vbot_errors_with_the_endpoint(
-    attempts: list[tuple[float, float]],
+    timed: Timed,
 ) -> None:
     """A call refused by its deadline names its endpoint and page like any other failure."""
     async with raw_server(silent) as server:

@@ -83,8 +83,8 @@ def memory_opener(
     )
     log: list[tuple[int, int, int]] = []
 
-    def open_window(window: CallFilter, limit: int | None) -> Paginator:
-        start, end = window.start_date, window.end_date
+    def open_window(*, filter: CallFilter, limit: int | None) -> Paginator:
+        start, end = filter.start_date, filter.end_date
         assert isinstance(start, int)
         assert isinstance(end, int)
 
@@ -97,16 +97,19 @@ def memory_opener(
                 and (r.create_at <= end if end_inclusive else r.create_at < end)
             ]
 
-        async def count() -> int:
-            return len(matching())
+        class Port:
+            async def count(self, filter: CallFilter) -> int:
+                return len(matching())
 
-        async def fetch(page: int, gate: Gate) -> list[CallRecord]:
-            log.append((start, end, page))
-            return matching()[(page - 1) * page_size : page * page_size]
+            async def fetch(
+                self, filter: CallFilter, page: int, size: int, gate: Gate
+            ) -> list[CallRecord]:
+                log.append((start, end, page))
+                return matching()[(page - 1) * page_size : page * page_size]
 
         return Paginator(
-            count=count,
-            fetch=fetch,
+            port=Port(),
+            filter=filter,
             first_page=1,
             page_size=page_size,
             concurrency=2,

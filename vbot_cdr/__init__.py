@@ -12,6 +12,7 @@ from ._config import RetryPolicy
 from ._errors import (
     APIError,
     AuthenticationError,
+    IncompleteError,
     RateLimitError,
     ResponseFormatError,
     StateError,
@@ -21,9 +22,11 @@ from ._errors import (
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
 from ._pagination import CallIterator, CallPageIterator, IterationStats
 from ._sync import CallSync
+from ._transport import AiohttpTransport, Transport
 
 __all__ = [
     "APIError",
+    "AiohttpTransport",
     "AuthenticationError",
     "BotConversation",
     "CallFilter",
@@ -33,6 +36,7 @@ __all__ = [
     "CallSync",
     "CollectedField",
     "Hotline",
+    "IncompleteError",
     "IterationStats",
     "Member",
     "PasswordAuth",
@@ -40,6 +44,7 @@ __all__ = [
     "ResponseFormatError",
     "RetryPolicy",
     "StateError",
+    "Transport",
     "TransportError",
     "VBotClient",
     "VBotError",

@@ -1,8 +1,9 @@
-"""`VBotClient`: the only module that talks to aiohttp's client.
+"""`VBotClient`: the client, its lifecycle, its endpoints and the port its iterations use.
 
-A request is *built* in `_wire` (sans-I/O), *sent* here in `VBotClient._transmit`, *retried* by
-`_retry.call_with_retries`, and *read* back by `_wire.read_response` and a per-endpoint
-reader. Pagination runs in `_pagination`, which gets a page fetcher from `iter_calls`.
+A request is *built* in `_wire` (sans-I/O), *sent* by a `_transport.Transport` (through
+`VBotClient._transmit`), *retried* by `_retry.call_with_retries`, and *read* back by
+`_wire.read_response` and a per-endpoint reader. Iteration runs in `_pagination` (and
+`_windows`, `_reconcile`), which gets one port from the client: count, and fetch a page.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import enum
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +22,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import aiohttp
 import aiolimiter
+import attrs
 
 from . import _wire
 from ._auth import ApiKey, Credential, PasswordAuth, TokenSource, api_key_source, token_source
@@ -46,6 +49,7 @@ from ._pagination import (
 )
 from ._retry import call_with_retries
 from ._sync import CallSync, open_sync
+from ._transport import AiohttpTransport, Answer, Transport
 from ._windows import OpenWindow, WindowedSource, plan_windows, to_units
 
 __all__ = ["VBotClient"]
@@ -133,6 +137,39 @@ def _positive_int(name: str, value: int, minimum: int = 1) -> int:
     return value
 
 
+class _IterationPort:
+    """What an iteration gets from the client: count, and fetch a page, each with retries.
+
+    Every request counts in ``stats`` and is bounded by the iteration's one ``deadline``.
+    """
+
+    def __init__(self, client: VBotClient, stats: IterationStats, deadline: _Deadline):
+        self._client = client
+        self._stats = stats
+        self._deadline = deadline
+
+    async def count(self, filter: CallFilter) -> int:
+        client = self._client
+        return await client._call(
+            client._count_request(filter),
+            _wire.read_count,
+            stats=self._stats,
+            deadline=self._deadline.at(),
+        )
+
+    async def fetch(
+        self, filter: CallFilter, page: int, size: int, gate: Gate
+    ) -> list[CallRecord]:
+        client = self._client
+        return await client._call(
+            client._list_request(filter, page, size),
+            _wire.read_records,
+            gate=gate,
+            stats=self._stats,
+            deadline=self._deadline.at(),
+        )
+
+
 class VBotClient:
     """An async client of the VBot campaign call-history API.
 
@@ -177,7 +214,10 @@ class VBotClient:
         clock: Returns the current time as an aware datetime (UTC now by default). Read once
             when a time-windowed iteration or a sync is made, to fix its upper bound.
         trace_configs: aiohttp ``TraceConfig`` objects for the session the client opens (for
-            tracing, e.g. OpenTelemetry); ignored with ``session``, which has its own.
+            tracing, e.g. OpenTelemetry); ignored with ``session`` or ``transport``.
+        transport: Sends the requests (`Transport`); an `AiohttpTransport` of its own by
+            default. One given is never closed by the client; ``session``,
+            ``max_response_bytes`` and ``trace_configs`` then do not apply.
 
     Raises:
         TypeError: Both ``token`` and ``api_key``, or neither; or a credential the dialect
@@ -208,6 +248,7 @@ class VBotClient:
         deadline: float | None = None,
         clock: Callable[[], dt.datetime] = _utc_now,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        transport: Transport | None = None,
     ):
         self._dialect = _dialect(token, api_key, api)
         self._auth: TokenSource = (
@@ -240,9 +281,15 @@ class VBotClient:
         )
         self._deadline = _positive_seconds("deadline", deadline)
         self._clock = clock
-        self._trace_configs = list(trace_configs)
-        self._session = session
-        self._owns_session = session is None
+        if transport is not None and session is not None:
+            raise ValueError("give a transport or a session, not both")
+        self._owns_transport = transport is None
+        self._transport: Transport = transport or AiohttpTransport(
+            session=session,
+            max_response_bytes=self._max_response_bytes,
+            connections=max(100, self._concurrency),
+            trace_configs=trace_configs,
+        )
         self._state = _State.UNOPENED
 
     @classmethod
@@ -290,24 +337,21 @@ class VBotClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's own session (an injected one is left open). Idempotent."""
+        """Close the client's own transport (an injected one, or session, is left open).
+
+        Idempotent.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-        self._session = None
+        if self._owns_transport:
+            await self._transport.aclose()
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self) -> Transport:
         if self._state is _State.CLOSED:
             raise RuntimeError("this VBotClient is closed; create a new one")
         self._state = _State.OPEN
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=max(100, self._concurrency)),
-                trace_configs=self._trace_configs,
-            )
-        return self._session
+        return self._transport
 
     # -- one request -----------------------------------------------------------------------
 
@@ -361,63 +405,35 @@ class VBotClient:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
         data: bytes | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send one request and return its status, headers and body: aiohttp's only use.
+    ) -> Answer:
+        """Send one request through the transport; its failures name the endpoint and page.
 
         Raises:
             TransportError: No complete answer (connection failure, or past ``timeout``).
-            ResponseFormatError: The body is larger than ``max_response_bytes``.
+            ResponseFormatError: The body is larger than the transport accepts.
         """
-        session = self._open()
+        transport = self._open()
+        endpoint, page = request.endpoint, request.page
         try:
-            async with session.request(
+            return await transport.send(
                 method,
                 self._base_url + request.path,
+                headers=headers,
                 params=params,
                 data=data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,
-            ) as response:
-                return response.status, response.headers, await self._read_body(request, response)
-        except asyncio.TimeoutError as exc:
-            raise TransportError(
-                f"no complete answer within {timeout:.3g}s",
-                endpoint=request.endpoint,
-                page=request.page,
-            ) from exc
-        except aiohttp.ClientResponseError as exc:
-            # An unparsable answer. Its request_info holds the request's headers, the token
-            # among them, so it is described here and not chained (raised outside this block,
-            # so that it is not even the __context__).
-            failure = TransportError(
-                f"{type(exc).__name__}: {exc}", endpoint=request.endpoint, page=request.page
+                timeout=timeout,
             )
-        except aiohttp.ClientError as exc:
-            raise TransportError(
-                f"{type(exc).__name__}: {exc}", endpoint=request.endpoint, page=request.page
-            ) from exc
-        raise failure
-
-    async def _read_body(
-        self, request: Union[_wire.Request, _wire.TokenRequest], response: aiohttp.ClientResponse
-    ) -> bytes:
-        cap = self._max_response_bytes
-        too_large = ResponseFormatError(
-            f"response body larger than max_response_bytes={cap}",
-            endpoint=request.endpoint,
-            page=request.page,
-        )
-        if response.content_length is not None and response.content_length > cap:
-            raise too_large
-        chunks: list[bytes] = []
-        received = 0
-        async for chunk in response.content.iter_any():
-            received += len(chunk)
-            if received > cap:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+        except TransportError as exc:
+            raise TransportError(exc.args[0], endpoint=endpoint, page=page) from exc.__cause__
+        except ResponseFormatError as exc:
+            raise ResponseFormatError(
+                exc.args[0],
+                field=exc.field,
+                retryable=exc.retryable,
+                body=exc.body,
+                endpoint=endpoint,
+                page=page,
+            ) from exc.__cause__
 
     async def _call(
         self,
@@ -566,6 +582,15 @@ class VBotClient:
             raise TypeError(f"clock must return an aware datetime, got {now!r}")
         return to_epoch(now, self._time_unit)
 
+    def _epoch_dates(self, filter: CallFilter) -> CallFilter:
+        """``filter`` with its dates as the epoch ints sent, as the iteration counts in them."""
+        start, end = filter.start_date, filter.end_date
+        return attrs.evolve(
+            filter,
+            start_date=None if start is None else to_epoch(start, self._time_unit),
+            end_date=None if end is None else to_epoch(end, self._time_unit),
+        )
+
     def _window_width(self, window: dt.timedelta) -> int:
         width = to_units(window, self._time_unit)
         if width < 1:
@@ -581,41 +606,23 @@ class VBotClient:
         deadline: _Deadline,
         stats: IterationStats,
     ) -> OpenWindow:
-        """Check the paging options; return a builder of paginators sharing ``stats`` and one
-        in-flight window (so a slowdown learned in one time window carries to the next)."""
+        """Check the paging options; return a builder of paginators sharing ``stats``, one
+        port and one in-flight window (so a slowdown learned in one time window carries to
+        the next)."""
         size = self._page_size if page_size is None else _positive_int("page_size", page_size)
         width = (
             self._concurrency if concurrency is None else _positive_int("concurrency", concurrency)
         )
-
-        shared_window = AdaptiveWindow(width)
-
-        def open_pages(call_filter: CallFilter, limit: int | None) -> Paginator:
-            async def count() -> int:
-                request = self._count_request(call_filter)
-                return await self._call(
-                    request, _wire.read_count, stats=stats, deadline=deadline.at()
-                )
-
-            async def fetch(page: int, gate: Gate) -> list[CallRecord]:
-                request = self._list_request(call_filter, page, size)
-                return await self._call(
-                    request, _wire.read_records, gate=gate, stats=stats, deadline=deadline.at()
-                )
-
-            return Paginator(
-                count=count,
-                fetch=fetch,
-                first_page=self._first_page,
-                page_size=size,
-                concurrency=width,
-                ordered=ordered,
-                limit=limit,
-                stats=stats,
-                window=shared_window,
-            )
-
-        return open_pages
+        return functools.partial(
+            Paginator,
+            port=_IterationPort(self, stats, deadline),
+            first_page=self._first_page,
+            page_size=size,
+            concurrency=width,
+            ordered=ordered,
+            stats=stats,
+            window=AdaptiveWindow(width),
+        )
 
     def _page_source(
         self,
@@ -641,7 +648,7 @@ class VBotClient:
             stats=stats,
         )
         if window is None:
-            return open_pages(call_filter, limit)
+            return open_pages(filter=self._epoch_dates(call_filter), limit=limit)
         width = self._window_width(window)
         if call_filter.start_date is None:
             raise ValueError("window= needs the filter's start_date: where the first window begins")
@@ -701,7 +708,8 @@ class VBotClient:
                 ordered=ordered,
                 deadline=_Deadline(deadline),
                 window=window,
-            )
+            ),
+            limit=limit,
         )
 
     def iter_call_pages(
@@ -727,7 +735,8 @@ class VBotClient:
                 ordered=ordered,
                 deadline=_Deadline(deadline),
                 window=window,
-            )
+            ),
+            limit=limit,
         )
 
     def sync(

@@ -8,6 +8,7 @@ Every error the public API raises derives from `VBotError`::
     │   └── RateLimitError       429 that outlasted the retries (or asked for too long a wait)
     ├── TransportError           no usable answer: connection failure or timeout, past the retries
     ├── ResponseFormatError      an answer that is not the documented envelope or record shape
+    ├── IncompleteError          an iteration whose pages could not be made to match countAll
     └── StateError               a sync state file that cannot be used
 
 No exception ever carries the access token, the refresh token or a password: messages are
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "IncompleteError",
     "RateLimitError",
     "ResponseFormatError",
     "StateError",
@@ -153,6 +155,38 @@ class ResponseFormatError(VBotError):
         self.retryable = retryable
         self.body = _excerpt(body)
         super().__init__(message, endpoint=endpoint, page=page)
+
+
+class IncompleteError(VBotError):
+    """An iteration could not hand out every record ``countAll`` reports for its range.
+
+    Raised at the end of an iteration (or of a time window) when the pages, re-read and
+    re-counted, still hold fewer records than the server counts. The records that were
+    yielded are real and yielded once; the others are missing.
+
+    Attributes:
+        expected: The records ``countAll`` reports for the range (re-counted at the end).
+        yielded: The records the iteration handed out for it.
+        missing: ``expected - yielded``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: int,
+        yielded: int,
+        endpoint: str | None = None,
+        page: int | None = None,
+    ):
+        self.expected = expected
+        self.yielded = yielded
+        self.missing = expected - yielded
+        super().__init__(
+            f"{self.missing} of {expected} calls missing ({yielded} yielded): {message}",
+            endpoint=endpoint,
+            page=page,
+        )
 
 
 class StateError(VBotError):

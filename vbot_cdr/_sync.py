@@ -208,7 +208,7 @@ class CallSync(CallIterator):
         resumed: SyncState | None,
     ):
         super().__init__(source)
-        self._source = source
+        self._windowed = source
         self.path = path
         self.windows = source.windows
         self._purpose = purpose
@@ -224,7 +224,7 @@ class CallSync(CallIterator):
     @property
     def committable(self) -> bool:
         """Whether a window has been yielded in full since the last commit."""
-        checkpoint = self._source.checkpoint
+        checkpoint = self._windowed.checkpoint
         return checkpoint is not None and checkpoint.watermark != self._saved
 
     async def commit(self) -> None:
@@ -234,7 +234,7 @@ class CallSync(CallIterator):
             StateError: The state file could not be written; the previous one is intact.
         """
         async with self._lock:  # so that two commits never land out of order
-            checkpoint = self._source.checkpoint
+            checkpoint = self._windowed.checkpoint
             if checkpoint is None or checkpoint.watermark == self._saved:
                 return
             state = SyncState(checkpoint.watermark, checkpoint.seen)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Protocol
 
 import attrs
 
@@ -30,8 +31,10 @@ from ._pagination import IterationStats, PageSource
 
 __all__ = ["Checkpoint", "OpenWindow", "WindowedSource", "plan_windows", "to_units"]
 
-#: Builds the page source of one window: its filter, and the most records it need yield.
-OpenWindow = Callable[[CallFilter, "int | None"], PageSource]
+class OpenWindow(Protocol):
+    """Builds the page source of one window: its filter, and the most records it need yield."""
+
+    def __call__(self, *, filter: CallFilter, limit: int | None) -> PageSource: ...
 
 _UNIT = {"s": dt.timedelta(seconds=1), "ms": dt.timedelta(milliseconds=1)}
 
@@ -94,7 +97,8 @@ class WindowedSource:
         filter: The criteria; each window's copy gets the window's ``start_date``/``end_date``.
         windows: The windows ``(start, end)``, in the client's ``time_unit``, oldest first.
         stats: The counters shared by all the windows.
-        limit: Stop after this many records.
+        limit: Plan each window for at most this many more records (the public iterator
+            cuts the records to the limit).
         seen: ``trans_id`` → ``create_at`` of calls already handed out (by an earlier read),
             not to be handed out again.
         margin: How far before a window's end, in ``time_unit``, the ids of the calls handed
@@ -161,17 +165,14 @@ class WindowedSource:
             window_filter = attrs.evolve(self._filter, start_date=start, end_date=end)
             # Ids in ``seen`` may be dropped, so the window may need that many more records.
             wanted = None if remaining is None else remaining + len(self._seen)
-            self._current = source = self._open(window_filter, wanted)
+            self._current = source = self._open(filter=window_filter, limit=wanted)
             async with contextlib.aclosing(source.pages()) as pages:
                 async for page in pages:
                     fresh = self._drop_seen(page, keep_from)
                     if remaining is not None:
-                        fresh = fresh[:remaining]
-                        remaining -= len(fresh)
+                        remaining = max(0, remaining - len(fresh))
                     if fresh:
                         yield fresh
-                    if remaining == 0:
-                        return
             # Only now has the consumer asked past the window's last record.
             self._counted = (self._counted or 0) + (source.total or 0)
             self._current = None

@@ -13,6 +13,7 @@ import aiohttp
 from typing_extensions import assert_type
 
 from vbot_cdr import (
+    AiohttpTransport,
     APIError,
     AuthenticationError,
     BotConversation,
@@ -21,16 +22,18 @@ from vbot_cdr import (
     CallSync,
     CollectedField,
     Hotline,
+    IncompleteError,
     Member,
     PasswordAuth,
     RateLimitError,
     ResponseFormatError,
     RetryPolicy,
+    Transport,
     TransportError,
     VBotClient,
     VBotError,
 )
-from vbot_cdr.testing import FakeVBotServer, Fault
+from vbot_cdr.testing import FakeVBotServer, Fault, PagingHabits
 
 
 async def fetch_token() -> str:
@@ -122,8 +125,58 @@ def errors(exc: VBotError) -> None:
         assert_type(exc.retryable, bool)
     assert_type(exc.endpoint, str | None)
     assert_type(exc.page, int | None)
+    if isinstance(exc, IncompleteError):
+        assert_type(exc.expected, int)
+        assert_type(exc.yielded, int)
+        assert_type(exc.missing, int)
     assert issubclass(AuthenticationError, APIError)
     assert issubclass(TransportError, VBotError)
+
+
+class MemoryTransport:
+    """A user's fake network, typed by the `Transport` protocol."""
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        timeout: float,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        return 200, {}, b'{"status": 1, "error": 0, "data": 0}'
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def transports(session: aiohttp.ClientSession) -> None:
+    fake: Transport = MemoryTransport()
+    async with VBotClient("token", base_url="https://api.example.vn", transport=fake) as client:
+        assert_type(await client.count_calls(), int)
+    default = AiohttpTransport(session=session, max_response_bytes=1 << 20, connections=10)
+    status, _, body = await default.send(
+        "GET", "https://api.example.vn", headers={}, timeout=1.0
+    )
+    assert_type(status, int)
+    assert_type(body, bytes)
+    await default.aclose()
+
+
+async def paging_habits() -> None:
+    habits = PagingHabits(size_cap=50, deep_cap=1000, shuffle_ties=True, seed=1)
+    async with FakeVBotServer(count=10, paging=habits) as server:
+        server.paging = PagingHabits(past_end_last=True, ignore_page=True)
+        async with VBotClient(server.token, base_url=server.base_url) as client:
+            async with client.iter_calls() as calls:
+                async for _ in calls:
+                    pass
+            assert_type(calls.stats.replans, int)
+            assert_type(calls.stats.recounts, int)
+            assert_type(calls.stats.repair_pages, int)
+            assert_type(calls.stats.repaired, int)
 
 
 async def fake_server() -> None:

@@ -9,7 +9,14 @@ fixture.
 from __future__ import annotations
 
 from ._data import generate_records, make_conversation
-from ._server import ENDPOINTS, FakeVBotServer, Fault, FaultMix, RecordedRequest
+from ._server import (
+    ENDPOINTS,
+    FakeVBotServer,
+    Fault,
+    FaultMix,
+    PagingHabits,
+    RecordedRequest,
+)
 from ._token import FakeTokenEndpoint
 
 __all__ = [
@@ -18,6 +25,7 @@ __all__ = [
     "FakeVBotServer",
     "Fault",
     "FaultMix",
+    "PagingHabits",
     "RecordedRequest",
     "generate_records",
     "make_conversation",

@@ -22,6 +22,8 @@ getBotConversation}``, the ``{status, error, message, data}`` envelope, and the 
 - ``page`` counts from ``first_page``; a missing or non-integer ``page``/``size``, a page below
   ``first_page``, a ``size`` outside ``1..max_page_size``, or a non-integer date or status is
   a failure envelope (HTTP 200, ``status`` 0, ``error`` 400); a page past the end is ``[]``;
+- `PagingHabits` makes ``getAll`` page as some real servers do (size caps, empty deep pages,
+  shuffled ties, ignored ``page``);
 - ``countAll`` ignores ``page`` and ``size``;
 - v3's ``min_postage`` and ``max_postage`` bound ``postage`` inclusively;
 - ``echo_credentials=True`` makes every error body echo the credential the request carried
@@ -134,6 +136,34 @@ class Fault:
 def _rate(_: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PagingHabits:
+    """How a server pages when it does not page as the client assumes (all off by default).
+
+    Real servers cap sizes without saying so, stop serving deep offsets, order calls that
+    share a ``create_at`` differently on every request (an ``ORDER BY create_at`` without a
+    tie-breaker under OFFSET paging), or ignore ``page``. ``countAll`` is never affected.
+
+    Attributes:
+        size_cap: Answer at most this many records per page, whatever ``size`` asks.
+        deep_cap: Answer ``[]`` for a page starting at or past this offset.
+        shuffle_ties: Order calls that share a ``create_at`` anew on every request.
+        past_end_last: Answer a page past the end with the last page instead of ``[]``.
+        ignore_page: Answer every page with the first one.
+        everything: Answer every page with every matching record, whatever ``page`` and
+            ``size`` ask.
+        seed: The seed of the tie shuffles.
+    """
+
+    size_cap: int | None = None
+    deep_cap: int | None = None
+    shuffle_ties: bool = False
+    past_end_last: bool = False
+    ignore_page: bool = False
+    everything: bool = False
+    seed: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -555,6 +585,7 @@ class FakeVBotServer:
         max_in_flight: Answer HTTP 429 (without ``Retry-After``) to a request that arrives
             while this many are being answered; ``None``: no limit.
         fault_mix: Random faults for every request (see `FaultMix`); settable later.
+        paging: How ``getAll`` pages (see `PagingHabits`); settable later.
         time_unit: The unit of the generated records' times, ``"s"`` or ``"ms"``; ``None``:
             the dialect's (seconds for v2, milliseconds for v3 and v3-legacy).
         host, port: Where to listen (loopback, any free port by default).
@@ -582,6 +613,7 @@ class FakeVBotServer:
         max_page_size: int = 1000,
         max_in_flight: int | None = None,
         fault_mix: FaultMix | None = None,
+        paging: PagingHabits = PagingHabits(),
         time_unit: Literal["s", "ms"] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -609,6 +641,7 @@ class FakeVBotServer:
         self.max_page_size = max_page_size
         self.max_in_flight = max_in_flight
         self.fault_mix = fault_mix
+        self.paging = paging
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
@@ -633,6 +666,16 @@ class FakeVBotServer:
     def fault_mix(self, mix: FaultMix | None) -> None:
         self._fault_mix = mix
         self._fault_rng = random.Random(mix.seed if mix is not None else 0)
+
+    @property
+    def paging(self) -> PagingHabits:
+        """How ``getAll`` pages; setting it restarts the seeded tie shuffles."""
+        return self._paging
+
+    @paging.setter
+    def paging(self, habits: PagingHabits) -> None:
+        self._paging = habits
+        self._tie_rng = random.Random(habits.seed)
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -908,16 +951,51 @@ class FakeVBotServer:
             raise _BadRequest("page và size là bắt buộc")
         if page < self.first_page or not 1 <= size <= self.max_page_size:
             raise _BadRequest(f"page >= {self.first_page}, 1 <= size <= {self.max_page_size}")
-        store = self._store
-        offset = (page - self.first_page) * size
+        store, habits = self._store, self.paging
         view = store.view(_Query.parse(params))
         dialect = self._dialect
+        refs: Sequence[int]
+        if habits.everything:
+            refs = view
+        else:
+            offset = 0 if habits.ignore_page else (page - self.first_page) * size
+            if habits.past_end_last and view and offset >= len(view):
+                offset = (len(view) - 1) // size * size
+            end = offset + (size if habits.size_cap is None else min(size, habits.size_cap))
+            if habits.deep_cap is not None and offset >= habits.deep_cap:
+                refs = []
+            elif habits.shuffle_ties:
+                refs = self._shuffled_ties(view, offset, end)
+            else:
+                refs = view[offset:end]
         return dialect.envelope(
-            [
-                dialect.wire_record(dialect.served(store.record(ref)))
-                for ref in view[offset : offset + size]
-            ]
+            [dialect.wire_record(dialect.served(store.record(ref))) for ref in refs]
         )
+
+    def _shuffled_ties(self, view: Sequence[int], start: int, end: int) -> list[int]:
+        """``view[start:end]`` after shuffling, anew, each run of calls sharing a create_at."""
+        store = self._store
+
+        def created(index: int) -> Any:
+            return store.record(view[index]).get("create_at")
+
+        low, high = start, min(end, len(view))
+        while 0 < low < len(view) and created(low - 1) == created(low):
+            low -= 1
+        while 0 < high < len(view) and created(high) == created(high - 1):
+            high += 1
+        segment = list(view[low:high])
+        ordered: list[int] = []
+        run: list[int] = []
+        for ref in segment:
+            if run and store.record(run[0]).get("create_at") != store.record(ref).get("create_at"):
+                self._tie_rng.shuffle(run)
+                ordered += run
+                run = []
+            run.append(ref)
+        self._tie_rng.shuffle(run)
+        ordered += run
+        return ordered[start - low : end - low]
 
     def _conversation(self, request: web.Request, params: Mapping[str, str]) -> web.Response:
         trans_id = params.get("trans_id")

@@ -1,0 +1,301 @@
+"""Verify and repair: an iteration's records match ``countAll``, or `IncompleteError`.
+
+The paging stage (`_pagination.Paginator`) reads offsets, which servers serve in many ways:
+capped sizes, deep pages answered empty, ties on ``create_at`` ordered anew on every request,
+pages numbered from another base. When the records it handed out fall short of the count,
+this stage finds out where and why, without trusting offsets again:
+
+1. **Re-count** the range once: records deleted while paging are not a loss.
+2. **Probe the page base** (one request of one record): a server numbering its pages from
+   ``first_page - 1`` hides a page the client never asks for; that is reported, naming the
+   option, since re-reading cannot reach it.
+3. **Narrow by counting.** ``countAll`` with a date range is a checksum of any time range.
+   Split the short range in two, count each half, and compare with what was handed out in
+   it (the `Ledger`); descend only into the halves that come up short, until a range holds
+   at most one page (or is one time unit wide). Read that range from its first page, where
+   every server answers, and hand out the records not handed out yet.
+
+Cost, on the repair path only (a complete iteration never gets here): 1 re-count, 1 probe,
+then 1 count per split (the other half is the difference) and a page per page of records
+in each short range narrowed to at most two pages; a range whose read comes back short
+(capped, or cut off deep) is split further. A range of one time unit holding
+more ties than a page is asked in one page of its count (1 request), else paged; a server
+that shuffles those ties and refuses the size cannot be read whole, and the iteration ends
+in `IncompleteError` naming the instant.
+
+Date ranges are inclusive at both ends, as the fake server reads them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import logging
+import math
+from array import array
+from collections.abc import AsyncGenerator, Awaitable, Iterable
+from typing import Protocol
+
+import attrs
+
+from ._errors import APIError, IncompleteError
+from ._models import CallFilter, CallRecord
+
+__all__ = ["CallsPort", "Gate", "Ledger", "Reconciler"]
+
+logger = logging.getLogger("vbot_cdr")
+
+Gate = contextlib.AbstractAsyncContextManager[object]
+
+#: ``hash()`` never returns -1 (CPython reserves it), so it marks a record without an id.
+_NO_KEY = -1
+#: The widest range a repair narrows from when the filter gives no dates.
+_LATEST = 2**62
+
+
+class CallsPort(Protocol):
+    """What the iteration needs from a client: count a filter, fetch a page of it.
+
+    Both raise a `VBotError` on failure; ``fetch`` enters ``gate`` around each attempt.
+    """
+
+    def count(self, filter: CallFilter) -> Awaitable[int]: ...
+
+    def fetch(
+        self, filter: CallFilter, page: int, size: int, gate: Gate
+    ) -> Awaitable[list[CallRecord]]: ...
+
+
+class Ledger:
+    """What an iteration handed out, 16 bytes a record: ``hash(trans_id)`` and ``create_at``.
+
+    Enough to tell, on the repair path, how many records of a time range were handed out
+    and whether a record re-read there is new, without keeping the records.
+    """
+
+    def __init__(self) -> None:
+        self._keys = array("q")
+        self._times = array("q")
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, records: Iterable[CallRecord]) -> None:
+        """Note ``records`` as handed out."""
+        self._keys.extend([hash(r.trans_id) if r.trans_id else _NO_KEY for r in records])
+        self._times.extend([-1 if r.create_at is None else r.create_at for r in records])
+
+    def ids(self) -> set[int]:
+        """The ``hash(trans_id)`` of every record handed out with an id."""
+        return set(self._keys) - {_NO_KEY}
+
+    def times(self) -> list[int]:
+        """The ``create_at`` of every record handed out with one, sorted."""
+        return sorted(t for t in self._times if t >= 0)
+
+
+@attrs.define
+class _Findings:
+    """What the repair saw the server do, for the message of `IncompleteError`."""
+
+    cap: int | None = None
+    crowded: tuple[int, int] | None = None  # (create_at, calls) of a unit fuller than a page
+
+
+class Reconciler:
+    """The verify-and-repair stage of one range (a whole iteration, or one time window).
+
+    Args:
+        port: Counts and fetches.
+        filter: The range's criteria; its ``start_date``/``end_date`` must be epoch ints.
+        first_page: The number the client gives the first page.
+        page_size: Records per page asked.
+        gate: The in-flight window the repair's requests enter.
+        stats: Written here: ``recounts``, ``repair_pages``, ``repaired``, ``vanished``.
+    """
+
+    def __init__(
+        self,
+        port: CallsPort,
+        filter: CallFilter,
+        *,
+        first_page: int,
+        page_size: int,
+        gate: Gate,
+        stats: _RepairStats,
+    ):
+        self._port = port
+        self._filter = filter
+        self._first_page = first_page
+        self._size = page_size
+        self._gate = gate
+        self._stats = stats
+        self._found = _Findings()
+
+    def _range(self, lo: int, hi: int) -> CallFilter:
+        return attrs.evolve(self._filter, start_date=lo, end_date=hi)
+
+    async def _count(self, call_filter: CallFilter) -> int:
+        self._stats.recounts += 1
+        return await self._port.count(call_filter)
+
+    async def _fetch(self, call_filter: CallFilter, page: int, size: int) -> list[CallRecord]:
+        self._stats.repair_pages += 1
+        return await self._port.fetch(call_filter, page, size, self._gate)
+
+    async def repair(
+        self, total: int, ledger: Ledger, limit: int | None
+    ) -> AsyncGenerator[list[CallRecord], None]:
+        """Yield the records missing from ``ledger``; raise when some stay missing.
+
+        Args:
+            total: What ``countAll`` said before paging.
+            ledger: What was handed out; the caller adds every record yielded here to it.
+            limit: The most records the iteration hands out.
+
+        Raises:
+            IncompleteError: The range still holds records that were not handed out.
+        """
+        wanted = total if limit is None else min(limit, total)
+        if len(ledger) >= wanted:
+            return
+        recount = await self._count(self._filter)
+        expected = recount if limit is None else min(limit, recount)
+        if len(ledger) >= expected:
+            vanished = max(0, total - len(ledger))
+            self._stats.vanished += vanished
+            logger.warning(
+                "countAll said %d records but the pages held %d; a re-count says %d: "
+                "%d vanished while paging",
+                total,
+                len(ledger),
+                recount,
+                vanished,
+            )
+            return
+        await self._check_page_base(ledger, expected)
+        async with contextlib.aclosing(self._narrow(recount, ledger, expected)) as found:
+            async for records in found:
+                yield records
+        if len(ledger) < expected:
+            raise IncompleteError(
+                self._diagnosis(recount, len(ledger)), expected=expected, yielded=len(ledger)
+            )
+
+    async def _check_page_base(self, ledger: Ledger, expected: int) -> None:
+        """One request of one record on the page before ``first_page``, where that exists."""
+        before = self._first_page - 1
+        if before < 0:
+            return
+        try:
+            records = await self._fetch(self._filter, before, 1)
+        except APIError:
+            return  # the server refuses that page: it numbers from first_page, as assumed
+        if records and records[0].trans_id and hash(records[0].trans_id) not in ledger.ids():
+            raise IncompleteError(
+                f"page {before} holds records that page {self._first_page} does not: the "
+                f"server numbers its pages from {before}; set first_page={before}",
+                expected=expected,
+                yielded=len(ledger),
+                endpoint="getAll",
+                page=before,
+            )
+
+    async def _narrow(
+        self, recount: int, ledger: Ledger, expected: int
+    ) -> AsyncGenerator[list[CallRecord], None]:
+        times, keys = ledger.times(), ledger.ids()
+        start, end = self._filter.start_date, self._filter.end_date
+        lo = start if isinstance(start, int) else 0
+        hi = end if isinstance(end, int) else _LATEST
+        if not times:
+            ranges = [(lo, hi, recount)]
+        else:
+            # Most of a range without dates is empty: count its outskirts once each and
+            # narrow the span the records were seen in.
+            ranges = []
+            for a, b in ((lo, times[0] - 1), (times[-1] + 1, hi), (times[0], times[-1])):
+                if a <= b:
+                    ranges.append((a, b, await self._count(self._range(a, b))))
+        split: set[tuple[int, int]] = set()  # ranges a read did not complete
+        while ranges and len(ledger) < expected:
+            lo, hi, count = ranges.pop()
+            have = bisect.bisect_right(times, hi) - bisect.bisect_left(times, lo)
+            if count <= have:
+                continue
+            # Reading costs a page per page of records; splitting, a count per half.
+            if lo < hi and (count > 2 * self._size or (lo, hi) in split):
+                mid = lo + (hi - lo) // 2
+                older = await self._count(self._range(lo, mid))
+                # The newer half's count follows: a sum that moved since is caught at the end.
+                ranges += [(lo, mid, older), (mid + 1, hi, max(0, count - older))]
+                continue
+            new, first_len = await self._read(lo, hi, count, keys)
+            for record in new:
+                if record.create_at is not None:
+                    bisect.insort(times, record.create_at)
+            if new:
+                self._stats.repaired += len(new)
+                yield new
+            have = bisect.bisect_right(times, hi) - bisect.bisect_left(times, lo)
+            if 0 < first_len < min(count, self._size):
+                # One page did not bring what it could: the server caps the size.
+                self._found.cap = self._size = first_len
+            if have < count and lo < hi:
+                split.add((lo, hi))
+                ranges.append((lo, hi, count))
+            elif have < count and count > self._size:
+                self._found.crowded = (lo, count)
+
+    async def _read(
+        self, lo: int, hi: int, count: int, keys: set[int]
+    ) -> tuple[list[CallRecord], int]:
+        """Page the range ``[lo, hi]`` from its first page; its records not in ``keys``.
+
+        Stops at a short page, a page that brings nothing new, or one page past the count.
+        Returns the new records and the length of the first page.
+        """
+        new: list[CallRecord] = []
+        first_len = 0
+        if lo == hi and count > self._size:
+            # Ties beyond a page: offsets within them mean nothing to a server that orders
+            # them anew each time. Ask for all of them at once; a server may refuse the size.
+            with contextlib.suppress(APIError):
+                page = await self._fetch(self._range(lo, hi), self._first_page, count)
+                fresh = [r for r in page if not r.trans_id or hash(r.trans_id) not in keys]
+                keys.update(hash(r.trans_id) for r in fresh if r.trans_id)
+                if len(page) >= count:
+                    return fresh, len(page)
+                new.extend(fresh)
+        for number in range(math.ceil(count / self._size) + 1):
+            page = await self._fetch(self._range(lo, hi), self._first_page + number, self._size)
+            if number == 0:
+                first_len = len(page)
+            fresh = [r for r in page if not r.trans_id or hash(r.trans_id) not in keys]
+            keys.update(hash(r.trans_id) for r in fresh if r.trans_id)
+            new.extend(fresh)
+            if len(page) < self._size or not fresh:
+                break
+        return new, first_len
+
+    def _diagnosis(self, recount: int, yielded: int) -> str:
+        found = self._found
+        if found.crowded is not None:
+            at, calls = found.crowded
+            return (
+                f"{calls} calls share create_at {at}, more than a page of {self._size}, and "
+                "the server orders them differently on each request"
+            )
+        said = f"countAll says {recount} calls, but re-reading by time range found {yielded}"
+        if found.cap is not None:
+            return f"{said}; the server answers at most {found.cap} records per page"
+        return said
+
+
+class _RepairStats(Protocol):
+    """The counters the repair writes (`IterationStats` has them)."""
+
+    recounts: int
+    repair_pages: int
+    repaired: int
+    vanished: int
