@@ -19,8 +19,9 @@ from ._errors import (
     TransportError,
     VBotError,
 )
+from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
-from ._pagination import CallIterator, CallPageIterator, IterationStats
+from ._stats import IterationStats
 from ._sync import CallSync
 from ._transport import AiohttpTransport, Transport
 
