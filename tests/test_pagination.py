@@ -10,8 +10,6 @@ from collections.abc import Callable
 import pytest
 
 from vbot_cdr import CallFilter, CallRecord, IterationStats, RateLimitError, TransportError
-from vbot_cdr import _exactly_once as exactly_once
-from vbot_cdr._exactly_once import MIN_REMEMBERED_IDS, ExactlyOnce
 from vbot_cdr._iteration import CallIterator, CallPageIterator, Iteration
 from vbot_cdr._pagination import AdaptiveWindow, Paginator
 from vbot_cdr._port import Gate
@@ -341,33 +339,6 @@ async def test_vanished_records_are_logged_and_counted(caplog: pytest.LogCapture
     assert source.counts == 2
 
 
-def test_dedup_memory_is_bounded_over_a_long_iteration() -> None:
-    """Over 200,000 records the id memory stays at its floor, MIN_REMEMBERED_IDS plus a page."""
-    stats = IterationStats()
-    seen = ExactlyOnce(stats, concurrency=8)
-    for page in range(1, 2_001):
-        batch = [CallRecord(trans_id=f"{page}-{i}") for i in range(100)]
-        assert len(seen.keep_new(batch, offset=page * 100, page_size=100)) == 100
-    assert len(seen._recent) <= MIN_REMEMBERED_IDS + 100
-
-
-def test_dedup_horizon_grows_with_the_observed_shift(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A shift of several pages widens the horizon so a far-travelled duplicate is still caught."""
-    monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 0)
-    stats = IterationStats()
-    seen = ExactlyOnce(stats, concurrency=1)
-    pages = [[CallRecord(trans_id=f"{p}-{i}") for i in range(10)] for p in range(6)]
-    for number, page in enumerate(pages[:4]):
-        seen.keep_new(page, offset=number * 10, page_size=10)
-    # Page 4 as fetched after 25 inserts shows records of page 1 again.
-    assert seen.keep_new(pages[1][5:] + pages[4][:5], offset=40, page_size=10) == pages[4][:5]
-    assert stats.max_shift == 25
-    for number in range(5, 9):
-        fresh = [CallRecord(trans_id=f"x{number}-{i}") for i in range(10)]
-        seen.keep_new(fresh, offset=number * 10, page_size=10)
-    assert seen.keep_new(pages[4][:1], offset=90, page_size=10) == []  # 5 pages on
-
-
 async def hold_slot(
     window: AdaptiveWindow, release: asyncio.Event, error: Exception | None = None
 ) -> None:
@@ -499,3 +470,17 @@ async def test_the_records_of_a_page_are_handed_over_without_waiting() -> None:
     assert await iterator.__anext__() == data[10]  # the next page is awaited
     await iterator.aclose()
     assert iterator.stats.yielded == 11
+
+
+async def test_pages_of_a_record_iterator_hand_over_the_rest_once() -> None:
+    """`CallIterator.pages()` gives the rest of the page at hand, then the next pages, once."""
+    data = records(35)
+    iterator = CallIterator(Source(data, 10).iteration(limit=33))
+    taken = [await anext(iterator) for _ in range(4)]
+    async with iterator.pages() as pages:
+        batches = [page async for page in pages]
+    assert [len(page) for page in batches] == [6, 10, 10, 3]
+    assert taken + [r for page in batches for r in page] == data[:33]
+    assert iterator.stats.yielded == 33
+    with pytest.raises(StopAsyncIteration):
+        await anext(iterator)  # one iteration: closing the pages closed it
