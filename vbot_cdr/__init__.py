@@ -12,6 +12,7 @@ from ._config import RetryPolicy
 from ._errors import (
     APIError,
     AuthenticationError,
+    DatabaseError,
     RateLimitError,
     ResponseFormatError,
     StateError,
@@ -20,7 +21,8 @@ from ._errors import (
 )
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
 from ._pagination import CallIterator, CallPageIterator, IterationStats
-from ._sync import CallSync
+from ._sinks import DatabaseLoad, sync_to_database
+from ._sync import CallSync, StateStore
 
 __all__ = [
     "APIError",
@@ -32,6 +34,8 @@ __all__ = [
     "CallRecord",
     "CallSync",
     "CollectedField",
+    "DatabaseError",
+    "DatabaseLoad",
     "Hotline",
     "IterationStats",
     "Member",
@@ -40,9 +44,11 @@ __all__ = [
     "ResponseFormatError",
     "RetryPolicy",
     "StateError",
+    "StateStore",
     "TransportError",
     "VBotClient",
     "VBotError",
+    "sync_to_database",
 ]
 
 for _name in __all__:

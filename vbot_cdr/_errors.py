@@ -8,7 +8,8 @@ Every error the public API raises derives from `VBotError`::
     │   └── RateLimitError       429 that outlasted the retries (or asked for too long a wait)
     ├── TransportError           no usable answer: connection failure or timeout, past the retries
     ├── ResponseFormatError      an answer that is not the documented envelope or record shape
-    └── StateError               a sync state file that cannot be used
+    ├── StateError               a sync state file that cannot be used
+    └── DatabaseError            a database sink that cannot connect, load or commit
 
 No exception ever carries the access token, the refresh token or a password: messages are
 built from the endpoint name, the page, status codes and (truncated) response bodies only.
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "DatabaseError",
     "RateLimitError",
     "ResponseFormatError",
     "StateError",
@@ -157,3 +159,11 @@ class ResponseFormatError(VBotError):
 
 class StateError(VBotError):
     """A sync state file is unreadable, made for other filters, or otherwise unusable."""
+
+
+class DatabaseError(VBotError):
+    """A database sink could not connect, create its tables, load or commit.
+
+    The message names the database by its URL with the password masked; the transaction of
+    the window being loaded is rolled back, so the next run loads that window again.
+    """
