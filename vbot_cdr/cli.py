@@ -4,6 +4,7 @@ Usage::
 
     vbot-cdr export [--out FILE] [--format jsonl|csv] [FILTERS] [--limit N] [--window 1d] ...
     vbot-cdr sync --state FILE --out DIR_OR_FILE [FILTERS] [--lookback 10m] [--reset] ...
+    vbot-cdr sync --to postgresql://...|duckdb:///PATH|sqlite:///PATH [--table T] [FILTERS] ...
     vbot-cdr count [FILTERS]
     vbot-cdr conversation TRANS_ID [--bot-id BOT]
     vbot-cdr serve-fake [--records N] [--latency SECONDS] [--port PORT] ...
@@ -70,7 +71,9 @@ from vbot_cdr import (
     StateError,
     VBotClient,
     VBotError,
+    sync_to_database,
 )
+from vbot_cdr._sinks import parse_database_url
 from vbot_cdr.testing import FakeVBotServer, FaultMix
 
 __all__ = ["CSV_COLUMNS", "build_parser", "main", "parse_date", "resolve_credential"]
@@ -359,8 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     group = sync.add_argument_group("sync")
+    group.add_argument("--state", type=Path, metavar="FILE", help="the JSON state file")
     group.add_argument(
-        "--state", required=True, type=Path, metavar="FILE", help="the JSON state file"
+        "--to",
+        metavar="URL",
+        help=(
+            "load into a database table instead of --out, each call exactly once, the state "
+            "kept in the same database: postgresql://USER@HOST/DB, duckdb:///PATH, "
+            "sqlite:///PATH, or a path ending in .duckdb, .db or .sqlite"
+        ),
+    )
+    group.add_argument(
+        "--table", default="vbot_calls", help="the table of calls for --to (default: vbot_calls)"
     )
     group.add_argument(
         "--reset",
@@ -811,6 +824,10 @@ async def _commit(sync: CallSync, stream: IO[bytes]) -> None:
 
 
 async def _sync(args: argparse.Namespace, context: _Context) -> int:
+    if args.to is not None:
+        return await _sync_to_database(args, context)
+    if args.state is None:
+        raise UsageError("sync needs --state FILE (or --to URL, which keeps it in the database)")
     if args.out in (None, "-"):
         raise UsageError("sync needs --out DIR/ or FILE: the state follows only fsynced output")
     call_filter = _call_filter(args)
@@ -865,6 +882,43 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
         _say(
             f"synced {written} new calls{where} in {elapsed:.1f}s "
             f"({len(sync.windows)} windows); state saved in {args.state}"
+        )
+    return 0
+
+
+async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
+    if args.state is not None or args.out not in (None, "-"):
+        raise UsageError("--to keeps the state and the calls in the database: drop --state/--out")
+    try:
+        database = parse_database_url(args.to)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    started = time.monotonic()
+    async with open_client(args, context) as client:
+        try:
+            done = await sync_to_database(
+                client,
+                args.to,
+                _call_filter(args),
+                table=args.table,
+                lookback=args.lookback,
+                settle=args.settle,
+                window=args.window,
+                reset=args.reset,
+                page_size=args.page_size,
+                concurrency=args.concurrency,
+            )
+        except StateError as exc:  # before any request: the state or the filters must change
+            raise UsageError(f"{exc} (see --reset and --start-date)") from None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if done.without_trans_id:
+        _say(f"warning: {done.without_trans_id} calls without trans_id were not loaded")
+    if not args.quiet:
+        elapsed = time.monotonic() - started
+        _say(
+            f"synced {done.loaded} calls into {done.table} in {database} in {elapsed:.1f}s "
+            f"({done.windows} windows, each committed with the state)"
         )
     return 0
 
