@@ -56,7 +56,7 @@ class DatabaseURL:
 
     backend: Backend
     target: str
-    _password: str | None = attrs.field(default=None, alias="password")
+    _password: str | None = attrs.field(default=None, alias="password")  # as written in the URL
 
     def __str__(self) -> str:
         return self.redact(self.target)
@@ -67,9 +67,8 @@ class DatabaseURL:
     def redact(self, text: str) -> str:
         """``text`` with the password of this URL masked wherever it appears."""
         if self._password:
-            text = text.replace(self._password, _MASK)
-            quoted = urllib.parse.quote(self._password, safe="")
-            text = text.replace(quoted, _MASK)
+            for form in {self._password, urllib.parse.unquote(self._password)}:
+                text = text.replace(form, _MASK)
         return _QUERY_PASSWORD.sub(rf"\g<1>{_MASK}", text)
 
 
@@ -115,4 +114,4 @@ def _password_of(url: str) -> str | None:
     if password is None:
         userinfo = url.partition("://")[2].rpartition("@")[0]
         password = userinfo.partition(":")[2] or None
-    return urllib.parse.unquote(password) if password else None
+    return password or None
