@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import dlt
@@ -20,11 +19,11 @@ SPACING = 37  # seconds between generated records
 
 
 @pytest.fixture
-def dlt_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def dlt_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """dlt's data and pipelines under the test's directory; no telemetry."""
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
-    yield tmp_path
+    return tmp_path
 
 
 def run_pipeline(home: Path, server: FakeVBotServer, **options: bool) -> None:
