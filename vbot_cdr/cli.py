@@ -362,8 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     group = sync.add_argument_group("sync")
-    group.add_argument("--state", type=Path, metavar="FILE", help="the JSON state file")
-    group.add_argument(
+    where = group.add_mutually_exclusive_group(required=True)
+    where.add_argument("--state", type=Path, metavar="FILE", help="the JSON state file")
+    where.add_argument(
         "--to",
         metavar="URL",
         help=(
@@ -826,8 +827,6 @@ async def _commit(sync: CallSync, stream: IO[bytes]) -> None:
 async def _sync(args: argparse.Namespace, context: _Context) -> int:
     if args.to is not None:
         return await _sync_to_database(args, context)
-    if args.state is None:
-        raise UsageError("sync needs --state FILE (or --to URL, which keeps it in the database)")
     if args.out in (None, "-"):
         raise UsageError("sync needs --out DIR/ or FILE: the state follows only fsynced output")
     call_filter = _call_filter(args)
@@ -887,8 +886,8 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
 
 
 async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
-    if args.state is not None or args.out not in (None, "-"):
-        raise UsageError("--to keeps the state and the calls in the database: drop --state/--out")
+    if args.out not in (None, "-"):
+        raise UsageError("--to loads the calls into the database: drop --out")
     try:
         database = parse_database_url(args.to)
     except ValueError as exc:
