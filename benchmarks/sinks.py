@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests import _postgres
 from vbot_cdr import CallFilter, CallRecord, VBotClient, sync_to_database
 from vbot_cdr._models import structure_records
-from vbot_cdr._sinks._backends import Database, open_database, quote
+from vbot_cdr._sinks._backends import Database, _encoder, open_database, quote
 from vbot_cdr._sinks._columns import RECORD_COLUMNS, columns_of, row_of
 from vbot_cdr._sinks._load import BATCH_ROWS
 from vbot_cdr._sinks._url import parse_database_url
@@ -101,16 +101,12 @@ def sink_load(url: str, records: Sequence[CallRecord]) -> float:
 
 def driver_rows(database: Database, records: Sequence[CallRecord]) -> list[tuple[Any, ...]]:
     """The rows as the driver takes them (JSON as text), prepared outside the timing."""
-    rows = [row_of(record) for record in records]
-    return [
-        tuple(
-            None if value is None else orjson.dumps(value).decode()
-            if column.kind == "json"
-            else database.scalar(value)
-            for column, value in zip(RECORD_COLUMNS, row.values(), strict=True)
-        )
-        for row in rows
-    ]
+    encode = _encoder(
+        tuple(c.name for c in RECORD_COLUMNS),
+        tuple(c.kind == "json" for c in RECORD_COLUMNS),
+        timestamps_as_text=database.timestamps_as_text,
+    )
+    return [encode(row_of(record)) for record in records]
 
 
 def floor_load(url: str, records: Sequence[CallRecord]) -> float:

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import datetime as dt
+import functools
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -46,6 +48,35 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+@functools.lru_cache(maxsize=64)
+def _encoder(
+    names: tuple[str, ...], as_json: tuple[bool, ...], *, timestamps_as_text: bool
+) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """Generate the function that turns a row into the driver's tuple for ``names``.
+
+    A JSON column gets JSON text whatever its field's type (a field that was once an extra
+    keeps its JSON column); with ``timestamps_as_text`` a datetime becomes ISO 8601 text.
+    One tuple display per batch's columns: a loop per value would cost more than the load.
+    """
+    reads = []
+    for name, is_json in zip(names, as_json, strict=True):
+        read = f"get({name!r})"
+        if is_json:
+            read = f"json({read})"
+        elif timestamps_as_text:
+            read = f"iso({read})"
+        reads.append(read)
+    source = f"def encode(row):\n    get = row.get\n    return ({', '.join(reads)},)\n"
+    namespace: dict[str, Any] = {"json": _json, "iso": _iso}
+    exec(compile(source, "<vbot_cdr encode>", "exec"), namespace)
+    encode: Callable[[dict[str, Any]], tuple[Any, ...]] = namespace["encode"]
+    return encode
+
+
 class Database(abc.ABC):
     """One connection to a database holding a calls table and its state table.
 
@@ -56,7 +87,8 @@ class Database(abc.ABC):
     """
 
     types: ClassVar[dict[Kind, str]]
-    json_type: ClassVar[str]
+    #: Whether timestamps go to the driver as ISO 8601 text (SQLite has no timestamp type).
+    timestamps_as_text: ClassVar[bool] = False
 
     def __init__(self, url: DatabaseURL, table: str):
         self.url = url
@@ -131,20 +163,10 @@ class Database(abc.ABC):
                         f"ADD COLUMN {quote(column.name)} {self.types[column.kind]}"
                     )
                     self.columns[column.name] = column.kind == "json"
-            as_json = [self.columns[column.name] for column in columns]
-            names = [column.name for column in columns]
-            values = [
-                tuple(
-                    _json(row.get(name)) if is_json else self.scalar(row.get(name))
-                    for name, is_json in zip(names, as_json, strict=True)
-                )
-                for row in rows
-            ]
-            self.load(columns, values)
-
-    def scalar(self, value: Any) -> Any:
-        """A non-JSON value as the driver takes it."""
-        return value
+            as_json = tuple(self.columns[column.name] for column in columns)
+            names = tuple(column.name for column in columns)
+            encode = _encoder(names, as_json, timestamps_as_text=self.timestamps_as_text)
+            self.load(columns, [encode(row) for row in rows])
 
     def upsert_sql(self, columns: Sequence[Column], source: str) -> str:
         """``INSERT INTO table (columns) <source> ON CONFLICT (key) DO UPDATE SET ...``."""
@@ -277,9 +299,6 @@ class _DuckDB(Database):
         )
         return {name: kind == "JSON" for name, kind in rows}
 
-    def scalar(self, value: Any) -> Any:
-        return value
-
     def load(self, columns: Sequence[Column], rows: Sequence[tuple[Any, ...]]) -> None:
         names = [c.name for c in columns]
         # JSON columns hold JSON text already: read_json takes them as strings, then casts.
@@ -320,6 +339,7 @@ class _SQLite(Database):
         "json": "JSON",
         "timestamp": "TIMESTAMPTZ",
     }
+    timestamps_as_text: ClassVar[bool] = True  # sqlite3's datetime adapter is deprecated
 
     def __init__(self, url: DatabaseURL, table: str):
         super().__init__(url, table)
@@ -339,10 +359,6 @@ class _SQLite(Database):
     def existing_columns(self) -> dict[str, bool]:
         rows = self.execute(f"PRAGMA table_info({quote(self.table)})")
         return {row[1]: row[2].upper() == "JSON" for row in rows}
-
-    def scalar(self, value: Any) -> Any:
-        # An aware datetime as ISO 8601 text (sqlite3's own adapter is deprecated).
-        return value.isoformat() if hasattr(value, "isoformat") else value
 
     def load(self, columns: Sequence[Column], rows: Sequence[tuple[Any, ...]]) -> None:
         marks = ", ".join("?" for _ in columns)
