@@ -5,13 +5,13 @@ each into a fresh database, sink and floor side by side in the same repetition:
 
 - **sink, insert**: what `sync_to_database` does with a window of calls: ``row_of`` for
   each `CallRecord`, then ``Database.upsert`` in batches (PostgreSQL: COPY into a temporary
-  table + INSERT ... ON CONFLICT; DuckDB: NDJSON + read_json + INSERT ... ON CONFLICT;
+  table + INSERT ... ON CONFLICT; DuckDB: a JSON file + read_json + INSERT ... ON CONFLICT;
   SQLite: executemany of INSERT ... ON CONFLICT), then the state row and COMMIT;
 - **sink, update**: the same calls again into the full table (every row conflicts, as the
   lookback or ``--reset`` makes them);
-- **floor**: the same rows, already as the driver's tuples, bulk loaded into a table of the
-  same columns without a key, the plain way with the same driver (PostgreSQL COPY, DuckDB
-  read_json of an NDJSON file, SQLite executemany), then COMMIT.
+- **floor**: the same rows, already as the driver's tuples, bulk loaded into an empty table
+  of the same columns and key, the plain way with the same driver (PostgreSQL COPY, DuckDB
+  read_json of a JSON file, SQLite executemany), then COMMIT.
 
 Part 2: is the sink the bottleneck of a sync? A fake server in its own process answers every
 request after 50 ms; a sync with a state file that drops the records (the reads alone) runs
@@ -47,8 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests import _postgres
 from vbot_cdr import CallFilter, CallRecord, VBotClient, sync_to_database
 from vbot_cdr._models import structure_records
-from vbot_cdr._sinks._backends import Database, _encoder, open_database, quote
-from vbot_cdr._sinks._columns import RECORD_COLUMNS, columns_of, row_of
+from vbot_cdr._sinks._backends import Database, open_database, quote
+from vbot_cdr._sinks._columns import KEY, RECORD_COLUMNS, columns_of, row_of
 from vbot_cdr._sinks._load import BATCH_ROWS
 from vbot_cdr._sinks._url import parse_database_url
 from vbot_cdr.testing._data import DEFAULT_START, RecordGenerator
@@ -101,21 +101,24 @@ def sink_load(url: str, records: Sequence[CallRecord]) -> float:
 
 def driver_rows(database: Database, records: Sequence[CallRecord]) -> list[tuple[Any, ...]]:
     """The rows as the driver takes them (JSON as text), prepared outside the timing."""
-    encode = _encoder(
-        tuple(c.name for c in RECORD_COLUMNS),
-        tuple(c.kind == "json" for c in RECORD_COLUMNS),
-        timestamps_as_text=database.timestamps_as_text,
-    )
-    return [encode(row_of(record)) for record in records]
+    return database.encoded(RECORD_COLUMNS, [row_of(record) for record in records])
 
 
 def floor_load(url: str, records: Sequence[CallRecord]) -> float:
-    """Seconds of a plain bulk load of the same rows into a keyless table, COMMIT included."""
+    """Seconds of a plain bulk load of the same rows, COMMIT included.
+
+    Into a table of the same columns and primary key: the key is what makes a load
+    exactly-once, and a user's own table of calls would have it too.
+    """
     parsed = parse_database_url(url)
     database = open_database(parsed, "vbot_floor_shape", RECORD_COLUMNS)
-    rows = driver_rows(database, records)
+    dicts = [row_of(record) for record in records]
+    rows = database.encoded(RECORD_COLUMNS, dicts)
     names = ", ".join(quote(c.name) for c in RECORD_COLUMNS)
-    definitions = ", ".join(f"{quote(c.name)} {database.types[c.kind]}" for c in RECORD_COLUMNS)
+    definitions = ", ".join(
+        f"{quote(c.name)} {database.types[c.kind]}{' PRIMARY KEY' if c.name == KEY else ''}"
+        for c in RECORD_COLUMNS
+    )
     database.execute(f"CREATE TABLE floor ({definitions})")
     database.commit()
     database.close()
@@ -134,18 +137,12 @@ def floor_load(url: str, records: Sequence[CallRecord]) -> float:
 
         with duckdb.connect(parsed.target) as connection, tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            path = Path(tmp) / "rows.jsonl"
-            keys = [c.name for c in RECORD_COLUMNS]
-            with path.open("wb") as file:
-                for row in rows:
-                    file.write(orjson.dumps(dict(zip(keys, row, strict=True))) + b"\n")
-            types = ", ".join(
-                f"{quote(c.name)}: '{'VARCHAR' if c.kind == 'json' else database.types[c.kind]}'"
-                for c in RECORD_COLUMNS
-            )
+            path, columns = Path(tmp) / "rows.json", RECORD_COLUMNS
+            path.write_bytes(orjson.dumps(dicts))
+            types = ", ".join(f"{quote(c.name)}: '{database.types[c.kind]}'" for c in columns)
             connection.execute(
                 f"INSERT INTO floor SELECT {names} FROM read_json(?, "
-                f"format = 'newline_delimited', columns = {{{types}}})",
+                f"format = 'array', columns = {{{types}}})",
                 [str(path)],
             )
             return time.perf_counter() - started

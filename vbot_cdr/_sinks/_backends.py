@@ -9,8 +9,8 @@ Bulk loads:
 
 - PostgreSQL: ``COPY`` into a temporary table, then one ``INSERT ... SELECT ... ON CONFLICT
   (trans_id) DO UPDATE``;
-- DuckDB: the rows as newline-delimited JSON in a temporary file, read by ``read_json`` in
-  one ``INSERT ... ON CONFLICT`` (DuckDB's ``executemany`` runs a statement per row);
+- DuckDB: the rows as one JSON array in a temporary file, read by ``read_json`` in one
+  ``INSERT ... ON CONFLICT`` (DuckDB's ``executemany`` runs a statement per row);
 - SQLite: ``executemany`` of one ``INSERT ... ON CONFLICT`` statement.
 """
 
@@ -54,7 +54,7 @@ def _iso(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _encoder(
-    names: tuple[str, ...], as_json: tuple[bool, ...], *, timestamps_as_text: bool
+    names: tuple[str, ...], kinds: tuple[str, ...], *, timestamps_as_text: bool
 ) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """Generate the function that turns a row into the driver's tuple for ``names``.
 
@@ -63,11 +63,11 @@ def _encoder(
     One tuple display per batch's columns: a loop per value would cost more than the load.
     """
     reads = []
-    for name, is_json in zip(names, as_json, strict=True):
+    for name, kind in zip(names, kinds, strict=True):
         read = f"get({name!r})"
-        if is_json:
+        if kind == "json":
             read = f"json({read})"
-        elif timestamps_as_text:
+        elif kind == "timestamp" and timestamps_as_text:
             read = f"iso({read})"
         reads.append(read)
     source = f"def encode(row):\n    get = row.get\n    return ({', '.join(reads)},)\n"
@@ -118,8 +118,8 @@ class Database(abc.ABC):
         """The calls table's columns as the database has them: name → whether JSON."""
 
     @abc.abstractmethod
-    def load(self, columns: Sequence[Column], rows: Sequence[tuple[Any, ...]]) -> None:
-        """Upsert ``rows`` (values in the order of ``columns``) into the open transaction."""
+    def load(self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert ``rows`` (`row_of` dicts) into the open transaction by `KEY`."""
 
     @abc.abstractmethod
     def commit(self) -> None:
@@ -163,10 +163,20 @@ class Database(abc.ABC):
                         f"ADD COLUMN {quote(column.name)} {self.types[column.kind]}"
                     )
                     self.columns[column.name] = column.kind == "json"
-            as_json = tuple(self.columns[column.name] for column in columns)
-            names = tuple(column.name for column in columns)
-            encode = _encoder(names, as_json, timestamps_as_text=self.timestamps_as_text)
-            self.load(columns, [encode(row) for row in rows])
+            self.load(columns, rows)
+
+    def encoded(
+        self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]
+    ) -> list[tuple[Any, ...]]:
+        """``rows`` as the driver's tuples in the order of ``columns`` (JSON as text)."""
+        kinds = tuple(
+            "json" if self.columns[c.name] else "timestamp" if c.kind == "timestamp" else "value"
+            for c in columns
+        )
+        encode = _encoder(
+            tuple(c.name for c in columns), kinds, timestamps_as_text=self.timestamps_as_text
+        )
+        return [encode(row) for row in rows]
 
     def upsert_sql(self, columns: Sequence[Column], source: str) -> str:
         """``INSERT INTO table (columns) <source> ON CONFLICT (key) DO UPDATE SET ...``."""
@@ -240,7 +250,7 @@ class _PostgreSQL(Database):
         self._connection.commit()
         return {name: kind in ("jsonb", "json") for name, kind in rows}
 
-    def load(self, columns: Sequence[Column], rows: Sequence[tuple[Any, ...]]) -> None:
+    def load(self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
         names = ", ".join(quote(c.name) for c in columns)
         staging = quote(self._staging)
         self.execute(f"DROP TABLE IF EXISTS pg_temp.{staging}")
@@ -252,7 +262,7 @@ class _PostgreSQL(Database):
             self._connection.cursor() as cursor,
             cursor.copy(f"COPY {staging} ({names}) FROM STDIN".encode()) as copy,
         ):
-            for row in rows:
+            for row in self.encoded(columns, rows):
                 copy.write_row(row)
         self.execute(self.upsert_sql(columns, f"SELECT {names} FROM {staging}"))
         self.execute(f"DROP TABLE {staging}")
@@ -299,22 +309,20 @@ class _DuckDB(Database):
         )
         return {name: kind == "JSON" for name, kind in rows}
 
-    def load(self, columns: Sequence[Column], rows: Sequence[tuple[Any, ...]]) -> None:
-        names = [c.name for c in columns]
-        # JSON columns hold JSON text already: read_json takes them as strings, then casts.
+    def load(self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
+        # One JSON array per batch, read by read_json with the table's types: JSON columns
+        # take any value, as JSON.
         types = ", ".join(
-            f"{quote(c.name)}: '{'VARCHAR' if self.columns[c.name] else self.types[c.kind]}'"
+            f"{quote(c.name)}: '{'JSON' if self.columns[c.name] else self.types[c.kind]}'"
             for c in columns
         )
-        fd, path = tempfile.mkstemp(dir=self._directory, prefix=".vbot_cdr_load.", suffix=".jsonl")
+        fd, path = tempfile.mkstemp(dir=self._directory, prefix=".vbot_cdr_load.", suffix=".json")
         try:
             with os.fdopen(fd, "wb") as file:
-                for row in rows:
-                    file.write(orjson.dumps(dict(zip(names, row, strict=True))))
-                    file.write(b"\n")
+                file.write(orjson.dumps(rows))
             source = (
-                f"SELECT {', '.join(quote(n) for n in names)} FROM read_json(?, "
-                f"format = 'newline_delimited', columns = {{{types}}})"
+                f"SELECT {', '.join(quote(c.name) for c in columns)} FROM read_json(?, "
+                f"format = 'array', columns = {{{types}}})"
             )
             self.execute(self.upsert_sql(columns, source), (path,))
         finally:
@@ -360,9 +368,10 @@ class _SQLite(Database):
         rows = self.execute(f"PRAGMA table_info({quote(self.table)})")
         return {row[1]: row[2].upper() == "JSON" for row in rows}
 
-    def load(self, columns: Sequence[Column], rows: Sequence[tuple[Any, ...]]) -> None:
+    def load(self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
         marks = ", ".join("?" for _ in columns)
-        self._connection.executemany(self.upsert_sql(columns, f"VALUES ({marks})"), rows)
+        sql = self.upsert_sql(columns, f"VALUES ({marks})")
+        self._connection.executemany(sql, self.encoded(columns, rows))
 
     def commit(self) -> None:
         self._connection.execute("COMMIT")

@@ -120,12 +120,22 @@ def _timestamp(value: Any) -> Any:
         return None
 
 
+_FIELD_NAMES: Final[dict[type, tuple[str, ...]]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in attrs.fields(cls))
+    return names
+
+
 def _plain(value: Any) -> Any:
     """A field's value as `CallRecord.to_dict` has it: records as dicts, tuples as lists."""
-    if attrs.has(type(value)):
-        return attrs.asdict(value)
     if isinstance(value, (tuple, list)):
         return [_plain(item) for item in value]
+    if attrs.has(type(value)):
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
     return value
 
 
