@@ -77,12 +77,13 @@ def query(url: str, sql: str) -> list[tuple[Any, ...]]:
     """Run ``sql`` on the database of ``url`` with its own driver (our code not involved)."""
     parsed = parse_database_url(url)
     if parsed.backend == "postgresql":
-        with psycopg.connect(url) as connection:
-            return connection.execute(sql.encode()).fetchall()
+        with psycopg.connect(url, autocommit=True) as connection:
+            cursor = connection.execute(sql.encode())
+            return cursor.fetchall() if cursor.description else []
     if parsed.backend == "duckdb":
         with duckdb.connect(parsed.target) as connection:
             return connection.execute(sql).fetchall()
-    with contextlib.closing(sqlite3.connect(parsed.target)) as connection:
+    with contextlib.closing(sqlite3.connect(parsed.target, isolation_level=None)) as connection:
         return connection.execute(sql).fetchall()
 
 
@@ -276,23 +277,12 @@ async def test_a_table_of_fewer_columns_gains_the_missing_ones(
     await sync_to_database(
         make_client(server, clock=Clock(START)), database, CallFilter(start_date=START)
     )  # creates the tables; loads nothing
-    query_all = [
-        "DROP TABLE vbot_calls",
-        "CREATE TABLE vbot_calls (trans_id TEXT PRIMARY KEY, phone TEXT)",
-    ]
-    for sql in query_all:
-        query(database, sql) if not database.startswith("postgresql") else _pg_execute(
-            database, sql
-        )
+    query(database, "DROP TABLE vbot_calls")
+    query(database, "CREATE TABLE vbot_calls (trans_id TEXT PRIMARY KEY, phone TEXT)")
     done = await load(make_client(server, clock=Clock(START + 2 * WINDOW)), database)
     assert done.loaded == len(served(server, START + 2 * WINDOW - SETTLE)) > 0
     ((durations,),) = query(database, "SELECT count(duration) FROM vbot_calls")
     assert durations == done.loaded
-
-
-def _pg_execute(url: str, sql: str) -> None:
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(sql.encode())
 
 
 async def test_a_call_without_trans_id_is_counted_and_not_loaded(

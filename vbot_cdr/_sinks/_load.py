@@ -20,7 +20,7 @@ from .._client import VBotClient
 from .._models import CallFilter, CallRecord, TimeUnit
 from .._sync import SyncState, decode_state, encode_state, fingerprint
 from ._backends import Database, open_database
-from ._columns import RECORD_COLUMNS, columns_of, row_of
+from ._columns import KEY, RECORD_COLUMNS, columns_of, row_of
 from ._url import parse_database_url
 
 __all__ = ["DatabaseLoad", "DatabaseStateStore", "sync_to_database"]
@@ -90,7 +90,9 @@ class _Loader:
             await self.flush()
 
     async def flush(self) -> None:
-        rows, self._rows = self._rows, []
+        # Keyed by trans_id: one INSERT ... ON CONFLICT may not touch a row twice.
+        rows = list({row[KEY]: row for row in self._rows}.values())
+        self._rows = []
         if rows:
             await asyncio.to_thread(self._database.upsert, columns_of(rows), rows)
             self.loaded += len(rows)
