@@ -73,7 +73,6 @@ from vbot_cdr import (
     VBotError,
     sync_to_database,
 )
-from vbot_cdr._sinks import parse_database_url
 from vbot_cdr.testing import FakeVBotServer, FaultMix
 
 __all__ = ["CSV_COLUMNS", "build_parser", "main", "parse_date", "resolve_credential"]
@@ -888,10 +887,6 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
 async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
     if args.out not in (None, "-"):
         raise UsageError("--to loads the calls into the database: drop --out")
-    try:
-        database = parse_database_url(args.to)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     started = time.monotonic()
     async with open_client(args, context) as client:
         try:
@@ -909,14 +904,14 @@ async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
             )
         except StateError as exc:  # before any request: the state or the filters must change
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
-        except ValueError as exc:
+        except ValueError as exc:  # a bad URL or bad options, before anything is opened
             raise UsageError(str(exc)) from None
     if done.without_trans_id:
         _say(f"warning: {done.without_trans_id} calls without trans_id were not loaded")
     if not args.quiet:
         elapsed = time.monotonic() - started
         _say(
-            f"synced {done.loaded} calls into {done.table} in {database} in {elapsed:.1f}s "
+            f"synced {done.loaded} calls into {done.table} in {done.database} in {elapsed:.1f}s "
             f"({done.windows} windows, each committed with the state)"
         )
     return 0

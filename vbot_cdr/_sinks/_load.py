@@ -64,12 +64,14 @@ class DatabaseLoad:
             cannot be loaded exactly once. They are counted, never silently dropped.
         windows: The windows read.
         table: The calls table.
+        database: The database URL, its password masked.
     """
 
     loaded: int
     without_trans_id: int
     windows: int
     table: str
+    database: str
 
 
 class _Loader:
@@ -122,7 +124,8 @@ async def sync_to_database(
     The run is `VBotClient.sync` with its state in the table ``<table>_sync_state`` of the
     same database (one row per set of criteria), and each window's rows committed in the
     transaction that moves the state past it. The calls table (created if missing) has
-    ``trans_id`` as primary key and the columns told in `vbot_cdr._sinks._columns`; a call
+    ``trans_id`` as primary key and typed columns (see the README, "Loading into a
+    database"); a call
     loaded again updates its row; a field the table lacks becomes a new nullable column.
     A call without ``trans_id`` is skipped and counted in the result.
 
@@ -173,4 +176,6 @@ async def sync_to_database(
             await sync.aclose()
     finally:
         await asyncio.to_thread(database.close)  # rolls back what is not committed
-    return DatabaseLoad(loader.loaded, loader.without_trans_id, len(sync.windows), table)
+    return DatabaseLoad(
+        loader.loaded, loader.without_trans_id, len(sync.windows), table, str(target)
+    )
