@@ -11,7 +11,7 @@ import sqlite3
 import sys
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,10 @@ import pytest
 from tests import _postgres, _sink_worker
 from tests._sync_worker import START
 from tests.test_cli import clean_environment, one_line, run  # noqa: F401 - autouse fixture
-from vbot_cdr import CallFilter, DatabaseError, VBotClient, sync_to_database
+from vbot_cdr import CallFilter, DatabaseError, StateStore, VBotClient, sync_to_database
+from vbot_cdr._models import TimeUnit
 from vbot_cdr._sinks import parse_database_url
+from vbot_cdr._sync import SyncState
 from vbot_cdr.testing import FakeVBotServer
 from vbot_cdr.testing._data import RecordGenerator
 
@@ -405,3 +407,44 @@ async def test_cli_sync_to_a_database_twice(
     assert await run(*argv, "--window", "30d") == 0
     assert "synced 0 calls" in one_line(capsys.readouterr().err)
     assert len(set(loaded_ids(url))) == len(loaded_ids(url)) == 300
+
+
+# -- the state-store seam ----------------------------------------------------------------------
+
+
+class MemoryStore:
+    """A `StateStore` in a list: each save is kept, in order."""
+
+    def __init__(self) -> None:
+        self.saved: list[SyncState] = []
+
+    def load(self, *, purpose: Mapping[str, str], now: int) -> SyncState | None:
+        return self.saved[-1] if self.saved else None
+
+    def save(self, state: SyncState, *, purpose: Mapping[str, str], time_unit: TimeUnit) -> None:
+        self.saved.append(state)
+
+
+async def test_sync_keeps_its_state_in_any_store(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """client.sync takes a StateStore: saved once per window, read back by the next run."""
+    store = MemoryStore()
+    assert isinstance(store, StateStore)
+    clock = Clock(START + 400 * SPACING)
+    client = make_client(server, clock=clock)
+    first: list[str] = []
+    sync = client.sync(store, CallFilter(start_date=START), settle=dt.timedelta(seconds=SETTLE))
+    assert sync.path is None
+    async with sync:
+        async for record in sync:
+            if sync.committable:
+                await sync.commit()
+            first.append(str(record.trans_id))
+    assert [state.watermark for state in store.saved] == [w[1] for w in sync.windows]
+    clock.seconds += WINDOW
+    again = client.sync(store, CallFilter(start_date=START), settle=dt.timedelta(seconds=SETTLE))
+    async with again:
+        second = [str(record.trans_id) async for record in again]
+    assert set(first) | set(second) == served(server, clock.seconds - SETTLE)
+    assert not set(first) & set(second)
