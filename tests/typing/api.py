@@ -20,6 +20,7 @@ from vbot_cdr import (
     CallRecord,
     CallSync,
     CollectedField,
+    DatabaseLoad,
     Hotline,
     Member,
     PasswordAuth,
@@ -29,6 +30,7 @@ from vbot_cdr import (
     TransportError,
     VBotClient,
     VBotError,
+    sync_to_database,
 )
 from vbot_cdr.testing import FakeVBotServer, Fault
 
@@ -161,3 +163,15 @@ async def windows_and_sync(now: dt.datetime) -> None:
                     await sync.commit()
         assert_type(sync.watermark, int | None)
         assert_type(sync.windows, tuple[tuple[int, int], ...])
+
+
+async def database_sink() -> None:
+    async with VBotClient("token", base_url="https://api.example.vn") as client:
+        done: DatabaseLoad = await sync_to_database(
+            client, "calls.duckdb", start_date=1_764_547_200, table="calls"
+        )
+        loaded: int = done.loaded
+        skipped: int = done.without_trans_id
+        shown: str = done.database
+        assert_type(done.windows, int)
+        del loaded, skipped, shown
