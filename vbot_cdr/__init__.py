@@ -12,6 +12,7 @@ from ._config import RetryPolicy
 from ._errors import (
     APIError,
     AuthenticationError,
+    DatabaseError,
     IncompleteError,
     RateLimitError,
     ResponseFormatError,
@@ -21,7 +22,8 @@ from ._errors import (
 )
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
 from ._pagination import CallIterator, CallPageIterator, IterationStats
-from ._sync import CallSync
+from ._sinks import DatabaseLoad, sync_to_database
+from ._sync import CallSync, StateStore
 from ._transport import AiohttpTransport, Transport
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "CallRecord",
     "CallSync",
     "CollectedField",
+    "DatabaseError",
+    "DatabaseLoad",
     "Hotline",
     "IncompleteError",
     "IterationStats",
@@ -44,10 +48,12 @@ __all__ = [
     "ResponseFormatError",
     "RetryPolicy",
     "StateError",
+    "StateStore",
     "Transport",
     "TransportError",
     "VBotClient",
     "VBotError",
+    "sync_to_database",
 ]
 
 for _name in __all__:

@@ -48,7 +48,7 @@ from ._pagination import (
     Paginator,
 )
 from ._retry import call_with_retries
-from ._sync import CallSync, open_sync
+from ._sync import CallSync, FileStateStore, StateStore, open_sync
 from ._transport import AiohttpTransport, Answer, Transport
 from ._windows import OpenWindow, WindowedSource, plan_windows, to_units
 
@@ -741,7 +741,7 @@ class VBotClient:
 
     def sync(
         self,
-        state_path: str | os.PathLike[str],
+        state_path: str | os.PathLike[str] | StateStore,
         filter: CallFilter | None = None,
         *,
         lookback: dt.timedelta = dt.timedelta(minutes=10),
@@ -770,7 +770,9 @@ class VBotClient:
         `CallSync.commit` (or a clean exit of ``async with``).
 
         Args:
-            state_path: The JSON state file; its directory must exist.
+            state_path: The JSON state file (its directory must exist), or another
+                `StateStore` (a database sink keeps the state in a table: see
+                `sync_to_database`).
             filter: A `CallFilter`, or give its criteria as keywords instead. A state file
                 serves one set of criteria (dates aside), ``vbot_id``, ``project_code`` and
                 ``time_unit``.
@@ -801,7 +803,7 @@ class VBotClient:
         return open_sync(
             open_pages,
             call_filter,
-            Path(state_path),
+            state_path if isinstance(state_path, StateStore) else FileStateStore(Path(state_path)),
             now=self._now(),
             lookback=to_units(lookback, unit),
             settle=to_units(settle, unit),
