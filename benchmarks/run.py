@@ -65,9 +65,7 @@ def plan(quick: bool) -> list[Case]:
     # Latency cases end on a half-full page, so both clients need the same rounds (with an
     # exact multiple, iter_calls also asks the page after the last in case records shifted).
     cases.append(Case("latency", 128 * 100 - 50, 100, 64, latency=0.02))
-    cases += [
-        Case("sweep", rounds * c * 20 - 10, 20, c, latency=0.1) for c in (1, 4, 16, 64)
-    ]
+    cases += [Case("sweep", rounds * c * 20 - 10, 20, c, latency=0.1) for c in (1, 4, 16, 64)]
     return cases
 
 
@@ -155,9 +153,7 @@ def run_cases(cases: list[Case], runs: int) -> dict[Case, dict[str, list[dict[st
 
 
 @contextmanager
-def _servers(
-    cases: list[Case], cores: set[int] | None
-) -> Iterator[dict[Case, tuple[str, str]]]:
+def _servers(cases: list[Case], cores: set[int] | None) -> Iterator[dict[Case, tuple[str, str]]]:
     """One fake server per distinct (records, latency), shared by the cases that need it."""
     with ExitStack() as stack:
         by_shape: dict[tuple[int, float], tuple[str, str]] = {}
@@ -206,7 +202,7 @@ def summarize(
 
 
 def fmt(figure: dict[str, float], spec: str = ".2f") -> str:
-    return f"{figure['median']:{spec}} ({figure['min']:{spec}}–{figure['max']:{spec}})"
+    return f"{figure['median']:{spec}} ({figure['min']:{spec}}-{figure['max']:{spec}})"
 
 
 def goals(rows: list[dict[str, Any]]) -> list[str]:
@@ -255,7 +251,7 @@ def goals(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
-    """The figures of every case, medians with (min–max)."""
+    """The figures of every case, medians with (min-max)."""
     lines = [
         "| part | case | client | CPU us / record | records/s | wall (s) | peak RSS (MiB) "
         "| iter_calls / hand: CPU | wall |",
@@ -314,7 +310,7 @@ def report(results: dict[str, Any]) -> str:
             f"Measured {m['date']} by `python benchmarks/run.py"
             + (" --quick" if results["quick"] else "")
             + f"`: {results['runs']} interleaved repetitions, each measurement a fresh client "
-            "process; medians with (min–max); each ratio is `iter_calls` over the hand loop "
+            "process; medians with (min-max); each ratio is `iter_calls` over the hand loop "
             "in the same repetition.",
             "",
             f"- Machine: {m['cpu']}; {m['os']}; {m['python']}; {m['pinning']}; {m['load']}",
