@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 
-
 def _resolve_annotations(cls: type) -> None:
     """Replace ``cls``'s own string annotations by the types they name, in its home module.
 

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Final, TypedDict, Union
 from urllib.parse import urlencode
 
 import attrs
+import msgspec
 import orjson
 
 from ._errors import APIError, AuthenticationError, RateLimitError, ResponseFormatError
@@ -28,6 +29,7 @@ from ._models import (
     BotConversation,
     CallFilter,
     CallRecord,
+    KnownKeys,
     TimeUnit,
     describe_structure_error,
     structure_record,
@@ -46,11 +48,13 @@ __all__ = [
     "conversation_reader",
     "conversation_request",
     "count_request",
+    "decode_record_page",
     "error_for_status",
     "list_request",
     "parse_retry_after",
     "password_grant",
     "read_count",
+    "read_record_page",
     "read_records",
     "read_response",
     "read_token_response",
@@ -424,6 +428,50 @@ def read_records(request: Request, data: Any) -> list[CallRecord]:
                 field, reason = describe_structure_error(exc, f"data[{index}]")
                 raise _format_error(request, f"{field}: {reason}", field) from exc
         raise
+
+
+class _RecordPage(msgspec.Struct):
+    """A ``getAll`` envelope, its records decoded by msgspec (see `_models.KnownKeys`)."""
+
+    status: Any = None
+    data: list[CallRecord] | None = None
+
+
+# Its fields come from the model (see `_models.KnownKeys`), so it is made, not declared.
+_RecordPageKeys: Final = msgspec.defstruct("_RecordPageKeys", [("data", list[KnownKeys], [])])
+
+
+_decode_page: Final = msgspec.json.Decoder(_RecordPage).decode
+_check_page_keys: Final = msgspec.json.Decoder(_RecordPageKeys).decode
+
+
+def read_record_page(
+    request: Request, status: int, headers: Mapping[str, str], body: bytes
+) -> list[CallRecord]:
+    """Read a ``getAll`` answer into its records: `read_response`, then `read_records`.
+
+    A success envelope whose records have only known fields, each of the right type, is
+    decoded by msgspec in one go (`decode_record_page`); any other answer takes the general
+    path, which returns the same records (with their extras) or raises the same error.
+    """
+    if 200 <= status < 300:
+        records = decode_record_page(body)
+        if records is not None:
+            return records
+    return read_records(request, read_response(request, status, headers, body))
+
+
+def decode_record_page(body: bytes) -> list[CallRecord] | None:
+    """The records of a success envelope, decoded by msgspec, or ``None`` when the body is
+    anything else or a record needs the general path (see `_models.KnownKeys`)."""
+    try:
+        page = _decode_page(body)
+        if type(page.status) is not int or page.status != 1 or page.data is None:
+            return None
+        _check_page_keys(body)
+    except msgspec.MsgspecError:
+        return None
+    return page.data
 
 
 def conversation_reader(trans_id: str) -> Callable[[Request, Any], BotConversation]:
