@@ -52,6 +52,58 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
+#: The fields only the v3 CDR endpoints send.
+V3_FIELDS = {
+    "external_call_id": "EXT-1",
+    "campaign_id": 11,
+    "campaign_group_id": 12,
+    "template_script_id": 13,
+    "bot_member_status_connect": "CONNECTED",
+}
+
+#: EXAMPLE plus the v3 fields, spelled as the v3 CDR endpoints spell them (camelCase).
+CAMEL_EXAMPLE: dict[str, Any] = {
+    "phone": "sample string 1",
+    "name": "sample string 2",
+    "customerUid": "sample string 3",
+    "duration": 4,
+    "billsec": 5,
+    "sipCode": "sample string 6",
+    "disposition": "sample string 7",
+    "inputLog": "sample string 8",
+    "status": 9,
+    "postage": 10.1,
+    "serviceCharge": 11.1,
+    "postageBotService": 12.1,
+    "member": {"name": "sample string 1", "color": "sample string 2", "vbotId": "sample 3"},
+    "hotline": {"code": "sample string 1", "name": "sample string 2", "phoneNumber": "3"},
+    "callCollectedData": [
+        {"cfkey": "k1", "cfname": "n1", "cfvalue": "v1", "description": "d1"},
+        {"cfkey": "k2", "cfname": "n2", "cfvalue": "v2", "description": "d2"},
+    ],
+    "answerAt": 1_735_689_605,
+    "endCallAt": 1_735_689_665,
+    "campaignName": "sample string 14",
+    "campaignCode": "sample string 15",
+    "campaignGroupName": "sample string 16",
+    "campaignGroupCode": "sample string 17",
+    "templateScriptName": "sample string 18",
+    "templateScriptCode": "sample string 19",
+    "voiceText": "sample string 20",
+    "createAt": 1_735_689_600,
+    "botId": "sample string 22",
+    "transId": "sample string 23",
+    "createBy": "sample string 24",
+    "score": 25.1,
+    "isRecord": True,
+    "externalCallId": "EXT-1",
+    "campaignId": 11,
+    "campaignGroupId": 12,
+    "templateScriptId": 13,
+    "botMemberStatusConnect": "CONNECTED",
+}
+
+
 def structure_error_field(data: Any) -> str:
     with pytest.raises(Exception) as info:  # noqa: PT011 - the converter's own error types
         structure_record(data)
@@ -64,7 +116,7 @@ def structure_error_field(data: Any) -> str:
 def test_record_has_every_field_of_the_example() -> None:
     """CallRecord has exactly the getAll example's fields, each typed as in the example."""
     record = structure_record(EXAMPLE)
-    assert {a.name for a in attrs.fields(CallRecord)} - {"extras"} == set(EXAMPLE)
+    assert {a.name for a in attrs.fields(CallRecord)} - {"extras"} == set(EXAMPLE) | set(V3_FIELDS)
     assert record.duration == 4
     assert record.postage == 10.1
     assert record.is_record is True
@@ -83,13 +135,20 @@ def test_record_has_every_field_of_the_example() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [{}, dict.fromkeys(EXAMPLE), {"trans_id": "TX1"}, {"member": {}, "hotline": {"code": None}}],
-    ids=["empty", "all-null", "one-field", "empty-nested"],
+    [
+        {},
+        dict.fromkeys(EXAMPLE),
+        dict.fromkeys(CAMEL_EXAMPLE),
+        {"trans_id": "TX1"},
+        {"member": {}, "hotline": {"code": None}},
+    ],
+    ids=["empty", "all-null", "all-null-camel", "one-field", "empty-nested"],
 )
 def test_missing_or_null_fields_parse(data: dict[str, Any]) -> None:
     """A record with missing or null fields parses; those fields are None (collected data empty)."""
     record = structure_record(data)
-    for name in EXAMPLE:
+    assert record.extras == {}
+    for name in [*EXAMPLE, *V3_FIELDS]:
         value = getattr(record, name)
         if name == "call_collected_data":
             assert value == ()
@@ -108,6 +167,58 @@ def test_unknown_fields_are_kept_in_extras() -> None:
     assert record.to_dict()["queue"] == "Q7"
     assert "extras" not in record.to_dict()
     assert "queue" not in repr(record)
+
+
+def test_camel_case_records_fill_the_same_fields() -> None:
+    """A v3 (camelCase) record reads into the same attributes as its snake_case twin, nested
+    objects included, and to_dict gives the seed's snake_case shape plus the v3 fields."""
+    record = structure_record(CAMEL_EXAMPLE)
+    assert record == structure_record({**EXAMPLE, **V3_FIELDS})
+    assert record.trans_id == "sample string 23"
+    assert record.create_at == 1_735_689_600
+    assert record.member == Member(
+        name="sample string 1", color="sample string 2", vbot_id="sample 3"
+    )
+    assert record.hotline == Hotline(
+        code="sample string 1", name="sample string 2", phone_number="3"
+    )
+    assert (record.external_call_id, record.campaign_id, record.campaign_group_id) == (
+        "EXT-1",
+        11,
+        12,
+    )
+    assert (record.template_script_id, record.bot_member_status_connect) == (13, "CONNECTED")
+    assert record.extras == {}
+    assert record.to_dict() == {**EXAMPLE, **V3_FIELDS}
+
+
+def test_unknown_camel_case_fields_are_kept_as_sent() -> None:
+    """A field no dialect documents stays in extras under the name the server sent."""
+    record = structure_record({"transId": "TX1", "telcoCode": "VTL", "callNet": "OFFNET"})
+    assert record.trans_id == "TX1"
+    assert dict(record.extras) == {"telcoCode": "VTL", "callNet": "OFFNET"}
+    assert record.to_dict()["telcoCode"] == "VTL"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"createAt": "2025-01-01"}, "data[0].createAt"),
+        ({"campaignId": "11"}, "data[0].campaignId"),
+        ({"campaign_id": 1.5}, "data[0].campaign_id"),
+        ({"member": {"vbotId": 7}}, "data[0].member.vbotId"),
+        ({"hotline": {"phoneNumber": 7}}, "data[0].hotline.phoneNumber"),
+        ({"callCollectedData": [{"cfkey": 1}]}, "data[0].callCollectedData[0].cfkey"),
+        ({"externalCallId": 5}, "data[0].externalCallId"),
+    ],
+    ids=["time", "int", "int-snake", "nested", "hotline", "collected", "v3-string"],
+)
+def test_camel_case_errors_name_the_field_as_sent(data: dict[str, Any], field: str) -> None:
+    """A mistyped field of a camelCase record is an error naming the field as the server sent
+    it, and strict typing holds for the new v3 fields too."""
+    with pytest.raises(Exception) as info:  # noqa: PT011 - the converter's own error types
+        structure_record(data)
+    assert describe_structure_error(info.value, "data[0]", data)[0] == field
 
 
 def test_ints_are_accepted_for_floats() -> None:
@@ -209,9 +320,10 @@ def test_times_come_from_their_own_fields() -> None:
     ids=["example", "generated-0", "generated-1", "generated-2", "with-unknown-field"],
 )
 def test_to_dict_gives_back_the_api_shape(data: dict[str, Any]) -> None:
-    """to_dict returns the record exactly as the API gave it, and parses back to an equal record."""
+    """to_dict returns the record as the API gave it (the v3-only fields null), and parses back
+    to an equal record."""
     record = structure_record(data)
-    assert record.to_dict() == data
+    assert record.to_dict() == {**dict.fromkeys(V3_FIELDS), **data}
     assert structure_record(record.to_dict()) == record
 
 

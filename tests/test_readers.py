@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from vbot_cdr import APIError, CallRecord, Member, ResponseFormatError
 from vbot_cdr._models import (
+    _ALIASES,
     STRUCTURE_ERRORS,
     _Invalid,
     _read_record,
@@ -30,7 +31,9 @@ from vbot_cdr._wire import (
 )
 from vbot_cdr.testing import generate_records
 
-FIELDS = [a.name for a in attrs.fields(CallRecord) if a.name != "extras"]
+SNAKE_FIELDS = [a.name for a in attrs.fields(CallRecord) if a.name != "extras"]
+# Every field also under its camelCase name (the v3 CDR endpoints' spelling).
+FIELDS = [*SNAKE_FIELDS, *_ALIASES[CallRecord]]
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -45,7 +48,18 @@ JSON = st.recursive(
     ),
     max_leaves=6,
 )
-NESTED_KEYS = ["name", "color", "vbot_id", "code", "phone_number", "cfkey", "cfvalue", "x"]
+NESTED_KEYS = [
+    "name",
+    "color",
+    "vbot_id",
+    "vbotId",
+    "code",
+    "phone_number",
+    "phoneNumber",
+    "cfkey",
+    "cfvalue",
+    "x",
+]
 SAMPLES = generate_records(20, seed=3)
 OBJECTS = st.dictionaries(
     st.sampled_from(NESTED_KEYS), st.one_of(st.none(), st.text(max_size=3), SCALARS), max_size=5
@@ -212,3 +226,12 @@ def test_what_msgspec_leaves_to_the_general_path(change: dict[str, Any], field: 
         assert isinstance(result, list)
     else:
         assert result[2] == field
+
+
+def test_a_bad_camel_case_record_is_named_as_sent() -> None:
+    """A mistyped field of a camelCase (v3) record is named as the server spelled it."""
+    page = generate_records(5, seed=2)
+    page[3] = {"transId": "TX3", "createAt": "yesterday"}
+    with pytest.raises(Exception, match=r"data\[3\]\.createAt: ") as info:
+        read_records(Request("getAll", {}, page=1), page)
+    assert getattr(info.value, "field", None) == "data[3].createAt"

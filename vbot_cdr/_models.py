@@ -4,12 +4,17 @@ Field names and types follow the ``getAll`` example of the API document. The exa
 are placeholders, so every field is optional: a record with missing or ``null`` fields still
 parses, and fields the document does not list are kept in `CallRecord.extras`. A field of the
 wrong type is an error, never silently coerced.
+
+The v3 CDR endpoints send the same records in camelCase (``transId``, ``createAt``,
+``member.vbotId``): each field is read from its snake_case name or its camelCase twin, into the
+same attribute, so one `CallRecord` serves every dialect.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import linecache
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -98,12 +103,14 @@ class CollectedField:
 
 @attrs.frozen(kw_only=True, slots=False)
 class CallRecord:
-    """One call of the history, as ``getAll`` returns it.
+    """One call of the history, as ``getAll`` (or v3's ``get-all``) returns it.
 
     Every field is optional (``None`` when the server left it out or sent ``null``).
     Times are kept as the server sent them (Unix epoch); `created`, `answered` and `ended`
-    give them as aware UTC datetimes. Fields the API document does not list are kept, as
-    sent, in `extras`.
+    give them as aware UTC datetimes. A camelCase record (v3) fills the same snake_case
+    attributes; `external_call_id`, `campaign_id`, `campaign_group_id`, `template_script_id`
+    and `bot_member_status_connect` are sent by v3 only. Fields no dialect documents are kept,
+    as sent, in `extras`.
     """
 
     phone: str | None = None
@@ -136,6 +143,12 @@ class CallRecord:
     create_by: str | None = None
     score: float | None = None
     is_record: bool | None = None
+    # The v3 CDR endpoints' own fields.
+    external_call_id: str | None = None
+    campaign_id: int | None = None
+    campaign_group_id: int | None = None
+    template_script_id: int | None = None
+    bot_member_status_connect: str | None = None
     # Out of the hash (still in eq): a mapping is unhashable, and without this every
     # record, being frozen, would raise on hash() and could not go in a set.
     extras: Mapping[str, Any] = attrs.field(default=_EMPTY, repr=False, hash=False)
@@ -156,7 +169,8 @@ class CallRecord:
         return epoch_to_datetime(self.end_call_at)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the record in the API's shape (``extras`` merged back in), ready for JSON."""
+        """Return the record in the seed API's snake_case shape, whatever dialect sent it
+        (every attribute, ``extras`` merged back in as sent), ready for JSON."""
         data: dict[str, Any] = _converter.unstructure(self)
         del data["extras"]
         data.update(self.extras)
@@ -186,6 +200,27 @@ class BotConversation:
             parsed = None
         turns = tuple(parsed) if isinstance(parsed, list) else ()
         return cls(trans_id=trans_id, raw=raw, turns=turns)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _camel_aliases(cls: type) -> Mapping[str, str]:
+    """Each camelCase field name of ``cls`` (``transId``) to its attribute (``trans_id``)."""
+    names = (a.name for a in attrs.fields(cls) if a.name != "extras")
+    return MappingProxyType({_camel(name): name for name in names if _camel(name) != name})
+
+
+_ALIASES: Final[Mapping[type, Mapping[str, str]]] = MappingProxyType(
+    {cls: _camel_aliases(cls) for cls in (Member, Hotline, CollectedField, CallRecord)}
+)
+
+
+def _snake_keys(data: dict[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
+    """``data`` with each camelCase field name replaced by its attribute name."""
+    return {aliases.get(key, key): value for key, value in data.items()}
 
 
 def _check_date(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -312,13 +347,14 @@ def _float_or_none(value: Any, _: Any) -> float | None:
     raise TypeError(f"expected a number or null, got {kind.__name__} {value!r:.40}")
 
 
-def _only_json_objects(hook: Any) -> Any:
-    """Guard a generated hook: cattrs would read a string's characters as "keys"."""
+def _only_json_objects(hook: Any, aliases: Mapping[str, str]) -> Any:
+    """Guard a generated hook (cattrs would read a string's characters as "keys"), and read
+    camelCase field names as their attributes."""
 
     def structure(value: Any, cls: Any) -> Any:
         if type(value) is not dict:
             raise TypeError(f"expected an object, got {type(value).__name__} {value!r:.40}")
-        return hook(value, cls)
+        return hook(_snake_keys(value, aliases), cls)
 
     return structure
 
@@ -331,7 +367,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float | None, _float_or_none)
     for cls in (Member, Hotline, CollectedField):
         converter.register_structure_hook(
-            cls, _only_json_objects(make_dict_structure_fn(cls, converter))
+            cls, _only_json_objects(make_dict_structure_fn(cls, converter), _ALIASES[cls])
         )
     collected = converter.get_structure_hook(tuple[CollectedField, ...])
 
@@ -348,7 +384,8 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(
         CallRecord,
         _only_json_objects(
-            make_dict_structure_fn(CallRecord, converter, extras=override(omit=True))
+            make_dict_structure_fn(CallRecord, converter, extras=override(omit=True)),
+            _ALIASES[CallRecord],
         ),
     )
     return converter
@@ -371,7 +408,8 @@ _RECORD_FIELDS: Final = frozenset(a.name for a in attrs.fields(CallRecord)) - {"
 # strict hooks do (exact str/int/bool or null; int widened to float; nested objects and
 # arrays), then builds the instance. A reader never explains a failure: it raises `_Invalid`
 # and the record goes through the converter, whose error names the field. A reader handles an
-# object whose keys are exactly the fields; any other object is reshaped first (`_reshaper`).
+# object whose keys are exactly the fields; any other object (camelCase ones included) is
+# reshaped first (`_reshaper`).
 # Objects made only of strings (members, hotlines, collected fields) repeat across a
 # campaign's records, so their readers keep the last few thousand and hand the same frozen
 # instance out again: no building, and a fraction of the memory and garbage-collector work.
@@ -536,19 +574,23 @@ def _compile_reader(
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), env)
     read: Callable[[Any], Any] = env["read"]
-    env["reshape"] = _reshaper(read, names, extras)
+    env["reshape"] = _reshaper(read, names, extras, _ALIASES[cls])
     return read
 
 
-def _reshaper(read: Callable[[Any], Any], names: list[str], extras: str | None) -> Any:
-    """Read an object with missing fields (read as null) or unknown ones (kept in ``extras``)."""
+def _reshaper(
+    read: Callable[[Any], Any], names: list[str], extras: str | None, aliases: Mapping[str, str]
+) -> Any:
+    """Read an object with camelCase field names, missing fields (read as null) or unknown
+    ones (kept in ``extras`` as sent)."""
 
     def reshape(data: dict[str, Any]) -> Any:
         known: dict[str, Any] = dict.fromkeys(names)
         unknown: dict[str, Any] = {}
         for key, value in data.items():
-            if key in known:
-                known[key] = value
+            name = aliases.get(key, key)
+            if name in known:
+                known[name] = value
             else:
                 unknown[key] = value
         instance = read(known)
@@ -592,6 +634,8 @@ def structure_records(data: list[Any]) -> list[CallRecord]:
 
 
 def _structure_with_converter(data: Any) -> CallRecord:
+    if type(data) is dict:
+        data = _snake_keys(data, _ALIASES[CallRecord])
     record: CallRecord = _structure_record_fields(data, CallRecord)
     if not _RECORD_FIELDS.issuperset(data):
         # Unknown fields are rare; paying for a second construction (evolve) on every such
@@ -601,13 +645,38 @@ def _structure_with_converter(data: Any) -> CallRecord:
     return record
 
 
-def describe_structure_error(exc: Exception, path: str) -> tuple[str, str]:
-    """The field path (``data[3].member.name``) and reason of a structuring failure."""
+def describe_structure_error(exc: Exception, path: str, data: Any = None) -> tuple[str, str]:
+    """The field path and reason of a failure to structure ``data`` (found at ``path``).
+
+    The path names each field as the server sent it: ``data[3].member.name`` for a
+    snake_case record, ``data[3].createAt`` for a camelCase one.
+    """
     if isinstance(exc, cattrs.BaseValidationError):
         message = cattrs.transform_error(exc, path=path)[0]
         reason, _, where = message.rpartition(" @ ")
-        return where, reason
+        return _path_as_sent(data, path, where), reason
     return path, str(exc)
+
+
+_PATH_STEP: Final = re.compile(r"\.(\w+)|\[(\d+)\]")
+
+
+def _path_as_sent(data: Any, root: str, where: str) -> str:
+    """``where`` (attribute names below ``root``) with each name spelled as ``data`` has it."""
+    if not where.startswith(root):
+        return where
+    spelled, value = [root], data
+    for match in _PATH_STEP.finditer(where, len(root)):
+        name, index = match.groups()
+        if index is not None:
+            spelled.append(f"[{index}]")
+            value = value[int(index)] if type(value) is list and int(index) < len(value) else None
+            continue
+        if type(value) is dict and name not in value and _camel(name) in value:
+            name = _camel(name)
+        spelled.append(f".{name}")
+        value = value.get(name) if type(value) is dict else None
+    return "".join(spelled)
 
 
 # -- the fastest path: msgspec, from bytes straight to records -------------------------------

@@ -413,7 +413,7 @@ def read_records(request: Request, data: Any) -> list[CallRecord]:
 
     Raises:
         ResponseFormatError: ``data`` is not an array, or a record has a field of the wrong
-            type (``field`` names it, e.g. ``data[3].duration``).
+            type (``field`` names it as sent, e.g. ``data[3].duration``, ``data[3].createAt``).
     """
     if type(data) is not list:
         raise _format_error(request, f"data must be an array, got {type(data).__name__}", "data")
@@ -425,7 +425,7 @@ def read_records(request: Request, data: Any) -> list[CallRecord]:
             try:
                 structure_record(item)
             except STRUCTURE_ERRORS as exc:
-                field, reason = describe_structure_error(exc, f"data[{index}]")
+                field, reason = describe_structure_error(exc, f"data[{index}]", item)
                 raise _format_error(request, f"{field}: {reason}", field) from exc
         raise
 
