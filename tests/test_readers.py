@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vbot_cdr import APIError, CallRecord, Member, ResponseFormatError
+from vbot_cdr import APIError, CallRecord, Hotline, Member, ResponseFormatError
 from vbot_cdr._models import (
     _ALIASES,
     STRUCTURE_ERRORS,
@@ -145,10 +145,27 @@ GET_ALL = Request("getAll", {}, page=1)
 WIDE_INTS = st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70, -(2**63), -(2**63) - 1])
 
 
+CAMEL_NAMES = {cls: {name: alias for alias, name in _ALIASES[cls].items()} for cls in _ALIASES}
+
+
+def camel_case(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as the v3 CDR endpoints spell it: camelCase names, member and hotline too."""
+    nested = {"member": CAMEL_NAMES[Member], "hotline": CAMEL_NAMES[Hotline]}
+    spelled = {}
+    for key, value in record.items():
+        if key in nested and isinstance(value, dict):
+            value = {nested[key].get(k, k): v for k, v in value.items()}
+        spelled[CAMEL_NAMES[CallRecord].get(key, key)] = value
+    return spelled
+
+
 @st.composite
 def pages(draw: st.DrawFn) -> bytes:
-    """A ``getAll`` body: mostly a success envelope of mutated records, sometimes not."""
+    """A ``getAll`` body: mostly a success envelope of mutated records in either spelling,
+    sometimes not."""
     page: list[Any] = draw(st.lists(records(), max_size=4))
+    if draw(st.booleans()):
+        page = [camel_case(record) for record in page]
     for index in draw(st.lists(st.integers(0, 3), max_size=2)):
         if index < len(page):
             field = draw(st.sampled_from(FIELDS))
@@ -189,14 +206,19 @@ def test_fast_path_and_general_path_agree(body: bytes) -> None:
     assert outcome(lambda: read_record_page(GET_ALL, 200, {}, body)) == expected
 
 
+@pytest.mark.parametrize("spell", [dict, camel_case], ids=["snake_case", "camelCase"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_clean_pages_take_the_fast_path(seed: int) -> None:
-    """Generated pages, every field set and of its type, are decoded by msgspec."""
+def test_clean_pages_take_the_fast_path(seed: int, spell: Callable[[Any], Any]) -> None:
+    """Generated pages, every field set and of its type, in either spelling (with the v3
+    fields), are decoded by msgspec into the records the readers make of them."""
     page = generate_records(300, seed=seed)
-    body = json.dumps({"status": 1, "error": 0, "message": "ok", "data": page}).encode()
-    fast = decode_record_page(body)
+    for index, record in enumerate(page):
+        record.update(external_call_id=f"X{index}", campaign_id=index, template_script_id=None)
+    body = json.dumps({"status": 1, "error": 0, "message": "ok", "data": list(map(spell, page))})
+    fast = decode_record_page(body.encode())
     assert fast is not None
     assert fast == structure_records(page)
+    assert [record.to_dict() for record in fast] == [r.to_dict() for r in structure_records(page)]
     assert all(type(record) is CallRecord and record.extras == {} for record in fast)
 
 
@@ -210,13 +232,28 @@ def test_clean_pages_take_the_fast_path(seed: int) -> None:
         ({"call_collected_data": None}, None),
         ({"duration": True}, "data[1].duration"),
         ({"member": {"name": 7}}, "data[1].member.name"),
+        ({"member": {"name": "Lan", "vbotId": "V1", "vbot_id": "V1"}}, None),
+        ({"transId": "TX1", "trans_id": "TX1"}, None),
     ],
-    ids=["unknown", "named-extras", "int-beyond-64-bits", "uint64", "null-array", "bool", "nested"],
+    ids=[
+        "unknown",
+        "named-extras",
+        "int-beyond-64-bits",
+        "uint64",
+        "null-array",
+        "bool",
+        "nested",
+        "member-in-both-spellings",
+        "record-in-both-spellings",
+    ],
 )
-def test_what_msgspec_leaves_to_the_general_path(change: dict[str, Any], field: str | None) -> None:
-    """Unknown fields, ints orjson reads otherwise, nulls the readers accept and bad values
-    go the general path: the same extras, the same values, the same error."""
-    page = generate_records(3, seed=5)
+@pytest.mark.parametrize("spell", [dict, camel_case], ids=["snake_case", "camelCase"])
+def test_what_msgspec_leaves_to_the_general_path(
+    change: dict[str, Any], field: str | None, spell: Callable[[Any], Any]
+) -> None:
+    """Unknown fields, ints orjson reads otherwise, nulls the readers accept, mixed spellings
+    and bad values go the general path: the same extras, the same values, the same error."""
+    page = list(map(spell, generate_records(3, seed=5)))
     page[1].update(change)
     body = json.dumps({"status": 1, "error": 0, "message": "ok", "data": page}).encode()
     assert decode_record_page(body) is None

@@ -34,6 +34,7 @@ __all__ = [
     "BotConversation",
     "CallFilter",
     "CallRecord",
+    "CamelRecord",
     "CollectedField",
     "Hotline",
     "KnownKeys",
@@ -41,6 +42,7 @@ __all__ = [
     "TimeUnit",
     "describe_structure_error",
     "epoch_to_datetime",
+    "from_camel",
     "structure_record",
     "structure_records",
     "to_epoch",
@@ -684,26 +686,94 @@ def _path_as_sent(data: Any, root: str, where: str) -> str:
 # msgspec decodes a page's JSON straight into the attrs classes, in C, without building a dict
 # per record first: typed records for about the price of `orjson.loads`. Its type rules are
 # the strict hooks' (exact str/int/bool or null, an int read as a float, no bool for an int),
-# with two differences: it skips unknown fields rather than keeping them, and it reads an int
-# of any size, where orjson reads one beyond 64 bits as a float (which the readers refuse).
-# So a second, cheaper pass over the same bytes into `KnownKeys` checks that every record
-# names only known fields, each int within 64 bits (signed); a page that fails either pass (a bad
-# value, an unknown field, null for `call_collected_data`) goes through the readers above,
-# which give the same records, the extras, or the error naming the field.
+# with three differences: it skips unknown fields rather than keeping them, it reads a field
+# only under its attribute's name (not the camelCase twin), and it reads an int of any size,
+# where orjson reads one beyond 64 bits as a float (which the readers refuse). So
+#
+# - a snake_case page is decoded into the attrs classes, and a second, cheaper pass over the
+#   same bytes into `KnownKeys` checks that every record, member and hotline names only
+#   attributes (no camelCase, no unknown field), each int within 64 bits (signed);
+# - a camelCase page (v3) is decoded into `CamelRecord` structs, which name the fields in
+#   camelCase and refuse any other field in the same pass, then rebuilt as `CallRecord`s by
+#   `from_camel` (one C-level dict per record, as the readers build theirs);
+# - a page that fails these (a bad value, an unknown field, mixed spellings, null for
+#   `call_collected_data`) goes through the readers above, which give the same records, the
+#   extras, or the error naming the field.
 
 # orjson reads ints up to 2**64 - 1; msgspec bounds only go to 2**63 - 1, so the few ints
 # between take the readers too.
 _INT64: Final = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_CAMEL_CASED: Final[tuple[type, ...]] = tuple(c for c in (Member, Hotline) if _ALIASES[c])
 
 
-def _known_key(name: str) -> tuple[str, Any, Any]:
-    hint = typing.get_type_hints(CallRecord)[name]
-    return (name, _INT64 | None if hint == int | None else msgspec.Raw, None)
+def _fields(cls: type) -> list[attrs.Attribute[Any]]:
+    return [a for a in attrs.fields(cls) if a.name != "extras"]
 
 
-#: A record's known fields (ints within 64 bits), nothing else: refuses any other field.
-KnownKeys: Final[Any] = msgspec.defstruct(
-    "KnownKeys",
-    [_known_key(name) for name in sorted(_RECORD_FIELDS)],
-    forbid_unknown_fields=True,
+def _key_check(cls: type, nested: Mapping[type, Any]) -> Any:
+    """A struct of ``cls``'s attribute names that refuses any other field; values unread,
+    but ints bounded and ``nested`` classes checked the same way."""
+    hints = typing.get_type_hints(cls)
+
+    def kind(name: str) -> Any:
+        hint = hints[name]
+        if hint == int | None:
+            return _INT64 | None
+        if _optional(hint) in nested:
+            return nested[_optional(hint)] | None
+        return msgspec.Raw
+
+    fields = [(a.name, kind(a.name), None) for a in _fields(cls)]
+    return msgspec.defstruct(f"{cls.__name__}Keys", fields, forbid_unknown_fields=True)
+
+
+def _camel_twin(cls: type, nested: Mapping[type, Any]) -> Any:
+    """A struct that decodes a camelCase ``cls`` exactly as the readers read it, refusing
+    any other field; ``nested`` gives the twins of the classes that have camelCase names."""
+    hints = typing.get_type_hints(cls)
+
+    def kind(name: str) -> Any:
+        hint = hints[name]
+        if hint == int | None:
+            return _INT64 | None
+        if _optional(hint) in nested:
+            return nested[_optional(hint)] | None
+        return hint
+
+    fields = [(a.name, kind(a.name), a.default) for a in _fields(cls)]
+    rename = {name: alias for alias, name in _ALIASES[cls].items()}
+    return msgspec.defstruct(
+        f"Camel{cls.__name__}", fields, rename=rename, forbid_unknown_fields=True
+    )
+
+
+_nested_keys: Final = {cls: _key_check(cls, {}) for cls in _CAMEL_CASED}
+#: A snake_case record's attribute names, nothing else (ints within 64 bits).
+KnownKeys: Final[Any] = _key_check(CallRecord, _nested_keys)
+_camel_twins: Final = {cls: _camel_twin(cls, {}) for cls in _CAMEL_CASED}
+#: A camelCase (v3) record, decoded and checked; `from_camel` makes it a `CallRecord`.
+CamelRecord: Final[Any] = _camel_twin(CallRecord, _camel_twins)
+
+_RECORD_NAMES: Final = tuple(a.name for a in _fields(CallRecord))
+_NESTED_FROM_CAMEL: Final = tuple(
+    (name, _optional(typing.get_type_hints(CallRecord)[name]))
+    for name in _RECORD_NAMES
+    if _optional(typing.get_type_hints(CallRecord)[name]) in _CAMEL_CASED
 )
+
+
+def from_camel(rows: list[Any]) -> list[CallRecord]:
+    r"""`CamelRecord`\ s as `CallRecord`\ s (no extras: a `CamelRecord` has none)."""
+    astuple, new, set_attribute = msgspec.structs.astuple, object.__new__, object.__setattr__
+    records = []
+    for row in rows:
+        values = dict(zip(_RECORD_NAMES, astuple(row), strict=True))
+        for name, cls in _NESTED_FROM_CAMEL:
+            twin = values[name]
+            if twin is not None:
+                values[name] = cls(**msgspec.structs.asdict(twin))
+        values["extras"] = _EMPTY
+        record = new(CallRecord)
+        set_attribute(record, "__dict__", values)
+        records.append(record)
+    return records

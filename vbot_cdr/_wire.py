@@ -29,9 +29,11 @@ from ._models import (
     BotConversation,
     CallFilter,
     CallRecord,
+    CamelRecord,
     KnownKeys,
     TimeUnit,
     describe_structure_error,
+    from_camel,
     structure_record,
     structure_records,
 )
@@ -437,12 +439,20 @@ class _RecordPage(msgspec.Struct):
     data: list[CallRecord] | None = None
 
 
+class _CamelRecordPage(msgspec.Struct):
+    """A ``getAll`` envelope of camelCase records (see `_models.CamelRecord`)."""
+
+    status: Any = None
+    data: list[CamelRecord] | None = None
+
+
 # Its fields come from the model (see `_models.KnownKeys`), so it is made, not declared.
 _RecordPageKeys: Final = msgspec.defstruct("_RecordPageKeys", [("data", list[KnownKeys], [])])
-
-
 _decode_page: Final = msgspec.json.Decoder(_RecordPage).decode
 _check_page_keys: Final = msgspec.json.Decoder(_RecordPageKeys).decode
+_decode_camel_page: Final = msgspec.json.Decoder(_CamelRecordPage).decode
+#: How a camelCase page shows itself (a snake_case one has ``"trans_id"``).
+_CAMEL_SIGN: Final = b'"transId"'
 
 
 def read_record_page(
@@ -463,15 +473,26 @@ def read_record_page(
 
 def decode_record_page(body: bytes) -> list[CallRecord] | None:
     """The records of a success envelope, decoded by msgspec, or ``None`` when the body is
-    anything else or a record needs the general path (see `_models.KnownKeys`)."""
+    anything else or a record needs the general path (see `_models.KnownKeys` and
+    `_models.CamelRecord`)."""
     try:
+        if _CAMEL_SIGN in body:
+            camel = _decode_camel_page(body)
+            if camel.data is None or not _is_success(camel.status, camel.data):
+                return None
+            return from_camel(camel.data)
         page = _decode_page(body)
-        if type(page.status) is not int or page.status != 1 or page.data is None:
+        if not _is_success(page.status, page.data):
             return None
         _check_page_keys(body)
     except msgspec.MsgspecError:
         return None
     return page.data
+
+
+def _is_success(status: Any, data: list[Any] | None) -> bool:
+    """Whether `read_response` would return this envelope's data (an array)."""
+    return type(status) is int and status == 1 and data is not None
 
 
 def conversation_reader(trans_id: str) -> Callable[[Request, Any], BotConversation]:
