@@ -37,12 +37,12 @@ __all__ = [
     "CamelRecord",
     "CollectedField",
     "Hotline",
-    "KnownKeys",
     "Member",
+    "SnakeRecord",
     "TimeUnit",
     "describe_structure_error",
     "epoch_to_datetime",
-    "from_camel",
+    "from_twins",
     "structure_record",
     "structure_records",
     "to_epoch",
@@ -683,97 +683,91 @@ def _path_as_sent(data: Any, root: str, where: str) -> str:
 
 # -- the fastest path: msgspec, from bytes straight to records -------------------------------
 #
-# msgspec decodes a page's JSON straight into the attrs classes, in C, without building a dict
-# per record first: typed records for about the price of `orjson.loads`. Its type rules are
-# the strict hooks' (exact str/int/bool or null, an int read as a float, no bool for an int),
-# with three differences: it skips unknown fields rather than keeping them, it reads a field
-# only under its attribute's name (not the camelCase twin), and it reads an int of any size,
-# where orjson reads one beyond 64 bits as a float (which the readers refuse). So
-#
-# - a snake_case page is decoded into the attrs classes, and a second, cheaper pass over the
-#   same bytes into `KnownKeys` checks that every record, member and hotline names only
-#   attributes (no camelCase, no unknown field), each int within 64 bits (signed);
-# - a camelCase page (v3) is decoded into `CamelRecord` structs, which name the fields in
-#   camelCase and refuse any other field in the same pass, then rebuilt as `CallRecord`s by
-#   `from_camel` (one C-level dict per record, as the readers build theirs);
-# - a page that fails these (a bad value, an unknown field, mixed spellings, null for
-#   `call_collected_data`) goes through the readers above, which give the same records, the
-#   extras, or the error naming the field.
+# msgspec decodes and checks a page's JSON in C, without building a dict per value first. It
+# cannot build the attrs records itself the way the readers do (it would skip unknown fields
+# rather than keep them, read a field only under its attribute's name, and read an int of any
+# size, where orjson reads one beyond 64 bits as a float, which the readers refuse). So each
+# model class gets two *twins*, msgspec structs with its fields, one naming them in
+# snake_case and one in camelCase (v3), typed as the readers check them (ints within 64
+# bits), refusing any field they do not name. A page decodes into the twins of its spelling
+# and `from_twins` makes `CallRecord`s of them (one C-level dict per record, as the readers
+# build theirs; equal members and hotlines shared, as the readers share them). Anything the
+# twins refuse (a bad value, an unknown field, mixed spellings, null for
+# `call_collected_data`) goes through the readers above, which give the same records, the
+# extras, or the error naming the field.
 
 # orjson reads ints up to 2**64 - 1; msgspec bounds only go to 2**63 - 1, so the few ints
 # between take the readers too.
 _INT64: Final = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
-_CAMEL_CASED: Final[tuple[type, ...]] = tuple(c for c in (Member, Hotline) if _ALIASES[c])
+_NESTED: Final[tuple[type, ...]] = (Member, Hotline)
 
 
-def _fields(cls: type) -> list[attrs.Attribute[Any]]:
-    return [a for a in attrs.fields(cls) if a.name != "extras"]
-
-
-def _key_check(cls: type, nested: Mapping[type, Any]) -> Any:
-    """A struct of ``cls``'s attribute names that refuses any other field; values unread,
-    but ints bounded and ``nested`` classes checked the same way."""
+def _twin(cls: type, camel: bool, nested: Mapping[type, Any]) -> Any:
+    """``cls``'s fields as a msgspec struct (see above), in camelCase if ``camel``."""
     hints = typing.get_type_hints(cls)
 
-    def kind(name: str) -> Any:
-        hint = hints[name]
-        if hint == int | None:
+    def kind(hint: Any) -> Any:
+        inner = _optional(hint)
+        if inner is int:
             return _INT64 | None
-        if _optional(hint) in nested:
-            return nested[_optional(hint)] | None
-        return msgspec.Raw
-
-    fields = [(a.name, kind(a.name), None) for a in _fields(cls)]
-    return msgspec.defstruct(f"{cls.__name__}Keys", fields, forbid_unknown_fields=True)
-
-
-def _camel_twin(cls: type, nested: Mapping[type, Any]) -> Any:
-    """A struct that decodes a camelCase ``cls`` exactly as the readers read it, refusing
-    any other field; ``nested`` gives the twins of the classes that have camelCase names."""
-    hints = typing.get_type_hints(cls)
-
-    def kind(name: str) -> Any:
-        hint = hints[name]
-        if hint == int | None:
-            return _INT64 | None
-        if _optional(hint) in nested:
-            return nested[_optional(hint)] | None
+        if inner in nested:
+            return nested[inner] | None
         return hint
 
-    fields = [(a.name, kind(a.name), a.default) for a in _fields(cls)]
-    rename = {name: alias for alias, name in _ALIASES[cls].items()}
+    fields = [(a.name, kind(hints[a.name]), a.default) for a in attrs.fields(cls)]
+    fields = [field for field in fields if field[0] != "extras"]
+    rename = {name: alias for alias, name in _ALIASES[cls].items()} if camel else None
     return msgspec.defstruct(
-        f"Camel{cls.__name__}", fields, rename=rename, forbid_unknown_fields=True
+        f"{'Camel' if camel else 'Snake'}{cls.__name__}",
+        fields,
+        rename=rename,
+        forbid_unknown_fields=True,
+        frozen=True,  # hashable, so equal members and hotlines can be shared
+        gc=False,  # short-lived and acyclic: the collector need not track them
     )
 
 
-_nested_keys: Final = {cls: _key_check(cls, {}) for cls in _CAMEL_CASED}
-#: A snake_case record's attribute names, nothing else (ints within 64 bits).
-KnownKeys: Final[Any] = _key_check(CallRecord, _nested_keys)
-_camel_twins: Final = {cls: _camel_twin(cls, {}) for cls in _CAMEL_CASED}
-#: A camelCase (v3) record, decoded and checked; `from_camel` makes it a `CallRecord`.
-CamelRecord: Final[Any] = _camel_twin(CallRecord, _camel_twins)
+def _record_twin(camel: bool) -> Any:
+    return _twin(CallRecord, camel, {cls: _twin(cls, camel, {}) for cls in _NESTED})
 
-_RECORD_NAMES: Final = tuple(a.name for a in _fields(CallRecord))
-_NESTED_FROM_CAMEL: Final = tuple(
-    (name, _optional(typing.get_type_hints(CallRecord)[name]))
-    for name in _RECORD_NAMES
-    if _optional(typing.get_type_hints(CallRecord)[name]) in _CAMEL_CASED
+
+#: A snake_case record as msgspec decodes it; `from_twins` makes it a `CallRecord`.
+SnakeRecord: Final[Any] = _record_twin(camel=False)
+#: A camelCase (v3) record as msgspec decodes it; `from_twins` makes it a `CallRecord`.
+CamelRecord: Final[Any] = _record_twin(camel=True)
+
+_NESTED_FIELDS: Final = tuple(
+    (name, cls)
+    for name, hint in typing.get_type_hints(CallRecord).items()
+    for cls in _NESTED
+    if _optional(hint) is cls
 )
+_SHARED_MAX: Final = 4096
 
 
-def from_camel(rows: list[Any]) -> list[CallRecord]:
-    r"""`CamelRecord`\ s as `CallRecord`\ s (no extras: a `CamelRecord` has none)."""
-    astuple, new, set_attribute = msgspec.structs.astuple, object.__new__, object.__setattr__
+def from_twins(rows: list[Any]) -> list[CallRecord]:
+    r"""`SnakeRecord`\ s or `CamelRecord`\ s as `CallRecord`\ s (no extras: twins have none)."""
+    asdict, new, set_attribute = msgspec.structs.asdict, object.__new__, object.__setattr__
     records = []
     for row in rows:
-        values = dict(zip(_RECORD_NAMES, astuple(row), strict=True))
-        for name, cls in _NESTED_FROM_CAMEL:
+        values = asdict(row)
+        for name, cls in _NESTED_FIELDS:
             twin = values[name]
             if twin is not None:
-                values[name] = cls(**msgspec.structs.asdict(twin))
+                values[name] = _shared.get(twin) or _share(cls, twin)
         values["extras"] = _EMPTY
         record = new(CallRecord)
         set_attribute(record, "__dict__", values)
         records.append(record)
     return records
+
+
+_shared: Final[dict[Any, Any]] = {}
+
+
+def _share(cls: type, twin: Any) -> Any:
+    """``twin`` as a ``cls``, kept for the next equal twin (the last few thousand)."""
+    if len(_shared) >= _SHARED_MAX:
+        _shared.clear()
+    instance = _shared[twin] = cls(**msgspec.structs.asdict(twin))
+    return instance

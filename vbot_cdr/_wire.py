@@ -30,10 +30,10 @@ from ._models import (
     CallFilter,
     CallRecord,
     CamelRecord,
-    KnownKeys,
+    SnakeRecord,
     TimeUnit,
     describe_structure_error,
-    from_camel,
+    from_twins,
     structure_record,
     structure_records,
 )
@@ -432,25 +432,22 @@ def read_records(request: Request, data: Any) -> list[CallRecord]:
         raise
 
 
-class _RecordPage(msgspec.Struct):
-    """A ``getAll`` envelope, its records decoded by msgspec (see `_models.KnownKeys`)."""
+class _SnakePage(msgspec.Struct):
+    """A ``getAll`` envelope of snake_case records (see `_models.SnakeRecord`)."""
 
     status: Any = None
-    data: list[CallRecord] | None = None
+    data: list[SnakeRecord] | None = None
 
 
-class _CamelRecordPage(msgspec.Struct):
+class _CamelPage(msgspec.Struct):
     """A ``getAll`` envelope of camelCase records (see `_models.CamelRecord`)."""
 
     status: Any = None
     data: list[CamelRecord] | None = None
 
 
-# Its fields come from the model (see `_models.KnownKeys`), so it is made, not declared.
-_RecordPageKeys: Final = msgspec.defstruct("_RecordPageKeys", [("data", list[KnownKeys], [])])
-_decode_page: Final = msgspec.json.Decoder(_RecordPage).decode
-_check_page_keys: Final = msgspec.json.Decoder(_RecordPageKeys).decode
-_decode_camel_page: Final = msgspec.json.Decoder(_CamelRecordPage).decode
+_decode_snake_page: Final = msgspec.json.Decoder(_SnakePage).decode
+_decode_camel_page: Final = msgspec.json.Decoder(_CamelPage).decode
 #: How a camelCase page shows itself (a snake_case one has ``"trans_id"``).
 _CAMEL_SIGN: Final = b'"transId"'
 
@@ -473,26 +470,20 @@ def read_record_page(
 
 def decode_record_page(body: bytes) -> list[CallRecord] | None:
     """The records of a success envelope, decoded by msgspec, or ``None`` when the body is
-    anything else or a record needs the general path (see `_models.KnownKeys` and
-    `_models.CamelRecord`)."""
+    anything else or a record needs the general path (see `_models.SnakeRecord`)."""
+    decode = _decode_camel_page if _CAMEL_SIGN in body else _decode_snake_page
     try:
-        if _CAMEL_SIGN in body:
-            camel = _decode_camel_page(body)
-            if camel.data is None or not _is_success(camel.status, camel.data):
-                return None
-            return from_camel(camel.data)
-        page = _decode_page(body)
-        if not _is_success(page.status, page.data):
-            return None
-        _check_page_keys(body)
+        page = decode(body)
     except msgspec.MsgspecError:
         return None
-    return page.data
+    if page.data is None or not _is_success(page.status):
+        return None
+    return from_twins(page.data)
 
 
-def _is_success(status: Any, data: list[Any] | None) -> bool:
-    """Whether `read_response` would return this envelope's data (an array)."""
-    return type(status) is int and status == 1 and data is not None
+def _is_success(status: Any) -> bool:
+    """Whether `read_response` would return the data of an envelope of this ``status``."""
+    return type(status) is int and status == 1
 
 
 def conversation_reader(trans_id: str) -> Callable[[Request, Any], BotConversation]:
