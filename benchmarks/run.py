@@ -57,14 +57,15 @@ class Case:
 
 def plan(quick: bool) -> list[Case]:
     """The cases of each part (smaller in quick mode)."""
-    cpu_records = 20_000 if quick else 50_000
-    sizes = (20_000, 200_000) if quick else (100_000, 1_000_000)
-    rounds = 4 if quick else 8  # rounds of latency per run in the sweep
+    cpu_records = 10_000 if quick else 50_000
+    sizes = (10_000, 50_000) if quick else (100_000, 1_000_000)
+    rounds = 3 if quick else 8  # rounds of latency per run in the 100 ms sweep
     cases = [Case("cpu", cpu_records, 500, c) for c in (1, 8)]
     cases += [Case("stream", size, 500, 8) for size in sizes]
     # Latency cases end on a half-full page, so both clients need the same rounds (with an
     # exact multiple, iter_calls also asks the page after the last in case records shifted).
-    cases.append(Case("latency", 128 * 100 - 50, 100, 64, latency=0.02))
+    pages = 64 if quick else 256
+    cases.append(Case("latency", pages * 100 - 50, 100, 64, latency=0.02))
     cases += [Case("sweep", rounds * c * 20 - 10, 20, c, latency=0.1) for c in (1, 4, 16, 64)]
     return cases
 
