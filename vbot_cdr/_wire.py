@@ -432,22 +432,20 @@ def read_records(request: Request, data: Any) -> list[CallRecord]:
         raise
 
 
-class _SnakePage(msgspec.Struct):
-    """A ``getAll`` envelope of snake_case records (see `_models.SnakeRecord`)."""
-
-    status: Any = None
-    data: list[SnakeRecord] | None = None
+#: The fields an envelope of any dialect may have besides ``data``.
+_ENVELOPE_FIELDS: Final = ("status", "error", "message", "errorCode", "msg")
 
 
-class _CamelPage(msgspec.Struct):
-    """A ``getAll`` envelope of camelCase records (see `_models.CamelRecord`)."""
+def _page_struct(record: Any) -> Any:
+    """A ``getAll`` envelope whose ``data`` is an array of ``record`` (a record twin)."""
+    fields = [(name, Any, msgspec.UNSET) for name in _ENVELOPE_FIELDS]
+    return msgspec.defstruct(
+        f"{record.__name__}Page", [("data", list[record] | None, None), *fields]
+    )
 
-    status: Any = None
-    data: list[CamelRecord] | None = None
 
-
-_decode_snake_page: Final = msgspec.json.Decoder(_SnakePage).decode
-_decode_camel_page: Final = msgspec.json.Decoder(_CamelPage).decode
+_decode_snake_page: Final = msgspec.json.Decoder(_page_struct(SnakeRecord)).decode
+_decode_camel_page: Final = msgspec.json.Decoder(_page_struct(CamelRecord)).decode
 #: How a camelCase page shows itself (a snake_case one has ``"trans_id"``).
 _CAMEL_SIGN: Final = b'"transId"'
 
@@ -462,27 +460,31 @@ def read_record_page(
     path, which returns the same records (with their extras) or raises the same error.
     """
     if 200 <= status < 300:
-        records = decode_record_page(body)
-        if records is not None:
-            return records
+        page = decode_record_page(body)
+        if page is not None and _is_success(page[0]):
+            return page[1]
     return read_records(request, read_response(request, status, headers, body))
 
 
-def decode_record_page(body: bytes) -> list[CallRecord] | None:
-    """The records of a success envelope, decoded by msgspec, or ``None`` when the body is
-    anything else or a record needs the general path (see `_models.SnakeRecord`)."""
+def decode_record_page(body: bytes) -> tuple[dict[str, Any], list[CallRecord]] | None:
+    """The envelope (its fields but ``data``) and records of a page, decoded by msgspec; or
+    ``None`` when ``data`` is no array of records the fast path can read (see
+    `_models.SnakeRecord`), and the general path must say what the body is."""
     decode = _decode_camel_page if _CAMEL_SIGN in body else _decode_snake_page
     try:
         page = decode(body)
     except msgspec.MsgspecError:
         return None
-    if page.data is None or not _is_success(page.status):
+    if page.data is None:
         return None
-    return from_twins(page.data)
+    envelope = {name: getattr(page, name) for name in _ENVELOPE_FIELDS}
+    envelope = {name: value for name, value in envelope.items() if value is not msgspec.UNSET}
+    return envelope, from_twins(page.data)
 
 
-def _is_success(status: Any) -> bool:
-    """Whether `read_response` would return the data of an envelope of this ``status``."""
+def _is_success(envelope: dict[str, Any]) -> bool:
+    """Whether `read_response` returns the data of an envelope with these other fields."""
+    status = envelope.get("status")
     return type(status) is int and status == 1
 
 
