@@ -743,6 +743,10 @@ _NESTED_FIELDS: Final = tuple(
     if _optional(hint) is cls
 )
 _SHARED_MAX: Final = 4096
+# from_twins builds a CallRecord from its __dict__, as the readers do: that takes a plain
+# __init__ (nothing it would skip) and an instance __dict__.
+if not _has_plain_init(CallRecord) or "__slots__" in CallRecord.__dict__:
+    raise TypeError("CallRecord must keep a plain __init__ and an instance __dict__")
 
 
 def from_twins(rows: list[Any]) -> list[CallRecord]:
