@@ -6,6 +6,11 @@ underscore are not.
 
 from __future__ import annotations
 
+import inspect
+import typing
+
+import attrs
+
 from ._auth import PasswordAuth
 from ._client import VBotClient
 from ._config import RetryPolicy
@@ -56,7 +61,27 @@ __all__ = [
     "sync_to_database",
 ]
 
+
+def _resolve_annotations(cls: type) -> None:
+    """Replace ``cls``'s own string annotations by the types they name, in its home module.
+
+    `typing.get_type_hints` evaluates a class's annotations in the module ``__module__``
+    names; once that says ``vbot_cdr``, names only the defining module imports (``Mapping``,
+    ``dt``) would be unknown. Resolved here, before the rename, they no longer need looking
+    up, so tools built on type hints (cattrs, msgspec, pydantic, dlt) can read them.
+    """
+    own = inspect.get_annotations(cls)
+    if not own:
+        return
+    hints = typing.get_type_hints(cls, include_extras=True)
+    cls.__annotations__ = {name: hints[name] for name in own}
+    if attrs.has(cls):
+        attrs.resolve_types(cls)
+
+
 for _name in __all__:
+    if isinstance(globals()[_name], type):
+        _resolve_annotations(globals()[_name])
     # Tracebacks and reprs show vbot_cdr.APIError, not vbot_cdr._errors.APIError.
     globals()[_name].__module__ = __name__
 del _name

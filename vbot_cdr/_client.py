@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, Protocol, TypeVar, Union
 
 import aiohttp
 import aiolimiter
@@ -55,6 +55,25 @@ from ._windows import OpenWindow, WindowedSource, plan_windows, to_units
 __all__ = ["VBotClient"]
 
 T = TypeVar("T")
+#: Reads one answer ``(status, headers, body)`` to a request: `_wire.read_response` gives the
+#: envelope's ``data``; `_wire.read_record_page` gives a page's records in one go.
+class ReadAnswer(Protocol):
+    def __call__(
+        self,
+        request: _wire.Request,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        secrets: tuple[str, ...],
+    ) -> Any: ...
+
+
+def _already_read(_: _wire.Request, value: T) -> T:
+    """The reader of a value its `ReadAnswer` has read in full."""
+    return value
+
+
 logger = logging.getLogger("vbot_cdr")
 _NO_GATE: Gate = contextlib.nullcontext()
 
@@ -163,10 +182,11 @@ class _IterationPort:
         client = self._client
         return await client._call(
             client._list_request(filter, page, size),
-            _wire.read_records,
+            _already_read,
             gate=gate,
             stats=self._stats,
             deadline=self._deadline.at(),
+            read_answer=_wire.read_record_page,
         )
 
 
@@ -356,9 +376,15 @@ class VBotClient:
     # -- one request -----------------------------------------------------------------------
 
     async def _send(
-        self, request: _wire.Request, token: str, gate: Gate, deadline: float | None
+        self,
+        request: _wire.Request,
+        token: str,
+        gate: Gate,
+        deadline: float | None,
+        read_answer: ReadAnswer = _wire.read_response,
     ) -> Any:
-        """One attempt: send ``request`` and return the envelope's ``data``.
+        """One attempt: send ``request`` and return what ``read_answer`` reads of the answer
+        (the envelope's ``data`` by default).
 
         The gate is held while the request is on the wire and its answer is read, so a gate
         that adapts to the server (`AdaptiveWindow`) sees a 429 as the exception it raises.
@@ -383,7 +409,7 @@ class VBotClient:
             answer = await self._transmit(
                 "GET", request, timeout, params=request.params, headers=headers
             )
-            return _wire.read_response(request, *answer, secrets=(token,))
+            return read_answer(request, *answer, secrets=(token,))
 
     async def _exchange_token(self, request: _wire.TokenRequest) -> _wire.TokenGrant:
         """POST a token request (with the client's retries) and return the grant."""
@@ -443,8 +469,10 @@ class VBotClient:
         gate: Gate = _NO_GATE,
         stats: IterationStats | None = None,
         deadline: float | None = None,
+        read_answer: ReadAnswer = _wire.read_response,
     ) -> T:
-        """Send ``request`` with retries (and one token renewal after a 401); ``read`` its data.
+        """Send ``request`` with retries (and one token renewal after a 401); ``read`` its data
+        (what ``read_answer`` reads of the answer).
 
         ``deadline`` (event-loop time) bounds the whole call together with the client's own
         per-call ``deadline``: each attempt's timeout is cut to the time left, and no retry is
@@ -460,7 +488,7 @@ class VBotClient:
                 _time_left(request, deadline)  # past it: no attempt, no request counted
             if stats is not None:
                 stats.requests += 1
-            return read(request, await self._send(request, token, gate, deadline))
+            return read(request, await self._send(request, token, gate, deadline, read_answer))
 
         def count_retry(*_: object) -> None:
             if stats is not None:
@@ -551,7 +579,8 @@ class VBotClient:
         call_filter = self._filter(filter, filters)
         _positive_int("page", page, minimum=self._first_page)
         size = self._page_size if size is None else _positive_int("size", size)
-        return await self._call(self._list_request(call_filter, page, size), _wire.read_records)
+        request = self._list_request(call_filter, page, size)
+        return await self._call(request, _already_read, read_answer=_wire.read_record_page)
 
     async def get_bot_conversation(
         self, trans_id: str, *, bot_id: str | None = None
