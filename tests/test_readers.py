@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vbot_cdr import APIError, CallRecord, Hotline, Member, ResponseFormatError
+from vbot_cdr import APIError, CallRecord, Hotline, Member, ResponseFormatError, _wire
+from vbot_cdr._dialects import dialect_for
 from vbot_cdr._models import (
     _ALIASES,
     STRUCTURE_ERRORS,
@@ -223,6 +224,43 @@ def test_clean_pages_take_the_fast_path(seed: int, spell: Callable[[Any], Any]) 
     assert fast == structure_records(page)
     assert [record.to_dict() for record in fast] == [r.to_dict() for r in structure_records(page)]
     assert all(type(record) is CallRecord and record.extras == {} for record in fast)
+
+
+@pytest.mark.parametrize(
+    ("api", "envelope", "fast"),
+    [
+        ("v2", {"status": 1, "error": 0, "message": "ok"}, True),
+        ("v2", {"error": 0, "message": "ok"}, True),
+        ("v2", {"status": 0, "error": 500, "message": "no"}, False),
+        ("v2", {"error": 7, "message": "no"}, False),
+        ("v3-legacy", {"error": 0, "message": "ok"}, True),
+        ("v3", {"status": 200, "msg": "success", "errorCode": 0}, True),
+        ("v3", {"status": 500, "msg": "error", "errorCode": 500}, False),
+    ],
+    ids=[
+        "v2-seed",
+        "v2-2026",
+        "v2-seed-failure",
+        "v2-2026-failure",
+        "v3-legacy",
+        "v3",
+        "v3-failure",
+    ],
+)
+def test_each_dialect_judges_the_fast_path_envelope(
+    api: str, envelope: dict[str, Any], fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's envelope is judged by the request's dialect: its success envelopes take the
+    msgspec path, its failures the general path that raises the server's error."""
+    request = Request("getAll", {}, page=1, dialect=dialect_for(api))
+    page = generate_records(3, seed=0)
+    body = json.dumps({**envelope, "data": page}).encode()
+    if fast:
+        monkeypatch.setattr(_wire, "read_records", None)  # the general path would fail here
+        assert read_record_page(request, 200, {}, body) == structure_records(page)
+    else:
+        with pytest.raises(APIError):
+            read_record_page(request, 200, {}, body)
 
 
 @pytest.mark.parametrize(
