@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -10,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vbot_cdr import CallRecord, Member
+from vbot_cdr import APIError, CallRecord, Hotline, Member, ResponseFormatError, _wire
+from vbot_cdr._dialects import dialect_for
 from vbot_cdr._models import (
     _ALIASES,
     STRUCTURE_ERRORS,
@@ -20,7 +23,13 @@ from vbot_cdr._models import (
     structure_record,
     structure_records,
 )
-from vbot_cdr._wire import Request, read_records
+from vbot_cdr._wire import (
+    Request,
+    decode_record_page,
+    read_record_page,
+    read_records,
+    read_response,
+)
 from vbot_cdr.testing import generate_records
 
 SNAKE_FIELDS = [a.name for a in attrs.fields(CallRecord) if a.name != "extras"]
@@ -128,6 +137,173 @@ def test_a_bad_record_in_a_page_is_named() -> None:
     with pytest.raises(Exception, match=r"data\[3\]\.member\.name") as info:
         read_records(Request("getAll", {}, page=1), page)
     assert type(info.value).__name__ == "ResponseFormatError"
+
+
+# -- the msgspec fast path and the general path it falls back to ---------------------------
+
+GET_ALL = Request("getAll", {}, page=1)
+#: Ints around the edges of what orjson and msgspec read as ints (orjson reads wider as float).
+WIDE_INTS = st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70, -(2**63), -(2**63) - 1])
+
+
+CAMEL_NAMES = {cls: {name: alias for alias, name in _ALIASES[cls].items()} for cls in _ALIASES}
+
+
+def camel_case(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as the v3 CDR endpoints spell it: camelCase names, member and hotline too."""
+    nested = {"member": CAMEL_NAMES[Member], "hotline": CAMEL_NAMES[Hotline]}
+    spelled = {}
+    for key, value in record.items():
+        if key in nested and isinstance(value, dict):
+            value = {nested[key].get(k, k): v for k, v in value.items()}
+        spelled[CAMEL_NAMES[CallRecord].get(key, key)] = value
+    return spelled
+
+
+@st.composite
+def pages(draw: st.DrawFn) -> bytes:
+    """A ``getAll`` body: mostly a success envelope of mutated records in either spelling,
+    sometimes not."""
+    page: list[Any] = draw(st.lists(records(), max_size=4))
+    if draw(st.booleans()):
+        page = [camel_case(record) for record in page]
+    for index in draw(st.lists(st.integers(0, 3), max_size=2)):
+        if index < len(page):
+            field = draw(st.sampled_from(FIELDS))
+            page[index][field] = draw(st.one_of(WIDE_INTS, JSON))
+    data = draw(st.one_of(st.just(page), st.just(page), st.just(page), JSON))
+    status = draw(st.sampled_from([1, 1, 1, 0, True, 1.0, "1", None]))
+    envelope: dict[str, Any] = {"status": status, "error": 0, "message": "ok", "data": data}
+    if draw(st.booleans()) and not page:
+        del envelope["data"]
+    # json, not orjson: orjson cannot write the ints wider than 64 bits that a server might.
+    return json.dumps(envelope, ensure_ascii=draw(st.booleans())).encode()
+
+
+def outcome(read: Callable[[], list[CallRecord]]) -> Any:
+    """What a read gives: each record with its extras, or the error with what it says."""
+    try:
+        records = read()
+    except ResponseFormatError as exc:
+        return type(exc), str(exc), exc.field, exc.retryable
+    except APIError as exc:
+        return type(exc), str(exc), exc.error_code
+    return [(record, dict(record.extras)) for record in records]
+
+
+def general_path(body: bytes) -> Any:
+    return outcome(lambda: read_records(GET_ALL, read_response(GET_ALL, 200, {}, body)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pages())
+def test_fast_path_and_general_path_agree(body: bytes) -> None:
+    """A page reads to the same records, or the same error, through msgspec or the general
+    path; and msgspec only ever answers when the general path would give records."""
+    fast = decode_record_page(body)
+    expected = general_path(body)
+    status = None if fast is None else fast[0].get("status")
+    if fast is not None and type(status) is int and status == 1:
+        assert [(record, dict(record.extras)) for record in fast[1]] == expected
+    assert outcome(lambda: read_record_page(GET_ALL, 200, {}, body)) == expected
+
+
+@pytest.mark.parametrize("spell", [dict, camel_case], ids=["snake_case", "camelCase"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_clean_pages_take_the_fast_path(seed: int, spell: Callable[[Any], Any]) -> None:
+    """Generated pages, every field set and of its type, in either spelling (with the v3
+    fields), are decoded by msgspec into the records the readers make of them."""
+    page = generate_records(300, seed=seed)
+    for index, record in enumerate(page):
+        record.update(external_call_id=f"X{index}", campaign_id=index, template_script_id=None)
+    body = json.dumps({"status": 1, "error": 0, "message": "ok", "data": list(map(spell, page))})
+    decoded = decode_record_page(body.encode())
+    assert decoded is not None
+    envelope, fast = decoded
+    assert envelope == {"status": 1, "error": 0, "message": "ok"}
+    assert fast == structure_records(page)
+    assert [record.to_dict() for record in fast] == [r.to_dict() for r in structure_records(page)]
+    assert all(type(record) is CallRecord and record.extras == {} for record in fast)
+
+
+@pytest.mark.parametrize(
+    ("api", "envelope", "fast"),
+    [
+        ("v2", {"status": 1, "error": 0, "message": "ok"}, True),
+        ("v2", {"error": 0, "message": "ok"}, True),
+        ("v2", {"status": 0, "error": 500, "message": "no"}, False),
+        ("v2", {"error": 7, "message": "no"}, False),
+        ("v3-legacy", {"error": 0, "message": "ok"}, True),
+        ("v3", {"status": 200, "msg": "success", "errorCode": 0}, True),
+        ("v3", {"status": 500, "msg": "error", "errorCode": 500}, False),
+    ],
+    ids=[
+        "v2-seed",
+        "v2-2026",
+        "v2-seed-failure",
+        "v2-2026-failure",
+        "v3-legacy",
+        "v3",
+        "v3-failure",
+    ],
+)
+def test_each_dialect_judges_the_fast_path_envelope(
+    api: str, envelope: dict[str, Any], fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's envelope is judged by the request's dialect: its success envelopes take the
+    msgspec path, its failures the general path that raises the server's error."""
+    request = Request("getAll", {}, page=1, dialect=dialect_for(api))
+    page = generate_records(3, seed=0)
+    body = json.dumps({**envelope, "data": page}).encode()
+    if fast:
+        monkeypatch.setattr(_wire, "read_records", None)  # the general path would fail here
+        assert read_record_page(request, 200, {}, body) == structure_records(page)
+    else:
+        with pytest.raises(APIError):
+            read_record_page(request, 200, {}, body)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"queue": "Q7"}, None),
+        ({"extras": {"a": 1}}, None),
+        ({"duration": 2**70}, "data[1].duration"),
+        ({"duration": 2**63}, None),
+        ({"call_collected_data": None}, None),
+        ({"duration": True}, "data[1].duration"),
+        ({"member": {"name": 7}}, "data[1].member.name"),
+        ({"member": {"name": "Lan", "vbotId": "V1", "vbot_id": "V1"}}, None),
+        ({"transId": "TX1", "trans_id": "TX1"}, None),
+    ],
+    ids=[
+        "unknown",
+        "named-extras",
+        "int-beyond-64-bits",
+        "uint64",
+        "null-array",
+        "bool",
+        "nested",
+        "member-in-both-spellings",
+        "record-in-both-spellings",
+    ],
+)
+@pytest.mark.parametrize("spell", [dict, camel_case], ids=["snake_case", "camelCase"])
+def test_what_msgspec_leaves_to_the_general_path(
+    change: dict[str, Any], field: str | None, spell: Callable[[Any], Any]
+) -> None:
+    """Unknown fields, ints orjson reads otherwise, nulls the readers accept, mixed spellings
+    and bad values go the general path: the same extras, the same values, the same error."""
+    page = list(map(spell, generate_records(3, seed=5)))
+    page[1].update(change)
+    body = json.dumps({"status": 1, "error": 0, "message": "ok", "data": page}).encode()
+    assert decode_record_page(body) is None
+    result = outcome(lambda: read_record_page(GET_ALL, 200, {}, body))
+    assert result == general_path(body)
+    if field is None:
+        assert isinstance(result, list)
+    else:
+        assert result[2] == field
 
 
 def test_a_bad_camel_case_record_is_named_as_sent() -> None:

@@ -6,12 +6,18 @@ underscore are not.
 
 from __future__ import annotations
 
+import inspect
+import typing
+
+import attrs
+
 from ._auth import PasswordAuth
 from ._client import VBotClient
 from ._config import RetryPolicy
 from ._errors import (
     APIError,
     AuthenticationError,
+    DatabaseError,
     IncompleteError,
     RateLimitError,
     ResponseFormatError,
@@ -21,8 +27,9 @@ from ._errors import (
 )
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
+from ._sinks import DatabaseLoad, sync_to_database
 from ._stats import IterationStats
-from ._sync import CallSync
+from ._sync import CallSync, StateStore
 from ._transport import AiohttpTransport, Transport
 
 __all__ = [
@@ -36,6 +43,8 @@ __all__ = [
     "CallRecord",
     "CallSync",
     "CollectedField",
+    "DatabaseError",
+    "DatabaseLoad",
     "Hotline",
     "IncompleteError",
     "IterationStats",
@@ -45,13 +54,35 @@ __all__ = [
     "ResponseFormatError",
     "RetryPolicy",
     "StateError",
+    "StateStore",
     "Transport",
     "TransportError",
     "VBotClient",
     "VBotError",
+    "sync_to_database",
 ]
 
+
+def _resolve_annotations(cls: type) -> None:
+    """Replace ``cls``'s own string annotations by the types they name, in its home module.
+
+    `typing.get_type_hints` evaluates a class's annotations in the module ``__module__``
+    names; once that says ``vbot_cdr``, names only the defining module imports (``Mapping``,
+    ``dt``) would be unknown. Resolved here, before the rename, they no longer need looking
+    up, so tools built on type hints (cattrs, msgspec, pydantic, dlt) can read them.
+    """
+    own = inspect.get_annotations(cls)
+    if not own:
+        return
+    hints = typing.get_type_hints(cls, include_extras=True)
+    cls.__annotations__ = {name: hints[name] for name in own}
+    if attrs.has(cls):
+        attrs.resolve_types(cls)
+
+
 for _name in __all__:
+    if isinstance(globals()[_name], type):
+        _resolve_annotations(globals()[_name])
     # Tracebacks and reprs show vbot_cdr.APIError, not vbot_cdr._errors.APIError.
     globals()[_name].__module__ = __name__
 del _name

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, Protocol, TypeVar, Union
 
 import aiohttp
 import aiolimiter
@@ -42,13 +42,32 @@ from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
 from ._port import Gate
 from ._retry import call_with_retries
 from ._stats import IterationStats
-from ._sync import CallSync, open_sync
+from ._sync import CallSync, FileStateStore, StateStore, open_sync
 from ._transport import AiohttpTransport, Answer, Transport
 from ._windows import plan_windows, to_units
 
 __all__ = ["VBotClient"]
 
 T = TypeVar("T")
+#: Reads one answer ``(status, headers, body)`` to a request: `_wire.read_response` gives the
+#: envelope's ``data``; `_wire.read_record_page` gives a page's records in one go.
+class ReadAnswer(Protocol):
+    def __call__(
+        self,
+        request: _wire.Request,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        secrets: tuple[str, ...],
+    ) -> Any: ...
+
+
+def _already_read(_: _wire.Request, value: T) -> T:
+    """The reader of a value its `ReadAnswer` has read in full."""
+    return value
+
+
 logger = logging.getLogger("vbot_cdr")
 _NO_GATE: Gate = contextlib.nullcontext()
 
@@ -161,10 +180,11 @@ class _IterationPort:
         client = self._client
         return await client._call(
             client._list_request(filter, page, size),
-            _wire.read_records,
+            _already_read,
             gate=gate,
             stats=self._stats,
             deadline=self._deadline.at(),
+            read_answer=_wire.read_record_page,
         )
 
 
@@ -354,9 +374,15 @@ class VBotClient:
     # -- one request -----------------------------------------------------------------------
 
     async def _send(
-        self, request: _wire.Request, token: str, gate: Gate, deadline: float | None
+        self,
+        request: _wire.Request,
+        token: str,
+        gate: Gate,
+        deadline: float | None,
+        read_answer: ReadAnswer = _wire.read_response,
     ) -> Any:
-        """One attempt: send ``request`` and return the envelope's ``data``.
+        """One attempt: send ``request`` and return what ``read_answer`` reads of the answer
+        (the envelope's ``data`` by default).
 
         The gate is held while the request is on the wire and its answer is read, so a gate
         that adapts to the server (`AdaptiveWindow`) sees a 429 as the exception it raises.
@@ -381,7 +407,7 @@ class VBotClient:
             answer = await self._transmit(
                 "GET", request, timeout, params=request.params, headers=headers
             )
-            return _wire.read_response(request, *answer, secrets=(token,))
+            return read_answer(request, *answer, secrets=(token,))
 
     async def _exchange_token(self, request: _wire.TokenRequest) -> _wire.TokenGrant:
         """POST a token request (with the client's retries) and return the grant."""
@@ -441,8 +467,10 @@ class VBotClient:
         gate: Gate = _NO_GATE,
         stats: IterationStats | None = None,
         deadline: float | None = None,
+        read_answer: ReadAnswer = _wire.read_response,
     ) -> T:
-        """Send ``request`` with retries (and one token renewal after a 401); ``read`` its data.
+        """Send ``request`` with retries (and one token renewal after a 401); ``read`` its data
+        (what ``read_answer`` reads of the answer).
 
         ``deadline`` (event-loop time) bounds the whole call together with the client's own
         per-call ``deadline``: each attempt's timeout is cut to the time left, and no retry is
@@ -458,7 +486,7 @@ class VBotClient:
                 _time_left(request, deadline)  # past it: no attempt, no request counted
             if stats is not None:
                 stats.requests += 1
-            return read(request, await self._send(request, token, gate, deadline))
+            return read(request, await self._send(request, token, gate, deadline, read_answer))
 
         def count_retry(*_: object) -> None:
             if stats is not None:
@@ -549,7 +577,8 @@ class VBotClient:
         call_filter = self._filter(filter, filters)
         _positive_int("page", page, minimum=self._first_page)
         size = self._page_size if size is None else _positive_int("size", size)
-        return await self._call(self._list_request(call_filter, page, size), _wire.read_records)
+        request = self._list_request(call_filter, page, size)
+        return await self._call(request, _already_read, read_answer=_wire.read_record_page)
 
     async def get_bot_conversation(
         self, trans_id: str, *, bot_id: str | None = None
@@ -735,7 +764,7 @@ class VBotClient:
 
     def sync(
         self,
-        state_path: str | os.PathLike[str],
+        state_path: str | os.PathLike[str] | StateStore,
         filter: CallFilter | None = None,
         *,
         lookback: dt.timedelta = dt.timedelta(minutes=10),
@@ -764,7 +793,9 @@ class VBotClient:
         `CallSync.commit` (or a clean exit of ``async with``).
 
         Args:
-            state_path: The JSON state file; its directory must exist.
+            state_path: The JSON state file (its directory must exist), or another
+                `StateStore` (a database sink keeps the state in a table: see
+                `sync_to_database`).
             filter: A `CallFilter`, or give its criteria as keywords instead. A state file
                 serves one set of criteria (dates aside), ``vbot_id``, ``project_code`` and
                 ``time_unit``.
@@ -794,7 +825,7 @@ class VBotClient:
         return open_sync(
             open_iteration,
             call_filter,
-            Path(state_path),
+            state_path if isinstance(state_path, StateStore) else FileStateStore(Path(state_path)),
             now=self._now(),
             lookback=to_units(lookback, unit),
             settle=to_units(settle, unit),

@@ -9,7 +9,8 @@ Every error the public API raises derives from `VBotError`::
     ├── TransportError           no usable answer: connection failure or timeout, past the retries
     ├── ResponseFormatError      an answer that is not the documented envelope or record shape
     ├── IncompleteError          an iteration whose pages could not be made to match countAll
-    └── StateError               a sync state file that cannot be used
+    ├── StateError               a sync state file that cannot be used
+    └── DatabaseError            a database sink that cannot connect, load or commit
 
 No exception ever carries the access token, the refresh token or a password: messages are
 built from the endpoint name, the page, status codes and (truncated) response bodies only.
@@ -20,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "DatabaseError",
     "IncompleteError",
     "RateLimitError",
     "ResponseFormatError",
@@ -191,3 +193,11 @@ class IncompleteError(VBotError):
 
 class StateError(VBotError):
     """A sync state file is unreadable, made for other filters, or otherwise unusable."""
+
+
+class DatabaseError(VBotError):
+    """A database sink could not connect, create its tables, load or commit.
+
+    The message names the database by its URL with the password masked; the transaction of
+    the window being loaded is rolled back, so the next run loads that window again.
+    """

@@ -19,10 +19,11 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import attrs
 import cattrs
+import msgspec
 import orjson
 from cattrs.gen import make_dict_structure_fn, override
 
@@ -33,13 +34,16 @@ __all__ = [
     "BotConversation",
     "CallFilter",
     "CallRecord",
+    "CamelRecord",
     "CollectedField",
     "Hotline",
     "Member",
+    "SnakeRecord",
     "TimeUnit",
     "camel_case",
     "describe_structure_error",
     "epoch_to_datetime",
+    "from_twins",
     "structure_record",
     "structure_records",
     "to_epoch",
@@ -757,3 +761,99 @@ def _path_as_sent(data: Any, root: str, where: str) -> str:
         spelled.append(f".{name}")
         value = value.get(name) if type(value) is dict else None
     return "".join(spelled)
+
+
+# -- the fastest path: msgspec, from bytes straight to records -------------------------------
+#
+# msgspec decodes and checks a page's JSON in C, without building a dict per value first. It
+# cannot build the attrs records itself the way the readers do (it would skip unknown fields
+# rather than keep them, read a field only under its attribute's name, and read an int of any
+# size, where orjson reads one beyond 64 bits as a float, which the readers refuse). So each
+# model class gets two *twins*, msgspec structs with its fields, one naming them in
+# snake_case and one in camelCase (v3), typed as the readers check them (ints within 64
+# bits), refusing any field they do not name. A page decodes into the twins of its spelling
+# and `from_twins` makes `CallRecord`s of them (one C-level dict per record, as the readers
+# build theirs; equal members and hotlines shared, as the readers share them). Anything the
+# twins refuse (a bad value, an unknown field, mixed spellings, null for
+# `call_collected_data`) goes through the readers above, which give the same records, the
+# extras, or the error naming the field.
+
+# orjson reads ints up to 2**64 - 1; msgspec bounds only go to 2**63 - 1, so the few ints
+# between take the readers too.
+_INT64: Final = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_NESTED: Final[tuple[type, ...]] = (Member, Hotline)
+
+
+def _twin(cls: type, camel: bool, nested: Mapping[type, Any]) -> Any:
+    """``cls``'s fields as a msgspec struct (see above), in camelCase if ``camel``."""
+    hints = typing.get_type_hints(cls)
+
+    def kind(hint: Any) -> Any:
+        inner = _optional(hint)
+        if inner is int:
+            return _INT64 | None
+        if inner in nested:
+            return nested[inner] | None
+        return hint
+
+    fields = [(a.name, kind(hints[a.name]), a.default) for a in attrs.fields(cls)]
+    fields = [field for field in fields if field[0] != "extras"]
+    rename = {name: alias for alias, name in _ALIASES[cls].items()} if camel else None
+    return msgspec.defstruct(
+        f"{'Camel' if camel else 'Snake'}{cls.__name__}",
+        fields,
+        rename=rename,
+        forbid_unknown_fields=True,
+        frozen=True,  # hashable, so equal members and hotlines can be shared
+        gc=False,  # short-lived and acyclic: the collector need not track them
+    )
+
+
+def _record_twin(camel: bool) -> Any:
+    return _twin(CallRecord, camel, {cls: _twin(cls, camel, {}) for cls in _NESTED})
+
+
+#: A snake_case record as msgspec decodes it; `from_twins` makes it a `CallRecord`.
+SnakeRecord: Final[Any] = _record_twin(camel=False)
+#: A camelCase (v3) record as msgspec decodes it; `from_twins` makes it a `CallRecord`.
+CamelRecord: Final[Any] = _record_twin(camel=True)
+
+_NESTED_FIELDS: Final = tuple(
+    (name, cls)
+    for name, hint in typing.get_type_hints(CallRecord).items()
+    for cls in _NESTED
+    if _optional(hint) is cls
+)
+_SHARED_MAX: Final = 4096
+# from_twins builds a CallRecord from its __dict__, as the readers do: that takes a plain
+# __init__ (nothing it would skip) and an instance __dict__.
+if not _has_plain_init(CallRecord) or "__slots__" in CallRecord.__dict__:
+    raise TypeError("CallRecord must keep a plain __init__ and an instance __dict__")
+
+
+def from_twins(rows: list[Any]) -> list[CallRecord]:
+    r"""`SnakeRecord`\ s or `CamelRecord`\ s as `CallRecord`\ s (no extras: twins have none)."""
+    asdict, new, set_attribute = msgspec.structs.asdict, object.__new__, object.__setattr__
+    records = []
+    for row in rows:
+        values = asdict(row)
+        for name, cls in _NESTED_FIELDS:
+            twin = values[name]
+            if twin is not None:
+                values[name] = _shared.get(twin) or _share(cls, twin)
+        values["extras"] = _EMPTY
+        record = new(CallRecord)
+        set_attribute(record, "__dict__", values)
+        records.append(record)
+    return records
+
+
+_shared: Final[dict[Any, Any]] = {}
+
+
+def _share(cls: type, twin: Any) -> Any:
+    """``twin`` as a ``cls``, kept for the next equal twin (the last few thousand)."""
+    if len(_shared) >= _SHARED_MAX:
+        _shared.clear()
+    instance = _shared[twin] = cls(**msgspec.structs.asdict(twin))
+    return instance

@@ -29,6 +29,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vbot_cdr import IterationStats
 
+from ._wire import redact as redact_body
+
 __all__ = [
     "ENV_LOG",
     "ENV_PROGRESS_INTERVAL",
@@ -66,11 +68,9 @@ def _iso(moment: dt.datetime) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every one of ``secrets`` replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """``text`` with every one of ``secrets`` hidden, in every form `_wire.redact` knows."""
+    hidden = redact_body(text.encode(errors="surrogateescape"), tuple(secrets))
+    return hidden.decode(errors="surrogateescape")
 
 
 class _Formatter(logging.Formatter):
@@ -89,7 +89,7 @@ class RunLog:
 
     Attributes:
         json: One JSON object per line instead of text.
-        secrets: Strings never written (tokens, passwords), replaced by ``***``.
+        secrets: Strings never written (tokens, passwords), hidden (see `redact`).
         stream: Where lines go (stderr).
     """
 

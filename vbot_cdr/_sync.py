@@ -8,6 +8,9 @@ overlap for late calls without handing out again the calls it already did.
 
 The file is only ever replaced whole (temporary file in the same directory, fsync, rename,
 fsync of the directory), so a crash at any instant leaves the old state or the new one.
+
+Where the state lives is a `StateStore`: `FileStateStore` is the state file; a database sink
+keeps the same document in a table of its own, saved in the transaction that holds the rows.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 import orjson
@@ -34,7 +37,12 @@ from ._windows import plan_windows
 __all__ = [
     "STATE_VERSION",
     "CallSync",
+    "FileStateStore",
+    "StateStore",
     "SyncState",
+    "decode_state",
+    "encode_state",
+    "fingerprint",
     "load_state",
     "made_for",
     "open_sync",
@@ -73,7 +81,8 @@ def made_for(
     return {k: v for k, v in identity.items() if v} | criteria | {"time_unit": time_unit}
 
 
-def _fingerprint(purpose: Mapping[str, str]) -> str:
+def fingerprint(purpose: Mapping[str, str]) -> str:
+    """The key of a state: a hash of what it was made for (`made_for`)."""
     canonical = orjson.dumps(dict(purpose), option=orjson.OPT_SORT_KEYS)
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
@@ -100,16 +109,27 @@ def load_state(path: Path, *, purpose: Mapping[str, str], now: int) -> SyncState
         return None
     except OSError as exc:
         raise StateError(f"cannot read the sync state {path}: {exc}") from exc
-    unusable = f"the sync state {path} is unusable"
+    return decode_state(raw, where=str(path), purpose=purpose, now=now)
+
+
+def decode_state(
+    raw: bytes | str, *, where: str, purpose: Mapping[str, str], now: int
+) -> SyncState:
+    """Check and read a state document (as `encode_state` makes it); ``where`` names it.
+
+    Raises:
+        StateError: As for `load_state`.
+    """
+    unusable = f"the sync state {where} is unusable"
     try:
         data: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise StateError(f"{unusable}: not JSON ({exc}); reset it to start over") from exc
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         raise StateError(f"{unusable}: not a version-{STATE_VERSION} vbot_cdr sync state")
-    if data.get("fingerprint") != _fingerprint(purpose):
+    if data.get("fingerprint") != fingerprint(purpose):
         raise StateError(
-            f"the sync state {path} was made for {data.get('made_for')!r}, not for "
+            f"the sync state {where} was made for {data.get('made_for')!r}, not for "
             f"{dict(purpose)!r}; use another state file, or reset it to start over"
         )
     watermark, boundary = data.get("watermark"), data.get("boundary")
@@ -119,10 +139,25 @@ def load_state(path: Path, *, purpose: Mapping[str, str], now: int) -> SyncState
         raise StateError(f"{unusable}: the boundary is not a map of trans_id to create_at")
     if watermark > now:
         raise StateError(
-            f"the sync state {path} has its watermark at {watermark}, later than now ({now}): "
+            f"the sync state {where} has its watermark at {watermark}, later than now ({now}): "
             "the clock went back, or the state is not this server's; reset it to start over"
         )
     return SyncState(watermark, boundary)
+
+
+def encode_state(state: SyncState, *, purpose: Mapping[str, str], time_unit: TimeUnit) -> bytes:
+    """The state as the JSON document a state file holds (keys sorted, indented)."""
+    seconds = state.watermark / 1000 if time_unit == "ms" else state.watermark
+    document = {
+        "version": STATE_VERSION,
+        "made_for": dict(purpose),
+        "fingerprint": fingerprint(purpose),
+        "watermark": state.watermark,
+        # For people reading the file; never read back.
+        "watermark_utc": dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(),
+        "boundary": dict(state.boundary),
+    }
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -147,17 +182,7 @@ def write_state(
     Raises:
         StateError: The file could not be written (the old one is then left as it was).
     """
-    seconds = state.watermark / 1000 if time_unit == "ms" else state.watermark
-    document = {
-        "version": STATE_VERSION,
-        "made_for": dict(purpose),
-        "fingerprint": _fingerprint(purpose),
-        "watermark": state.watermark,
-        # For people reading the file; never read back.
-        "watermark_utc": dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(),
-        "boundary": dict(state.boundary),
-    }
-    body = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    body = encode_state(state, purpose=purpose, time_unit=time_unit)
     try:
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -173,6 +198,49 @@ def write_state(
         _fsync_directory(path.parent)
     except OSError as exc:
         raise StateError(f"cannot write the sync state {path}: {exc}") from exc
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Where a sync keeps its state: `FileStateStore`, or a database sink's table.
+
+    `CallSync.commit` calls `save` in a worker thread, one call at a time; `save` returns
+    once the state is durable, and must leave the old state whole if it fails.
+    """
+
+    def load(self, *, purpose: Mapping[str, str], now: int) -> SyncState | None:
+        """The saved state (checked as `load_state` does); ``None`` if there is none.
+
+        Raises:
+            StateError: The saved state is unusable (see `load_state`).
+        """
+        ...
+
+    def save(self, state: SyncState, *, purpose: Mapping[str, str], time_unit: TimeUnit) -> None:
+        """Make ``state`` the saved state, durably (see `write_state`).
+
+        Raises:
+            StateError: It could not be saved; the previous state is intact.
+        """
+        ...
+
+
+@attrs.frozen
+class FileStateStore:
+    """The state in a JSON file (`load_state`, `write_state`); its directory must exist."""
+
+    path: Path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def load(self, *, purpose: Mapping[str, str], now: int) -> SyncState | None:
+        """`load_state` of `path`."""
+        return load_state(self.path, purpose=purpose, now=now)
+
+    def save(self, state: SyncState, *, purpose: Mapping[str, str], time_unit: TimeUnit) -> None:
+        """`write_state` to `path`."""
+        write_state(self.path, state, purpose=purpose, time_unit=time_unit)
 
 
 class CallSync(CallIterator):
@@ -192,7 +260,8 @@ class CallSync(CallIterator):
     there is something new to save, so a loader can commit after each window.
 
     Attributes:
-        path: The state file.
+        path: The state file (``None`` when the state lives elsewhere: see `store`).
+        store: Where the state is kept.
         windows: The planned windows ``(start, end)``, in the client's ``time_unit``;
             ``stats.windows_done`` of them are done.
         total: The sum of the counts of the windows begun so far.
@@ -202,13 +271,14 @@ class CallSync(CallIterator):
         self,
         source: Iteration,
         *,
-        path: Path,
+        store: StateStore,
         purpose: Mapping[str, str],
         time_unit: TimeUnit,
         resumed: SyncState | None,
     ):
         super().__init__(source)
-        self.path = path
+        self.store = store
+        self.path = store.path if isinstance(store, FileStateStore) else None
         self.windows = source.windows
         self._purpose = purpose
         self._time_unit = time_unit
@@ -230,7 +300,7 @@ class CallSync(CallIterator):
         """Save the state as of the last fully yielded window; a no-op if nothing is new.
 
         Raises:
-            StateError: The state file could not be written; the previous one is intact.
+            StateError: The state could not be saved; the previous one is intact.
         """
         async with self._lock:  # so that two commits never land out of order
             checkpoint = self._iteration.checkpoint
@@ -239,7 +309,7 @@ class CallSync(CallIterator):
             state = SyncState(checkpoint.watermark, checkpoint.seen)
             # fsync may take a while: keep the event loop (and the requests) going meanwhile.
             await asyncio.to_thread(
-                write_state, self.path, state, purpose=self._purpose, time_unit=self._time_unit
+                self.store.save, state, purpose=self._purpose, time_unit=self._time_unit
             )
             self._saved = checkpoint.watermark
 
@@ -260,7 +330,7 @@ def plan_sync(
     filter: CallFilter,
     state: SyncState | None,
     *,
-    path: Path,
+    path: Path | StateStore,
     now: int,
     lookback: int,
     settle: int,
@@ -299,7 +369,7 @@ def plan_sync(
 def open_sync(
     open_iteration: OpenIteration,
     filter: CallFilter,
-    path: Path,
+    store: StateStore,
     *,
     now: int,
     lookback: int,
@@ -319,14 +389,15 @@ def open_sync(
         StateError: The state file is unusable (see `load_state`), there is none and the
             filter has no ``start_date``, or its directory does not exist.
     """
-    if not path.parent.is_dir():
+    if isinstance(store, FileStateStore) and not store.path.parent.is_dir():
+        path = store.path
         raise StateError(f"cannot keep the sync state {path}: {path.parent} is not a directory")
     purpose = made_for(filter, vbot_id=vbot_id, project_code=project_code, time_unit=time_unit)
-    state = None if reset else load_state(path, purpose=purpose, now=now)
+    state = None if reset else store.load(purpose=purpose, now=now)
     windows = plan_sync(
         filter,
         state,
-        path=path,
+        path=store,
         now=now,
         lookback=lookback,
         settle=settle,
@@ -336,4 +407,4 @@ def open_sync(
     source = open_iteration(
         windows=windows, boundary=None if state is None else state.boundary, margin=lookback
     )
-    return CallSync(source, path=path, purpose=purpose, time_unit=time_unit, resumed=state)
+    return CallSync(source, store=store, purpose=purpose, time_unit=time_unit, resumed=state)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Final, TypedDict, Union
 from urllib.parse import quote, quote_plus, urlencode
 
 import attrs
+import msgspec
 import orjson
 
 from ._dialects import (
@@ -44,8 +45,11 @@ from ._models import (
     BotConversation,
     CallFilter,
     CallRecord,
+    CamelRecord,
+    SnakeRecord,
     TimeUnit,
     describe_structure_error,
+    from_twins,
     structure_record,
     structure_records,
 )
@@ -62,11 +66,13 @@ __all__ = [
     "conversation_reader",
     "conversation_request",
     "count_request",
+    "decode_record_page",
     "error_for_status",
     "list_request",
     "parse_retry_after",
     "password_grant",
     "read_count",
+    "read_record_page",
     "read_records",
     "read_response",
     "read_token_response",
@@ -507,6 +513,64 @@ def read_records(request: Request, data: Any) -> list[CallRecord]:
                 field, reason = describe_structure_error(exc, f"data[{index}]", item)
                 raise _format_error(request, f"{field}: {reason}", field) from exc
         raise
+
+
+#: The fields an envelope of any dialect may have besides ``data``.
+_ENVELOPE_FIELDS: Final = ("status", "error", "message", "errorCode", "msg")
+
+
+def _page_struct(record: Any) -> Any:
+    """A ``getAll`` envelope whose ``data`` is an array of ``record`` (a record twin)."""
+    fields = [(name, Any, msgspec.UNSET) for name in _ENVELOPE_FIELDS]
+    return msgspec.defstruct(
+        f"{record.__name__}Page", [("data", list[record] | None, None), *fields]
+    )
+
+
+_decode_snake_page: Final = msgspec.json.Decoder(_page_struct(SnakeRecord)).decode
+_decode_camel_page: Final = msgspec.json.Decoder(_page_struct(CamelRecord)).decode
+#: How a camelCase page shows itself (a snake_case one has ``"trans_id"``).
+_CAMEL_SIGN: Final = b'"transId"'
+
+
+def read_record_page(
+    request: Request,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: tuple[str, ...] = (),
+) -> list[CallRecord]:
+    """Read a ``getAll`` answer into its records: `read_response`, then `read_records`.
+
+    A success envelope (by the request's dialect) whose records have only known fields, each
+    of the right type, is decoded by msgspec in one go (`decode_record_page`); any other
+    answer takes the general path, which returns the same records (with their extras) or
+    raises the same error, with ``secrets`` blanked out of what it quotes.
+    """
+    if 200 <= status < 300:
+        page = decode_record_page(body)
+        if page is not None:
+            envelope = request.dialect.read_envelope(page[0])
+            if envelope is not None and envelope.ok:
+                return page[1]
+    return read_records(request, read_response(request, status, headers, body, secrets=secrets))
+
+
+def decode_record_page(body: bytes) -> tuple[dict[str, Any], list[CallRecord]] | None:
+    """The envelope (its fields but ``data``) and records of a page, decoded by msgspec; or
+    ``None`` when ``data`` is no array of records the fast path can read (see
+    `_models.SnakeRecord`), and the general path must say what the body is."""
+    decode = _decode_camel_page if _CAMEL_SIGN in body else _decode_snake_page
+    try:
+        page = decode(body)
+    except msgspec.MsgspecError:
+        return None
+    if page.data is None:
+        return None
+    envelope = {name: getattr(page, name) for name in _ENVELOPE_FIELDS}
+    envelope = {name: value for name, value in envelope.items() if value is not msgspec.UNSET}
+    return envelope, from_twins(page.data)
 
 
 def conversation_reader(trans_id: str) -> Callable[[Request, Any], BotConversation]:

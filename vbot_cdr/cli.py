@@ -4,6 +4,7 @@ Usage::
 
     vbot-cdr export [--out FILE] [--format jsonl|csv|parquet] [FILTERS] [--limit N] ...
     vbot-cdr sync --state FILE --out DIR_OR_FILE [FILTERS] [--lookback 10m] [--reset] ...
+    vbot-cdr sync --to postgresql://...|duckdb:///PATH|sqlite:///PATH [--table T] [FILTERS] ...
     vbot-cdr count [FILTERS]
     vbot-cdr conversation TRANS_ID [--bot-id BOT]
     vbot-cdr schema
@@ -60,6 +61,7 @@ from vbot_cdr import (
     StateError,
     VBotClient,
     VBotError,
+    sync_to_database,
 )
 from vbot_cdr.testing import FakeVBotServer, FaultMix
 
@@ -528,16 +530,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_output_options(
         sync,
-        out_help="a directory DIR/ (one new file per run) or a FILE to append to (required)",
+        out_help="a directory DIR/ (one new file per run) or a FILE to append to; with --state "
+        "(required)",
         formats=("jsonl", "csv"),
     )
     group = sync.add_argument_group("sync")
+    where = group.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--state", type=Path, metavar="FILE", help="the JSON state file; this or --to (required)"
+    )
+    where.add_argument(
+        "--to",
+        metavar="URL",
+        help=(
+            "load into a database table instead of --out, each call exactly once, the state "
+            "kept in the same database: postgresql://USER@HOST/DB, duckdb:///PATH, "
+            "sqlite:///PATH, or a path ending in .duckdb, .db or .sqlite; this or --state "
+            "(required)"
+        ),
+    )
     group.add_argument(
-        "--state",
-        required=True,
-        type=Path,
-        metavar="FILE",
-        help="the JSON state file (required)",
+        "--table", default="vbot_calls", help="the table of calls for --to (default: vbot_calls)"
     )
     group.add_argument(
         "--reset",
@@ -1056,6 +1069,8 @@ async def _commit(sync: CallSync, stream: IO[bytes]) -> None:
 
 
 async def _sync(args: argparse.Namespace, context: _Context) -> int:
+    if args.to is not None:
+        return await _sync_to_database(args, context)
     if args.out in (None, "-"):
         raise UsageError("sync needs --out DIR/ or FILE: the state follows only fsynced output")
     call_filter = _call_filter(args)
@@ -1114,6 +1129,40 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
         context.log.say(
             f"synced {summary.records} new calls{where} in {elapsed:.1f}s "
             f"({len(sync.windows)} windows); state saved in {args.state}"
+        )
+    return 0
+
+
+async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
+    if args.out not in (None, "-"):
+        raise UsageError("--to loads the calls into the database: drop --out")
+    started = time.monotonic()
+    async with open_client(args, context) as client:
+        try:
+            done = await sync_to_database(
+                client,
+                args.to,
+                _call_filter(args),
+                table=args.table,
+                lookback=args.lookback,
+                settle=args.settle,
+                window=args.window,
+                reset=args.reset,
+                page_size=args.page_size,
+                concurrency=args.concurrency,
+            )
+        except StateError as exc:  # before any request: the state or the filters must change
+            raise UsageError(f"{exc} (see --reset and --start-date)") from None
+        except ValueError as exc:  # a bad URL or bad options, before anything is opened
+            raise UsageError(str(exc)) from None
+    context.summary.tables.append(f"{done.database} {done.table}")
+    if done.without_trans_id:
+        context.log.say(f"warning: {done.without_trans_id} calls without trans_id were not loaded")
+    if not args.quiet:
+        elapsed = time.monotonic() - started
+        context.log.say(
+            f"synced {done.loaded} calls into {done.table} in {done.database} in {elapsed:.1f}s "
+            f"({done.windows} windows, each committed with the state)"
         )
     return 0
 

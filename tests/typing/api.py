@@ -21,6 +21,7 @@ from vbot_cdr import (
     CallRecord,
     CallSync,
     CollectedField,
+    DatabaseLoad,
     Hotline,
     IncompleteError,
     Member,
@@ -32,6 +33,7 @@ from vbot_cdr import (
     TransportError,
     VBotClient,
     VBotError,
+    sync_to_database,
 )
 from vbot_cdr.testing import FakeVBotServer, Fault, PagingHabits
 
@@ -259,3 +261,13 @@ def dialect_misuse() -> None:
     VBotClient(api_key="k", base_url="https://x", api="v4")  # type: ignore[arg-type]
     VBotClient(api_key=42, base_url="https://x")  # type: ignore[arg-type]
     CallFilter(min_postage="100")  # type: ignore[arg-type]
+async def database_sink() -> None:
+    async with VBotClient("token", base_url="https://api.example.vn") as client:
+        done: DatabaseLoad = await sync_to_database(
+            client, "calls.duckdb", start_date=1_764_547_200, table="calls"
+        )
+        loaded: int = done.loaded
+        skipped: int = done.without_trans_id
+        shown: str = done.database
+        assert_type(done.windows, int)
+        del loaded, skipped, shown

@@ -1,0 +1,267 @@
+"""Rows/s into each database sink, next to a plain bulk load of the same rows (the floor).
+
+Part 1, per backend (SQLite, DuckDB, PostgreSQL), ``--rows`` calls, ``--runs`` repetitions,
+each into a fresh database, sink and floor side by side in the same repetition:
+
+- **sink, insert**: what `sync_to_database` does with a window of calls: ``row_of`` for
+  each `CallRecord`, then ``Database.upsert`` in batches (PostgreSQL: COPY into a temporary
+  table + INSERT ... ON CONFLICT; DuckDB: a JSON file + read_json + INSERT ... ON CONFLICT;
+  SQLite: executemany of INSERT ... ON CONFLICT), then the state row and COMMIT;
+- **sink, update**: the same calls again into the full table (every row conflicts, as the
+  lookback or ``--reset`` makes them);
+- **floor**: the same rows, already as the driver's tuples, bulk loaded into an empty table
+  of the same columns and key, the plain way with the same driver (PostgreSQL COPY, DuckDB
+  read_json of a JSON file, SQLite executemany), then COMMIT.
+
+The last column takes out the time of ``row_of`` alone (measured in the same repetition):
+what the load costs over the floor once the rows exist.
+
+Part 2: is the sink the bottleneck of a sync? A fake server in its own process answers every
+request after 50 ms; a sync with a state file that drops the records (the reads alone) runs
+side by side with `sync_to_database` into each backend, over the same calls and windows.
+
+PostgreSQL comes from ``VBOT_CDR_TEST_POSTGRES_URL``, else a throwaway cluster is started
+(see tests/_postgres.py). Usage: python benchmarks/sinks.py [--rows 50000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests import _postgres
+from vbot_cdr import CallFilter, CallRecord, VBotClient, sync_to_database
+from vbot_cdr._models import structure_records
+from vbot_cdr._sinks._backends import Database, open_database, quote
+from vbot_cdr._sinks._columns import KEY, RECORD_COLUMNS, columns_of, row_of
+from vbot_cdr._sinks._load import BATCH_ROWS
+from vbot_cdr._sinks._url import parse_database_url
+from vbot_cdr.testing._data import DEFAULT_START, RecordGenerator
+
+BACKENDS = ("sqlite", "duckdb", "postgresql")
+
+
+def make_records(count: int) -> list[CallRecord]:
+    generator = RecordGenerator(seed=1)
+    return structure_records([generator.record(i) for i in range(count)])
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    url = os.environ.get(_postgres.ENV_URL)
+    if url:
+        yield url
+        return
+    bindir = _postgres.find_bindir()
+    if bindir is None:
+        sys.exit("PostgreSQL's initdb and pg_ctl are not installed (apt-get install postgresql)")
+    with _postgres.cluster(bindir) as started:
+        yield started
+
+
+def fresh_database(backend: str, directory: Path, postgres: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    if backend == "sqlite":
+        return str(directory / f"{name}.db")
+    if backend == "duckdb":
+        return str(directory / f"{name}.duckdb")
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}".encode())
+    return postgres.rsplit("/", 1)[0] + f"/{name}"
+
+
+def sink_load(url: str, records: Sequence[CallRecord]) -> float:
+    """Seconds to load ``records`` as `sync_to_database` does, state and COMMIT included."""
+    database = open_database(parse_database_url(url), "vbot_calls", RECORD_COLUMNS)
+    try:
+        started = time.perf_counter()
+        for at in range(0, len(records), BATCH_ROWS):
+            rows = [row_of(record) for record in records[at : at + BATCH_ROWS]]
+            database.upsert(columns_of(rows), rows)
+        database.save_state("sha256:bench", "{}")
+        return time.perf_counter() - started
+    finally:
+        database.close()
+
+
+def driver_rows(database: Database, records: Sequence[CallRecord]) -> list[tuple[Any, ...]]:
+    """The rows as the driver takes them (JSON as text), prepared outside the timing."""
+    return database.encoded(RECORD_COLUMNS, [row_of(record) for record in records])
+
+
+def floor_load(url: str, records: Sequence[CallRecord]) -> float:
+    """Seconds of a plain bulk load of the same rows, COMMIT included.
+
+    Into a table of the same columns and primary key: the key is what makes a load
+    exactly-once, and a user's own table of calls would have it too.
+    """
+    parsed = parse_database_url(url)
+    database = open_database(parsed, "vbot_floor_shape", RECORD_COLUMNS)
+    dicts = [row_of(record) for record in records]
+    rows = database.encoded(RECORD_COLUMNS, dicts)
+    names = ", ".join(quote(c.name) for c in RECORD_COLUMNS)
+    definitions = ", ".join(
+        f"{quote(c.name)} {database.types[c.kind]}{' PRIMARY KEY' if c.name == KEY else ''}"
+        for c in RECORD_COLUMNS
+    )
+    database.execute(f"CREATE TABLE floor ({definitions})")
+    database.commit()
+    database.close()
+    if parsed.backend == "postgresql":
+        with psycopg.connect(parsed.target) as connection:
+            started = time.perf_counter()
+            with connection.cursor() as cursor, cursor.copy(
+                f"COPY floor ({names}) FROM STDIN".encode()
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            connection.commit()
+            return time.perf_counter() - started
+    if parsed.backend == "duckdb":
+        import duckdb
+
+        with duckdb.connect(parsed.target) as connection, tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            path, columns = Path(tmp) / "rows.json", RECORD_COLUMNS
+            path.write_bytes(orjson.dumps(dicts))
+            types = ", ".join(f"{quote(c.name)}: '{database.types[c.kind]}'" for c in columns)
+            connection.execute(
+                f"INSERT INTO floor SELECT {names} FROM read_json(?, "
+                f"format = 'array', columns = {{{types}}})",
+                [str(path)],
+            )
+            return time.perf_counter() - started
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(parsed.target)) as connection:
+        started = time.perf_counter()
+        marks = ", ".join("?" for _ in RECORD_COLUMNS)
+        connection.executemany(f"INSERT INTO floor ({names}) VALUES ({marks})", rows)
+        connection.commit()
+        return time.perf_counter() - started
+
+
+def part_one(records: list[CallRecord], runs: int, postgres: str, directory: Path) -> None:
+    print(f"## Loading {len(records):,} calls (median of {runs} runs; rows/s, higher is better)\n")
+    print(
+        "| backend | sink, insert | sink, update | floor (plain bulk load) | sink / floor time "
+        "| (sink - row building) / floor |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for backend in BACKENDS:
+        inserts, updates, floors, ratios, net = [], [], [], [], []
+        for _ in range(runs):
+            started = time.perf_counter()
+            for record in records:
+                row_of(record)
+            building = time.perf_counter() - started
+            url = fresh_database(backend, directory, postgres)
+            floor = floor_load(url, records)
+            insert = sink_load(url, records)
+            update = sink_load(url, records)
+            floors.append(floor)
+            inserts.append(insert)
+            updates.append(update)
+            ratios.append(insert / floor)
+            net.append((insert - building) / floor)
+        n = len(records)
+        print(
+            f"| {backend} | {n / statistics.median(inserts):,.0f} | "
+            f"{n / statistics.median(updates):,.0f} | {n / statistics.median(floors):,.0f} | "
+            f"{statistics.median(ratios):.2f}x | {statistics.median(net):.2f}x |",
+            flush=True,
+        )
+
+
+@contextlib.contextmanager
+def fake_server(records: int, latency: float) -> Iterator[tuple[str, str]]:
+    """The fake server in its own process: (base URL, token)."""
+    command = [
+        sys.executable, "-m", "vbot_cdr", "serve-fake", "--records", str(records),
+        "--latency", str(latency),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        found: dict[str, str] = {}
+        while len(found) < 2:
+            matched = re.match(r"export (\w+)=(.*)", process.stdout.readline().strip())
+            if matched:
+                found[matched[1]] = matched[2]
+        yield found["VBOT_BASE_URL"], found["VBOT_TOKEN"]
+    finally:
+        process.terminate()
+        process.wait()
+
+
+async def timed(run: Callable[[VBotClient], Any], base_url: str, token: str) -> float:
+    async with VBotClient(token, base_url=base_url) as client:
+        started = time.perf_counter()
+        await run(client)
+        return time.perf_counter() - started
+
+
+def part_two(count: int, runs: int, postgres: str, directory: Path, latency: float) -> None:
+    print(f"\n## Sync of {count:,} calls, fake server at {latency * 1000:.0f} ms per request\n")
+    print("| into | wall time (median) | over the reads alone |")
+    print("|---|---:|---:|")
+    start = CallFilter(start_date=DEFAULT_START)
+    window = dt.timedelta(days=1)
+
+    async def reads_alone(client: VBotClient) -> None:
+        state = directory / f"state-{uuid.uuid4().hex}.json"
+        async with client.sync(state, start, window=window) as sync:
+            async for _ in sync:
+                pass
+
+    results: dict[str, list[float]] = {name: [] for name in ("reads alone", *BACKENDS)}
+    with fake_server(count, latency) as (base_url, token):
+        for _ in range(runs):
+            results["reads alone"].append(asyncio.run(timed(reads_alone, base_url, token)))
+            for backend in BACKENDS:
+                url = fresh_database(backend, directory, postgres)
+
+                async def into(client: VBotClient, url: str = url) -> None:
+                    done = await sync_to_database(client, url, start, window=window)
+                    assert done.loaded == count, done
+
+                results[backend].append(asyncio.run(timed(into, base_url, token)))
+    alone = statistics.median(results["reads alone"])
+    for name, times in results.items():
+        median = statistics.median(times)
+        print(f"| {name} | {median:.2f} s | {median / alone:.2f}x |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sync-calls", type=int, default=20_000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    args = parser.parse_args()
+    records = make_records(args.rows)
+    with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
+        part_one(records, args.runs, postgres, Path(tmp))
+        part_two(args.sync_calls, args.runs, postgres, Path(tmp), args.latency)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The dlt source: a real dlt pipeline into DuckDB against the fake server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import dlt
+import duckdb
+import pytest
+
+from tests._sync_worker import START
+from vbot_cdr.dlt import vbot_source
+from vbot_cdr.testing import FakeVBotServer
+from vbot_cdr.testing._data import RecordGenerator
+
+SPACING = 37  # seconds between generated records
+
+
+@pytest.fixture
+def dlt_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """dlt's data and pipelines under the test's directory; no telemetry."""
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    return tmp_path
+
+
+def run_pipeline(home: Path, server: FakeVBotServer, **options: bool) -> None:
+    """One run of a dlt pipeline into DuckDB (in a worker thread: dlt runs its own loop)."""
+    pipeline = dlt.pipeline(
+        pipeline_name="vbot_tenant_test",
+        pipelines_dir=str(home / "pipelines"),
+        destination=dlt.destinations.duckdb(str(home / "calls.duckdb")),
+        dataset_name="vbot",
+    )
+    source = vbot_source(
+        server.token,
+        server.base_url,
+        start_date=START,
+        window=dt.timedelta(hours=6),
+        client_options={"first_page": server.first_page},
+        **options,
+    )
+    pipeline.run(source)
+
+
+def loaded(home: Path, table: str = "calls") -> list[str]:
+    with duckdb.connect(str(home / "calls.duckdb")) as connection:
+        rows = connection.execute(f"SELECT trans_id FROM vbot.{table}").fetchall()
+    return [key for (key,) in rows]
+
+
+async def test_two_runs_with_new_and_late_calls_hold_each_call_once(dlt_home: Path) -> None:
+    """Run, add new calls and a late one inside the lag, run again: every call is there once."""
+    async with FakeVBotServer(count=300) as server:
+        await asyncio.to_thread(run_pipeline, dlt_home, server)
+        first = loaded(dlt_home)
+        assert sorted(first) == sorted(r["trans_id"] for r in server.records)
+
+        last = max(r["create_at"] for r in server.records)
+        generator = RecordGenerator(seed=3, id_prefix="NEW")
+        server.add_records(
+            [generator.record(i, created=last + 60 * (i + 1)) for i in range(20)]
+            + [generator.record(99, created=last - 120)]  # late, inside the 10-minute lag
+        )
+        await asyncio.to_thread(run_pipeline, dlt_home, server)
+        ids = loaded(dlt_home)
+        assert len(ids) == len(set(ids))
+        assert sorted(ids) == sorted(r["trans_id"] for r in server.records)
+
+
+async def test_conversations_transformer_loads_one_per_call(dlt_home: Path) -> None:
+    """With conversations, each call's conversation is loaded once, keyed by trans_id."""
+    async with FakeVBotServer(count=30) as server:
+        await asyncio.to_thread(run_pipeline, dlt_home, server, conversations=True)
+        conversations = loaded(dlt_home, "conversations")
+        assert sorted(conversations) == sorted(r["trans_id"] for r in server.records)

@@ -1,0 +1,446 @@
+"""Database sinks against real PostgreSQL, DuckDB and SQLite: every call exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import signal
+import sqlite3
+import sys
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import psycopg
+import pytest
+
+from tests import _postgres, _sink_worker
+from tests._sync_worker import START
+from tests.test_cli import clean_environment, one_line, run  # noqa: F401 - autouse fixture
+from vbot_cdr import CallFilter, DatabaseError, StateStore, VBotClient, sync_to_database
+from vbot_cdr._models import TimeUnit
+from vbot_cdr._sinks import parse_database_url
+from vbot_cdr._sync import SyncState
+from vbot_cdr.testing import FakeVBotServer
+from vbot_cdr.testing._data import RecordGenerator
+
+SPACING = 37  # seconds between generated records
+LOOKBACK, SETTLE, WINDOW = 600, 120, 3600
+UTC = dt.timezone.utc
+PASSWORD = "Pw-never-shown-7f3a"
+
+
+# -- databases ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server: CI's, else a throwaway cluster of our own."""
+    url = os.environ.get(_postgres.ENV_URL)
+    if url:
+        yield url
+        return
+    bindir = _postgres.find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL's initdb and pg_ctl are not installed (apt-get install postgresql)")
+    with _postgres.cluster(bindir) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}".encode())
+    yield urllib.parse.urlsplit(postgres_server)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)".encode())
+
+
+@pytest.fixture(params=["sqlite", "duckdb", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database of each kind, in each form a user may write."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/calls.db"  # four slashes: an absolute path
+    if request.param == "duckdb":
+        return str(tmp_path / "calls.duckdb")
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on the database of ``url`` with its own driver (our code not involved)."""
+    parsed = parse_database_url(url)
+    if parsed.backend == "postgresql":
+        with psycopg.connect(url, autocommit=True) as connection:
+            cursor = connection.execute(sql.encode())
+            return cursor.fetchall() if cursor.description else []
+    if parsed.backend == "duckdb":
+        with duckdb.connect(parsed.target) as connection:
+            return connection.execute(sql).fetchall()
+    with contextlib.closing(sqlite3.connect(parsed.target, isolation_level=None)) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def loaded_ids(url: str, table: str = "vbot_calls") -> list[str]:
+    return [key for (key,) in query(url, f"SELECT trans_id FROM {table}")]
+
+
+def saved_state(url: str, table: str = "vbot_calls") -> dict[str, Any]:
+    (document,) = query(url, f"SELECT state FROM {table}_sync_state")
+    state: dict[str, Any] = orjson.loads(document[0])
+    return state
+
+
+# -- servers and runs --------------------------------------------------------------------------
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.seconds, UTC)
+
+
+def calls_at(prefix: str, created: list[int], **fields: Any) -> list[dict[str, Any]]:
+    """Calls created at ``created`` (with ``fields`` added), to write into the fake server."""
+    generator = RecordGenerator(seed=11, id_prefix=prefix)
+    return [generator.record(i, created=at) | fields for i, at in enumerate(created)]
+
+
+def served(server: FakeVBotServer, upper: int) -> set[str]:
+    """The trans_ids the server holds, created before ``upper``."""
+    return {r["trans_id"] for r in server.records if r["create_at"] < upper}
+
+
+async def load(client: VBotClient, url: str, **options: Any) -> Any:
+    options = {"lookback": LOOKBACK, "settle": SETTLE, "window": WINDOW} | options
+    options = {k: dt.timedelta(seconds=v) if isinstance(v, int) else v for k, v in options.items()}
+    return await sync_to_database(client, url, CallFilter(start_date=START), **options)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeVBotServer]:
+    async with FakeVBotServer(count=400) as fake:
+        yield fake
+
+
+# -- exactly once ------------------------------------------------------------------------------
+
+
+async def test_runs_with_new_and_late_calls_between_load_each_call_once(
+    database: str, server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """Run, write new and late calls (inside the lookback), run again: each call once."""
+    clock = Clock(START + 400 * SPACING)
+    client = make_client(server, clock=clock)
+    first = await load(client, database)
+    watermark = clock.seconds - SETTLE
+    assert first.loaded == len(served(server, watermark)) > 0
+    assert saved_state(database)["watermark"] == watermark
+
+    clock.seconds += 2 * WINDOW + 77
+    late = calls_at("LATE", [watermark - 1, watermark - 300, watermark - LOOKBACK])
+    new = calls_at("NEW", list(range(watermark + 30, clock.seconds - SETTLE, 211)))
+    server.add_records(late + new)
+    second = await load(client, database)
+    assert second.loaded == len(served(server, clock.seconds - SETTLE)) - first.loaded
+    ids = loaded_ids(database)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == served(server, clock.seconds - SETTLE)
+
+    clock.seconds += 60
+    assert (await load(client, database)).loaded == 0  # nothing new: the overlap is skipped
+    assert sorted(loaded_ids(database)) == sorted(ids)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+@pytest.mark.parametrize("point", ["before", "during", "after"])
+async def test_killed_at_a_commit_then_rerun_has_each_call_once(
+    database: str,
+    point: str,
+    server: FakeVBotServer,
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """SIGKILL before, during or after the 2nd window's COMMIT: rows match the state; rerun."""
+    now = START + 400 * SPACING
+    argv = [_sink_worker.__file__, server.base_url, server.token, database, str(now)]
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, *argv, "--pause", point, "--nth", "2", stdout=asyncio.subprocess.PIPE
+    )
+    assert child.stdout is not None
+    assert await child.stdout.readline() == b"ready\n"
+    os.kill(child.pid, signal.SIGKILL)
+    assert await child.wait() == -signal.SIGKILL
+
+    # Whatever was committed is whole windows and the state past exactly them.
+    watermark = saved_state(database)["watermark"]
+    assert watermark == START + (2 if point == "after" else 1) * WINDOW
+    assert sorted(loaded_ids(database)) == sorted(served(server, watermark))
+
+    done = await load(make_client(server, clock=Clock(now)), database)
+    ids = loaded_ids(database)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == served(server, now - SETTLE)
+    assert done.loaded == len(served(server, now - SETTLE)) - len(served(server, watermark))
+
+
+async def test_a_call_loaded_again_updates_its_row(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """A reset reloads every call: rows are updated in place, none is added."""
+    records = calls_at("C", list(range(START, START + 3 * WINDOW, 600)))
+    async with FakeVBotServer(records=records) as first:
+        await load(make_client(first, clock=Clock(START + 4 * WINDOW)), database)
+    changed = [r | {"disposition": "CHANGED"} for r in records]
+    async with FakeVBotServer(records=changed) as second:
+        client = make_client(second, clock=Clock(START + 4 * WINDOW))
+        assert (await load(client, database, reset=True)).loaded == len(records)
+    rows = query(database, "SELECT trans_id, disposition FROM vbot_calls")
+    assert sorted(rows) == sorted((r["trans_id"], "CHANGED") for r in records)
+
+
+# -- columns -----------------------------------------------------------------------------------
+
+
+async def test_columns_are_typed_with_times_as_sent_and_as_timestamps(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """Scalars, member/hotline parts, JSON collected data, epoch and UTC timestamp columns."""
+    (record,) = calls_at("T", [START + 60])
+    async with FakeVBotServer(records=[record]) as fake:
+        await load(make_client(fake, clock=Clock(START + WINDOW)), database)
+    (row,) = query(
+        database,
+        "SELECT duration, member_name, hotline_code, call_collected_data, create_at, "
+        "create_at_utc, is_record FROM vbot_calls",
+    )
+    duration, member, hotline, collected, create_at, created, is_record = row
+    assert duration == record["duration"]
+    assert member == record["member"]["name"]
+    assert hotline == record["hotline"]["code"]
+    if isinstance(collected, str):  # SQLite and DuckDB hand JSON back as text
+        collected = orjson.loads(collected)
+    assert [field["cfkey"] for field in collected] == [
+        field["cfkey"] for field in record["call_collected_data"]
+    ]
+    assert create_at == START + 60
+    expected = dt.datetime.fromtimestamp(START + 60, UTC)
+    if isinstance(created, str):  # SQLite has no timestamp type: ISO 8601 text
+        created = dt.datetime.fromisoformat(created)
+    assert created == expected
+    assert bool(is_record) == record["is_record"]
+
+
+async def test_a_new_field_becomes_a_nullable_column(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """A field the server starts to send (one the models do not know) becomes a nullable
+    column of its own; older rows hold NULL there."""
+    old = calls_at("OLD", [START + 60, START + 120])
+    new = calls_at("NEW", [START + WINDOW + 60], mood="positive", mood_score=42)
+    async with FakeVBotServer(records=old) as fake:
+        await load(make_client(fake, clock=Clock(START + WINDOW)), database)
+    async with FakeVBotServer(records=old + new) as fake:
+        done = await load(make_client(fake, clock=Clock(START + 2 * WINDOW)), database)
+    assert done.loaded == 1
+    rows = query(database, "SELECT trans_id, mood, mood_score FROM vbot_calls ORDER BY create_at")
+    as_text = not database.startswith("postgresql")  # psycopg decodes jsonb itself
+
+    def decoded(value: Any) -> Any:
+        return orjson.loads(value) if as_text and isinstance(value, str) else value
+
+    values = [(key, *map(decoded, rest)) for key, *rest in rows]
+    assert values == [
+        (old[0]["trans_id"], None, None),
+        (old[1]["trans_id"], None, None),
+        (new[0]["trans_id"], "positive", 42),
+    ]
+
+
+async def test_a_table_of_fewer_columns_gains_the_missing_ones(
+    database: str, server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """A calls table with only some columns (an older version's) is completed, not refused."""
+    await sync_to_database(
+        make_client(server, clock=Clock(START)), database, CallFilter(start_date=START)
+    )  # creates the tables; loads nothing
+    query(database, "DROP TABLE vbot_calls")
+    query(database, "CREATE TABLE vbot_calls (trans_id TEXT PRIMARY KEY, phone TEXT)")
+    done = await load(make_client(server, clock=Clock(START + 2 * WINDOW)), database)
+    assert done.loaded == len(served(server, START + 2 * WINDOW - SETTLE)) > 0
+    ((durations,),) = query(database, "SELECT count(duration) FROM vbot_calls")
+    assert durations == done.loaded
+
+
+async def test_a_call_without_trans_id_is_counted_and_not_loaded(
+    tmp_path: Path, make_client: Callable[..., VBotClient]
+) -> None:
+    """No key, no exactly-once: the call is left out, and the result says how many."""
+    records = calls_at("K", [START + 60, START + 120])
+    del records[0]["trans_id"]
+    url = str(tmp_path / "calls.sqlite")
+    async with FakeVBotServer(records=records) as fake:
+        done = await load(make_client(fake, clock=Clock(START + WINDOW)), url)
+    assert (done.loaded, done.without_trans_id) == (1, 1)
+    assert loaded_ids(url) == [records[1]["trans_id"]]
+
+
+# -- URLs and failures -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "backend", "target"),
+    [
+        ("postgresql://u:pw@db:5432/calls", "postgresql", "postgresql://u:pw@db:5432/calls"),
+        ("postgres:///calls", "postgresql", "postgres:///calls"),
+        ("duckdb:///calls.duckdb", "duckdb", "calls.duckdb"),
+        ("duckdb:////var/calls.duckdb", "duckdb", "/var/calls.duckdb"),
+        ("sqlite:///calls.db", "sqlite", "calls.db"),
+        ("calls.duckdb", "duckdb", "calls.duckdb"),
+        ("calls.db", "sqlite", "calls.db"),
+        ("/data/calls.sqlite", "sqlite", "/data/calls.sqlite"),
+    ],
+    ids=lambda value: str(value),
+)
+def test_url_forms(url: str, backend: str, target: str) -> None:
+    parsed = parse_database_url(url)
+    assert (parsed.backend, parsed.target) == (backend, target)
+
+
+def test_a_db_file_that_is_duckdb_is_read_as_duckdb(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    duckdb.connect(str(path)).close()
+    assert parse_database_url(str(path)).backend == "duckdb"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://etl:{PASSWORD}@db/calls",
+        f"postgresql://etl@db/calls?password={PASSWORD}&sslmode=require",
+        f"postgresql://etl:{PASSWORD.replace('-', '%2D')}@db/calls",
+    ],
+)
+def test_the_password_is_masked_in_str_and_repr(url: str) -> None:
+    parsed = parse_database_url(url)
+    for shown in (str(parsed), repr(parsed), parsed.redact(f"failed: {url}")):
+        assert PASSWORD not in shown
+        assert PASSWORD.replace("-", "%2D") not in shown
+        assert "***" in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [f"mysql://etl:{PASSWORD}@db/calls", "calls.txt", "duckdb://", "sqlite:///"],
+)
+async def test_cli_refuses_bad_urls_with_status_2(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run("sync", "--demo", "--to", url, "--start-date", str(START)) == 2
+    said = one_line(capsys.readouterr().err)
+    assert "error:" in said
+    assert PASSWORD not in said
+
+
+async def test_cli_says_an_unreachable_database_in_one_line_with_status_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket_that_refuses() as port:
+        urls = [
+            f"postgresql://etl:{PASSWORD}@127.0.0.1:{port}/calls",
+            str(tmp_path / "no-such-dir" / "calls.duckdb"),
+            f"sqlite:///{tmp_path}/no-such-dir/calls.db",
+        ]
+        for url in urls:
+            assert await run("sync", "--demo", "--to", url, "--start-date", str(START)) == 1
+            said = one_line(capsys.readouterr().err)
+            assert said.startswith("vbot-cdr: sync failed: cannot ")
+            assert PASSWORD not in said
+
+
+async def test_a_refused_password_is_not_shown(postgres_server: str) -> None:
+    """The server's refusal is reported; the password the URL held is not."""
+    server = psycopg.conninfo.conninfo_to_dict(postgres_server)
+    url = f"postgresql://no_such_role:{PASSWORD}@{server['host']}:{server['port']}/postgres"
+    async with FakeVBotServer(count=1) as fake, VBotClient(
+        fake.token, base_url=fake.base_url
+    ) as client:
+        with pytest.raises(DatabaseError) as caught:
+            await sync_to_database(client, url, CallFilter(start_date=START))
+    assert PASSWORD not in str(caught.value)
+    assert "no_such_role" in str(caught.value)
+
+
+@contextlib.contextmanager
+def socket_that_refuses() -> Iterator[int]:
+    """A loopback port nothing listens on (held bound, so nothing else takes it)."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+async def test_cli_sync_to_a_database_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo synced into SQLite: the second run loads nothing new."""
+    url = str(tmp_path / "calls.db")
+    argv = ["sync", "--demo", "--demo-records", "300", "--to", url, "--start-date", "2020-01-01"]
+    assert await run(*argv, "--window", "30d") == 0
+    assert "synced 300 calls into vbot_calls" in one_line(capsys.readouterr().err)
+    assert await run(*argv, "--window", "30d") == 0
+    assert "synced 0 calls" in one_line(capsys.readouterr().err)
+    assert len(set(loaded_ids(url))) == len(loaded_ids(url)) == 300
+
+
+# -- the state-store seam ----------------------------------------------------------------------
+
+
+class MemoryStore:
+    """A `StateStore` in a list: each save is kept, in order."""
+
+    def __init__(self) -> None:
+        self.saved: list[SyncState] = []
+
+    def load(self, *, purpose: Mapping[str, str], now: int) -> SyncState | None:
+        return self.saved[-1] if self.saved else None
+
+    def save(self, state: SyncState, *, purpose: Mapping[str, str], time_unit: TimeUnit) -> None:
+        self.saved.append(state)
+
+
+async def test_sync_keeps_its_state_in_any_store(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """client.sync takes a StateStore: saved once per window, read back by the next run."""
+    store = MemoryStore()
+    assert isinstance(store, StateStore)
+    clock = Clock(START + 400 * SPACING)
+    client = make_client(server, clock=clock)
+    first: list[str] = []
+    sync = client.sync(store, CallFilter(start_date=START), settle=dt.timedelta(seconds=SETTLE))
+    assert sync.path is None
+    async with sync:
+        async for record in sync:
+            if sync.committable:
+                await sync.commit()
+            first.append(str(record.trans_id))
+    assert [state.watermark for state in store.saved] == [w[1] for w in sync.windows]
+    clock.seconds += WINDOW
+    again = client.sync(store, CallFilter(start_date=START), settle=dt.timedelta(seconds=SETTLE))
+    async with again:
+        second = [str(record.trans_id) async for record in again]
+    assert set(first) | set(second) == served(server, clock.seconds - SETTLE)
+    assert not set(first) & set(second)

@@ -1,0 +1,16 @@
+"""Database sinks: calls loaded into PostgreSQL, DuckDB or SQLite exactly once.
+
+Above the client: they use `VBotClient.sync` and a `StateStore` of their own, and import
+their drivers only when a database of theirs is opened.
+"""
+
+from ._load import DatabaseLoad, DatabaseStateStore, sync_to_database
+from ._url import DatabaseURL, parse_database_url
+
+__all__ = [
+    "DatabaseLoad",
+    "DatabaseStateStore",
+    "DatabaseURL",
+    "parse_database_url",
+    "sync_to_database",
+]
