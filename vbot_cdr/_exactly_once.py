@@ -3,9 +3,10 @@
 Every record of an iteration passes `ExactlyOnce.keep_new` before it is handed out: the pages
 (whose offsets shift while calls are written), the records a repair re-reads, the calls on
 an edge shared by two time windows, and the calls a resumed sync handed out last time (its
-boundary). A record whose ``trans_id`` was handed out already is dropped and counted in
-``stats.duplicates``; an empty or missing ``trans_id`` is no id, so such a record is never a
-duplicate.
+boundary). A record whose ``trans_id`` was handed out already is dropped, and counted in
+``stats.duplicates`` unless it is one a repair re-read in the window that handed it out
+(a repair reads whole ranges on purpose). An empty or missing ``trans_id`` is no id: such a
+record is never a duplicate.
 
 What it remembers, and what that costs:
 
@@ -159,8 +160,7 @@ class ExactlyOnce:
                 assert ids is not None
                 hashed = hash(key)
                 if hashed in ids:
-                    stats.duplicates += 1
-                    continue
+                    continue  # re-read on purpose by a repair: not the server repeating itself
                 ids.add(hashed)
             noted.append(record)
             if key in kept:

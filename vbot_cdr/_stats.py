@@ -20,7 +20,9 @@ class IterationStats:
         extra_pages: Pages fetched beyond the count because the last one came back full.
             The paging stage.
         duplicates: Records dropped because their ``trans_id`` had already been handed out
-            (in this read, or by the read a sync resumes). The exactly-once stage.
+            (in this read, or by the read a sync resumes), as pages, window edges or the
+            boundary brought them again; not the repair's re-reads of a range, which are
+            meant to meet records again. The exactly-once stage.
         vanished: Records counted at the start that a re-count no longer finds. The repair.
         yielded: Records handed to the consumer. The public iterators.
         max_shift: The largest offset shift observed between two fetches, in records. The
