@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
 from ._models import CallRecord
 from ._stats import IterationStats
@@ -55,9 +55,8 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, records: Iterable[CallRecord]) -> None:
+    def add(self, records: Sequence[CallRecord]) -> None:
         """Note ``records`` as handed out."""
-        records = list(records)
         self._keys.extend([hash(r.trans_id) if r.trans_id else _NO_KEY for r in records])
         self._times.extend([-1 if r.create_at is None else r.create_at for r in records])
 
@@ -139,13 +138,12 @@ class ExactlyOnce:
         if offset is None and ids is None:
             ids = self._ids = self.ledger.ids()
         fresh: list[CallRecord] = []
-        noted: list[CallRecord] = []  # in this window's range: fresh, or handed out earlier
+        met_again: list[CallRecord] = []  # handed out by an earlier window or read
         first_read: list[str] = []
         for index, record in enumerate(records):
             key = record.trans_id
             if not key:
                 fresh.append(record)
-                noted.append(record)
                 continue
             if offset is not None:
                 position = offset + index
@@ -162,15 +160,20 @@ class ExactlyOnce:
                 if hashed in ids:
                     continue  # re-read on purpose by a repair: not the server repeating itself
                 ids.add(hashed)
-            noted.append(record)
-            if key in kept:
-                stats.duplicates += 1  # handed out in an earlier window, or an earlier read
+            if kept and key in kept:
+                stats.duplicates += 1
+                met_again.append(record)
                 continue
             fresh.append(record)
-            created = record.create_at
-            if keep_from is not None and created is not None and created >= keep_from:
-                kept[key] = created
-        self.ledger.add(noted)
+            if keep_from is not None:
+                created = record.create_at
+                if created is not None and created >= keep_from:
+                    kept[key] = created
+        # The window's ledger: what it handed out, and what its range met that was handed
+        # out before (so the repair does not look for those again).
+        self.ledger.add(fresh)
+        if met_again:
+            self.ledger.add(met_again)
         stats.max_shift = self.max_shift
         if offset is not None:
             self._forget_far_pages(offset, page_size, first_read)
