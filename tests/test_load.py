@@ -23,7 +23,7 @@ from vbot_cdr import (
     CallRecord,
     RetryPolicy,
     VBotClient,
-    _client,
+    _iteration,
     _pagination,
     _retry,
 )
@@ -74,8 +74,7 @@ class RecordingWindow(_pagination.AdaptiveWindow):
 def windows(monkeypatch: pytest.MonkeyPatch) -> list[RecordingWindow]:
     """The windows of the iterations started in the test, recording their limits."""
     RecordingWindow.instances = []
-    monkeypatch.setattr(_pagination, "AdaptiveWindow", RecordingWindow)
-    monkeypatch.setattr(_client, "AdaptiveWindow", RecordingWindow)
+    monkeypatch.setattr(_iteration, "AdaptiveWindow", RecordingWindow)
     return RecordingWindow.instances
 
 

@@ -1,4 +1,5 @@
-"""The pagination engine against an in-memory page source whose pages the test releases."""
+"""The iteration pipeline (paging engine, exactly-once, limit) against an in-memory page source
+whose pages the test releases."""
 
 from __future__ import annotations
 
@@ -9,16 +10,9 @@ from collections.abc import Callable
 import pytest
 
 from vbot_cdr import CallFilter, CallRecord, IterationStats, RateLimitError, TransportError
-from vbot_cdr import _pagination as pagination
-from vbot_cdr._pagination import (
-    MIN_REMEMBERED_IDS,
-    AdaptiveWindow,
-    CallIterator,
-    CallPageIterator,
-    Gate,
-    Paginator,
-    _Seen,
-)
+from vbot_cdr._iteration import CallIterator, CallPageIterator, Iteration
+from vbot_cdr._pagination import AdaptiveWindow, Paginator
+from vbot_cdr._port import Gate
 
 
 def records(n: int, prefix: str = "T") -> list[CallRecord]:
@@ -86,12 +80,12 @@ class Source:
             finally:
                 self.in_flight -= 1
 
-    def paginator(
+    def iteration(
         self, *, concurrency: int = 4, ordered: bool = True, limit: int | None = None
-    ) -> Paginator:
-        return Paginator(
-            port=self,
-            filter=CallFilter(),
+    ) -> Iteration:
+        return Iteration(
+            self,
+            CallFilter(),
             first_page=self.first_page,
             page_size=self.size,
             concurrency=concurrency,
@@ -124,7 +118,7 @@ async def test_every_record_once_in_order(first_page: int, n: int, size: int, pa
     """All records come back once, in order, with countAll asked once and pages from first_page."""
     data = records(n)
     source = Source(data, size, first_page=first_page)
-    iterator = CallIterator(source.paginator(concurrency=3))
+    iterator = CallIterator(source.iteration(concurrency=3))
     assert iterator.total is None
     assert await collect(iterator) == data
     assert source.counts == 1
@@ -137,7 +131,7 @@ async def test_every_record_once_in_order(first_page: int, n: int, size: int, pa
 async def test_concurrency_is_the_most_in_flight_and_is_reached() -> None:
     """At most `concurrency` fetches run at once, and that many run while work remains."""
     source = Source(records(100), 10, hold=True)
-    iterator = CallIterator(source.paginator(concurrency=4))
+    iterator = CallIterator(source.iteration(concurrency=4))
     consumer = asyncio.create_task(collect(iterator))
     await until(lambda: source.in_flight == 4)
     assert source.started == [1, 2, 3, 4]
@@ -150,7 +144,7 @@ async def test_concurrency_is_the_most_in_flight_and_is_reached() -> None:
 async def test_unordered_slow_page_does_not_stall_the_others() -> None:
     """With ordered=False, pages after a slow one are yielded and new ones started meanwhile."""
     source = Source(records(60), 10, hold=True)
-    iterator = CallIterator(source.paginator(concurrency=3, ordered=False))
+    iterator = CallIterator(source.iteration(concurrency=3, ordered=False))
     seen: list[str] = []
 
     async def consume() -> None:
@@ -172,7 +166,7 @@ async def test_ordered_yields_in_page_order_when_pages_finish_out_of_order() -> 
     """With ordered=True, records come in the server's order whatever order pages finish in."""
     data = records(40)
     source = Source(data, 10, hold=True)
-    iterator = CallIterator(source.paginator(concurrency=4))
+    iterator = CallIterator(source.iteration(concurrency=4))
     consumer = asyncio.create_task(collect(iterator))
     await until(lambda: source.in_flight == 4)
     source.release(4, 3, 2)
@@ -194,7 +188,7 @@ async def test_memory_is_bounded_by_a_slow_consumer(ordered: bool) -> None:
         held = max(held, len(source.finished) - consumed_pages)
 
     source.on_fetch = on_fetch
-    iterator = CallPageIterator(source.paginator(concurrency=concurrency, ordered=ordered))
+    iterator = CallPageIterator(source.iteration(concurrency=concurrency, ordered=ordered))
     async for _ in iterator:
         consumed_pages += 1
         for _ in range(50):  # a slow consumer: every fetch gets many chances to run ahead
@@ -209,7 +203,7 @@ async def test_limit_yields_exactly_that_many_and_stops_fetching(limit: int) -> 
     """`limit` gives exactly min(limit, total) records and fetches only the pages it needs."""
     data = records(95)
     source = Source(data, 10)
-    iterator = CallIterator(source.paginator(concurrency=2, limit=limit), limit=limit)
+    iterator = CallIterator(source.iteration(concurrency=2, limit=limit))
     assert await collect(iterator) == data[:limit]
     expected_pages = min(-(-limit // 10), 10)
     assert len(source.started) <= expected_pages + 2  # at most the in-flight window beyond
@@ -220,7 +214,7 @@ async def test_limit_yields_exactly_that_many_and_stops_fetching(limit: int) -> 
 async def test_aclose_cancels_and_awaits_every_request_in_flight() -> None:
     """After aclose() returns, no fetch is running and none starts afterwards."""
     source = Source(records(100), 10, hold=True)
-    iterator = CallIterator(source.paginator(concurrency=4))
+    iterator = CallIterator(source.iteration(concurrency=4))
     consumer = asyncio.create_task(anext(iterator))
     await until(lambda: source.in_flight == 4)
     source.release(1)
@@ -239,7 +233,7 @@ async def test_aclose_cancels_and_awaits_every_request_in_flight() -> None:
 async def test_break_inside_async_with_cleans_up() -> None:
     """Breaking out of `async with ... as it: async for` cancels the fetches in flight."""
     source = Source(records(100), 10)
-    async with CallIterator(source.paginator(concurrency=4)) as iterator:
+    async with CallIterator(source.iteration(concurrency=4)) as iterator:
         async for record in iterator:
             if record.trans_id == "T000005":
                 break
@@ -253,7 +247,7 @@ async def test_exception_in_consumer_cleans_up() -> None:
     source.release(1)
 
     async def consume() -> None:
-        async with CallIterator(source.paginator(concurrency=4)) as iterator:
+        async with CallIterator(source.iteration(concurrency=4)) as iterator:
             async for _ in iterator:
                 raise ZeroDivisionError
 
@@ -269,7 +263,7 @@ async def test_cancelling_the_consumer_task_cleans_up() -> None:
     source = Source(records(100), 10, hold=True)
 
     async def consume() -> None:
-        async with CallIterator(source.paginator(concurrency=4)) as iterator:
+        async with CallIterator(source.iteration(concurrency=4)) as iterator:
             async for _ in iterator:
                 pass
 
@@ -286,7 +280,7 @@ async def test_a_failed_page_raises_after_the_others_are_cancelled() -> None:
     """A page that fails ends the iteration with its error; the others are cancelled first."""
     source = Source(records(100), 10, hold=True)
     source.failures[3] = TransportError("connection reset", endpoint="getAll", page=3)
-    iterator = CallIterator(source.paginator(concurrency=4))
+    iterator = CallIterator(source.iteration(concurrency=4))
     consumer = asyncio.create_task(collect(iterator))
     await until(lambda: source.in_flight == 4)
     source.release(3)
@@ -308,7 +302,7 @@ async def test_shift_past_the_count_is_followed_and_duplicates_dropped() -> None
             data[0:0] = inserted  # newest first: written calls land at the front
 
     source.on_fetch = insert_before_page_2
-    iterator = CallIterator(source.paginator(concurrency=1))
+    iterator = CallIterator(source.iteration(concurrency=1))
     result = await collect(iterator)
     ids = [r.trans_id for r in result]
     assert len(ids) == len(set(ids))
@@ -321,7 +315,7 @@ async def test_shift_past_the_count_is_followed_and_duplicates_dropped() -> None
 async def test_records_without_trans_id_are_never_dropped() -> None:
     """Records lacking a trans_id are all yielded, even identical ones."""
     data = [CallRecord(phone="0901") for _ in range(12)]
-    iterator = CallIterator(Source(data, 5).paginator())
+    iterator = CallIterator(Source(data, 5).iteration())
     assert len(await collect(iterator)) == 12
 
 
@@ -335,7 +329,7 @@ async def test_vanished_records_are_logged_and_counted(caplog: pytest.LogCapture
             del data[-8:]
 
     source.on_fetch = delete_after_count
-    iterator = CallIterator(source.paginator(concurrency=1))
+    iterator = CallIterator(source.iteration(concurrency=1))
     with caplog.at_level(logging.WARNING, logger="vbot_cdr"):
         result = await collect(iterator)
     assert len(result) == 42
@@ -343,32 +337,6 @@ async def test_vanished_records_are_logged_and_counted(caplog: pytest.LogCapture
     assert "said 50 records but the pages held 42; a re-count says 42: 8 vanished" in caplog.text
     assert iterator.stats.recounts == 1
     assert source.counts == 2
-
-
-def test_dedup_memory_is_bounded_over_a_long_iteration() -> None:
-    """Over 200,000 records the id memory stays at its floor, MIN_REMEMBERED_IDS plus a page."""
-    stats = IterationStats()
-    seen = _Seen(page_size=100, concurrency=8, stats=stats)
-    for page in range(1, 2_001):
-        batch = [CallRecord(trans_id=f"{page}-{i}") for i in range(100)]
-        assert len(seen.keep_new(page * 100, batch)) == 100
-    assert len(seen._where) <= MIN_REMEMBERED_IDS + 100
-
-
-def test_dedup_horizon_grows_with_the_observed_shift(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A shift of several pages widens the horizon so a far-travelled duplicate is still caught."""
-    monkeypatch.setattr(pagination, "MIN_REMEMBERED_IDS", 0)
-    stats = IterationStats()
-    seen = _Seen(page_size=10, concurrency=1, stats=stats)
-    pages = [[CallRecord(trans_id=f"{p}-{i}") for i in range(10)] for p in range(6)]
-    for number, page in enumerate(pages[:4]):
-        seen.keep_new(number * 10, page)
-    # Page 4 as fetched after 25 inserts shows records of page 1 again.
-    assert seen.keep_new(40, pages[1][5:] + pages[4][:5]) == pages[4][:5]
-    assert stats.max_shift == 25
-    for number in range(5, 9):
-        seen.keep_new(number * 10, [CallRecord(trans_id=f"x{number}-{i}") for i in range(10)])
-    assert seen.keep_new(90, pages[4][:1]) == []  # still remembered 5 pages on
 
 
 async def hold_slot(
@@ -420,15 +388,15 @@ async def test_adaptive_window_admits_only_limit_and_hands_over_in_order() -> No
 
 
 async def test_time_windows_share_one_adaptive_window() -> None:
-    """Paginators given one window share its limit, so a cut in one carries to the next."""
+    """Iterations given one window share its limit, so a cut in one carries to the next."""
     shared = AdaptiveWindow(4)
     with pytest.raises(RateLimitError):
         async with shared:
             raise RateLimitError("slow down", retry_after=None)
     second = Source(records(40), 5, hold=True)
-    paginator = Paginator(
-        port=second,
-        filter=CallFilter(),
+    iteration = Iteration(
+        second,
+        CallFilter(),
         first_page=1,
         page_size=5,
         concurrency=4,
@@ -437,7 +405,7 @@ async def test_time_windows_share_one_adaptive_window() -> None:
         stats=IterationStats(),
         window=shared,
     )
-    consumer = asyncio.create_task(collect(CallIterator(paginator)))
+    consumer = asyncio.create_task(collect(CallIterator(iteration)))
     await until(lambda: second.in_flight == 2)
     for _ in range(20):
         await asyncio.sleep(0)
@@ -449,7 +417,7 @@ async def test_time_windows_share_one_adaptive_window() -> None:
 async def test_the_follow_up_of_a_full_last_page_is_asked_with_the_others() -> None:
     """When the count fills the last page, the page after it is fetched in the first round."""
     source = Source(records(40), 10, hold=True)
-    iterator = CallIterator(source.paginator(concurrency=8))
+    iterator = CallIterator(source.iteration(concurrency=8))
     consumer = asyncio.create_task(collect(iterator))
     await until(lambda: source.in_flight == 5)
     assert sorted(source.started) == [1, 2, 3, 4, 5]
@@ -475,7 +443,7 @@ async def test_waiting_for_a_slow_page_does_not_spin(
 
     monkeypatch.setattr(Paginator, "_ready", counting_ready)
     source = Source(records(40), 10, hold=True)
-    iterator = CallIterator(source.paginator(concurrency=4, ordered=ordered))
+    iterator = CallIterator(source.iteration(concurrency=4, ordered=ordered))
     consumer = asyncio.create_task(collect(iterator))
     await until(lambda: source.in_flight == 4)
     source.release(2, 3, 4)  # page 1, first in order, stays slow
@@ -492,7 +460,7 @@ async def test_waiting_for_a_slow_page_does_not_spin(
 async def test_the_records_of_a_page_are_handed_over_without_waiting() -> None:
     """One hop per record: within a page, each step returns without suspending."""
     data = records(30)
-    iterator = CallIterator(Source(data, 10).paginator())
+    iterator = CallIterator(Source(data, 10).iteration())
     assert await iterator.__anext__() == data[0]
     for expected in data[1:10]:
         step = iterator.__anext__()
@@ -502,3 +470,17 @@ async def test_the_records_of_a_page_are_handed_over_without_waiting() -> None:
     assert await iterator.__anext__() == data[10]  # the next page is awaited
     await iterator.aclose()
     assert iterator.stats.yielded == 11
+
+
+async def test_pages_of_a_record_iterator_hand_over_the_rest_once() -> None:
+    """`CallIterator.pages()` gives the rest of the page at hand, then the next pages, once."""
+    data = records(35)
+    iterator = CallIterator(Source(data, 10).iteration(limit=33))
+    taken = [await anext(iterator) for _ in range(4)]
+    async with iterator.pages() as pages:
+        batches = [page async for page in pages]
+    assert [len(page) for page in batches] == [6, 10, 10, 3]
+    assert taken + [r for page in batches for r in page] == data[:33]
+    assert iterator.stats.yielded == 33
+    with pytest.raises(StopAsyncIteration):
+        await anext(iterator)  # one iteration: closing the pages closed it

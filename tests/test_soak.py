@@ -42,7 +42,7 @@ from vbot_cdr import (
     VBotClient,
     VBotError,
 )
-from vbot_cdr import _pagination as pagination
+from vbot_cdr import _exactly_once as exactly_once
 from vbot_cdr.testing import FakeVBotServer, FaultMix, PagingHabits, generate_records
 
 #: Schedules run in CI.
@@ -271,13 +271,13 @@ async def test_soak_every_schedule_keeps_its_promise(monkeypatch: pytest.MonkeyP
     """Over 200 seeded fault schedules, iter_calls yields the expected records or a typed error."""
     outcomes = []
     schedules = [Schedule.draw(seed) for seed in seeds(SEEDS)]
-    floor = pagination.MIN_REMEMBERED_IDS
+    floor = exactly_once.MIN_REMEMBERED_IDS
     # Every dialect of the fake is drawn.
     assert {schedule.dialect for schedule in schedules} == set(SERVED_DIALECTS)
     for schedule in schedules:
         # Half the runs remember no ids beyond what the observed shift calls for, so that the
         # small data sizes here still exercise how the de-duplication memory is pruned.
-        monkeypatch.setattr(pagination, "MIN_REMEMBERED_IDS", 0 if schedule.seed % 2 else floor)
+        monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 0 if schedule.seed % 2 else floor)
         outcomes.append(await run(schedule))
     # Not vacuous: faults and new calls were served, most runs completed, some ran out of retries.
     assert sum(o.faults for o in outcomes) > 5 * SEEDS
@@ -298,9 +298,9 @@ async def test_long_soak(request: pytest.FixtureRequest, monkeypatch: pytest.Mon
     if "soak" not in request.config.option.markexpr:
         pytest.skip("minutes long: run on demand with pytest -m soak")
     outcomes = []
-    floor = pagination.MIN_REMEMBERED_IDS
+    floor = exactly_once.MIN_REMEMBERED_IDS
     for seed in seeds(LONG_SEEDS, SEEDS):
-        monkeypatch.setattr(pagination, "MIN_REMEMBERED_IDS", 0 if seed % 2 else floor)
+        monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 0 if seed % 2 else floor)
         outcomes.append(await run(Schedule.draw(seed, scale=10)))
     assert sum(o.error is None for o in outcomes) > LONG_SEEDS // 2
 
@@ -338,7 +338,7 @@ async def test_a_first_burst_beyond_the_remembered_ids_repeats_records(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The documented bound: a first burst longer than the ids remembered repeats records."""
-    monkeypatch.setattr(pagination, "MIN_REMEMBERED_IDS", 10)
+    monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 10)
     ids = await burst_run(20, 1)
     assert len(ids) > len(set(ids))
 

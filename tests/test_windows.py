@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
 from vbot_cdr import CallFilter, CallRecord, IterationStats, VBotClient
-from vbot_cdr._pagination import CallIterator, Gate, Paginator
-from vbot_cdr._windows import WindowedSource, plan_windows, to_units
+from vbot_cdr._iteration import CallIterator, Iteration
+from vbot_cdr._port import Gate
+from vbot_cdr._windows import plan_windows, to_units
 from vbot_cdr.testing import FakeVBotServer
 from vbot_cdr.testing._data import DEFAULT_START
 
@@ -73,52 +74,59 @@ class TestPlanWindows:
 # -- an in-memory server, to read the edges both ways -----------------------------------------
 
 
-def memory_opener(
-    created: Sequence[int], *, end_inclusive: bool, stats: IterationStats, page_size: int = 4
-) -> tuple[Callable[[CallFilter, int | None], Paginator], list[tuple[int, int, int]]]:
-    """Page sources over records created at ``created``, newest first; logs (start, end, page)."""
-    records = sorted(
-        (CallRecord(trans_id=f"R{i:04d}", create_at=t) for i, t in enumerate(created)),
-        key=lambda r: (-(r.create_at or 0), r.trans_id),
-    )
-    log: list[tuple[int, int, int]] = []
+class MemoryPort:
+    """Counts and pages records created at ``created``, newest first, within the filter's dates."""
 
-    def open_window(*, filter: CallFilter, limit: int | None) -> Paginator:
+    def __init__(self, created: Sequence[int], *, end_inclusive: bool, page_size: int = 4):
+        self.records = sorted(
+            (CallRecord(trans_id=f"R{i:04d}", create_at=t) for i, t in enumerate(created)),
+            key=lambda r: (-(r.create_at or 0), r.trans_id),
+        )
+        self.end_inclusive = end_inclusive
+        self.page_size = page_size
+        self.log: list[tuple[int, int, int]] = []  # (start, end, page) of each fetch
+
+    def matching(self, filter: CallFilter) -> list[CallRecord]:
         start, end = filter.start_date, filter.end_date
         assert isinstance(start, int)
         assert isinstance(end, int)
+        return [
+            r
+            for r in self.records
+            if r.create_at is not None
+            and start <= r.create_at
+            and (r.create_at <= end if self.end_inclusive else r.create_at < end)
+        ]
 
-        def matching() -> list[CallRecord]:
-            return [
-                r
-                for r in records
-                if r.create_at is not None
-                and start <= r.create_at
-                and (r.create_at <= end if end_inclusive else r.create_at < end)
-            ]
+    async def count(self, filter: CallFilter) -> int:
+        return len(self.matching(filter))
 
-        class Port:
-            async def count(self, filter: CallFilter) -> int:
-                return len(matching())
+    async def fetch(self, filter: CallFilter, page: int, size: int, gate: Gate) -> list[CallRecord]:
+        assert isinstance(filter.start_date, int)
+        assert isinstance(filter.end_date, int)
+        self.log.append((filter.start_date, filter.end_date, page))
+        return self.matching(filter)[(page - 1) * size : page * size]
 
-            async def fetch(
-                self, filter: CallFilter, page: int, size: int, gate: Gate
-            ) -> list[CallRecord]:
-                log.append((start, end, page))
-                return matching()[(page - 1) * page_size : page * page_size]
-
-        return Paginator(
-            port=Port(),
-            filter=filter,
+    def iteration(
+        self,
+        windows: Sequence[tuple[int, int]],
+        stats: IterationStats,
+        *,
+        boundary: Mapping[str, int] | None = None,
+        margin: int = 0,
+    ) -> Iteration:
+        return Iteration(
+            self,
+            CallFilter(),
+            windows=windows,
             first_page=1,
-            page_size=page_size,
+            page_size=self.page_size,
             concurrency=2,
             ordered=True,
-            limit=limit,
             stats=stats,
+            boundary=boundary,
+            margin=margin,
         )
-
-    return open_window, log
 
 
 @pytest.mark.parametrize("end_inclusive", [True, False], ids=["inclusive-end", "exclusive-end"])
@@ -129,9 +137,8 @@ async def test_edges_are_read_once_whichever_way_the_server_reads_end_date(
     # Several calls on each edge (10, 20), others between; the range is [0, 30].
     created = [0, 3, 10, 10, 10, 14, 19, 20, 20, 25, 29, 30]
     stats = IterationStats()
-    opener, _ = memory_opener(created, end_inclusive=end_inclusive, stats=stats)
-    windows = plan_windows(0, 30, 10)
-    source = WindowedSource(opener, CallFilter(), windows, stats=stats)
+    port = MemoryPort(created, end_inclusive=end_inclusive)
+    source = port.iteration(plan_windows(0, 30, 10), stats)
     got = [r async for r in CallIterator(source)]
     ids = [r.trans_id for r in got]
     assert len(ids) == len(set(ids))
@@ -144,12 +151,10 @@ async def test_edges_are_read_once_whichever_way_the_server_reads_end_date(
 
 
 async def test_ids_given_as_seen_are_not_yielded() -> None:
-    """Ids passed in ``seen`` (an earlier read's boundary) are dropped and counted."""
+    """Ids passed as an earlier read's boundary are dropped and counted."""
     stats = IterationStats()
-    opener, _ = memory_opener([1, 2, 3, 4], end_inclusive=True, stats=stats)
-    source = WindowedSource(
-        opener, CallFilter(), [(0, 10)], stats=stats, seen={"R0000": 1, "R0002": 3}
-    )
+    port = MemoryPort([1, 2, 3, 4], end_inclusive=True)
+    source = port.iteration([(0, 10)], stats, boundary={"R0000": 1, "R0002": 3})
     ids = {r.trans_id async for r in CallIterator(source)}
     assert ids == {"R0001", "R0003"}
     assert stats.duplicates == 2
@@ -158,9 +163,9 @@ async def test_ids_given_as_seen_are_not_yielded() -> None:
 async def test_checkpoint_keeps_only_ids_within_the_margin() -> None:
     """After each window, the remembered ids are those at or after its end minus the margin."""
     stats = IterationStats()
-    opener, _ = memory_opener([1, 5, 8, 9, 10, 12], end_inclusive=True, stats=stats)
-    source = WindowedSource(opener, CallFilter(), [(0, 10), (10, 20)], stats=stats, margin=2)
-    pages = source.pages()
+    port = MemoryPort([1, 5, 8, 9, 10, 12], end_inclusive=True)
+    source = port.iteration([(0, 10), (10, 20)], stats, margin=2)
+    pages = CallIterator(source).pages()
     await pages.__anext__()  # the first page of window 1
     assert source.checkpoint is None  # not yet fully handed out
     async for _ in pages:

@@ -25,9 +25,10 @@ from ._errors import (
     TransportError,
     VBotError,
 )
+from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
-from ._pagination import CallIterator, CallPageIterator, IterationStats
 from ._sinks import DatabaseLoad, sync_to_database
+from ._stats import IterationStats
 from ._sync import CallSync, StateStore
 from ._transport import AiohttpTransport, Transport
 

@@ -2,8 +2,8 @@
 
 A request is *built* in `_wire` (sans-I/O), *sent* by a `_transport.Transport` (through
 `VBotClient._transmit`), *retried* by `_retry.call_with_retries`, and *read* back by
-`_wire.read_response` and a per-endpoint reader. Iteration runs in `_pagination` (and
-`_windows`, `_reconcile`), which gets one port from the client: count, and fetch a page.
+`_wire.read_response` and a per-endpoint reader. Iteration runs in `_iteration`, which
+gets one port from the client (`_IterationPort`): count a range, and fetch a page.
 """
 
 from __future__ import annotations
@@ -37,20 +37,14 @@ from ._config import (
 )
 from ._dialects import V2, V3, Api, Dialect, dialect_for
 from ._errors import AuthenticationError, ResponseFormatError, TransportError
+from ._iteration import CallIterator, CallPageIterator, Iteration, OpenIteration
 from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
-from ._pagination import (
-    AdaptiveWindow,
-    CallIterator,
-    CallPageIterator,
-    Gate,
-    IterationStats,
-    PageSource,
-    Paginator,
-)
+from ._port import Gate
 from ._retry import call_with_retries
+from ._stats import IterationStats
 from ._sync import CallSync, FileStateStore, StateStore, open_sync
 from ._transport import AiohttpTransport, Answer, Transport
-from ._windows import OpenWindow, WindowedSource, plan_windows, to_units
+from ._windows import plan_windows, to_units
 
 __all__ = ["VBotClient"]
 
@@ -159,13 +153,17 @@ def _positive_int(name: str, value: int, minimum: int = 1) -> int:
 class _IterationPort:
     """What an iteration gets from the client: count, and fetch a page, each with retries.
 
-    Every request counts in ``stats`` and is bounded by the iteration's one ``deadline``.
+    Every request counts in ``stats`` and is bounded by the iteration's one deadline of
+    ``deadline`` seconds, which starts at its first request.
+
+    Raises:
+        ValueError: ``deadline`` is not > 0 seconds (before any request).
     """
 
-    def __init__(self, client: VBotClient, stats: IterationStats, deadline: _Deadline):
+    def __init__(self, client: VBotClient, stats: IterationStats, deadline: float | None):
         self._client = client
         self._stats = stats
-        self._deadline = deadline
+        self._deadline = _Deadline(deadline)
 
     async def count(self, filter: CallFilter) -> int:
         client = self._client
@@ -626,34 +624,34 @@ class VBotClient:
             raise ValueError(f"window must be at least 1{self._time_unit}, got {window}")
         return width
 
-    def _page_opener(
+    def _open_iteration(
         self,
+        filter: CallFilter,
         *,
         page_size: int | None,
         concurrency: int | None,
         ordered: bool,
-        deadline: _Deadline,
-        stats: IterationStats,
-    ) -> OpenWindow:
-        """Check the paging options; return a builder of paginators sharing ``stats``, one
-        port and one in-flight window (so a slowdown learned in one time window carries to
-        the next)."""
+        deadline: float | None,
+    ) -> OpenIteration:
+        """Check the paging options; return a builder of the iteration of ``filter``, which
+        gets the port (with its deadline) and nothing else of the client."""
         size = self._page_size if page_size is None else _positive_int("page_size", page_size)
         width = (
             self._concurrency if concurrency is None else _positive_int("concurrency", concurrency)
         )
+        stats = IterationStats()
         return functools.partial(
-            Paginator,
-            port=_IterationPort(self, stats, deadline),
+            Iteration,
+            _IterationPort(self, stats, deadline),
+            self._epoch_dates(filter),
             first_page=self._first_page,
             page_size=size,
             concurrency=width,
             ordered=ordered,
             stats=stats,
-            window=AdaptiveWindow(width),
         )
 
-    def _page_source(
+    def _iteration(
         self,
         filter: CallFilter | None,
         filters: Mapping[str, Any],
@@ -662,30 +660,28 @@ class VBotClient:
         page_size: int | None,
         concurrency: int | None,
         ordered: bool,
-        deadline: _Deadline,
+        deadline: float | None,
         window: dt.timedelta | None,
-    ) -> PageSource:
+    ) -> Iteration:
         call_filter = self._filter(filter, filters)
         if limit is not None:
             _positive_int("limit", limit, minimum=0)
-        stats = IterationStats()
-        open_pages = self._page_opener(
+        open_iteration = self._open_iteration(
+            call_filter,
             page_size=page_size,
             concurrency=concurrency,
             ordered=ordered,
             deadline=deadline,
-            stats=stats,
         )
         if window is None:
-            return open_pages(filter=self._epoch_dates(call_filter), limit=limit)
+            return open_iteration(windows=None, limit=limit)
         width = self._window_width(window)
         if call_filter.start_date is None:
             raise ValueError("window= needs the filter's start_date: where the first window begins")
         start = to_epoch(call_filter.start_date, self._time_unit)
         end_date = call_filter.end_date
         end = self._now() if end_date is None else to_epoch(end_date, self._time_unit)
-        windows = plan_windows(start, end, width)
-        return WindowedSource(open_pages, call_filter, windows, stats=stats, limit=limit)
+        return open_iteration(windows=plan_windows(start, end, width), limit=limit)
 
     def iter_calls(
         self,
@@ -728,17 +724,16 @@ class VBotClient:
             VBotError: During iteration, the first page that failed after its retries.
         """
         return CallIterator(
-            self._page_source(
+            self._iteration(
                 filter,
                 filters,
                 limit=limit,
                 page_size=page_size,
                 concurrency=concurrency,
                 ordered=ordered,
-                deadline=_Deadline(deadline),
+                deadline=deadline,
                 window=window,
-            ),
-            limit=limit,
+            )
         )
 
     def iter_call_pages(
@@ -755,17 +750,16 @@ class VBotClient:
     ) -> CallPageIterator:
         """Like `iter_calls`, but yields a ``list[CallRecord]`` per page (for batch loads)."""
         return CallPageIterator(
-            self._page_source(
+            self._iteration(
                 filter,
                 filters,
                 limit=limit,
                 page_size=page_size,
                 concurrency=concurrency,
                 ordered=ordered,
-                deadline=_Deadline(deadline),
+                deadline=deadline,
                 window=window,
-            ),
-            limit=limit,
+            )
         )
 
     def sync(
@@ -821,16 +815,15 @@ class VBotClient:
         """
         call_filter = self._filter(filter, filters)
         unit = self._time_unit
-        stats = IterationStats()
-        open_pages = self._page_opener(
+        open_iteration = self._open_iteration(
+            call_filter,
             page_size=page_size,
             concurrency=concurrency,
             ordered=True,
-            deadline=_Deadline(deadline),
-            stats=stats,
+            deadline=deadline,
         )
         return open_sync(
-            open_pages,
+            open_iteration,
             call_filter,
             state_path if isinstance(state_path, StateStore) else FileStateStore(Path(state_path)),
             now=self._now(),
@@ -841,5 +834,4 @@ class VBotClient:
             vbot_id=self._vbot_id,
             project_code=self._project_code,
             time_unit=unit,
-            stats=stats,
         )

@@ -11,9 +11,10 @@ this stage finds out where and why, without trusting offsets again:
    option, since re-reading cannot reach it.
 3. **Narrow by counting.** ``countAll`` with a date range is a checksum of any time range.
    Split the short range in two, count each half, and compare with what was handed out in
-   it (the `Ledger`); descend only into the halves that come up short, until a range holds
-   at most one page (or is one time unit wide). Read that range from its first page, where
-   every server answers, and hand out the records not handed out yet.
+   it (the exactly-once stage's `Ledger`); descend only into the halves that come up short,
+   until a range holds at most one page (or is one time unit wide). Read that range from its
+   first page, where every server answers; the exactly-once stage lets through the records
+   not handed out yet.
 
 Cost, on the repair path only (a complete iteration never gets here): 1 re-count, 1 probe,
 then 1 count per split (the other half is the difference) and a page per page of records
@@ -32,66 +33,22 @@ import bisect
 import contextlib
 import logging
 import math
-from array import array
-from collections.abc import AsyncGenerator, Awaitable, Iterable
-from typing import Protocol
+from collections.abc import AsyncGenerator
 
 import attrs
 
 from ._errors import APIError, IncompleteError
+from ._exactly_once import ExactlyOnce
 from ._models import CallFilter, CallRecord
+from ._port import CallsPort, Gate
+from ._stats import IterationStats
 
-__all__ = ["CallsPort", "Gate", "Ledger", "Reconciler"]
+__all__ = ["Reconciler"]
 
 logger = logging.getLogger("vbot_cdr")
 
-Gate = contextlib.AbstractAsyncContextManager[object]
-
-#: ``hash()`` never returns -1 (CPython reserves it), so it marks a record without an id.
-_NO_KEY = -1
 #: The widest range a repair narrows from when the filter gives no dates.
 _LATEST = 2**62
-
-
-class CallsPort(Protocol):
-    """What the iteration needs from a client: count a filter, fetch a page of it.
-
-    Both raise a `VBotError` on failure; ``fetch`` enters ``gate`` around each attempt.
-    """
-
-    def count(self, filter: CallFilter) -> Awaitable[int]: ...
-
-    def fetch(
-        self, filter: CallFilter, page: int, size: int, gate: Gate
-    ) -> Awaitable[list[CallRecord]]: ...
-
-
-class Ledger:
-    """What an iteration handed out, 16 bytes a record: ``hash(trans_id)`` and ``create_at``.
-
-    Enough to tell, on the repair path, how many records of a time range were handed out
-    and whether a record re-read there is new, without keeping the records.
-    """
-
-    def __init__(self) -> None:
-        self._keys = array("q")
-        self._times = array("q")
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def add(self, records: Iterable[CallRecord]) -> None:
-        """Note ``records`` as handed out."""
-        self._keys.extend([hash(r.trans_id) if r.trans_id else _NO_KEY for r in records])
-        self._times.extend([-1 if r.create_at is None else r.create_at for r in records])
-
-    def ids(self) -> set[int]:
-        """The ``hash(trans_id)`` of every record handed out with an id."""
-        return set(self._keys) - {_NO_KEY}
-
-    def times(self) -> list[int]:
-        """The ``create_at`` of every record handed out with one, sorted."""
-        return sorted(t for t in self._times if t >= 0)
 
 
 @attrs.define
@@ -122,7 +79,7 @@ class Reconciler:
         first_page: int,
         page_size: int,
         gate: Gate,
-        stats: _RepairStats,
+        stats: IterationStats,
     ):
         self._port = port
         self._filter = filter
@@ -143,25 +100,23 @@ class Reconciler:
         self._stats.repair_pages += 1
         return await self._port.fetch(call_filter, page, size, self._gate)
 
-    async def repair(
-        self, total: int, ledger: Ledger, limit: int | None
-    ) -> AsyncGenerator[list[CallRecord], None]:
-        """Yield the records missing from ``ledger``; raise when some stay missing.
+    async def repair(self, total: int, once: ExactlyOnce) -> AsyncGenerator[list[CallRecord], None]:
+        """Yield the records of the range that ``once`` has not handed out; raise when some stay
+        missing.
 
         Args:
             total: What ``countAll`` said before paging.
-            ledger: What was handed out; the caller adds every record yielded here to it.
-            limit: The most records the iteration hands out.
+            once: The exactly-once stage; its ledger holds what the range handed out so far,
+                and every record re-read here goes through it.
 
         Raises:
             IncompleteError: The range still holds records that were not handed out.
         """
-        wanted = total if limit is None else min(limit, total)
-        if len(ledger) >= wanted:
+        ledger = once.ledger
+        if len(ledger) >= total:
             return
         recount = await self._count(self._filter)
-        expected = recount if limit is None else min(limit, recount)
-        if len(ledger) >= expected:
+        if len(ledger) >= recount:
             vanished = max(0, total - len(ledger))
             self._stats.vanished += vanished
             logger.warning(
@@ -173,16 +128,16 @@ class Reconciler:
                 vanished,
             )
             return
-        await self._check_page_base(ledger, expected)
-        async with contextlib.aclosing(self._narrow(recount, ledger, expected)) as found:
+        await self._check_page_base(once, recount)
+        async with contextlib.aclosing(self._narrow(recount, once)) as found:
             async for records in found:
                 yield records
-        if len(ledger) < expected:
+        if len(ledger) < recount:
             raise IncompleteError(
-                self._diagnosis(recount, len(ledger)), expected=expected, yielded=len(ledger)
+                self._diagnosis(recount, len(ledger)), expected=recount, yielded=len(ledger)
             )
 
-    async def _check_page_base(self, ledger: Ledger, expected: int) -> None:
+    async def _check_page_base(self, once: ExactlyOnce, expected: int) -> None:
         """One request of one record on the page before ``first_page``, where that exists."""
         before = self._first_page - 1
         if before < 0:
@@ -191,20 +146,21 @@ class Reconciler:
             records = await self._fetch(self._filter, before, 1)
         except APIError:
             return  # the server refuses that page: it numbers from first_page, as assumed
-        if records and records[0].trans_id and hash(records[0].trans_id) not in ledger.ids():
+        if records and records[0].trans_id and not once.knows(records[0]):
             raise IncompleteError(
                 f"page {before} holds records that page {self._first_page} does not: the "
                 f"server numbers its pages from {before}; set first_page={before}",
                 expected=expected,
-                yielded=len(ledger),
+                yielded=len(once.ledger),
                 endpoint="getAll",
                 page=before,
             )
 
     async def _narrow(
-        self, recount: int, ledger: Ledger, expected: int
+        self, recount: int, once: ExactlyOnce
     ) -> AsyncGenerator[list[CallRecord], None]:
-        times, keys = ledger.times(), ledger.ids()
+        ledger = once.ledger
+        times = ledger.times()
         start, end = self._filter.start_date, self._filter.end_date
         lo = start if isinstance(start, int) else 0
         hi = end if isinstance(end, int) else _LATEST
@@ -218,7 +174,7 @@ class Reconciler:
                 if a <= b:
                     ranges.append((a, b, await self._count(self._range(a, b))))
         split: set[tuple[int, int]] = set()  # ranges a read did not complete
-        while ranges and len(ledger) < expected:
+        while ranges and len(ledger) < recount:
             lo, hi, count = ranges.pop()
             have = bisect.bisect_right(times, hi) - bisect.bisect_left(times, lo)
             if count <= have:
@@ -230,10 +186,10 @@ class Reconciler:
                 # The newer half's count follows: a sum that moved since is caught at the end.
                 ranges += [(lo, mid, older), (mid + 1, hi, max(0, count - older))]
                 continue
-            new, first_len = await self._read(lo, hi, count, keys)
-            for record in new:
-                if record.create_at is not None:
-                    bisect.insort(times, record.create_at)
+            noted = len(ledger)
+            new, first_len = await self._read(lo, hi, count, once)
+            for at in ledger.times(since=noted):
+                bisect.insort(times, at)
             if new:
                 self._stats.repaired += len(new)
                 yield new
@@ -248,9 +204,9 @@ class Reconciler:
                 self._found.crowded = (lo, count)
 
     async def _read(
-        self, lo: int, hi: int, count: int, keys: set[int]
+        self, lo: int, hi: int, count: int, once: ExactlyOnce
     ) -> tuple[list[CallRecord], int]:
-        """Page the range ``[lo, hi]`` from its first page; its records not in ``keys``.
+        """Page the range ``[lo, hi]`` from its first page; its records ``once`` lets through.
 
         Stops at a short page, a page that brings nothing new, or one page past the count.
         Returns the new records and the length of the first page.
@@ -262,8 +218,7 @@ class Reconciler:
             # them anew each time. Ask for all of them at once; a server may refuse the size.
             with contextlib.suppress(APIError):
                 page = await self._fetch(self._range(lo, hi), self._first_page, count)
-                fresh = [r for r in page if not r.trans_id or hash(r.trans_id) not in keys]
-                keys.update(hash(r.trans_id) for r in fresh if r.trans_id)
+                fresh = once.keep_new(page)
                 if len(page) >= count:
                     return fresh, len(page)
                 new.extend(fresh)
@@ -271,8 +226,7 @@ class Reconciler:
             page = await self._fetch(self._range(lo, hi), self._first_page + number, self._size)
             if number == 0:
                 first_len = len(page)
-            fresh = [r for r in page if not r.trans_id or hash(r.trans_id) not in keys]
-            keys.update(hash(r.trans_id) for r in fresh if r.trans_id)
+            fresh = once.keep_new(page)
             new.extend(fresh)
             if len(page) < self._size or not fresh:
                 break
@@ -291,11 +245,3 @@ class Reconciler:
             return f"{said}; the server answers at most {found.cap} records per page"
         return said
 
-
-class _RepairStats(Protocol):
-    """The counters the repair writes (`IterationStats` has them)."""
-
-    recounts: int
-    repair_pages: int
-    repaired: int
-    vanished: int

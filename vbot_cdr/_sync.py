@@ -1,6 +1,6 @@
 """Incremental sync: the calls new since the last run, each once, with a crash-safe state file.
 
-A run reads ``[watermark - lookback, now - settle)`` in time windows (`WindowedSource`). The
+A run reads ``[watermark - lookback, now - settle)`` in time windows (`_iteration`). The
 state file keeps the watermark, what the state was made for (the criteria, ``vbot_id``,
 ``project_code`` and ``time_unit``, and a fingerprint of them), and the ``trans_id`` of every
 call handed out in the last ``lookback`` before the watermark, so the next run re-reads that
@@ -30,9 +30,9 @@ import attrs
 import orjson
 
 from ._errors import StateError
+from ._iteration import CallIterator, Iteration, OpenIteration
 from ._models import CallFilter, TimeUnit, to_epoch
-from ._pagination import CallIterator, IterationStats
-from ._windows import OpenWindow, WindowedSource, plan_windows
+from ._windows import plan_windows
 
 __all__ = [
     "STATE_VERSION",
@@ -269,7 +269,7 @@ class CallSync(CallIterator):
 
     def __init__(
         self,
-        source: WindowedSource,
+        source: Iteration,
         *,
         store: StateStore,
         purpose: Mapping[str, str],
@@ -277,7 +277,6 @@ class CallSync(CallIterator):
         resumed: SyncState | None,
     ):
         super().__init__(source)
-        self._windowed = source
         self.store = store
         self.path = store.path if isinstance(store, FileStateStore) else None
         self.windows = source.windows
@@ -294,7 +293,7 @@ class CallSync(CallIterator):
     @property
     def committable(self) -> bool:
         """Whether a window has been yielded in full since the last commit."""
-        checkpoint = self._windowed.checkpoint
+        checkpoint = self._iteration.checkpoint
         return checkpoint is not None and checkpoint.watermark != self._saved
 
     async def commit(self) -> None:
@@ -304,7 +303,7 @@ class CallSync(CallIterator):
             StateError: The state could not be saved; the previous one is intact.
         """
         async with self._lock:  # so that two commits never land out of order
-            checkpoint = self._windowed.checkpoint
+            checkpoint = self._iteration.checkpoint
             if checkpoint is None or checkpoint.watermark == self._saved:
                 return
             state = SyncState(checkpoint.watermark, checkpoint.seen)
@@ -368,7 +367,7 @@ def plan_sync(
 
 
 def open_sync(
-    open_window: OpenWindow,
+    open_iteration: OpenIteration,
     filter: CallFilter,
     store: StateStore,
     *,
@@ -380,7 +379,6 @@ def open_sync(
     vbot_id: str | None,
     project_code: str | None,
     time_unit: TimeUnit,
-    stats: IterationStats,
 ) -> CallSync:
     """Read and check the state, plan the windows, and return the sync; no request is sent.
 
@@ -406,12 +404,7 @@ def open_sync(
         window=window,
         time_unit=time_unit,
     )
-    source = WindowedSource(
-        open_window,
-        filter,
-        windows,
-        stats=stats,
-        seen=None if state is None else state.boundary,
-        margin=lookback,
+    source = open_iteration(
+        windows=windows, boundary=None if state is None else state.boundary, margin=lookback
     )
     return CallSync(source, store=store, purpose=purpose, time_unit=time_unit, resumed=state)

@@ -222,6 +222,11 @@ async def windows_and_sync(now: dt.datetime) -> None:
                     await sync.commit()
         assert_type(sync.watermark, int | None)
         assert_type(sync.windows, tuple[tuple[int, int], ...])
+        resumed = client.sync("state.json", CallFilter(start_date=first))
+        async with resumed.pages() as pages:
+            async for page in pages:
+                assert_type(page, list[CallRecord])
+        await resumed.commit()
 
 
 async def fetch_key() -> str:

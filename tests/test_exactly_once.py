@@ -1,0 +1,100 @@
+"""The exactly-once stage: one memory of what an iteration handed out, whichever stage read it."""
+
+from __future__ import annotations
+
+import pytest
+
+from vbot_cdr import CallRecord, IterationStats
+from vbot_cdr import _exactly_once as exactly_once
+from vbot_cdr._exactly_once import ExactlyOnce
+
+
+def calls(*ids: str, at: int = 5) -> list[CallRecord]:
+    return [CallRecord(trans_id=key, create_at=at) for key in ids]
+
+
+@pytest.mark.parametrize("key", ["", None], ids=["empty", "missing"])
+def test_a_record_without_an_id_is_never_a_duplicate(key: str | None) -> None:
+    """Without a trans_id a record passes every time: in pages, in the repair, across windows."""
+    stats = IterationStats()
+    once = ExactlyOnce(stats, concurrency=1, boundary={"A": 5})
+    nameless = [CallRecord(trans_id=key, create_at=5) for _ in range(3)]
+    once.open_window(10)
+    assert once.keep_new(nameless, offset=0, page_size=3) == nameless
+    assert once.keep_new(nameless) == nameless  # as the repair re-reads them
+    once.close_window()
+    once.open_window(20)
+    assert once.keep_new(nameless, offset=0, page_size=3) == nameless
+    assert not once.knows(nameless[0])
+    assert stats.duplicates == 0
+
+
+def test_the_boundary_of_an_earlier_read_is_dropped_by_pages_and_repair() -> None:
+    """Ids a resumed read handed out are dropped wherever they come again, and counted once each."""
+    stats = IterationStats()
+    once = ExactlyOnce(stats, concurrency=1, boundary={"OLD1": 5, "OLD2": 5})
+    once.open_window(10)
+    assert once.keep_new(calls("NEW1", "OLD1"), offset=0, page_size=2) == calls("NEW1")
+    assert once.keep_new(calls("OLD2", "NEW2")) == calls("NEW2")
+    assert once.knows(calls("OLD1")[0])
+    assert stats.duplicates == 2
+    # Both old calls lie in the window's range: its ledger counts them as handed out, so the
+    # repair does not look for them again.
+    assert len(once.ledger) == 4
+
+
+def test_the_repair_checks_against_the_whole_window_not_the_paging_horizon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record the paging memory has let go of is still known when the repair re-reads it."""
+    monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 0)
+    stats = IterationStats()
+    once = ExactlyOnce(stats, concurrency=1)
+    once.open_window(None)
+    for page in range(10):
+        once.keep_new(calls(f"P{page}"), offset=page, page_size=1)
+    assert "P0" not in once._recent  # far behind the newest page: forgotten by the paging
+    assert once.keep_new(calls("P0", "LATE")) == calls("LATE")
+    assert stats.duplicates == 0  # re-read on purpose, not a repeat of the server's
+
+
+def test_ids_are_kept_across_windows_only_within_the_margin() -> None:
+    """A window's calls at or after its end minus the margin are dropped in the next window."""
+    stats = IterationStats()
+    once = ExactlyOnce(stats, concurrency=1, margin=2)
+    once.open_window(10)
+    edge = CallRecord(trans_id="EDGE", create_at=9)
+    early = CallRecord(trans_id="EARLY", create_at=3)
+    once.keep_new([early, edge], offset=0, page_size=2)
+    assert once.close_window() == {"EDGE": 9}
+    once.open_window(20)
+    assert len(once.ledger) == 0  # the ledger holds one window
+    assert once.keep_new([edge, early], offset=0, page_size=2) == [early]
+    assert stats.duplicates == 1
+
+
+def test_dedup_memory_is_bounded_over_a_long_iteration() -> None:
+    """Over 200,000 records the paging memory stays at its floor, MIN_REMEMBERED_IDS plus a page."""
+    stats = IterationStats()
+    seen = ExactlyOnce(stats, concurrency=8)
+    for page in range(1, 2_001):
+        batch = [CallRecord(trans_id=f"{page}-{i}") for i in range(100)]
+        assert len(seen.keep_new(batch, offset=page * 100, page_size=100)) == 100
+    assert len(seen._recent) <= exactly_once.MIN_REMEMBERED_IDS + 100
+
+
+def test_dedup_horizon_grows_with_the_observed_shift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shift of several pages widens the horizon so a far-travelled duplicate is still caught."""
+    monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 0)
+    stats = IterationStats()
+    seen = ExactlyOnce(stats, concurrency=1)
+    pages = [[CallRecord(trans_id=f"{p}-{i}") for i in range(10)] for p in range(6)]
+    for number, page in enumerate(pages[:4]):
+        seen.keep_new(page, offset=number * 10, page_size=10)
+    # Page 4 as fetched after 25 inserts shows records of page 1 again.
+    assert seen.keep_new(pages[1][5:] + pages[4][:5], offset=40, page_size=10) == pages[4][:5]
+    assert stats.max_shift == 25
+    for number in range(5, 9):
+        fresh = [CallRecord(trans_id=f"x{number}-{i}") for i in range(10)]
+        seen.keep_new(fresh, offset=number * 10, page_size=10)
+    assert seen.keep_new(pages[4][:1], offset=90, page_size=10) == []  # 5 pages on

@@ -1,0 +1,192 @@
+"""Exactly once: the one stage that knows which ``trans_id``\\s an iteration has handed out.
+
+Every record of an iteration passes `ExactlyOnce.keep_new` before it is handed out: the pages
+(whose offsets shift while calls are written), the records a repair re-reads, the calls on
+an edge shared by two time windows, and the calls a resumed sync handed out last time (its
+boundary). A record whose ``trans_id`` was handed out already is dropped, and counted in
+``stats.duplicates`` unless it is one a repair re-read in the window that handed it out
+(a repair reads whole ranges on purpose). An empty or missing ``trans_id`` is no id: such a
+record is never a duplicate.
+
+What it remembers, and what that costs:
+
+- **This window, by offset** (while paging): the ids of the pages an offset shift can still
+  bring back, at least `MIN_REMEMBERED_IDS` (about 1.5 MB), however long the window. A
+  record handed out at offset ``o`` can come back only at a later offset, ``max_shift`` on.
+- **This window, in full** (the `Ledger`): ``hash(trans_id)`` and ``create_at`` of every
+  record of the window's range handed out, 16 bytes a record (16 MB a million records in one
+  window; a read sliced by time holds one window's). The repair counts by it, and checks the
+  records it re-reads against it.
+- **Across windows**: the ids of the calls handed out at or after the window's end minus
+  ``margin`` (0 for an edge; a sync's lookback), kept from one window to the next, and the
+  boundary of the read a sync resumes. Bounded by the calls of that span.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Mapping, Sequence
+
+from ._models import CallRecord
+from ._stats import IterationStats
+
+__all__ = ["MIN_REMEMBERED_IDS", "ExactlyOnce", "Ledger"]
+
+#: The fewest ``trans_id``\s a window's paging remembers: a burst of new calls up to this
+#: many, landing between two page fetches, repeats no record even before any shift is seen.
+MIN_REMEMBERED_IDS = 10_000
+
+#: ``hash()`` never returns -1 (CPython reserves it), so it marks a record without an id.
+_NO_KEY = -1
+
+
+class Ledger:
+    """A window's records handed out, 16 bytes each: ``hash(trans_id)`` and ``create_at``.
+
+    Enough to tell, on the repair path, how many records of a time range were handed out
+    and whether a record re-read there is new, without keeping the records.
+    """
+
+    def __init__(self) -> None:
+        self._keys = array("q")
+        self._times = array("q")
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, records: Sequence[CallRecord]) -> None:
+        """Note ``records`` as handed out."""
+        self._keys.extend([hash(r.trans_id) if r.trans_id else _NO_KEY for r in records])
+        self._times.extend([-1 if r.create_at is None else r.create_at for r in records])
+
+    def ids(self) -> set[int]:
+        """The ``hash(trans_id)`` of every record noted with an id."""
+        return set(self._keys) - {_NO_KEY}
+
+    def times(self, since: int = 0) -> list[int]:
+        """The ``create_at`` of the records noted from the ``since``-th on, sorted."""
+        return sorted(t for t in self._times[since:] if t >= 0)
+
+
+class ExactlyOnce:
+    """Hands out each ``trans_id`` once over a whole iteration; see the module docstring.
+
+    Args:
+        stats: Written here: ``duplicates``, ``max_shift``.
+        concurrency: Pages fetched at about the same time, which bounds how far apart the
+            offsets of one record can be read without a shift.
+        boundary: ``trans_id`` → ``create_at`` of calls handed out by an earlier read.
+        margin: How far before a window's end, in the records' time unit, the ids handed out
+            are kept for the next window (0 covers the shared edge; a sync keeps its lookback).
+    """
+
+    def __init__(
+        self,
+        stats: IterationStats,
+        *,
+        concurrency: int,
+        boundary: Mapping[str, int] | None = None,
+        margin: int = 0,
+    ):
+        self._stats = stats
+        self._concurrency = concurrency
+        self._margin = margin
+        self._kept: dict[str, int] = dict(boundary or {})
+        self._keep_from: int | None = None
+        self.max_shift = 0
+        self.ledger = Ledger()
+        self._recent: dict[str, int] = {}  # trans_id -> offset, this window's paging
+        self._pages: dict[int, list[str]] = {}  # offset -> the ids first read there
+        self._newest = -1
+        self._ids: set[int] | None = None  # the ledger's ids, once records come without offsets
+
+    def open_window(self, end: int | None) -> None:
+        """Start a window ending at ``end`` (``None``: open, and the last)."""
+        self.ledger = Ledger()
+        self._recent, self._pages, self._newest, self._ids = {}, {}, -1, None
+        self._keep_from = None if end is None else end - self._margin
+
+    def close_window(self) -> dict[str, int]:
+        """End the window; return ``trans_id`` → ``create_at`` of the ids kept past it."""
+        keep_from = self._keep_from
+        if keep_from is not None:
+            self._kept = {key: at for key, at in self._kept.items() if at >= keep_from}
+        return dict(self._kept)
+
+    def knows(self, record: CallRecord) -> bool:
+        """Whether ``record`` was handed out already (never, without a ``trans_id``)."""
+        key = record.trans_id
+        if not key:
+            return False
+        ids = self._ids if self._ids is not None else self.ledger.ids()
+        return key in self._kept or key in self._recent or hash(key) in ids
+
+    def keep_new(
+        self, records: list[CallRecord], *, offset: int | None = None, page_size: int = 0
+    ) -> list[CallRecord]:
+        """``records`` minus those handed out already; the rest are noted as handed out.
+
+        Args:
+            records: A page, or records a repair re-read.
+            offset: Where the page starts in the window's paging (``None``: not paged, so
+                checked against every record of the window).
+            page_size: The size the page was asked with (with ``offset``).
+        """
+        stats, kept, keep_from = self._stats, self._kept, self._keep_from
+        recent, ids = self._recent, self._ids
+        if offset is None and ids is None:
+            ids = self._ids = self.ledger.ids()
+        fresh: list[CallRecord] = []
+        met_again: list[CallRecord] = []  # handed out by an earlier window or read
+        first_read: list[str] = []
+        for index, record in enumerate(records):
+            key = record.trans_id
+            if not key:
+                fresh.append(record)
+                continue
+            if offset is not None:
+                position = offset + index
+                earlier = recent.get(key)
+                if earlier is not None:
+                    stats.duplicates += 1
+                    self.max_shift = max(self.max_shift, abs(position - earlier))
+                    continue
+                recent[key] = position
+                first_read.append(key)
+            else:
+                assert ids is not None
+                hashed = hash(key)
+                if hashed in ids:
+                    continue  # re-read on purpose by a repair: not the server repeating itself
+                ids.add(hashed)
+            if kept and key in kept:
+                stats.duplicates += 1
+                met_again.append(record)
+                continue
+            fresh.append(record)
+            if keep_from is not None:
+                created = record.create_at
+                if created is not None and created >= keep_from:
+                    kept[key] = created
+        # The window's ledger: what it handed out, and what its range met that was handed
+        # out before (so the repair does not look for those again).
+        self.ledger.add(fresh)
+        if met_again:
+            self.ledger.add(met_again)
+        stats.max_shift = self.max_shift
+        if offset is not None:
+            self._forget_far_pages(offset, page_size, first_read)
+        return fresh
+
+    def _forget_far_pages(self, offset: int, size: int, first_read: list[str]) -> None:
+        """Keep the ids of the pages within reach of a shift: twice the largest seen so far
+        (so a growing shift is still covered), and at least `MIN_REMEMBERED_IDS`."""
+        self._pages.setdefault(offset, []).extend(first_read)
+        self._newest = max(self._newest, offset)
+        reach = (self._concurrency + 1 + 2 * math.ceil(self.max_shift / size)) * size
+        oldest_kept = self._newest - max(reach, MIN_REMEMBERED_IDS)
+        recent = self._recent
+        for old in [o for o in self._pages if o < oldest_kept]:
+            for key in self._pages.pop(old):
+                del recent[key]

@@ -1,0 +1,295 @@
+"""The iteration pipeline: every record of a range, exactly once, verified, as records or pages.
+
+One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
+`Iteration.next_page`, then the public iterators):
+
+1. **time windows** (`_windows`): the range's slices, oldest first; a plain ``iter_calls``
+   is one window, the filter's own dates. Each window is counted once (``countAll``).
+2. **concurrent pages** (`_pagination.Paginator`): the window's pages, at most
+   ``concurrency`` requests in flight in one `AdaptiveWindow` that the whole iteration
+   shares, so a slowdown learned from 429s carries from one window to the next;
+3. **exactly once** (`_exactly_once.ExactlyOnce`): every record passes it, whichever stage
+   read it (a page, the repair, the next window, the read a sync resumes);
+4. **verify and repair** (`_reconcile.Reconciler`): only when the window's records fall short
+   of its count; complete, or `IncompleteError`;
+5. **limit** (`Iteration.next_page`): pages cut to ``limit`` records, in this one place; the
+   paging stage is told how many records are still wanted so it plans no page past them;
+6. **records or pages**: `CallIterator` hands over the records of the page at hand one by
+   one, `CallPageIterator` whole pages; `CallSync` (in `_sync`) adds ``commit``.
+
+The client hands the pipeline a `CallsPort` (count a range, fetch a page), which holds the
+iteration's deadline and counts its requests; nothing here climbs back into the client.
+Each stage writes its own counters in `IterationStats` and steers by none of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
+
+import attrs
+
+from ._exactly_once import ExactlyOnce
+from ._models import CallFilter, CallRecord
+from ._pagination import AdaptiveWindow, Paginator
+from ._port import CallsPort
+from ._reconcile import Reconciler
+from ._stats import IterationStats
+from ._windows import Checkpoint
+
+__all__ = ["CallIterator", "CallPageIterator", "Iteration", "OpenIteration"]
+
+
+class Iteration:
+    """One iteration, assembled: the stages of the module docstring over ``windows``.
+
+    Args:
+        port: Counts and fetches (``countAll``, ``getAll``).
+        filter: The criteria; its dates, when set, must be epoch ints in the records' unit.
+        windows: The time windows ``(start, end)``, oldest first (``None``: one window, the
+            filter's own dates; the iteration is then not sliced by time).
+        first_page: The number of the first page (0 or 1, as the server counts).
+        page_size: Records per page.
+        concurrency: Most requests in flight at once, and most pages fetched ahead of the
+            consumer; pages held in memory never exceed ``concurrency + 1``.
+        ordered: Hand pages over in page order (else as they arrive).
+        limit: Hand out at most this many records.
+        stats: The counters; each stage writes its own (the port counts requests in them).
+        boundary: ``trans_id`` → ``create_at`` of the calls handed out by an earlier read,
+            not to be handed out again (a sync's state).
+        margin: How far before a window's end, in the records' time unit, the ids handed out
+            are kept for the next window and the checkpoint (a sync's lookback).
+        window: The in-flight window (a new one of ``concurrency`` by default).
+
+    Raises (from `next_page`):
+        VBotError: A request failed after its retries.
+        IncompleteError: A window holds records that neither the pages nor the repair could
+            hand out (see `_reconcile`).
+    """
+
+    def __init__(
+        self,
+        port: CallsPort,
+        filter: CallFilter,
+        *,
+        windows: Sequence[tuple[int, int]] | None = None,
+        first_page: int,
+        page_size: int,
+        concurrency: int,
+        ordered: bool,
+        limit: int | None = None,
+        stats: IterationStats,
+        boundary: Mapping[str, int] | None = None,
+        margin: int = 0,
+        window: AdaptiveWindow | None = None,
+    ):
+        self._port = port
+        self._filter = filter
+        self._first_page = first_page
+        self.windows: tuple[tuple[int, int], ...] = () if windows is None else tuple(windows)
+        self._spans: Sequence[tuple[int | None, int | None]] = (
+            _own_dates(filter) if windows is None else self.windows
+        )
+        self._sliced = windows is not None
+        self.stats = stats
+        stats.windows = len(self.windows)
+        self._in_flight = AdaptiveWindow(concurrency) if window is None else window
+        self._paging = Paginator(
+            port=port,
+            first_page=first_page,
+            page_size=page_size,
+            concurrency=concurrency,
+            ordered=ordered,
+            window=self._in_flight,
+            stats=stats,
+        )
+        self._once = ExactlyOnce(stats, concurrency=concurrency, boundary=boundary, margin=margin)
+        self._remaining = limit
+        #: The sum of the counts of the windows begun so far (``None`` before the first).
+        self.total: int | None = None
+        #: Where the read stands after its last window handed out in full (sliced only).
+        self.checkpoint: Checkpoint | None = None
+        self._stages = self._windows_pages()
+
+    async def next_page(self) -> list[CallRecord]:
+        """The limit stage: the pipeline's next page, cut to the limit.
+
+        Raises:
+            StopAsyncIteration: After the last page, or once the limit is reached (the
+                requests in flight are then cancelled).
+        """
+        if self._remaining == 0:
+            await self.aclose()
+            raise StopAsyncIteration
+        page = await self._stages.__anext__()
+        if self._remaining is not None:
+            page = page[: self._remaining]
+            self._remaining -= len(page)
+        return page
+
+    async def aclose(self) -> None:
+        """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
+        await self._stages.aclose()
+
+    async def _windows_pages(self) -> AsyncGenerator[list[CallRecord], None]:
+        """Stages 1 to 4: each window's new records, from its pages, then from its repair."""
+        once = self._once
+        for start, end in self._spans:
+            window_filter = attrs.evolve(self._filter, start_date=start, end_date=end)
+            once.open_window(end)
+            count = await self._port.count(window_filter)
+            self.total = (self.total or 0) + count
+            pages = self._paging.pages(
+                window_filter, count, wanted=self._remaining, keep_new=once.keep_new
+            )
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    yield page
+                    # Handed over: drop this frame's reference before waiting for the next
+                    # page, so the page is freed now rather than kept alive one page too long.
+                    del page
+            repair = Reconciler(
+                self._port,
+                window_filter,
+                first_page=self._first_page,
+                page_size=self._paging.page_size,
+                gate=self._in_flight,
+                stats=self.stats,
+            ).repair(count, once)
+            async with contextlib.aclosing(repair):
+                async for page in repair:
+                    yield page
+                    del page
+            # Only now has the consumer asked past the window's last record.
+            kept = once.close_window()
+            if self._sliced and end is not None:
+                self.checkpoint = Checkpoint(end, kept)
+                self.stats.windows_done += 1
+
+
+def _own_dates(filter: CallFilter) -> list[tuple[int | None, int | None]]:
+    """The one window of an iteration not sliced by time: the filter's own dates.
+
+    Raises:
+        TypeError: A date is not an epoch int (the client converts them before).
+    """
+    start, end = filter.start_date, filter.end_date
+    if isinstance(start, dt.datetime) or isinstance(end, dt.datetime):
+        raise TypeError(f"the iteration's dates must be epoch ints, got {start!r}, {end!r}")
+    return [(start, end)]
+
+
+class OpenIteration(Protocol):
+    """Builds an iteration of the client's filter and paging options over ``windows``."""
+
+    def __call__(
+        self,
+        *,
+        windows: Sequence[tuple[int, int]] | None,
+        limit: int | None = None,
+        boundary: Mapping[str, int] | None = None,
+        margin: int = 0,
+    ) -> Iteration: ...
+
+
+_T = TypeVar("_T")
+_Self = TypeVar("_Self", bound="_Iterator[Any]")
+
+
+class _Iterator(Generic[_T]):
+    """What both public iterators share: the iteration, live `total` and `stats`, `aclose`."""
+
+    def __init__(self, iteration: Iteration):
+        self._iteration = iteration
+
+    @property
+    def total(self) -> int | None:
+        """The count from ``countAll`` (``None`` before the first step); with time windows,
+        the sum of the counts of the windows begun so far."""
+        return self._iteration.total
+
+    @property
+    def stats(self) -> IterationStats:
+        """Live counters of this iteration."""
+        return self._iteration.stats
+
+    def __aiter__(self: _Self) -> _Self:
+        return self
+
+    async def __anext__(self) -> _T:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
+        await self._iteration.aclose()
+
+    async def __aenter__(self: _Self) -> _Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class CallIterator(_Iterator[CallRecord]):
+    """``async for record in client.iter_calls(...)``: every matching `CallRecord`, once.
+
+    Use it as ``async with client.iter_calls(...) as it:`` (or call `aclose`) so that the
+    requests in flight are cancelled as soon as you stop early. Each step hands over the next
+    record of the page at hand, and waits on the pipeline only when that page is used up.
+    `pages` gives the same records a list at a time.
+    """
+
+    def __init__(self, iteration: Iteration):
+        super().__init__(iteration)
+        self._page: list[CallRecord] = []
+        self._index = 0
+
+    async def __anext__(self) -> CallRecord:
+        index = self._index
+        if index >= len(self._page):
+            self._page = []  # free the page before waiting for the next one
+            self._page = await self._iteration.next_page()
+            index = 0
+        self._index = index + 1
+        self._iteration.stats.yielded += 1
+        return self._page[index]
+
+    def pages(self) -> CallPageIterator:
+        """The records not handed out yet, a ``list[CallRecord]`` per page (for batch loads).
+
+        The rest of the page at hand comes first. Both iterators share one iteration: what
+        one hands out, the other does not, and closing either closes both.
+
+        .. versionadded:: Unreleased
+        """
+        rest = self._page[self._index :]
+        self._page, self._index = [], 0
+        return CallPageIterator(self._iteration, first=rest)
+
+    async def aclose(self) -> None:
+        """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
+        self._page, self._index = [], 0
+        await super().aclose()
+
+
+class CallPageIterator(_Iterator[list[CallRecord]]):
+    """``async for page in client.iter_call_pages(...)``: the same records, a list per page."""
+
+    def __init__(self, iteration: Iteration, *, first: list[CallRecord] | None = None):
+        super().__init__(iteration)
+        self._first = first or []
+
+    async def __anext__(self) -> list[CallRecord]:
+        page, self._first = self._first, []
+        if not page:
+            page = await self._iteration.next_page()
+        self._iteration.stats.yielded += len(page)
+        return page

@@ -1,0 +1,28 @@
+"""`CallsPort`: the two calls an iteration needs from a client (count a range, fetch a page)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable
+from typing import Protocol
+
+from ._models import CallFilter, CallRecord
+
+__all__ = ["CallsPort", "Gate"]
+
+#: Entered around every attempt of a request (the in-flight window, `AdaptiveWindow`).
+Gate = contextlib.AbstractAsyncContextManager[object]
+
+
+class CallsPort(Protocol):
+    """What the iteration needs from a client: count a filter, fetch a page of it.
+
+    Both raise a `VBotError` on failure; ``fetch`` enters ``gate`` around each attempt. The
+    port owns the iteration's deadline and counts its requests.
+    """
+
+    def count(self, filter: CallFilter) -> Awaitable[int]: ...
+
+    def fetch(
+        self, filter: CallFilter, page: int, size: int, gate: Gate
+    ) -> Awaitable[list[CallRecord]]: ...
