@@ -834,17 +834,19 @@ if not _has_plain_init(CallRecord) or "__slots__" in CallRecord.__dict__:
 def from_twins(rows: list[Any]) -> list[CallRecord]:
     r"""`SnakeRecord`\ s or `CamelRecord`\ s as `CallRecord`\ s (no extras: twins have none)."""
     asdict, new, set_attribute = msgspec.structs.asdict, object.__new__, object.__setattr__
-    records = []
+    shared = _shared.get
+    records: list[CallRecord] = []
+    append = records.append
     for row in rows:
         values = asdict(row)
         for name, cls in _NESTED_FIELDS:
             twin = values[name]
             if twin is not None:
-                values[name] = _shared.get(twin) or _share(cls, twin)
+                values[name] = shared(twin) or _share(cls, twin)
         values["extras"] = _EMPTY
         record = new(CallRecord)
         set_attribute(record, "__dict__", values)
-        records.append(record)
+        append(record)
     return records
 
 

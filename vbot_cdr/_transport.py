@@ -123,14 +123,18 @@ class AiohttpTransport:
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         cap = self._max_response_bytes
-        too_large = ResponseFormatError(f"response body larger than max_response_bytes={cap}")
         if response.content_length is not None and response.content_length > cap:
-            raise too_large
+            raise _too_large(cap)
         chunks: list[bytes] = []
         received = 0
         async for chunk in response.content.iter_any():
             received += len(chunk)
             if received > cap:
-                raise too_large
+                raise _too_large(cap)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _too_large(cap: int) -> ResponseFormatError:
+    # Made only when raised: an exception per answer read would cost every request.
+    return ResponseFormatError(f"response body larger than max_response_bytes={cap}")
