@@ -286,13 +286,15 @@ async def test_a_table_of_fewer_columns_gains_the_missing_ones(
 async def test_a_call_without_trans_id_is_counted_and_not_loaded(
     tmp_path: Path, make_client: Callable[..., VBotClient]
 ) -> None:
-    """No key, no exactly-once: the call is left out, and the result says how many."""
-    records = calls_at("K", [START + 60, START + 120])
+    """No key, no exactly-once: the call is left out, and the result says how many. An empty
+    ``trans_id`` is no key either: two such calls are not merged into one row."""
+    records = calls_at("K", [START + 60, START + 120, START + 180, START + 240])
     del records[0]["trans_id"]
+    records[2]["trans_id"] = records[3]["trans_id"] = ""
     url = str(tmp_path / "calls.sqlite")
     async with FakeVBotServer(records=records) as fake:
         done = await load(make_client(fake, clock=Clock(START + WINDOW)), url)
-    assert (done.loaded, done.without_trans_id) == (1, 1)
+    assert (done.loaded, done.without_trans_id) == (1, 3)
     assert loaded_ids(url) == [records[1]["trans_id"]]
 
 

@@ -60,8 +60,9 @@ class DatabaseLoad:
 
     Attributes:
         loaded: Calls written (inserted or updated).
-        without_trans_id: Calls skipped because they have no ``trans_id``: without a key they
-            cannot be loaded exactly once. They are counted, never silently dropped.
+        without_trans_id: Calls skipped because they have no ``trans_id`` (or an empty one):
+            without a key they cannot be loaded exactly once. They are counted, never
+            silently dropped.
         windows: The windows read.
         table: The calls table.
         database: The database URL, its password masked.
@@ -84,7 +85,7 @@ class _Loader:
         self.without_trans_id = 0
 
     async def add(self, record: CallRecord) -> None:
-        if record.trans_id is None:
+        if not record.trans_id:  # an empty one is no key either: it would merge calls
             self.without_trans_id += 1
             return
         self._rows.append(row_of(record))
