@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import signal
 import sqlite3
@@ -405,6 +406,22 @@ async def test_cli_sync_to_a_database_twice(
     assert await run(*argv, "--window", "30d") == 0
     assert "synced 0 calls" in one_line(capsys.readouterr().err)
     assert len(set(loaded_ids(url))) == len(loaded_ids(url)) == 300
+
+
+async def test_cli_sync_to_a_database_writes_the_summary(tmp_path: Path) -> None:
+    """``sync --to`` fills ``--summary`` as the other commands do: calls, requests, windows,
+    and the table it wrote."""
+    url = str(tmp_path / "calls.db")
+    summary = tmp_path / "summary.json"
+    argv = ["sync", "--demo", "--demo-records", "300", "--to", url, "--start-date", "2020-01-01"]
+    assert await run(*argv, "--window", "30d", "--summary", str(summary), "--quiet") == 0
+    written = json.loads(summary.read_text())
+    assert written["records"] == written["counts"]["written"] == 300
+    assert written["requests"] > 0
+    assert written["pages"] > 0
+    assert written["windows"]["planned"] == written["windows"]["done"] > 0
+    assert written["tables"] == [f"{url} vbot_calls"]
+    assert written["complete"] is True
 
 
 # -- the state-store seam ----------------------------------------------------------------------

@@ -1136,26 +1136,39 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
 async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
     if args.out not in (None, "-"):
         raise UsageError("--to loads the calls into the database: drop --out")
+    summary = context.summary
     started = time.monotonic()
+    followed: list[CallSync] = []
+
+    def follow(sync: CallSync) -> None:
+        followed.append(sync)
+        summary.stats = sync.stats
+
     async with open_client(args, context) as client:
         try:
-            done = await sync_to_database(
-                client,
-                args.to,
-                _call_filter(args),
-                table=args.table,
-                lookback=args.lookback,
-                settle=args.settle,
-                window=args.window,
-                reset=args.reset,
-                page_size=args.page_size,
-                concurrency=args.concurrency,
-            )
+            async with _progress_lines(args, context):
+                done = await sync_to_database(
+                    client,
+                    args.to,
+                    _call_filter(args),
+                    table=args.table,
+                    lookback=args.lookback,
+                    settle=args.settle,
+                    window=args.window,
+                    reset=args.reset,
+                    page_size=args.page_size,
+                    concurrency=args.concurrency,
+                    watch=follow,
+                )
         except StateError as exc:  # before any request: the state or the filters must change
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:  # a bad URL or bad options, before anything is opened
             raise UsageError(str(exc)) from None
-    context.summary.tables.append(f"{done.database} {done.table}")
+        finally:
+            # The calls read so far: the summary of a run that fails or is stopped says it.
+            summary.records = followed[0].stats.yielded if followed else 0
+    summary.records = done.loaded
+    summary.tables.append(f"{done.database} {done.table}")
     if done.without_trans_id:
         context.log.say(f"warning: {done.without_trans_id} calls without trans_id were not loaded")
     if not args.quiet:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
 
 from .._client import VBotClient
 from .._models import CallFilter, CallRecord, TimeUnit
-from .._sync import SyncState, decode_state, encode_state, fingerprint
+from .._sync import CallSync, SyncState, decode_state, encode_state, fingerprint
 from ._backends import Database, open_database
 from ._columns import KEY, RECORD_COLUMNS, columns_of, row_of
 from ._url import parse_database_url
@@ -113,6 +113,8 @@ async def sync_to_database(
     reset: bool = False,
     page_size: int | None = None,
     concurrency: int | None = None,
+    deadline: float | None = None,
+    watch: Callable[[CallSync], object] | None = None,
     **filters: Any,
 ) -> DatabaseLoad:
     """Load the calls new since the last run into a table of ``url``, each exactly once.
@@ -134,9 +136,11 @@ async def sync_to_database(
         client: An open client.
         url: ``postgresql://...``, ``duckdb:///PATH``, ``sqlite:///PATH``, or a path ending
             in ``.duckdb``, ``.db`` or ``.sqlite``.
-        filter, lookback, settle, window, reset, page_size, concurrency, filters: As for
-            `VBotClient.sync`; ``reset`` ignores the state saved in the database.
+        filter, lookback, settle, window, reset, page_size, concurrency, deadline, filters:
+            As for `VBotClient.sync`; ``reset`` ignores the state saved in the database.
         table: The calls table.
+        watch: Called with the `CallSync` once it is made, before its first request, to
+            follow the load as it runs (its ``stats`` and ``windows``).
 
     Returns:
         What was loaded.
@@ -162,8 +166,11 @@ async def sync_to_database(
             reset=reset,
             page_size=page_size,
             concurrency=concurrency,
+            deadline=deadline,
             **filters,
         )
+        if watch is not None:
+            watch(sync)
         loader = _Loader(database)
         try:
             async for record in sync:
