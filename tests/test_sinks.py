@@ -345,7 +345,16 @@ def test_the_password_is_masked_in_str_and_repr(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    [f"mysql://etl:{PASSWORD}@db/calls", "calls.txt", "duckdb://", "sqlite:///"],
+    [
+        f"mysql://etl:{PASSWORD}@db/calls",
+        "calls.txt",
+        "duckdb://",
+        "sqlite:///",
+        # Mistyped: urllib sees no password in them, the message still must not show it.
+        f"postgresql:/etl:{PASSWORD}@db/calls",
+        f"etl:{PASSWORD}@db/calls",
+        f"duckdb://etl:{PASSWORD}@db",
+    ],
 )
 async def test_cli_refuses_bad_urls_with_status_2(
     url: str, capsys: pytest.CaptureFixture[str]
