@@ -10,6 +10,7 @@ from typing import Any
 import dlt
 import duckdb
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from tests._sync_worker import START
 from vbot_cdr._dialects import Api
@@ -92,3 +93,13 @@ async def test_conversations_transformer_loads_one_per_call(dlt_home: Path) -> N
         await asyncio.to_thread(run_pipeline, dlt_home, server, conversations=True)
         conversations = loaded(dlt_home, "conversations")
         assert sorted(conversations) == sorted(r["trans_id"] for r in server.records)
+
+
+async def test_calls_without_a_trans_id_fail_the_load_instead_of_merging(dlt_home: Path) -> None:
+    """Two calls with an empty ``trans_id`` are not merged into one row: the load fails."""
+    generator = RecordGenerator(seed=5, id_prefix="K")
+    records = [generator.record(i, created=START + 60 * (i + 1)) for i in range(4)]
+    records[1]["trans_id"] = records[2]["trans_id"] = ""
+    async with FakeVBotServer(records=records) as server:
+        with pytest.raises(PipelineStepFailed, match="trans_id"):
+            await asyncio.to_thread(run_pipeline, dlt_home, server)

@@ -12,7 +12,9 @@ Usage::
 The ``calls`` resource reads the calls created since dlt's last run of the pipeline: its
 incremental cursor is ``create_at``, and each run reads again ``lookback`` before the largest
 ``create_at`` loaded (dlt's ``lag``), for calls whose records were written late. Calls read
-again are merged on ``trans_id``, so the destination holds each call once. It stops ``settle``
+again are merged on ``trans_id``, so the destination holds each call once. A call without a
+``trans_id`` (or with an empty one) fails the load, as dlt's primary key cannot be null,
+instead of being merged into another call's row. It stops ``settle``
 before now, as `VBotClient.sync` does. With ``conversations=True``, a ``conversations``
 transformer adds the bot conversation of each call.
 
@@ -103,7 +105,13 @@ def vbot_source(
         read = attrs.evolve(call_filter, start_date=start, end_date=upper)
         async with open_client() as client:
             async for page in client.iter_call_pages(read, window=window):
-                yield [record.to_dict() for record in page]
+                rows = [record.to_dict() for record in page]
+                for row in rows:
+                    if not row.get("trans_id"):
+                        # An empty id is no key: merged on it, such calls would collapse
+                        # into one row. As null, dlt refuses the load (its key is not null).
+                        row["trans_id"] = None
+                yield rows
 
     @dlt.transformer(name="conversations", primary_key="trans_id", write_disposition="merge")
     async def bot_conversations(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
