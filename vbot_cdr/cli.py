@@ -1055,6 +1055,18 @@ def _sync_format(args: argparse.Namespace) -> OutputFormat:
     return out_format
 
 
+def _sync_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a sync, to a file or into a database."""
+    return {
+        "lookback": args.lookback,
+        "settle": args.settle,
+        "window": args.window,
+        "reset": args.reset,
+        "page_size": args.page_size,
+        "concurrency": args.concurrency,
+    }
+
+
 async def _commit(sync: CallSync, stream: IO[bytes]) -> None:
     """Make the output durable, then move the state past it."""
     await asyncio.to_thread(make_durable, stream)
@@ -1079,16 +1091,7 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
     started = time.monotonic()
     async with open_client(args, context) as client:
         try:
-            sync = client.sync(
-                args.state,
-                call_filter,
-                lookback=args.lookback,
-                settle=args.settle,
-                window=args.window,
-                reset=args.reset,
-                page_size=args.page_size,
-                concurrency=args.concurrency,
-            )
+            sync = client.sync(args.state, call_filter, **_sync_options(args))
         except StateError as exc:  # before any request: the state or the filters must change
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:
@@ -1152,13 +1155,8 @@ async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
                     args.to,
                     _call_filter(args),
                     table=args.table,
-                    lookback=args.lookback,
-                    settle=args.settle,
-                    window=args.window,
-                    reset=args.reset,
-                    page_size=args.page_size,
-                    concurrency=args.concurrency,
                     watch=follow,
+                    **_sync_options(args),
                 )
         except StateError as exc:  # before any request: the state or the filters must change
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
