@@ -94,6 +94,8 @@ __all__ = [
 ]
 
 PROG: Final = "vbot-cdr"
+#: The commands, as `build_parser` adds them.
+COMMANDS: Final = ("export", "sync", "count", "conversation", "schema", "serve-fake")
 ENV_TOKEN: Final = "VBOT_TOKEN"
 ENV_API_KEY: Final = "VBOT_API_KEY"
 #: The API dialects (`VBotClient`'s ``api``).
@@ -282,6 +284,11 @@ class _BadOptions(SystemExit):
         self.message = message
 
 
+#: argparse quotes the value of a bad choice, which may be a secret: the value given after an
+#: option the parser does not know lands in COMMAND (``vbot-cdr --token SECRET count``).
+_BAD_CHOICE: Final = re.compile(r"invalid choice: .*?(?= \(choose from |$)", re.DOTALL)
+
+
 class _Parser(argparse.ArgumentParser):
     """A parser that never reads an abbreviation as an option (``--token`` as ``--token-file``)
     and never echoes the values of options it does not know: one may be a secret."""
@@ -290,6 +297,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(allow_abbrev=False, **options)
 
     def error(self, message: str) -> NoReturn:
+        message = _BAD_CHOICE.sub("invalid choice (value not shown)", message)
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise _BadOptions(message)
@@ -1390,7 +1398,8 @@ def _summarize_bad_options(argv: Sequence[str], error: _BadOptions) -> None:
     with contextlib.suppress(SystemExit):
         args, _ = finder.parse_known_args(argv)
         if args.summary is not None:
-            command = next((arg for arg in argv if not arg.startswith("-")), "?")
+            # Only a command's name: any other word may be the value of a secret option.
+            command = next((arg for arg in argv if arg in COMMANDS), "?")
             summary = RunSummary(command)
             summary.finish(EXIT_USAGE, UsageError(error.message), ())
             with contextlib.suppress(OSError):
