@@ -365,6 +365,17 @@ async def test_cli_refuses_bad_urls_with_status_2(
     assert PASSWORD not in said
 
 
+@pytest.mark.parametrize("option", [["--format", "csv"], ["--excel"], ["--out", "calls.jsonl"]])
+async def test_cli_refuses_file_options_with_to(
+    option: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An option for files is an error with ``--to``, not silently ignored."""
+    url = str(tmp_path / "calls.db")
+    assert await run("sync", "--demo", "--to", url, *option, "--start-date", str(START)) == 2
+    assert "--to loads the calls into the database" in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "calls.db").exists()
+
+
 async def test_cli_says_an_unreachable_database_in_one_line_with_status_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1147,6 +1147,10 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
 async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
     if args.out not in (None, "-"):
         raise UsageError("--to loads the calls into the database: drop --out")
+    if args.format is not None or args.excel:
+        raise UsageError(
+            "--to loads the calls into the database: --format and --excel are for --out"
+        )
     summary = context.summary
     started = time.monotonic()
     followed: list[CallSync] = []
