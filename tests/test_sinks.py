@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -23,7 +24,12 @@ import pytest
 
 from tests import _postgres, _sink_worker
 from tests._sync_worker import START
-from tests.test_cli import clean_environment, one_line, run  # noqa: F401 - autouse fixture
+from tests.test_cli import (  # noqa: F401 - clean_environment is an autouse fixture
+    PATIENCE,
+    clean_environment,
+    one_line,
+    run,
+)
 from vbot_cdr import CallFilter, DatabaseError, StateStore, VBotClient, sync_to_database
 from vbot_cdr._models import TimeUnit
 from vbot_cdr._sinks import parse_database_url
@@ -297,6 +303,48 @@ async def test_a_call_without_trans_id_is_counted_and_not_loaded(
         done = await load(make_client(fake, clock=Clock(START + WINDOW)), url)
     assert (done.loaded, done.without_trans_id) == (1, 3)
     assert loaded_ids(url) == [records[1]["trans_id"]]
+
+
+async def test_a_stopped_load_closes_the_connection_only_after_its_thread_is_done(
+    tmp_path: Path, make_client: Callable[..., VBotClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled (by a signal) while a batch loads in a worker thread, the sink waits for
+    that thread before closing the connection under it, and the batch is rolled back."""
+    from vbot_cdr._sinks import _backends
+
+    loading, release, finishing = threading.Event(), threading.Event(), threading.Event()
+    order: list[str] = []
+    real_load, real_close = _backends._SQLite.load, _backends._SQLite.close
+    real_finish = _backends.Database.finish
+
+    def slow_load(self: Any, *args: Any) -> None:
+        loading.set()
+        release.wait(PATIENCE)
+        order.append("load done")
+        real_load(self, *args)
+
+    def closing(self: Any) -> None:
+        order.append("close")
+        real_close(self)
+
+    def finishing_(self: Any) -> None:
+        finishing.set()
+        real_finish(self)
+
+    monkeypatch.setattr(_backends._SQLite, "load", slow_load)
+    monkeypatch.setattr(_backends._SQLite, "close", closing)
+    monkeypatch.setattr(_backends.Database, "finish", finishing_)
+    url = str(tmp_path / "calls.sqlite")
+    async with FakeVBotServer(records=calls_at("K", [START + 60, START + 120])) as fake:
+        task = asyncio.create_task(load(make_client(fake, clock=Clock(START + WINDOW)), url))
+        await asyncio.to_thread(loading.wait, PATIENCE)
+        task.cancel()
+        await asyncio.to_thread(finishing.wait, PATIENCE)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert order == ["load done", "close"]
+    assert loaded_ids(url) == []
 
 
 # -- URLs and failures -------------------------------------------------------------------------

@@ -183,7 +183,7 @@ async def sync_to_database(
         finally:
             await sync.aclose()
     finally:
-        await asyncio.to_thread(database.close)  # rolls back what is not committed
+        await asyncio.to_thread(database.finish)  # rolls back what is not committed
     return DatabaseLoad(
         loader.loaded, loader.without_trans_id, len(sync.windows), table, str(target)
     )
