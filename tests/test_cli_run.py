@@ -32,7 +32,7 @@ from tests.test_cli import (  # the command-line test helpers
     run,
     spawn,
 )
-from vbot_cdr import CallRecord, CollectedField, Hotline, Member, VBotClient
+from vbot_cdr import CallRecord, CollectedField, Hotline, Member, VBotClient, cli
 from vbot_cdr.cli import build_parser, main
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
 
@@ -231,6 +231,28 @@ async def test_abbreviations_are_refused_and_values_never_echoed() -> None:
     assert child.returncode == 2
     assert "unrecognized arguments: --token (values not shown)" in stderr.decode()
     assert SECRET not in (stdout + stderr).decode()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--token", SECRET, "count"], ["count", "--api", SECRET]],
+    ids=["value-read-as-command", "bad-choice"],
+)
+async def test_a_bad_choice_is_not_echoed(argv: list[str], tmp_path: Path) -> None:
+    """A value argparse reads as a bad choice (the command, ``--api``) is not shown, neither
+    on stderr nor in the summary: after an unknown option, it is likely a secret."""
+    summary = tmp_path / "summary.json"
+    child = await spawn(*argv, "--summary", str(summary))
+    stdout, stderr = await asyncio.wait_for(child.communicate(), PATIENCE)
+    assert child.returncode == 2
+    assert "invalid choice (value not shown)" in stderr.decode()
+    written = summary.read_text()
+    assert SECRET not in (stdout + stderr).decode() + written
+    assert json.loads(written)["command"] == "count"
+
+
+def test_the_commands_constant_lists_the_parsers_commands() -> None:
+    assert set(cli.COMMANDS) == set(subcommands())
 
 
 def subcommands() -> dict[str, Any]:

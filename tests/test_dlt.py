@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import dlt
 import duckdb
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from tests._sync_worker import START
+from vbot_cdr._dialects import Api
 from vbot_cdr.dlt import vbot_source
 from vbot_cdr.testing import FakeVBotServer
 from vbot_cdr.testing._data import RecordGenerator
@@ -26,6 +29,13 @@ def dlt_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def credential(server: FakeVBotServer) -> dict[str, Any]:
+    """The credential of the server's dialect, as `vbot_source` takes it."""
+    if server.api == "v2":
+        return {"token": server.token}
+    return {"token": None, "api_key": server.api_key, "api": server.api}
+
+
 def run_pipeline(home: Path, server: FakeVBotServer, **options: bool) -> None:
     """One run of a dlt pipeline into DuckDB (in a worker thread: dlt runs its own loop)."""
     pipeline = dlt.pipeline(
@@ -35,9 +45,9 @@ def run_pipeline(home: Path, server: FakeVBotServer, **options: bool) -> None:
         dataset_name="vbot",
     )
     source = vbot_source(
-        server.token,
-        server.base_url,
-        start_date=START,
+        base_url=server.base_url,
+        start_date=dt.datetime.fromtimestamp(START, dt.timezone.utc),
+        **credential(server),
         window=dt.timedelta(hours=6),
         client_options={"first_page": server.first_page},
         **options,
@@ -51,18 +61,25 @@ def loaded(home: Path, table: str = "calls") -> list[str]:
     return [key for (key,) in rows]
 
 
-async def test_two_runs_with_new_and_late_calls_hold_each_call_once(dlt_home: Path) -> None:
-    """Run, add new calls and a late one inside the lag, run again: every call is there once."""
-    async with FakeVBotServer(count=300) as server:
+@pytest.mark.parametrize("api", ["v2", "v3", "v3-legacy"])
+async def test_two_runs_with_new_and_late_calls_hold_each_call_once(
+    dlt_home: Path, api: Api
+) -> None:
+    """Run, add new calls and a late one inside the lag, run again: every call is there once,
+    in every dialect (v3's times are in milliseconds, and so is its lag)."""
+    async with FakeVBotServer(count=300, api=api) as server:
         await asyncio.to_thread(run_pipeline, dlt_home, server)
         first = loaded(dlt_home)
         assert sorted(first) == sorted(r["trans_id"] for r in server.records)
 
         last = max(r["create_at"] for r in server.records)
-        generator = RecordGenerator(seed=3, id_prefix="NEW")
+        unit = "s" if api == "v2" else "ms"
+        scale = 1 if unit == "s" else 1000
+        generator = RecordGenerator(seed=3, id_prefix="NEW", time_unit=unit)
         server.add_records(
-            [generator.record(i, created=last + 60 * (i + 1)) for i in range(20)]
-            + [generator.record(99, created=last - 120)]  # late, inside the 10-minute lag
+            [generator.record(i, created=last + 60 * scale * (i + 1)) for i in range(20)]
+            # late, inside the 10-minute lag
+            + [generator.record(99, created=last - 120 * scale)]
         )
         await asyncio.to_thread(run_pipeline, dlt_home, server)
         ids = loaded(dlt_home)
@@ -76,3 +93,13 @@ async def test_conversations_transformer_loads_one_per_call(dlt_home: Path) -> N
         await asyncio.to_thread(run_pipeline, dlt_home, server, conversations=True)
         conversations = loaded(dlt_home, "conversations")
         assert sorted(conversations) == sorted(r["trans_id"] for r in server.records)
+
+
+async def test_calls_without_a_trans_id_fail_the_load_instead_of_merging(dlt_home: Path) -> None:
+    """Two calls with an empty ``trans_id`` are not merged into one row: the load fails."""
+    generator = RecordGenerator(seed=5, id_prefix="K")
+    records = [generator.record(i, created=START + 60 * (i + 1)) for i in range(4)]
+    records[1]["trans_id"] = records[2]["trans_id"] = ""
+    async with FakeVBotServer(records=records) as server:
+        with pytest.raises(PipelineStepFailed, match="trans_id"):
+            await asyncio.to_thread(run_pipeline, dlt_home, server)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import os
 import signal
 import sqlite3
 import sys
+import threading
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -22,7 +24,12 @@ import pytest
 
 from tests import _postgres, _sink_worker
 from tests._sync_worker import START
-from tests.test_cli import clean_environment, one_line, run  # noqa: F401 - autouse fixture
+from tests.test_cli import (  # noqa: F401 - clean_environment is an autouse fixture
+    PATIENCE,
+    clean_environment,
+    one_line,
+    run,
+)
 from vbot_cdr import CallFilter, DatabaseError, StateStore, VBotClient, sync_to_database
 from vbot_cdr._models import TimeUnit
 from vbot_cdr._sinks import parse_database_url
@@ -286,14 +293,58 @@ async def test_a_table_of_fewer_columns_gains_the_missing_ones(
 async def test_a_call_without_trans_id_is_counted_and_not_loaded(
     tmp_path: Path, make_client: Callable[..., VBotClient]
 ) -> None:
-    """No key, no exactly-once: the call is left out, and the result says how many."""
-    records = calls_at("K", [START + 60, START + 120])
+    """No key, no exactly-once: the call is left out, and the result says how many. An empty
+    ``trans_id`` is no key either: two such calls are not merged into one row."""
+    records = calls_at("K", [START + 60, START + 120, START + 180, START + 240])
     del records[0]["trans_id"]
+    records[2]["trans_id"] = records[3]["trans_id"] = ""
     url = str(tmp_path / "calls.sqlite")
     async with FakeVBotServer(records=records) as fake:
         done = await load(make_client(fake, clock=Clock(START + WINDOW)), url)
-    assert (done.loaded, done.without_trans_id) == (1, 1)
+    assert (done.loaded, done.without_trans_id) == (1, 3)
     assert loaded_ids(url) == [records[1]["trans_id"]]
+
+
+async def test_a_stopped_load_closes_the_connection_only_after_its_thread_is_done(
+    tmp_path: Path, make_client: Callable[..., VBotClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled (by a signal) while a batch loads in a worker thread, the sink waits for
+    that thread before closing the connection under it, and the batch is rolled back."""
+    from vbot_cdr._sinks import _backends
+
+    loading, release, finishing = threading.Event(), threading.Event(), threading.Event()
+    order: list[str] = []
+    real_load, real_close = _backends._SQLite.load, _backends._SQLite.close
+    real_finish = _backends.Database.finish
+
+    def slow_load(self: Any, *args: Any) -> None:
+        loading.set()
+        release.wait(PATIENCE)
+        order.append("load done")
+        real_load(self, *args)
+
+    def closing(self: Any) -> None:
+        order.append("close")
+        real_close(self)
+
+    def finishing_(self: Any) -> None:
+        finishing.set()
+        real_finish(self)
+
+    monkeypatch.setattr(_backends._SQLite, "load", slow_load)
+    monkeypatch.setattr(_backends._SQLite, "close", closing)
+    monkeypatch.setattr(_backends.Database, "finish", finishing_)
+    url = str(tmp_path / "calls.sqlite")
+    async with FakeVBotServer(records=calls_at("K", [START + 60, START + 120])) as fake:
+        task = asyncio.create_task(load(make_client(fake, clock=Clock(START + WINDOW)), url))
+        await asyncio.to_thread(loading.wait, PATIENCE)
+        task.cancel()
+        await asyncio.to_thread(finishing.wait, PATIENCE)
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert order == ["load done", "close"]
+    assert loaded_ids(url) == []
 
 
 # -- URLs and failures -------------------------------------------------------------------------
@@ -342,7 +393,16 @@ def test_the_password_is_masked_in_str_and_repr(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    [f"mysql://etl:{PASSWORD}@db/calls", "calls.txt", "duckdb://", "sqlite:///"],
+    [
+        f"mysql://etl:{PASSWORD}@db/calls",
+        "calls.txt",
+        "duckdb://",
+        "sqlite:///",
+        # Mistyped: urllib sees no password in them, the message still must not show it.
+        f"postgresql:/etl:{PASSWORD}@db/calls",
+        f"etl:{PASSWORD}@db/calls",
+        f"duckdb://etl:{PASSWORD}@db",
+    ],
 )
 async def test_cli_refuses_bad_urls_with_status_2(
     url: str, capsys: pytest.CaptureFixture[str]
@@ -351,6 +411,17 @@ async def test_cli_refuses_bad_urls_with_status_2(
     said = one_line(capsys.readouterr().err)
     assert "error:" in said
     assert PASSWORD not in said
+
+
+@pytest.mark.parametrize("option", [["--format", "csv"], ["--excel"], ["--out", "calls.jsonl"]])
+async def test_cli_refuses_file_options_with_to(
+    option: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An option for files is an error with ``--to``, not silently ignored."""
+    url = str(tmp_path / "calls.db")
+    assert await run("sync", "--demo", "--to", url, *option, "--start-date", str(START)) == 2
+    assert "--to loads the calls into the database" in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "calls.db").exists()
 
 
 async def test_cli_says_an_unreachable_database_in_one_line_with_status_1(
@@ -403,6 +474,22 @@ async def test_cli_sync_to_a_database_twice(
     assert await run(*argv, "--window", "30d") == 0
     assert "synced 0 calls" in one_line(capsys.readouterr().err)
     assert len(set(loaded_ids(url))) == len(loaded_ids(url)) == 300
+
+
+async def test_cli_sync_to_a_database_writes_the_summary(tmp_path: Path) -> None:
+    """``sync --to`` fills ``--summary`` as the other commands do: calls, requests, windows,
+    and the table it wrote."""
+    url = str(tmp_path / "calls.db")
+    summary = tmp_path / "summary.json"
+    argv = ["sync", "--demo", "--demo-records", "300", "--to", url, "--start-date", "2020-01-01"]
+    assert await run(*argv, "--window", "30d", "--summary", str(summary), "--quiet") == 0
+    written = json.loads(summary.read_text())
+    assert written["records"] == written["counts"]["written"] == 300
+    assert written["requests"] > 0
+    assert written["pages"] > 0
+    assert written["windows"]["planned"] == written["windows"]["done"] > 0
+    assert written["tables"] == [f"{url} vbot_calls"]
+    assert written["complete"] is True
 
 
 # -- the state-store seam ----------------------------------------------------------------------

@@ -30,9 +30,9 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import orjson
 
-from vbot_cdr import CallRecord, Hotline, Member
+from vbot_cdr import CallRecord
 
-from ._schema import EXTRAS, arrow_schema
+from ._schema import EXTRAS, arrow_schema, record_shape
 
 if TYPE_CHECKING:
     import pyarrow.parquet
@@ -115,14 +115,12 @@ def choose_format(out: str | None, given: str | None, *, excel: bool = False) ->
 
 def _columns() -> tuple[str, ...]:
     columns: list[str] = []
-    for field in attrs.fields(CallRecord):
-        if field.name == "member":
-            columns += [f"member.{f.name}" for f in attrs.fields(Member)]
-        elif field.name == "hotline":
-            columns += [f"hotline.{f.name}" for f in attrs.fields(Hotline)]
+    for name, shape in record_shape().fields.items():
+        if shape.kind == "object":  # member, hotline: a dotted column per part
+            columns += [f"{name}.{part}" for part in shape.fields]
         else:
-            columns.append(field.name)
-    return tuple(columns)
+            columns.append(name)
+    return (*columns, EXTRAS)
 
 
 #: The columns of the CSV export, in order (see the CLI's documentation).

@@ -182,14 +182,16 @@ class RunSummary:
         """The progress line of the run so far, and its numbers."""
         elapsed = (_now() - self.started_at).total_seconds()
         numbers = self._counters()
-        text = f"{self.command}: {self.records} calls"
+        # A database load counts its calls when it ends; until then, those read so far.
+        records = max(self.records, self.stats.yielded if self.stats else 0)
+        text = f"{self.command}: {records} calls"
         if self.expected is not None:
             text += f" of {self.expected}"
         text += f", {numbers['pages']} pages, {numbers['requests']} requests"
         text += f", {numbers['retries']} retries"
         if numbers["windows"]:
             text += f", window {numbers['windows_done']}/{numbers['windows']} done"
-        return f"{text}, {elapsed:.0f}s", {"records": self.records, **numbers, "elapsed_s": elapsed}
+        return f"{text}, {elapsed:.0f}s", {"records": records, **numbers, "elapsed_s": elapsed}
 
     def _counters(self) -> dict[str, int]:
         stats = self.stats or IterationStats()

@@ -94,6 +94,8 @@ __all__ = [
 ]
 
 PROG: Final = "vbot-cdr"
+#: The commands, as `build_parser` adds them.
+COMMANDS: Final = ("export", "sync", "count", "conversation", "schema", "serve-fake")
 ENV_TOKEN: Final = "VBOT_TOKEN"
 ENV_API_KEY: Final = "VBOT_API_KEY"
 #: The API dialects (`VBotClient`'s ``api``).
@@ -282,6 +284,11 @@ class _BadOptions(SystemExit):
         self.message = message
 
 
+#: argparse quotes the value of a bad choice, which may be a secret: the value given after an
+#: option the parser does not know lands in COMMAND (``vbot-cdr --token SECRET count``).
+_BAD_CHOICE: Final = re.compile(r"invalid choice: .*?(?= \(choose from |$)", re.DOTALL)
+
+
 class _Parser(argparse.ArgumentParser):
     """A parser that never reads an abbreviation as an option (``--token`` as ``--token-file``)
     and never echoes the values of options it does not know: one may be a secret."""
@@ -290,6 +297,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(allow_abbrev=False, **options)
 
     def error(self, message: str) -> NoReturn:
+        message = _BAD_CHOICE.sub("invalid choice (value not shown)", message)
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise _BadOptions(message)
@@ -1055,6 +1063,18 @@ def _sync_format(args: argparse.Namespace) -> OutputFormat:
     return out_format
 
 
+def _sync_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a sync, to a file or into a database."""
+    return {
+        "lookback": args.lookback,
+        "settle": args.settle,
+        "window": args.window,
+        "reset": args.reset,
+        "page_size": args.page_size,
+        "concurrency": args.concurrency,
+    }
+
+
 async def _commit(sync: CallSync, stream: IO[bytes]) -> None:
     """Make the output durable, then move the state past it."""
     await asyncio.to_thread(make_durable, stream)
@@ -1079,16 +1099,7 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
     started = time.monotonic()
     async with open_client(args, context) as client:
         try:
-            sync = client.sync(
-                args.state,
-                call_filter,
-                lookback=args.lookback,
-                settle=args.settle,
-                window=args.window,
-                reset=args.reset,
-                page_size=args.page_size,
-                concurrency=args.concurrency,
-            )
+            sync = client.sync(args.state, call_filter, **_sync_options(args))
         except StateError as exc:  # before any request: the state or the filters must change
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:
@@ -1136,26 +1147,38 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
 async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
     if args.out not in (None, "-"):
         raise UsageError("--to loads the calls into the database: drop --out")
+    if args.format is not None or args.excel:
+        raise UsageError(
+            "--to loads the calls into the database: --format and --excel are for --out"
+        )
+    summary = context.summary
     started = time.monotonic()
+    followed: list[CallSync] = []
+
+    def follow(sync: CallSync) -> None:
+        followed.append(sync)
+        summary.stats = sync.stats
+
     async with open_client(args, context) as client:
         try:
-            done = await sync_to_database(
-                client,
-                args.to,
-                _call_filter(args),
-                table=args.table,
-                lookback=args.lookback,
-                settle=args.settle,
-                window=args.window,
-                reset=args.reset,
-                page_size=args.page_size,
-                concurrency=args.concurrency,
-            )
+            async with _progress_lines(args, context):
+                done = await sync_to_database(
+                    client,
+                    args.to,
+                    _call_filter(args),
+                    table=args.table,
+                    watch=follow,
+                    **_sync_options(args),
+                )
         except StateError as exc:  # before any request: the state or the filters must change
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:  # a bad URL or bad options, before anything is opened
             raise UsageError(str(exc)) from None
-    context.summary.tables.append(f"{done.database} {done.table}")
+        finally:
+            # The calls read so far: the summary of a run that fails or is stopped says it.
+            summary.records = followed[0].stats.yielded if followed else 0
+    summary.records = done.loaded
+    summary.tables.append(f"{done.database} {done.table}")
     if done.without_trans_id:
         context.log.say(f"warning: {done.without_trans_id} calls without trans_id were not loaded")
     if not args.quiet:
@@ -1379,7 +1402,8 @@ def _summarize_bad_options(argv: Sequence[str], error: _BadOptions) -> None:
     with contextlib.suppress(SystemExit):
         args, _ = finder.parse_known_args(argv)
         if args.summary is not None:
-            command = next((arg for arg in argv if not arg.startswith("-")), "?")
+            # Only a command's name: any other word may be the value of a secret option.
+            command = next((arg for arg in argv if arg in COMMANDS), "?")
             summary = RunSummary(command)
             summary.finish(EXIT_USAGE, UsageError(error.message), ())
             with contextlib.suppress(OSError):

@@ -7,11 +7,14 @@ Usage::
 
     pipeline = dlt.pipeline("vbot_tenant_a", destination="duckdb", dataset_name="vbot")
     pipeline.run(vbot_source(token, base_url, start_date=1_764_547_200, campaign_code="C1"))
+    # v3: vbot_source(api_key=key, base_url=..., start_date=..., campaign_code="C1")
 
 The ``calls`` resource reads the calls created since dlt's last run of the pipeline: its
 incremental cursor is ``create_at``, and each run reads again ``lookback`` before the largest
 ``create_at`` loaded (dlt's ``lag``), for calls whose records were written late. Calls read
-again are merged on ``trans_id``, so the destination holds each call once. It stops ``settle``
+again are merged on ``trans_id``, so the destination holds each call once. A call without a
+``trans_id`` (or with an empty one) fails the load, as dlt's primary key cannot be null,
+instead of being merged into another call's row. It stops ``settle``
 before now, as `VBotClient.sync` does. With ``conversations=True``, a ``conversations``
 transformer adds the bot conversation of each call.
 
@@ -31,6 +34,7 @@ import dlt
 from dlt.extract import DltResource
 
 from ._client import VBotClient
+from ._dialects import Api
 from ._models import CallFilter, to_epoch
 
 __all__ = ["vbot_source"]
@@ -38,9 +42,11 @@ __all__ = ["vbot_source"]
 
 @dlt.source(name="vbot")
 def vbot_source(
-    token: str = dlt.secrets.value,
+    token: str | None = dlt.secrets.value,
     base_url: str = dlt.config.value,
     *,
+    api_key: str | None = dlt.secrets.value,
+    api: Api | None = None,
     start_date: int | dt.datetime,
     lookback: dt.timedelta = dt.timedelta(minutes=10),
     settle: dt.timedelta = dt.timedelta(minutes=2),
@@ -52,11 +58,18 @@ def vbot_source(
     """The ``calls`` resource (and with ``conversations`` the ``conversations`` transformer).
 
     Args:
-        token: The API token (dlt reads ``sources.vbot.token`` from its secrets if not given).
+        token: The v2 API token (dlt reads ``sources.vbot.token`` from its secrets if not
+            given).
         base_url: The API's address (``sources.vbot.base_url`` from its config if not given).
-        start_date: Where the first run starts (an epoch in the client's ``time_unit``, or an
-            aware datetime); later runs start from dlt's cursor.
-        lookback: How far before the largest ``create_at`` loaded a run reads again.
+        api_key: The v3 API key, instead of a token (``sources.vbot.api_key`` from dlt's
+            secrets if not given). Exactly one of ``token`` and ``api_key``, as for
+            `VBotClient`.
+        api: The API dialect, as for `VBotClient` (``None``: inferred from the credential).
+        start_date: Where the first run starts (an epoch in the client's ``time_unit``: the
+            dialect's unless ``client_options`` sets one; or an aware datetime); later runs
+            start from dlt's cursor.
+        lookback: How far before the largest ``create_at`` loaded a run reads again (dlt's
+            ``lag``, in the unit of ``create_at``).
         settle: How far behind now a run stops.
         window: The width of each time window of the reads (see `VBotClient.iter_calls`).
         conversations: Add the ``conversations`` transformer: one request per call.
@@ -64,15 +77,18 @@ def vbot_source(
         filters: Criteria of `CallFilter`, other than the dates.
 
     Raises:
-        ValueError, TypeError: Bad criteria (before any request).
+        ValueError, TypeError: Bad criteria, or not exactly one credential (before any
+            request).
     """
-    options = dict(client_options or {})
+    options = {**(client_options or {}), "api_key": api_key, "base_url": base_url, "api": api}
     call_filter = CallFilter(**filters)
-    unit = options.get("time_unit", "s")
-    scale = 1000 if unit == "ms" else 1
 
     def open_client() -> VBotClient:
-        return VBotClient(token, base_url=base_url, **options)
+        return VBotClient(token, **options)
+
+    # Built here only to check the settings and learn the unit of the dates (v3 sends ms).
+    unit = open_client().time_unit
+    scale = 1000 if unit == "ms" else 1
 
     @dlt.resource(name="calls", primary_key="trans_id", write_disposition="merge")
     async def calls(
@@ -89,7 +105,13 @@ def vbot_source(
         read = attrs.evolve(call_filter, start_date=start, end_date=upper)
         async with open_client() as client:
             async for page in client.iter_call_pages(read, window=window):
-                yield [record.to_dict() for record in page]
+                rows = [record.to_dict() for record in page]
+                for row in rows:
+                    if not row.get("trans_id"):
+                        # An empty id is no key: merged on it, such calls would collapse
+                        # into one row. As null, dlt refuses the load (its key is not null).
+                        row["trans_id"] = None
+                yield rows
 
     @dlt.transformer(name="conversations", primary_key="trans_id", write_disposition="merge")
     async def bot_conversations(page: list[dict[str, Any]]) -> list[dict[str, Any]]:

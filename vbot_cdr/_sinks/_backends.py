@@ -3,7 +3,7 @@
 Each `Database` holds one connection and one open transaction. `upsert` and `add_columns`
 write into it; `save_state` writes the state row and commits it, rows and state together;
 anything else (an error, a kill) leaves the transaction to be rolled back. The methods
-block: the sink calls them in a worker thread, one at a time.
+block: the sink calls them in worker threads, and they take turns on the connection (`lock`).
 
 Bulk loads:
 
@@ -23,6 +23,7 @@ import functools
 import os
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -84,6 +85,9 @@ class Database(abc.ABC):
         url: The database, for messages (its `str` masks the password).
         table: The calls table; the state lives in ``<table>_sync_state``.
         columns: The calls table's columns: name → whether it holds JSON.
+        lock: Held while a thread uses the connection. A task cancelled (by a signal) while
+            its load runs in a worker thread cannot stop that thread: `finish` waits for it
+            rather than closing the connection under it.
     """
 
     types: ClassVar[dict[Kind, str]]
@@ -95,6 +99,7 @@ class Database(abc.ABC):
         self.table = table
         self.state_table = f"{table}_sync_state"
         self.columns: dict[str, bool] = {}
+        self.lock = threading.Lock()
 
     @contextlib.contextmanager
     def failing_as(self, doing: str) -> Iterator[None]:
@@ -129,6 +134,11 @@ class Database(abc.ABC):
     def close(self) -> None:
         """Roll back what is not committed and close the connection."""
 
+    def finish(self) -> None:
+        """`close`, once no other thread is using the connection."""
+        with self.lock:
+            self.close()
+
     def prepare(self, columns: Sequence[Column]) -> None:
         """Create the two tables if missing, commit, and learn the columns of the calls table."""
         with self.failing_as("create the tables in"):
@@ -155,7 +165,7 @@ class Database(abc.ABC):
         Raises:
             DatabaseError: The database refused.
         """
-        with self.failing_as("load calls into"):
+        with self.lock, self.failing_as("load calls into"):
             for column in columns:
                 if column.name not in self.columns:
                     self.execute(
@@ -193,7 +203,7 @@ class Database(abc.ABC):
 
     def read_state(self, fingerprint: str) -> str | None:
         """The state document saved under ``fingerprint``, if any."""
-        with self.failing_as("read the sync state from"):
+        with self.lock, self.failing_as("read the sync state from"):
             rows = self.execute(
                 f"SELECT state FROM {quote(self.state_table)} WHERE fingerprint = {self.mark}",
                 (fingerprint,),
@@ -202,7 +212,7 @@ class Database(abc.ABC):
 
     def save_state(self, fingerprint: str, document: str) -> None:
         """Write the state row and commit it with every row loaded since the last commit."""
-        with self.failing_as("commit the calls and the sync state to"):
+        with self.lock, self.failing_as("commit the calls and the sync state to"):
             self.execute(
                 f"INSERT INTO {quote(self.state_table)} (fingerprint, state, saved_at) "
                 f"VALUES ({self.mark}, {self.mark}, CURRENT_TIMESTAMP) "

@@ -17,8 +17,6 @@ lacks (nullable), so a table made by an older version keeps loading.
 
 from __future__ import annotations
 
-import sys
-import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -26,6 +24,7 @@ import attrs
 
 from .._errors import ResponseFormatError
 from .._models import CallRecord, epoch_to_datetime
+from .._schema import record_shape
 
 __all__ = ["KEY", "Column", "Kind", "columns_of", "row_of"]
 
@@ -52,59 +51,29 @@ class Column:
     part: str | None = None
 
 
-_SCALARS: Final[dict[type, Kind]] = {str: "text", int: "integer", float: "real", bool: "boolean"}
-
-
-def _scalar_kind(hint: Any) -> Kind | None:
-    """The kind of ``X | None`` for a scalar ``X``; ``None`` for anything else."""
-    options = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
-    if len(options) == 1 and options[0] in _SCALARS:
-        return _SCALARS[options[0]]
-    return None
-
-
-def _nested_class(hint: Any) -> type | None:
-    options = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
-    if len(options) == 1 and attrs.has(options[0]):
-        return typing.cast(type, options[0])
-    return None
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    """The field types of an attrs class; a type that cannot be resolved counts as JSON."""
-    namespace = vars(sys.modules[cls.__module__])
-    hints: dict[str, Any] = {}
-    for field in attrs.fields(cls):
-        try:
-            hints[field.name] = (
-                eval(field.type, namespace) if isinstance(field.type, str) else field.type
-            )
-        except NameError:  # a name imported for type checkers only: never a scalar
-            hints[field.name] = object
-    return hints
+#: The column kind of each scalar `Shape` kind; any other shape is a JSON column.
+_KINDS: Final[dict[str, Kind]] = {
+    "string": "text",
+    "integer": "integer",
+    "number": "real",
+    "boolean": "boolean",
+}
 
 
 def _record_columns() -> tuple[Column, ...]:
-    hints = _hints(CallRecord)
+    """The columns of the fields of `record_shape`, the one reading of the models' types
+    that the JSON Schema and the Parquet schema share."""
     columns: list[Column] = []
-    for field in attrs.fields(CallRecord):
-        if field.name == "extras":
+    for name, shape in record_shape().fields.items():
+        if shape.kind == "object":
+            for part, part_shape in shape.fields.items():
+                part_kind = _KINDS.get(part_shape.kind, "json")
+                columns.append(Column(f"{name}_{part}", part_kind, name, part))
             continue
-        hint = hints[field.name]
-        kind = _scalar_kind(hint)
-        nested = _nested_class(hint)
-        if nested is not None:
-            nested_hints = _hints(nested)
-            for part in attrs.fields(nested):
-                part_kind = _scalar_kind(nested_hints[part.name]) or "json"
-                name = f"{field.name}_{part.name}"
-                columns.append(Column(name, part_kind, field.name, part.name))
-        elif kind is None:
-            columns.append(Column(field.name, "json", field.name))
-        else:
-            columns.append(Column(field.name, kind, field.name))
-            if kind == "integer" and field.name.endswith("_at"):
-                columns.append(Column(f"{field.name}_utc", "timestamp", field.name))
+        kind = _KINDS.get(shape.kind, "json")
+        columns.append(Column(name, kind, name))
+        if kind == "integer" and name.endswith("_at"):
+            columns.append(Column(f"{name}_utc", "timestamp", name))
     return tuple(columns)
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
 
 from .._client import VBotClient
 from .._models import CallFilter, CallRecord, TimeUnit
-from .._sync import SyncState, decode_state, encode_state, fingerprint
+from .._sync import CallSync, SyncState, decode_state, encode_state, fingerprint
 from ._backends import Database, open_database
 from ._columns import KEY, RECORD_COLUMNS, columns_of, row_of
 from ._url import parse_database_url
@@ -60,8 +60,9 @@ class DatabaseLoad:
 
     Attributes:
         loaded: Calls written (inserted or updated).
-        without_trans_id: Calls skipped because they have no ``trans_id``: without a key they
-            cannot be loaded exactly once. They are counted, never silently dropped.
+        without_trans_id: Calls skipped because they have no ``trans_id`` (or an empty one):
+            without a key they cannot be loaded exactly once. They are counted, never
+            silently dropped.
         windows: The windows read.
         table: The calls table.
         database: The database URL, its password masked.
@@ -84,7 +85,7 @@ class _Loader:
         self.without_trans_id = 0
 
     async def add(self, record: CallRecord) -> None:
-        if record.trans_id is None:
+        if not record.trans_id:  # an empty one is no key either: it would merge calls
             self.without_trans_id += 1
             return
         self._rows.append(row_of(record))
@@ -112,6 +113,8 @@ async def sync_to_database(
     reset: bool = False,
     page_size: int | None = None,
     concurrency: int | None = None,
+    deadline: float | None = None,
+    watch: Callable[[CallSync], object] | None = None,
     **filters: Any,
 ) -> DatabaseLoad:
     """Load the calls new since the last run into a table of ``url``, each exactly once.
@@ -133,9 +136,11 @@ async def sync_to_database(
         client: An open client.
         url: ``postgresql://...``, ``duckdb:///PATH``, ``sqlite:///PATH``, or a path ending
             in ``.duckdb``, ``.db`` or ``.sqlite``.
-        filter, lookback, settle, window, reset, page_size, concurrency, filters: As for
-            `VBotClient.sync`; ``reset`` ignores the state saved in the database.
+        filter, lookback, settle, window, reset, page_size, concurrency, deadline, filters:
+            As for `VBotClient.sync`; ``reset`` ignores the state saved in the database.
         table: The calls table.
+        watch: Called with the `CallSync` once it is made, before its first request, to
+            follow the load as it runs (its ``stats`` and ``windows``).
 
     Returns:
         What was loaded.
@@ -161,8 +166,11 @@ async def sync_to_database(
             reset=reset,
             page_size=page_size,
             concurrency=concurrency,
+            deadline=deadline,
             **filters,
         )
+        if watch is not None:
+            watch(sync)
         loader = _Loader(database)
         try:
             async for record in sync:
@@ -175,7 +183,7 @@ async def sync_to_database(
         finally:
             await sync.aclose()
     finally:
-        await asyncio.to_thread(database.close)  # rolls back what is not committed
+        await asyncio.to_thread(database.finish)  # rolls back what is not committed
     return DatabaseLoad(
         loader.loaded, loader.without_trans_id, len(sync.windows), table, str(target)
     )

@@ -84,34 +84,36 @@ def parse_database_url(url: str) -> DatabaseURL:
     """Tell the backend and the target of ``url``; nothing is opened.
 
     Raises:
-        ValueError: Not one of the accepted forms (the message masks any password).
+        ValueError: Not one of the accepted forms (the message masks any password, also in
+            a mistyped URL such as ``postgresql:/user:password@host/db``).
     """
+    shown = repr(str(DatabaseURL("postgresql", url, password=_password_of(url))))
     scheme, colon, rest = url.partition("://")
     if not colon:
         suffix = Path(url).suffix.lower()
         backend = _SUFFIXES.get(suffix)
         if backend is None:
-            raise ValueError(f"not a database URL: {url!r}; give {_FORMS}")
+            raise ValueError(f"not a database URL: {shown}; give {_FORMS}")
         if backend == "sqlite" and suffix == ".db" and _is_duckdb_file(Path(url)):
             backend = "duckdb"
         return DatabaseURL(backend, url)
     backend = _SCHEMES.get(scheme.lower())
     if backend is None:
-        shown = DatabaseURL("postgresql", url, password=_password_of(url))
-        raise ValueError(f"unsupported database URL {str(shown)!r}; give {_FORMS}")
+        raise ValueError(f"unsupported database URL {shown}; give {_FORMS}")
     if backend == "postgresql":  # libpq reads the rest, and says what is wrong with it
         return DatabaseURL(backend, url, password=_password_of(url))
     if not rest.startswith("/") or rest == "/":
-        raise ValueError(f"{url!r} names no file: write {scheme}:///PATH (////PATH if absolute)")
+        raise ValueError(f"{shown} names no file: write {scheme}:///PATH (////PATH if absolute)")
     return DatabaseURL(backend, rest[1:])
 
 
 def _password_of(url: str) -> str | None:
+    """The password ``url`` holds, also where a mistyped scheme hides it from urllib."""
     try:
         password = urllib.parse.urlsplit(url).password
     except ValueError:  # a malformed port: still mask what looks like a password
         password = None
     if password is None:
-        userinfo = url.partition("://")[2].rpartition("@")[0]
+        userinfo = url.rpartition("@")[0].rpartition("/")[2]
         password = userinfo.partition(":")[2] or None
     return password or None
