@@ -163,12 +163,14 @@ class IncompleteError(VBotError):
     """An iteration could not hand out every record ``countAll`` reports for its range.
 
     Raised at the end of an iteration (or of a time window) when the pages, re-read and
-    re-counted, still hold fewer records than the server counts. The records that were
-    yielded are real and yielded once; the others are missing.
+    re-counted, still hold fewer records than the server counts; or when the range holds
+    calls without ``trans_id`` that the server's moving order may have repeated, so that a
+    repeat may stand in for a missing call (``missing`` may then be 0 or less).
 
     Attributes:
         expected: The records ``countAll`` reports for the range (re-counted at the end).
-        yielded: The records the iteration handed out for it.
+        yielded: The records the iteration handed out for it (repeats of calls without
+            ``trans_id`` included).
         missing: ``expected - yielded``.
     """
 
@@ -184,8 +186,12 @@ class IncompleteError(VBotError):
         self.expected = expected
         self.yielded = yielded
         self.missing = expected - yielded
+        if self.missing > 0:
+            shortfall = f"{self.missing} of {expected} calls missing ({yielded} yielded)"
+        else:  # as many as counted, but some may be repeats standing in for missing calls
+            shortfall = f"{yielded} calls yielded for {expected} counted, not verifiable"
         super().__init__(
-            f"{self.missing} of {expected} calls missing ({yielded} yielded): {message}",
+            f"{shortfall}: {message}",
             endpoint=endpoint,
             page=page,
         )

@@ -6,7 +6,9 @@ an edge shared by two time windows, and the calls a resumed sync handed out last
 boundary). A record whose ``trans_id`` was handed out already is dropped, and counted in
 ``stats.duplicates`` unless it is one a repair re-read in the window that handed it out
 (a repair reads whole ranges on purpose). An empty or missing ``trans_id`` is no id: such a
-record is never a duplicate.
+record is never a duplicate, so it can be told apart from a repeat only while the server's
+order holds still: the stage counts such records (``keyless``) and notes when a record with
+an id came back at another offset (``order_moved``), for the repair to judge.
 
 What it remembers, and what that costs:
 
@@ -100,11 +102,16 @@ class ExactlyOnce:
         self._pages: dict[int, list[str]] = {}  # offset -> the ids first read there
         self._newest = -1
         self._ids: set[int] | None = None  # the ledger's ids, once records come without offsets
+        #: This window's records without a ``trans_id``, handed out (repeats included).
+        self.keyless = 0
+        #: Whether a record of this window came back at another offset while paging.
+        self.order_moved = False
 
     def open_window(self, end: int | None) -> None:
         """Start a window ending at ``end`` (``None``: open, and the last)."""
         self.ledger = Ledger()
         self._recent, self._pages, self._newest, self._ids = {}, {}, -1, None
+        self.keyless, self.order_moved = 0, False
         self._keep_from = None if end is None else end - self._margin
 
     def close_window(self) -> dict[str, int]:
@@ -143,12 +150,14 @@ class ExactlyOnce:
         for index, record in enumerate(records):
             key = record.trans_id
             if not key:
+                self.keyless += 1
                 fresh.append(record)
                 continue
             if offset is not None:
                 position = offset + index
                 earlier = recent.get(key)
                 if earlier is not None:
+                    self.order_moved = True
                     stats.duplicates += 1
                     self.max_shift = max(self.max_shift, abs(position - earlier))
                     continue

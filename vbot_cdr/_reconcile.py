@@ -88,6 +88,7 @@ class Reconciler:
         self._gate = gate
         self._stats = stats
         self._found = _Findings()
+        self._expected = 0  # the re-count, once the repair has made it
 
     def _range(self, lo: int, hi: int) -> CallFilter:
         return attrs.evolve(self._filter, start_date=lo, end_date=hi)
@@ -113,9 +114,17 @@ class Reconciler:
             IncompleteError: The range still holds records that were not handed out.
         """
         ledger = once.ledger
+        if once.keyless and once.order_moved:
+            raise IncompleteError(
+                f"{once.keyless} calls without trans_id were read while the server's order "
+                "moved (records came back at other offsets); calls without an id cannot be "
+                "told apart, so that each was handed out once cannot be established",
+                expected=total,
+                yielded=len(ledger),
+            )
         if len(ledger) >= total:
             return
-        recount = await self._count(self._filter)
+        recount = self._expected = await self._count(self._filter)
         if len(ledger) >= recount:
             vanished = max(0, total - len(ledger))
             self._stats.vanished += vanished
@@ -218,7 +227,7 @@ class Reconciler:
             # them anew each time. Ask for all of them at once; a server may refuse the size.
             with contextlib.suppress(APIError):
                 page = await self._fetch(self._range(lo, hi), self._first_page, count)
-                fresh = once.keep_new(page)
+                fresh = self._keep_new(page, once)
                 if len(page) >= count:
                     return fresh, len(page)
                 new.extend(fresh)
@@ -226,11 +235,29 @@ class Reconciler:
             page = await self._fetch(self._range(lo, hi), self._first_page + number, self._size)
             if number == 0:
                 first_len = len(page)
-            fresh = once.keep_new(page)
+            fresh = self._keep_new(page, once)
             new.extend(fresh)
             if len(page) < self._size or not fresh:
                 break
         return new, first_len
+
+    def _keep_new(self, page: list[CallRecord], once: ExactlyOnce) -> list[CallRecord]:
+        """The records of a re-read ``page`` not handed out yet.
+
+        Raises:
+            IncompleteError: The page holds calls without ``trans_id``: re-read, they cannot
+                be told from those handed out already.
+        """
+        fresh = once.keep_new(page)
+        keyless = sum(1 for record in fresh if not record.trans_id)
+        if keyless:
+            raise IncompleteError(
+                f"a range that had to be re-read holds {keyless} calls without trans_id, "
+                "which cannot be told from the calls handed out already",
+                expected=self._expected,
+                yielded=len(once.ledger),
+            )
+        return fresh
 
     def _diagnosis(self, recount: int, yielded: int) -> str:
         found = self._found
