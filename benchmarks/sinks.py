@@ -5,9 +5,10 @@ each into a fresh database, sink and floor side by side in the same repetition:
 
 - **sink, insert**: what `sync_to_database` does with a window of calls: ``Database.upsert``
   of the `CallRecord`s in batches (each record turned into the driver's values, then
-  PostgreSQL: COPY into a temporary table + INSERT ... ON CONFLICT; DuckDB: a JSON file +
-  read_json + INSERT ... ON CONFLICT; SQLite: executemany of INSERT ... ON CONFLICT; the
-  timestamps computed by the database), then the state row and COMMIT;
+  PostgreSQL: COPY into a temporary table + INSERT ... ON CONFLICT; DuckDB: a JSON file of a
+  list per column + read_json + unnest + INSERT ... ON CONFLICT; SQLite: executemany of
+  INSERT ... ON CONFLICT; the timestamps computed by the database), then the state row and
+  COMMIT;
 - **sink, update**: the same calls again into the full table (every row conflicts, as the
   lookback or ``--reset`` makes them);
 - **floor**: the same rows, built beforehand (untimed) from ``CallRecord.to_dict()`` as the
@@ -110,9 +111,7 @@ def building(url: str, records: Sequence[CallRecord]) -> float:
     """Seconds the sink spends turning ``records`` into the driver's values, alone."""
     database = open_database(parse_database_url(url), "vbot_building", RECORD_COLUMNS)
     try:
-        encode = database.encoder(
-            RECORD_COLUMNS, as_dict=parse_database_url(url).backend == "duckdb"
-        )
+        encode = database.encoder(RECORD_COLUMNS)
         started = time.perf_counter()
         for record in records:
             encode(record)

@@ -142,16 +142,13 @@ def encoder(
     columns: tuple[Column, ...],
     json_columns: frozenset[str],
     json: Callable[[Any], Any],
-    *,
-    as_dict: bool = False,
-) -> Callable[[CallRecord], Any]:
+) -> Callable[[CallRecord], tuple[Any, ...]]:
     """Generate the function that turns a record into the values of ``loaded(columns)``.
 
-    It returns a tuple in the order of the columns (a dict by column name with
-    ``as_dict``), straight from the record's attributes: one display per record, no loop
-    per column, no `CallRecord.to_dict`. A column named in ``json_columns`` gets
-    ``json(value)`` whatever its field's type (a field that was once an extra keeps its JSON
-    column).
+    It returns a tuple in the order of the columns, straight from the record's attributes:
+    one tuple display per record, no loop per column, no `CallRecord.to_dict`. A column
+    named in ``json_columns`` gets ``json(value)`` whatever its field's type (a field that
+    was once an extra keeps its JSON column).
     """
     entries = []
     for column in loaded(columns):
@@ -163,14 +160,11 @@ def encoder(
             read = f"record.{column.field}"
         if column.name in json_columns:
             read = f"json({read})"
-        entries.append(f"{column.name!r}: {read}" if as_dict else read)
-    display = "{%s}" if as_dict else "(%s,)"
+        entries.append(read)
     source = (
-        "def encode(record):\n"
-        "    extras = record.extras\n"
-        f"    return {display % ', '.join(entries)}\n"
+        f"def encode(record):\n    extras = record.extras\n    return ({', '.join(entries)},)\n"
     )
     namespace: dict[str, Any] = {"json": json}
     exec(compile(source, "<vbot_cdr encode>", "exec"), namespace)
-    encode: Callable[[CallRecord], Any] = namespace["encode"]
+    encode: Callable[[CallRecord], tuple[Any, ...]] = namespace["encode"]
     return encode
