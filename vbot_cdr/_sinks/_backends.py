@@ -29,7 +29,6 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 import msgspec
@@ -51,17 +50,11 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _plain_mapping(value: Any) -> Any:
-    if isinstance(value, MappingProxyType):  # CallRecord.extras of a nested record
-        return dict(value)
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
-_encode_json: Final = msgspec.json.Encoder(enc_hook=_plain_mapping).encode
+_encode_json: Final = msgspec.json.Encoder().encode
 
 
 def json_text(value: Any) -> str | None:
-    """``value`` (records, tuples, dicts, scalars) as JSON text; ``None`` stays ``None``."""
+    """``value`` (attrs records, tuples, dicts, scalars) as JSON text; ``None`` stays ``None``."""
     return None if value is None else _encode_json(value).decode()
 
 
