@@ -3,18 +3,23 @@
 Part 1, per backend (SQLite, DuckDB, PostgreSQL), ``--rows`` calls, ``--runs`` repetitions,
 each into a fresh database, sink and floor side by side in the same repetition:
 
-- **sink, insert**: what `sync_to_database` does with a window of calls: ``row_of`` for
-  each `CallRecord`, then ``Database.upsert`` in batches (PostgreSQL: COPY into a temporary
-  table + INSERT ... ON CONFLICT; DuckDB: a JSON file + read_json + INSERT ... ON CONFLICT;
-  SQLite: executemany of INSERT ... ON CONFLICT), then the state row and COMMIT;
+- **sink, insert**: what `sync_to_database` does with a window of calls: ``Database.upsert``
+  of the `CallRecord`s in batches (each record turned into the driver's values, then
+  PostgreSQL: COPY into a temporary table + INSERT ... ON CONFLICT; DuckDB: a JSON file of a
+  list per column + read_json + unnest + INSERT ... ON CONFLICT; SQLite: executemany of
+  INSERT ... ON CONFLICT; the timestamps computed by the database), then the state row and
+  COMMIT;
 - **sink, update**: the same calls again into the full table (every row conflicts, as the
   lookback or ``--reset`` makes them);
-- **floor**: the same rows, already as the driver's tuples, bulk loaded into an empty table
-  of the same columns and key, the plain way with the same driver (PostgreSQL COPY, DuckDB
-  read_json of a JSON file, SQLite executemany), then COMMIT.
+- **floor**: the same rows, built beforehand (untimed) from ``CallRecord.to_dict()`` as the
+  driver takes them (timestamps as datetimes, ISO 8601 text in SQLite; JSON as text, as
+  objects in DuckDB's JSON file), bulk loaded into an empty table of the same columns and
+  key, the plain way with the same driver (PostgreSQL COPY, DuckDB read_json of a JSON file,
+  SQLite executemany), then COMMIT. Building the rows is not in the floor: it is the bare
+  load.
 
-The last column takes out the time of ``row_of`` alone (measured in the same repetition):
-what the load costs over the floor once the rows exist.
+The last column takes out the time of turning the records into the driver's values alone
+(measured in the same repetition): what the load costs over the floor once the rows exist.
 
 Part 2: is the sink the bottleneck of a sync? A fake server in its own process answers every
 request after 50 ms; a sync with a state file that drops the records (the reads alone) runs
@@ -49,9 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import _postgres
 from vbot_cdr import CallFilter, CallRecord, VBotClient, sync_to_database
-from vbot_cdr._models import structure_records
-from vbot_cdr._sinks._backends import Database, open_database, quote
-from vbot_cdr._sinks._columns import KEY, RECORD_COLUMNS, columns_of, row_of
+from vbot_cdr._models import epoch_to_datetime, structure_records
+from vbot_cdr._sinks._backends import open_database, quote
+from vbot_cdr._sinks._columns import KEY, RECORD_COLUMNS, columns_of
 from vbot_cdr._sinks._load import BATCH_ROWS
 from vbot_cdr._sinks._url import parse_database_url
 from vbot_cdr.testing._data import DEFAULT_START, RecordGenerator
@@ -94,17 +99,46 @@ def sink_load(url: str, records: Sequence[CallRecord]) -> float:
     try:
         started = time.perf_counter()
         for at in range(0, len(records), BATCH_ROWS):
-            rows = [row_of(record) for record in records[at : at + BATCH_ROWS]]
-            database.upsert(columns_of(rows), rows)
+            batch = records[at : at + BATCH_ROWS]
+            database.upsert(columns_of(batch), batch)
         database.save_state("sha256:bench", "{}")
         return time.perf_counter() - started
     finally:
         database.close()
 
 
-def driver_rows(database: Database, records: Sequence[CallRecord]) -> list[tuple[Any, ...]]:
-    """The rows as the driver takes them (JSON as text), prepared outside the timing."""
-    return database.encoded(RECORD_COLUMNS, [row_of(record) for record in records])
+def building(url: str, records: Sequence[CallRecord]) -> float:
+    """Seconds the sink spends turning ``records`` into the driver's values, alone."""
+    database = open_database(parse_database_url(url), "vbot_building", RECORD_COLUMNS)
+    try:
+        encode = database.encoder(RECORD_COLUMNS)
+        started = time.perf_counter()
+        for record in records:
+            encode(record)
+        return time.perf_counter() - started
+    finally:
+        database.close()
+
+
+def floor_rows(records: Sequence[CallRecord], backend: str) -> list[dict[str, Any]]:
+    """The rows a user builds from ``to_dict()`` for the calls table, as the driver takes them."""
+    rows = []
+    for record in records:
+        data = record.to_dict()
+        row: dict[str, Any] = {}
+        for column in RECORD_COLUMNS:
+            value = data.get(column.field)
+            if column.part is not None:
+                value = None if value is None else value.get(column.part)
+            elif column.kind == "timestamp":
+                value = epoch_to_datetime(value)
+                if backend == "sqlite" and value is not None:
+                    value = value.isoformat()
+            elif column.kind == "json" and backend != "duckdb" and value is not None:
+                value = orjson.dumps(value).decode()
+            row[column.name] = value
+        rows.append(row)
+    return rows
 
 
 def floor_load(url: str, records: Sequence[CallRecord]) -> float:
@@ -115,8 +149,8 @@ def floor_load(url: str, records: Sequence[CallRecord]) -> float:
     """
     parsed = parse_database_url(url)
     database = open_database(parsed, "vbot_floor_shape", RECORD_COLUMNS)
-    dicts = [row_of(record) for record in records]
-    rows = database.encoded(RECORD_COLUMNS, dicts)
+    dicts = floor_rows(records, parsed.backend)
+    rows = [tuple(row.values()) for row in dicts]
     names = ", ".join(quote(c.name) for c in RECORD_COLUMNS)
     definitions = ", ".join(
         f"{quote(c.name)} {database.types[c.kind]}{' PRIMARY KEY' if c.name == KEY else ''}"
@@ -128,9 +162,10 @@ def floor_load(url: str, records: Sequence[CallRecord]) -> float:
     if parsed.backend == "postgresql":
         with psycopg.connect(parsed.target) as connection:
             started = time.perf_counter()
-            with connection.cursor() as cursor, cursor.copy(
-                f"COPY floor ({names}) FROM STDIN".encode()
-            ) as copy:
+            with (
+                connection.cursor() as cursor,
+                cursor.copy(f"COPY floor ({names}) FROM STDIN".encode()) as copy,
+            ):
                 for row in rows:
                     copy.write_row(row)
             connection.commit()
@@ -169,11 +204,8 @@ def part_one(records: list[CallRecord], runs: int, postgres: str, directory: Pat
     for backend in BACKENDS:
         inserts, updates, floors, ratios, net = [], [], [], [], []
         for _ in range(runs):
-            started = time.perf_counter()
-            for record in records:
-                row_of(record)
-            building = time.perf_counter() - started
             url = fresh_database(backend, directory, postgres)
+            build = building(url, records)
             floor = floor_load(url, records)
             insert = sink_load(url, records)
             update = sink_load(url, records)
@@ -181,7 +213,7 @@ def part_one(records: list[CallRecord], runs: int, postgres: str, directory: Pat
             inserts.append(insert)
             updates.append(update)
             ratios.append(insert / floor)
-            net.append((insert - building) / floor)
+            net.append((insert - build) / floor)
         n = len(records)
         print(
             f"| {backend} | {n / statistics.median(inserts):,.0f} | "

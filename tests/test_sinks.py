@@ -31,7 +31,8 @@ from tests.test_cli import (  # noqa: F401 - clean_environment is an autouse fix
     run,
 )
 from vbot_cdr import CallFilter, DatabaseError, StateStore, VBotClient, sync_to_database
-from vbot_cdr._models import TimeUnit
+from vbot_cdr._errors import ResponseFormatError
+from vbot_cdr._models import TimeUnit, epoch_to_datetime
 from vbot_cdr._sinks import parse_database_url
 from vbot_cdr._sync import SyncState
 from vbot_cdr.testing import FakeVBotServer
@@ -247,6 +248,52 @@ async def test_columns_are_typed_with_times_as_sent_and_as_timestamps(
         created = dt.datetime.fromisoformat(created)
     assert created == expected
     assert bool(is_record) == record["is_record"]
+
+
+#: Epochs the database turns into timestamps: seconds, milliseconds (a fraction of a second,
+#: before 1970), the 0 of a time that never came, and times out of a datetime's years 1-9999.
+EPOCHS = [
+    START + 61,
+    (START + 61) * 1000 + 7,
+    (START + 61) * 1000,
+    -100_000_000_500,
+    -86_400,
+    0,
+    None,
+    253_402_300_799_000,
+    253_402_300_800_000,
+    -62_135_596_801,
+]
+
+
+async def test_timestamp_columns_read_epochs_as_the_models_do(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """The database computes ``answer_at_utc`` from the epoch exactly as `epoch_to_datetime`
+    does: seconds or milliseconds by magnitude, NULL for 0 and for times it cannot hold."""
+    records = calls_at("E", [START + 60] * len(EPOCHS))
+    for record, epoch in zip(records, EPOCHS, strict=True):
+        record["answer_at"] = epoch
+    async with FakeVBotServer(records=records) as fake:
+        await load(make_client(fake, clock=Clock(START + WINDOW)), database)
+    rows = dict(query(database, "SELECT answer_at, answer_at_utc FROM vbot_calls"))
+
+    def expected(epoch: int | None) -> dt.datetime | None:
+        try:
+            return epoch_to_datetime(epoch)
+        except ResponseFormatError:
+            return None
+
+    def read(value: Any) -> Any:  # SQLite has no timestamp type: ISO 8601 text
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    assert {epoch: read(rows[epoch]) for epoch in EPOCHS} == {
+        epoch: expected(epoch) for epoch in EPOCHS
+    }
+    if database.startswith("sqlite"):  # the text is what datetime.isoformat() writes
+        assert {rows[epoch] for epoch in EPOCHS[:4]} == {
+            value.isoformat() for epoch in EPOCHS[:4] if (value := expected(epoch))
+        }
 
 
 async def test_a_new_field_becomes_a_nullable_column(

@@ -9,17 +9,21 @@ Bulk loads:
 
 - PostgreSQL: ``COPY`` into a temporary table, then one ``INSERT ... SELECT ... ON CONFLICT
   (trans_id) DO UPDATE``;
-- DuckDB: the rows as one JSON array in a temporary file, read by ``read_json`` in one
-  ``INSERT ... ON CONFLICT`` (DuckDB's ``executemany`` runs a statement per row);
+- DuckDB: the rows as one JSON object of a list per column in a temporary file, read by
+  ``read_json`` and unnested in one ``INSERT ... ON CONFLICT`` (DuckDB's ``executemany``
+  runs a statement per row);
 - SQLite: ``executemany`` of one ``INSERT ... ON CONFLICT`` statement.
+
+Each record goes to the driver as the values of a generated `encoder` (JSON encoded by
+msgspec, which reads the nested records as they are), and each database computes the
+timestamp columns from the epochs in the statement that upserts: a datetime per time built
+in Python, then formatted for the driver, cost more than the rest of a row.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-import datetime as dt
-import functools
 import os
 import sqlite3
 import tempfile
@@ -28,10 +32,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
+import msgspec
 import orjson
 
 from .._errors import DatabaseError
-from ._columns import KEY, Column, Kind
+from .._models import MILLISECONDS_THRESHOLD, CallRecord
+from ._columns import KEY, Column, Kind, encoder, loaded
 from ._url import DatabaseURL
 
 __all__ = ["Database", "open_database"]
@@ -45,37 +51,35 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+_encode_json: Final = msgspec.json.Encoder().encode
 
 
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, dt.datetime) else value
+def json_text(value: Any) -> str | None:
+    """``value`` (attrs records, tuples, dicts, scalars) as JSON text; ``None`` stays ``None``."""
+    return None if value is None else _encode_json(value).decode()
 
 
-@functools.lru_cache(maxsize=64)
-def _encoder(
-    names: tuple[str, ...], kinds: tuple[str, ...], *, timestamps_as_text: bool
-) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """Generate the function that turns a row into the driver's tuple for ``names``.
+def _json_fragment(value: Any) -> orjson.Fragment | None:
+    return None if value is None else orjson.Fragment(_encode_json(value))
 
-    A JSON column gets JSON text whatever its field's type (a field that was once an extra
-    keeps its JSON column); with ``timestamps_as_text`` a datetime becomes ISO 8601 text.
-    One tuple display per batch's columns: a loop per value would cost more than the load.
-    """
-    reads = []
-    for name, kind in zip(names, kinds, strict=True):
-        read = f"get({name!r})"
-        if kind == "json":
-            read = f"json({read})"
-        elif kind == "timestamp" and timestamps_as_text:
-            read = f"iso({read})"
-        reads.append(read)
-    source = f"def encode(row):\n    get = row.get\n    return ({', '.join(reads)},)\n"
-    namespace: dict[str, Any] = {"json": _json, "iso": _iso}
-    exec(compile(source, "<vbot_cdr encode>", "exec"), namespace)
-    encode: Callable[[dict[str, Any]], tuple[Any, ...]] = namespace["encode"]
-    return encode
+
+#: The epochs `epoch_to_datetime` can turn into a datetime (years 1 to 9999), in seconds.
+_FIRST_SECOND: Final = -62_135_596_800
+_LAST_SECOND: Final = 253_402_300_799
+
+
+def epoch_cases(epoch: str, seconds: str, milliseconds: str) -> str:
+    """A ``CASE`` of ``epoch`` as `epoch_to_datetime` reads it: ``seconds`` (an SQL expression
+    of ``{s}``) for an epoch in seconds, ``milliseconds`` (of ``{ms}``) for one in
+    milliseconds (told apart by magnitude); NULL for NULL, 0, or a time out of years 1-9999."""
+    t = MILLISECONDS_THRESHOLD
+    return (
+        f"CASE WHEN {epoch} = 0 THEN NULL "
+        f"WHEN {epoch} > {-t} AND {epoch} < {t} AND {epoch} >= {_FIRST_SECOND} "
+        f"THEN {seconds.format(s=epoch)} "
+        f"WHEN ({epoch} >= {t} OR {epoch} <= {-t}) AND {epoch} >= {_FIRST_SECOND * 1000} "
+        f"AND {epoch} <= {_LAST_SECOND * 1000 + 999} THEN {milliseconds.format(ms=epoch)} END"
+    )
 
 
 class Database(abc.ABC):
@@ -91,8 +95,8 @@ class Database(abc.ABC):
     """
 
     types: ClassVar[dict[Kind, str]]
-    #: Whether timestamps go to the driver as ISO 8601 text (SQLite has no timestamp type).
-    timestamps_as_text: ClassVar[bool] = False
+    #: How a JSON value goes to the driver.
+    json: ClassVar[Callable[[Any], Any]] = staticmethod(json_text)
 
     def __init__(self, url: DatabaseURL, table: str):
         self.url = url
@@ -123,8 +127,13 @@ class Database(abc.ABC):
         """The calls table's columns as the database has them: name → whether JSON."""
 
     @abc.abstractmethod
-    def load(self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
-        """Upsert ``rows`` (`row_of` dicts) into the open transaction by `KEY`."""
+    def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
+        """Upsert ``records`` into the open transaction by `KEY` (one record per key)."""
+
+    @abc.abstractmethod
+    def timestamp(self, epoch: str) -> str:
+        """The SQL expression of the timestamp of ``epoch`` (an SQL expression), as
+        `epoch_to_datetime` has it."""
 
     @abc.abstractmethod
     def commit(self) -> None:
@@ -156,8 +165,9 @@ class Database(abc.ABC):
             self.commit()
             self.columns = self.existing_columns()
 
-    def upsert(self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
-        """Add the columns the table lacks, then upsert ``rows`` by `KEY`; nothing is committed.
+    def upsert(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
+        """Add the columns the table lacks, then upsert ``records`` by `KEY` (one record per
+        key); nothing is committed.
 
         A value goes into a JSON column as JSON whatever its field's type (a field that was
         once an extra keeps its JSON column).
@@ -173,20 +183,21 @@ class Database(abc.ABC):
                         f"ADD COLUMN {quote(column.name)} {self.types[column.kind]}"
                     )
                     self.columns[column.name] = column.kind == "json"
-            self.load(columns, rows)
+            self.load(columns, records)
 
-    def encoded(
-        self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]
-    ) -> list[tuple[Any, ...]]:
-        """``rows`` as the driver's tuples in the order of ``columns`` (JSON as text)."""
-        kinds = tuple(
-            "json" if self.columns[c.name] else "timestamp" if c.kind == "timestamp" else "value"
+    def encoder(self, columns: Sequence[Column]) -> Callable[[CallRecord], tuple[Any, ...]]:
+        """A record as the driver's values of ``loaded(columns)`` (see `encoder`)."""
+        json_columns = frozenset(name for name, is_json in self.columns.items() if is_json)
+        return encoder(tuple(columns), json_columns, self.json)
+
+    def values(self, columns: Sequence[Column], sources: Sequence[str]) -> list[str]:
+        """The SQL values of ``columns`` when ``sources`` are those of ``loaded(columns)``:
+        a loaded column's source, or the timestamp of its epoch's source."""
+        source_of = dict(zip((c.name for c in loaded(columns)), sources, strict=True))
+        return [
+            self.timestamp(source_of[c.field]) if c.kind == "timestamp" else source_of[c.name]
             for c in columns
-        )
-        encode = _encoder(
-            tuple(c.name for c in columns), kinds, timestamps_as_text=self.timestamps_as_text
-        )
-        return [encode(row) for row in rows]
+        ]
 
     def upsert_sql(self, columns: Sequence[Column], source: str) -> str:
         """``INSERT INTO table (columns) <source> ON CONFLICT (key) DO UPDATE SET ...``."""
@@ -260,22 +271,28 @@ class _PostgreSQL(Database):
         self._connection.commit()
         return {name: kind in ("jsonb", "json") for name, kind in rows}
 
-    def load(self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
-        names = ", ".join(quote(c.name) for c in columns)
+    def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
+        sources = [quote(c.name) for c in loaded(columns)]
+        names = ", ".join(sources)
         staging = quote(self._staging)
         self.execute(f"DROP TABLE IF EXISTS pg_temp.{staging}")
         self.execute(
             f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
             f"SELECT {names} FROM {quote(self.table)} WITH NO DATA"
         )
+        encode = self.encoder(columns)
         with (
             self._connection.cursor() as cursor,
             cursor.copy(f"COPY {staging} ({names}) FROM STDIN".encode()) as copy,
         ):
-            for row in self.encoded(columns, rows):
-                copy.write_row(row)
-        self.execute(self.upsert_sql(columns, f"SELECT {names} FROM {staging}"))
+            for record in records:
+                copy.write_row(encode(record))
+        values = ", ".join(self.values(columns, sources))
+        self.execute(self.upsert_sql(columns, f"SELECT {values} FROM {staging}"))
         self.execute(f"DROP TABLE {staging}")
+
+    def timestamp(self, epoch: str) -> str:
+        return epoch_cases(epoch, "to_timestamp({s})", "to_timestamp({ms} / 1000.0)")
 
     def commit(self) -> None:
         self._connection.commit()
@@ -294,6 +311,7 @@ class _DuckDB(Database):
         "json": "JSON",
         "timestamp": "TIMESTAMPTZ",
     }
+    json: ClassVar[Callable[[Any], Any]] = staticmethod(_json_fragment)
 
     def __init__(self, url: DatabaseURL, table: str):
         super().__init__(url, table)
@@ -319,25 +337,39 @@ class _DuckDB(Database):
         )
         return {name: kind == "JSON" for name, kind in rows}
 
-    def load(self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
-        # One JSON array per batch, read by read_json with the table's types: JSON columns
-        # take any value, as JSON.
+    def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
+        # One JSON object per batch, a list of values per column, read by read_json with the
+        # table's types and unnested side by side into rows: a list per column is read
+        # faster than an object per row, and zip(*rows) builds it in C. JSON columns take
+        # any value, as JSON (orjson writes msgspec's JSON into the lists as it is).
+        sources = [quote(c.name) for c in loaded(columns)]
         types = ", ".join(
-            f"{quote(c.name)}: '{'JSON' if self.columns[c.name] else self.types[c.kind]}'"
-            for c in columns
+            f"{source}: '{'JSON' if self.columns[c.name] else self.types[c.kind]}[]'"
+            for c, source in zip(loaded(columns), sources, strict=True)
         )
+        values = zip(*map(self.encoder(columns), records), strict=True)
+        names = [c.name for c in loaded(columns)]
+        document = orjson.dumps(dict(zip(names, values, strict=True)))
         fd, path = tempfile.mkstemp(dir=self._directory, prefix=".vbot_cdr_load.", suffix=".json")
         try:
             with os.fdopen(fd, "wb") as file:
-                file.write(orjson.dumps(rows))
-            source = (
-                f"SELECT {', '.join(quote(c.name) for c in columns)} FROM read_json(?, "
-                f"format = 'array', columns = {{{types}}})"
+                file.write(document)
+            rows = (
+                f"SELECT {', '.join(f'unnest({s}) AS {s}' for s in sources)} FROM read_json(?, "
+                f"format = 'unstructured', maximum_object_size = {len(document) + 1}, "
+                f"columns = {{{types}}})"
             )
+            source = f"SELECT {', '.join(self.values(columns, sources))} FROM ({rows})"
             self.execute(self.upsert_sql(columns, source), (path,))
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+    def timestamp(self, epoch: str) -> str:
+        # Whole microseconds: to_timestamp of a fraction of a second may be a microsecond off.
+        return epoch_cases(
+            epoch, "make_timestamptz({s} * 1000000)", "make_timestamptz({ms} * 1000)"
+        )
 
     def commit(self) -> None:
         self._connection.commit()
@@ -357,7 +389,6 @@ class _SQLite(Database):
         "json": "JSON",
         "timestamp": "TIMESTAMPTZ",
     }
-    timestamps_as_text: ClassVar[bool] = True  # sqlite3's datetime adapter is deprecated
 
     def __init__(self, url: DatabaseURL, table: str):
         super().__init__(url, table)
@@ -378,10 +409,22 @@ class _SQLite(Database):
         rows = self.execute(f"PRAGMA table_info({quote(self.table)})")
         return {row[1]: row[2].upper() == "JSON" for row in rows}
 
-    def load(self, columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> None:
-        marks = ", ".join("?" for _ in columns)
-        sql = self.upsert_sql(columns, f"VALUES ({marks})")
-        self._connection.executemany(sql, self.encoded(columns, rows))
+    def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
+        marks = [f"?{number}" for number in range(1, len(loaded(columns)) + 1)]
+        sql = self.upsert_sql(columns, f"VALUES ({', '.join(self.values(columns, marks))})")
+        self._connection.executemany(sql, map(self.encoder(columns), records))
+
+    def timestamp(self, epoch: str) -> str:
+        # ISO 8601 text, as datetime.isoformat() writes it (SQLite has no timestamp type).
+        second = "strftime('%Y-%m-%dT%H:%M:%S', {}, 'unixepoch')"
+        fraction = "(({ms} % 1000 + 1000) % 1000)"
+        return epoch_cases(
+            epoch,
+            second.format("{s}") + " || '+00:00'",
+            second.format(f"({{ms}} - {fraction}) / 1000")
+            + f" || CASE {fraction} WHEN 0 THEN '' ELSE printf('.%03d000', {fraction}) END"
+            + " || '+00:00'",
+        )
 
     def commit(self) -> None:
         self._connection.execute("COMMIT")

@@ -1,4 +1,4 @@
-"""The columns of the calls table, derived from `CallRecord`, and a record as a row.
+"""The columns of the calls table, derived from `CallRecord`, and a record as their values.
 
 - a scalar field is a typed column of its own name (``str`` text, ``int`` integer, ``float``
   real, ``bool`` boolean);
@@ -7,7 +7,7 @@
 - anything else (``call_collected_data``) is a JSON column;
 - an epoch (an ``int`` field named ``*_at``) is kept as the server sent it, next to a
   timestamp-with-time-zone column ``<field>_utc`` (``None`` for the 0 of a time that never
-  came);
+  came), which the database computes from the epoch as it loads the row;
 - a field the record does not declare (`CallRecord.extras`) is a JSON column of its own name,
   or ``extra_<name>`` if that name (in any case) is taken.
 
@@ -17,16 +17,16 @@ lacks (nullable), so a table made by an older version keeps loading.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Literal
 
 import attrs
 
-from .._errors import ResponseFormatError
-from .._models import CallRecord, epoch_to_datetime
+from .._models import CallRecord
 from .._schema import record_shape
 
-__all__ = ["KEY", "Column", "Kind", "columns_of", "row_of"]
+__all__ = ["KEY", "Column", "Kind", "columns_of", "encoder", "loaded"]
 
 Kind = Literal["text", "integer", "real", "boolean", "json", "timestamp"]
 
@@ -36,19 +36,22 @@ KEY: Final = "trans_id"
 
 @attrs.frozen
 class Column:
-    """A column of the calls table, and where its value comes from in `CallRecord.to_dict`.
+    """A column of the calls table, and where its value comes from in a `CallRecord`.
 
     Attributes:
         name: The column name.
         kind: Its type, which each backend spells in its own way.
-        field: The key in ``to_dict()``.
-        part: For a nested record, the key inside it; else ``None``.
+        field: The record's attribute (for a timestamp, the epoch's), or the key in
+            `CallRecord.extras`.
+        part: For a nested record, the attribute inside it; else ``None``.
+        extra: Whether ``field`` is a key of `CallRecord.extras`.
     """
 
     name: str
     kind: Kind
     field: str
     part: str | None = None
+    extra: bool = False
 
 
 #: The column kind of each scalar `Shape` kind; any other shape is a JSON column.
@@ -82,75 +85,55 @@ RECORD_COLUMNS: Final = _record_columns()
 _TAKEN: Final = frozenset(column.name.lower() for column in RECORD_COLUMNS)
 
 
-def _timestamp(value: Any) -> Any:
-    try:
-        return epoch_to_datetime(value) if isinstance(value, int) else None
-    except ResponseFormatError:  # out of a datetime's range: the epoch column still has it
-        return None
+def _extra_name(name: str) -> str:
+    """The column of the extra field ``name``: its own name, or ``extra_<name>`` if taken."""
+    return f"extra_{name}" if name.lower() in _TAKEN else name
 
 
-_FIELD_NAMES: Final[dict[type, tuple[str, ...]]] = {}
+def columns_of(records: Iterable[CallRecord]) -> Sequence[Column]:
+    """`RECORD_COLUMNS`, then a JSON column per field of the records' `CallRecord.extras`
+    (first seen first)."""
+    extra: dict[str, Column] = {}
+    for record in records:
+        for name in record.extras:
+            if name not in extra:
+                extra[name] = Column(_extra_name(name), "json", name, extra=True)
+    return RECORD_COLUMNS + tuple(extra.values())
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(field.name for field in attrs.fields(cls))
-    return names
+def loaded(columns: Sequence[Column]) -> list[Column]:
+    """The columns whose values the sink sends; the database computes the timestamps."""
+    return [column for column in columns if column.kind != "timestamp"]
 
 
-def _plain(value: Any) -> Any:
-    """A field's value as `CallRecord.to_dict` has it: records as dicts, tuples as lists."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(item) for item in value]
-    if attrs.has(type(value)):
-        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
-    return value
+@functools.lru_cache(maxsize=64)
+def encoder(
+    columns: tuple[Column, ...],
+    json_columns: frozenset[str],
+    json: Callable[[Any], Any],
+) -> Callable[[CallRecord], tuple[Any, ...]]:
+    """Generate the function that turns a record into the values of ``loaded(columns)``.
 
-
-def _compile_row_of() -> Callable[[CallRecord], dict[str, Any]]:
-    """Generate `row_of`: one dict display over `RECORD_COLUMNS`, no loop per column.
-
-    A plain loop over the columns costs several times more per record than the load itself.
+    It returns a tuple in the order of the columns, straight from the record's attributes:
+    one tuple display per record, no loop per column, no `CallRecord.to_dict`. A column
+    named in ``json_columns`` gets ``json(value)`` whatever its field's type (a field that
+    was once an extra keeps its JSON column).
     """
     entries = []
-    for column in RECORD_COLUMNS:
-        read = f"record.{column.field}"
-        if column.part is not None:
-            read = f"(None if {read} is None else {read}.{column.part})"
-        elif column.kind == "timestamp":
-            read = f"timestamp({read})"
-        elif column.kind == "json":
-            read = f"plain({read})"
-        entries.append(f"        {column.name!r}: {read},")
-    source = "def row_of(record):\n    row = {\n" + "\n".join(entries) + "\n    }\n"
-    source += "    if record.extras:\n        add_extras(row, record.extras)\n    return row\n"
-    namespace: dict[str, Any] = {
-        "timestamp": _timestamp,
-        "plain": _plain,
-        "add_extras": _add_extras,
-    }
-    exec(compile(source, "<vbot_cdr row_of>", "exec"), namespace)
-    row_of: Callable[[CallRecord], dict[str, Any]] = namespace["row_of"]
-    row_of.__doc__ = "The record as ``column name -> value``: JSON columns hold lists and dicts."
-    return row_of
-
-
-def _add_extras(row: dict[str, Any], extras: Mapping[str, Any]) -> None:
-    for name, value in extras.items():
-        row[f"extra_{name}" if name.lower() in _TAKEN else name] = value
-
-
-#: The record as ``column name -> value``: JSON columns hold Python lists and dicts.
-row_of: Final = _compile_row_of()
-
-
-def columns_of(rows: Iterable[dict[str, Any]]) -> Sequence[Column]:
-    """`RECORD_COLUMNS`, then a JSON column per other key of ``rows`` (first seen first)."""
-    extra: dict[str, Column] = {}
-    for row in rows:
-        if len(row) > len(RECORD_COLUMNS):
-            for name in row:
-                if name not in extra and name.lower() not in _TAKEN:
-                    extra[name] = Column(name, "json", name)
-    return RECORD_COLUMNS + tuple(extra.values())
+    for column in loaded(columns):
+        if column.extra:
+            read = f"extras.get({column.field!r})"
+        elif column.part is not None:
+            read = f"(None if (nested := record.{column.field}) is None else nested.{column.part})"
+        else:
+            read = f"record.{column.field}"
+        if column.name in json_columns:
+            read = f"json({read})"
+        entries.append(read)
+    source = (
+        f"def encode(record):\n    extras = record.extras\n    return ({', '.join(entries)},)\n"
+    )
+    namespace: dict[str, Any] = {"json": json}
+    exec(compile(source, "<vbot_cdr encode>", "exec"), namespace)
+    encode: Callable[[CallRecord], tuple[Any, ...]] = namespace["encode"]
+    return encode

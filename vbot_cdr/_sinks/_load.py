@@ -20,7 +20,7 @@ from .._client import VBotClient
 from .._models import CallFilter, CallRecord, TimeUnit
 from .._sync import CallSync, SyncState, decode_state, encode_state, fingerprint
 from ._backends import Database, open_database
-from ._columns import KEY, RECORD_COLUMNS, columns_of, row_of
+from ._columns import RECORD_COLUMNS, columns_of
 from ._url import parse_database_url
 
 __all__ = ["DatabaseLoad", "DatabaseStateStore", "sync_to_database"]
@@ -80,7 +80,7 @@ class _Loader:
 
     def __init__(self, database: Database):
         self._database = database
-        self._rows: list[dict[str, Any]] = []
+        self._records: list[CallRecord] = []
         self.loaded = 0
         self.without_trans_id = 0
 
@@ -88,17 +88,17 @@ class _Loader:
         if not record.trans_id:  # an empty one is no key either: it would merge calls
             self.without_trans_id += 1
             return
-        self._rows.append(row_of(record))
-        if len(self._rows) >= BATCH_ROWS:
+        self._records.append(record)
+        if len(self._records) >= BATCH_ROWS:
             await self.flush()
 
     async def flush(self) -> None:
         # Keyed by trans_id: one INSERT ... ON CONFLICT may not touch a row twice.
-        rows = list({row[KEY]: row for row in self._rows}.values())
-        self._rows = []
-        if rows:
-            await asyncio.to_thread(self._database.upsert, columns_of(rows), rows)
-            self.loaded += len(rows)
+        records = list({record.trans_id: record for record in self._records}.values())
+        self._records = []
+        if records:
+            await asyncio.to_thread(self._database.upsert, columns_of(records), records)
+            self.loaded += len(records)
 
 
 async def sync_to_database(
