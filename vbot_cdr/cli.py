@@ -837,7 +837,7 @@ async def open_client(args: argparse.Namespace, context: _Context) -> AsyncItera
             api_key = resolve_api_key(args, context.environ)
             if api_key is None:
                 token = resolve_credential(args, context.environ)
-                context.log.secrets += _secrets_of(token, context.environ)
+                context.log.secrets += _secrets_of(token)
                 credential = {"token": token, "api": args.api}
             else:
                 context.log.secrets.append(api_key)
@@ -854,11 +854,12 @@ async def open_client(args: argparse.Namespace, context: _Context) -> AsyncItera
         yield await stack.enter_async_context(client)
 
 
-def _secrets_of(credential: str | PasswordAuth, environ: Mapping[str, str]) -> list[str]:
+def _secrets_of(credential: str | PasswordAuth) -> list[str]:
     """What no line or summary of the run may show, should a message ever carry it."""
     if isinstance(credential, str):
         return [credential]
-    return [environ.get(ENV_PASSWORD, "")]
+    # The password the login uses, whether from $VBOT_PASSWORD or typed at the prompt.
+    return [credential._password]
 
 
 def _demo_credential(server: FakeVBotServer) -> dict[str, Any]:
