@@ -91,8 +91,6 @@ async def make_client() -> AsyncIterator[Callable[..., VBotClient]]:
 
 
 @pytest.fixture
-async def client(
-    server: FakeVBotServer, make_client: Callable[..., VBotClient]
-) -> VBotClient:
+async def client(server: FakeVBotServer, make_client: Callable[..., VBotClient]) -> VBotClient:
     """A client of `server`."""
     return make_client(server)

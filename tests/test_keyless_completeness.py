@@ -21,9 +21,10 @@ async def test_key_less_calls_among_shuffled_ties_end_complete_or_incomplete() -
         if index % 7 == 0:
             record["trans_id"] = ""
     habits = PagingHabits(shuffle_ties=True, seed=3)
-    async with FakeVBotServer(records=records, paging=habits) as server, VBotClient(
-        server.token, base_url=server.base_url, page_size=50
-    ) as client:
+    async with (
+        FakeVBotServer(records=records, paging=habits) as server,
+        VBotClient(server.token, base_url=server.base_url, page_size=50) as client,
+    ):
         try:
             got = [record async for record in client.iter_calls()]
         except IncompleteError:
@@ -45,9 +46,10 @@ async def test_key_less_calls_in_a_range_the_repair_re_reads_are_an_incomplete_e
         if index % 50 == 0:
             record["trans_id"] = ""
     habits = PagingHabits(deep_cap=200)  # pages past offset 200 come back empty
-    async with FakeVBotServer(records=records, paging=habits) as server, VBotClient(
-        server.token, base_url=server.base_url, page_size=50
-    ) as client:
+    async with (
+        FakeVBotServer(records=records, paging=habits) as server,
+        VBotClient(server.token, base_url=server.base_url, page_size=50) as client,
+    ):
         with pytest.raises(IncompleteError, match="without trans_id") as info:
             [record async for record in client.iter_calls()]
     assert info.value.expected == 400
@@ -61,9 +63,10 @@ async def test_key_less_calls_on_a_server_whose_order_holds_are_each_yielded_onc
         record["create_at"] = START + index // 30  # ties, but in a stable order
         if index % 7 == 0:
             record["trans_id"] = ""
-    async with FakeVBotServer(records=records) as server, VBotClient(
-        server.token, base_url=server.base_url, page_size=50
-    ) as client:
+    async with (
+        FakeVBotServer(records=records) as server,
+        VBotClient(server.token, base_url=server.base_url, page_size=50) as client,
+    ):
         got = [record async for record in client.iter_calls()]
     assert sorted(r.to_dict()["phone"] or "" for r in got) == sorted(
         r["phone"] or "" for r in records

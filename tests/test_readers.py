@@ -20,6 +20,7 @@ from vbot_cdr._models import (
     _Invalid,
     _read_record,
     _structure_with_converter,
+    build_records,
     structure_record,
     structure_records,
 )
@@ -204,8 +205,8 @@ def test_fast_path_and_general_path_agree(body: bytes) -> None:
     expected = general_path(body)
     status = None if fast is None else fast[0].get("status")
     if fast is not None and type(status) is int and status == 1:
-        assert [(record, dict(record.extras)) for record in fast[1]] == expected
-    assert outcome(lambda: read_record_page(GET_ALL, 200, {}, body)) == expected
+        assert [(record, dict(record.extras)) for record in build_records(fast[1])] == expected
+    assert outcome(lambda: build_records(read_record_page(GET_ALL, 200, {}, body))) == expected
 
 
 @pytest.mark.parametrize("spell", [dict, camel_case], ids=["snake_case", "camelCase"])
@@ -219,7 +220,8 @@ def test_clean_pages_take_the_fast_path(seed: int, spell: Callable[[Any], Any]) 
     body = json.dumps({"status": 1, "error": 0, "message": "ok", "data": list(map(spell, page))})
     decoded = decode_record_page(body.encode())
     assert decoded is not None
-    envelope, fast = decoded
+    envelope, rows = decoded
+    fast = build_records(rows)
     assert envelope == {"status": 1, "error": 0, "message": "ok"}
     assert fast == structure_records(page)
     assert [record.to_dict() for record in fast] == [r.to_dict() for r in structure_records(page)]
@@ -257,7 +259,7 @@ def test_each_dialect_judges_the_fast_path_envelope(
     body = json.dumps({**envelope, "data": page}).encode()
     if fast:
         monkeypatch.setattr(_wire, "read_records", None)  # the general path would fail here
-        assert read_record_page(request, 200, {}, body) == structure_records(page)
+        assert build_records(read_record_page(request, 200, {}, body)) == structure_records(page)
     else:
         with pytest.raises(APIError):
             read_record_page(request, 200, {}, body)
@@ -298,7 +300,7 @@ def test_what_msgspec_leaves_to_the_general_path(
     page[1].update(change)
     body = json.dumps({"status": 1, "error": 0, "message": "ok", "data": page}).encode()
     assert decode_record_page(body) is None
-    result = outcome(lambda: read_record_page(GET_ALL, 200, {}, body))
+    result = outcome(lambda: build_records(read_record_page(GET_ALL, 200, {}, body)))
     assert result == general_path(body)
     if field is None:
         assert isinstance(result, list)

@@ -491,9 +491,10 @@ async def test_a_refused_password_is_not_shown(postgres_server: str) -> None:
     """The server's refusal is reported; the password the URL held is not."""
     server = psycopg.conninfo.conninfo_to_dict(postgres_server)
     url = f"postgresql://no_such_role:{PASSWORD}@{server['host']}:{server['port']}/postgres"
-    async with FakeVBotServer(count=1) as fake, VBotClient(
-        fake.token, base_url=fake.base_url
-    ) as client:
+    async with (
+        FakeVBotServer(count=1) as fake,
+        VBotClient(fake.token, base_url=fake.base_url) as client,
+    ):
         with pytest.raises(DatabaseError) as caught:
             await sync_to_database(client, url, CallFilter(start_date=START))
     assert PASSWORD not in str(caught.value)

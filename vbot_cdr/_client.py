@@ -38,7 +38,15 @@ from ._config import (
 from ._dialects import V2, V3, Api, Dialect, dialect_for
 from ._errors import AuthenticationError, ResponseFormatError, TransportError
 from ._iteration import CallIterator, CallPageIterator, Iteration, OpenIteration
-from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
+from ._models import (
+    BotConversation,
+    CallFilter,
+    CallRecord,
+    CallRow,
+    TimeUnit,
+    build_records,
+    to_epoch,
+)
 from ._port import Gate
 from ._retry import call_with_retries
 from ._stats import IterationStats
@@ -49,6 +57,8 @@ from ._windows import plan_windows, to_units
 __all__ = ["VBotClient"]
 
 T = TypeVar("T")
+
+
 #: Reads one answer ``(status, headers, body)`` to a request: `_wire.read_response` gives the
 #: envelope's ``data``; `_wire.read_record_page` gives a page's records in one go.
 class ReadAnswer(Protocol):
@@ -174,9 +184,7 @@ class _IterationPort:
             deadline=self._deadline.at(),
         )
 
-    async def fetch(
-        self, filter: CallFilter, page: int, size: int, gate: Gate
-    ) -> list[CallRecord]:
+    async def fetch(self, filter: CallFilter, page: int, size: int, gate: Gate) -> list[CallRow]:
         client = self._client
         return await client._call(
             client._list_request(filter, page, size),
@@ -578,7 +586,8 @@ class VBotClient:
         _positive_int("page", page, minimum=self._first_page)
         size = self._page_size if size is None else _positive_int("size", size)
         request = self._list_request(call_filter, page, size)
-        return await self._call(request, _already_read, read_answer=_wire.read_record_page)
+        rows = await self._call(request, _already_read, read_answer=_wire.read_record_page)
+        return build_records(rows)
 
     async def get_bot_conversation(
         self, trans_id: str, *, bot_id: str | None = None

@@ -30,7 +30,7 @@ import math
 from array import array
 from collections.abc import Mapping, Sequence
 
-from ._models import CallRecord
+from ._models import CallRow
 from ._stats import IterationStats
 
 __all__ = ["MIN_REMEMBERED_IDS", "ExactlyOnce", "Ledger"]
@@ -57,7 +57,7 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, records: Sequence[CallRecord]) -> None:
+    def add(self, records: Sequence[CallRow]) -> None:
         """Note ``records`` as handed out."""
         self._keys.extend([hash(r.trans_id) if r.trans_id else _NO_KEY for r in records])
         self._times.extend([-1 if r.create_at is None else r.create_at for r in records])
@@ -121,7 +121,7 @@ class ExactlyOnce:
             self._kept = {key: at for key, at in self._kept.items() if at >= keep_from}
         return dict(self._kept)
 
-    def knows(self, record: CallRecord) -> bool:
+    def knows(self, record: CallRow) -> bool:
         """Whether ``record`` was handed out already (never, without a ``trans_id``)."""
         key = record.trans_id
         if not key:
@@ -130,8 +130,8 @@ class ExactlyOnce:
         return key in self._kept or key in self._recent or hash(key) in ids
 
     def keep_new(
-        self, records: list[CallRecord], *, offset: int | None = None, page_size: int = 0
-    ) -> list[CallRecord]:
+        self, records: list[CallRow], *, offset: int | None = None, page_size: int = 0
+    ) -> list[CallRow]:
         """``records`` minus those handed out already; the rest are noted as handed out.
 
         Args:
@@ -144,8 +144,8 @@ class ExactlyOnce:
         recent, ids = self._recent, self._ids
         if offset is None and ids is None:
             ids = self._ids = self.ledger.ids()
-        fresh: list[CallRecord] = []
-        met_again: list[CallRecord] = []  # handed out by an earlier window or read
+        fresh: list[CallRow] = []
+        met_again: list[CallRow] = []  # handed out by an earlier window or read
         first_read: list[str] = []
         for index, record in enumerate(records):
             key = record.trans_id

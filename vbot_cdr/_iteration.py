@@ -1,4 +1,4 @@
-"""The iteration pipeline: every record of a range, exactly once, verified, as records or pages.
+r"""The iteration pipeline: every record of a range, exactly once, verified, as records or pages.
 
 One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
 `Iteration.next_page`, then the public iterators):
@@ -12,8 +12,11 @@ One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
    read it (a page, the repair, the next window, the read a sync resumes);
 4. **verify and repair** (`_reconcile.Reconciler`): only when the window's records fall short
    of its count; complete, or `IncompleteError`;
-5. **limit** (`Iteration.next_page`): pages cut to ``limit`` records, in this one place; the
-   paging stage is told how many records are still wanted so it plans no page past them;
+5. **limit and build** (`Iteration.next_page`): pages cut to ``limit`` records, in this one
+   place (the paging stage is told how many records are still wanted so it plans no page
+   past them), then built into `CallRecord`\ s (`build_records`). Until then a page is
+   `CallRow`\ s: the twins msgspec decoded it into, which the garbage collector does not
+   track, so the pages fetched ahead cost it nothing;
 6. **records or pages**: `CallIterator` hands over the records of the page at hand one by
    one, `CallPageIterator` whole pages; `CallSync` (in `_sync`) adds ``commit``.
 
@@ -33,7 +36,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 
 from ._exactly_once import ExactlyOnce
-from ._models import CallFilter, CallRecord
+from ._models import CallFilter, CallRecord, CallRow, build_records
 from ._pagination import AdaptiveWindow, Paginator
 from ._port import CallsPort
 from ._reconcile import Reconciler
@@ -115,7 +118,7 @@ class Iteration:
         self._stages = self._windows_pages()
 
     async def next_page(self) -> list[CallRecord]:
-        """The limit stage: the pipeline's next page, cut to the limit.
+        """The limit and build stage: the pipeline's next page, cut to the limit, as records.
 
         Raises:
             StopAsyncIteration: After the last page, or once the limit is reached (the
@@ -128,13 +131,13 @@ class Iteration:
         if self._remaining is not None:
             page = page[: self._remaining]
             self._remaining -= len(page)
-        return page
+        return build_records(page)
 
     async def aclose(self) -> None:
         """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
         await self._stages.aclose()
 
-    async def _windows_pages(self) -> AsyncGenerator[list[CallRecord], None]:
+    async def _windows_pages(self) -> AsyncGenerator[list[CallRow], None]:
         """Stages 1 to 4: each window's new records, from its pages, then from its repair."""
         once = self._once
         for start, end in self._spans:

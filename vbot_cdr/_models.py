@@ -34,16 +34,17 @@ __all__ = [
     "BotConversation",
     "CallFilter",
     "CallRecord",
+    "CallRow",
     "CamelRecord",
     "CollectedField",
     "Hotline",
     "Member",
     "SnakeRecord",
     "TimeUnit",
+    "build_records",
     "camel_case",
     "describe_structure_error",
     "epoch_to_datetime",
-    "from_twins",
     "structure_record",
     "structure_records",
     "to_epoch",
@@ -772,7 +773,7 @@ def _path_as_sent(data: Any, root: str, where: str) -> str:
 # model class gets two *twins*, msgspec structs with its fields, one naming them in
 # snake_case and one in camelCase (v3), typed as the readers check them (ints within 64
 # bits), refusing any field they do not name. A page decodes into the twins of its spelling
-# and `from_twins` makes `CallRecord`s of them (one C-level dict per record, as the readers
+# and `build_records` makes `CallRecord`s of them (one C-level dict per record, as the readers
 # build theirs; equal members and hotlines shared, as the readers share them). Anything the
 # twins refuse (a bad value, an unknown field, mixed spellings, null for
 # `call_collected_data`) goes through the readers above, which give the same records, the
@@ -813,9 +814,9 @@ def _record_twin(camel: bool) -> Any:
     return _twin(CallRecord, camel, {cls: _twin(cls, camel, {}) for cls in _NESTED})
 
 
-#: A snake_case record as msgspec decodes it; `from_twins` makes it a `CallRecord`.
+#: A snake_case record as msgspec decodes it; `build_records` makes it a `CallRecord`.
 SnakeRecord: Final[Any] = _record_twin(camel=False)
-#: A camelCase (v3) record as msgspec decodes it; `from_twins` makes it a `CallRecord`.
+#: A camelCase (v3) record as msgspec decodes it; `build_records` makes it a `CallRecord`.
 CamelRecord: Final[Any] = _record_twin(camel=True)
 
 _NESTED_FIELDS: Final = tuple(
@@ -825,19 +826,39 @@ _NESTED_FIELDS: Final = tuple(
     if _optional(hint) is cls
 )
 _SHARED_MAX: Final = 4096
-# from_twins builds a CallRecord from its __dict__, as the readers do: that takes a plain
+# build_records makes a CallRecord from its __dict__, as the readers do: that takes a plain
 # __init__ (nothing it would skip) and an instance __dict__.
 if not _has_plain_init(CallRecord) or "__slots__" in CallRecord.__dict__:
     raise TypeError("CallRecord must keep a plain __init__ and an instance __dict__")
 
 
-def from_twins(rows: list[Any]) -> list[CallRecord]:
-    r"""`SnakeRecord`\ s or `CamelRecord`\ s as `CallRecord`\ s (no extras: twins have none)."""
-    asdict, new, set_attribute = msgspec.structs.asdict, object.__new__, object.__setattr__
-    shared = _shared.get
+class CallRow(typing.Protocol):
+    """A record on its way through the paging stages: a `CallRecord`, or the twin a clean
+    page decodes into (`SnakeRecord`, `CamelRecord`), which becomes one in `build_records`.
+
+    The stages read only these two fields, which both kinds have under the same names. A
+    page waiting its turn thus holds twins, which the garbage collector does not track,
+    rather than records, which it would walk over again and again.
+    """
+
+    @property
+    def trans_id(self) -> str | None: ...
+
+    @property
+    def create_at(self) -> int | None: ...
+
+
+def build_records(rows: typing.Sequence[CallRow]) -> list[CallRecord]:
+    r"""``rows`` as `CallRecord`\ s, in order: each twin built into one (without extras:
+    twins have none), each `CallRecord` as it is."""
+    asdict: Callable[[Any], dict[str, Any]] = msgspec.structs.asdict
+    new, set_attribute, shared = object.__new__, object.__setattr__, _shared.get
     records: list[CallRecord] = []
     append = records.append
     for row in rows:
+        if type(row) is CallRecord:
+            append(row)
+            continue
         values = asdict(row)
         for name, cls in _NESTED_FIELDS:
             twin = values[name]

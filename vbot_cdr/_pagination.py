@@ -31,19 +31,20 @@ from types import TracebackType
 from typing import Protocol
 
 from ._errors import RateLimitError
-from ._models import CallFilter, CallRecord
+from ._models import CallFilter, CallRow
 from ._port import CallsPort
 from ._stats import IterationStats
 
 __all__ = ["AdaptiveWindow", "KeepNew", "Paginator"]
+
 
 class KeepNew(Protocol):
     """The exactly-once stage as the engine sees it (`ExactlyOnce.keep_new`): a page, where
     it starts and the size it was asked with in; its records not handed out yet out."""
 
     def __call__(
-        self, records: list[CallRecord], *, offset: int | None = ..., page_size: int = ...
-    ) -> list[CallRecord]: ...
+        self, records: list[CallRow], *, offset: int | None = ..., page_size: int = ...
+    ) -> list[CallRow]: ...
 
 
 class AdaptiveWindow:
@@ -137,12 +138,12 @@ class Paginator:
         self._window = window
         self._stats = stats
 
-    async def _fetch(self, filter: CallFilter, page: int, size: int) -> list[CallRecord]:
+    async def _fetch(self, filter: CallFilter, page: int, size: int) -> list[CallRow]:
         records = await self._port.fetch(filter, page, size, self._window)
         self._stats.pages += 1
         return records
 
-    def _ready(self, tasks: dict[int, asyncio.Task[list[CallRecord]]]) -> int | None:
+    def _ready(self, tasks: dict[int, asyncio.Task[list[CallRow]]]) -> int | None:
         """The page to hand over next, if it has arrived."""
         if self._ordered:
             head = min(tasks)
@@ -152,7 +153,7 @@ class Paginator:
 
     async def pages(
         self, filter: CallFilter, total: int, *, wanted: int | None, keep_new: KeepNew
-    ) -> AsyncGenerator[list[CallRecord], None]:
+    ) -> AsyncGenerator[list[CallRow], None]:
         """Yield the new records of each page of ``filter``'s range, whose count is ``total``.
 
         Args:
@@ -169,7 +170,7 @@ class Paginator:
         planned = total if wanted is None else min(wanted, total)
         if planned == 0:
             return
-        tasks: dict[int, asyncio.Task[list[CallRecord]]] = {}
+        tasks: dict[int, asyncio.Task[list[CallRow]]] = {}
         handed = 0
 
         def plan(size: int, offset: int) -> tuple[int, int, int]:
@@ -243,7 +244,7 @@ class Paginator:
             await _cancel(tasks)
 
 
-async def _cancel(tasks: dict[int, asyncio.Task[list[CallRecord]]]) -> None:
+async def _cancel(tasks: dict[int, asyncio.Task[list[CallRow]]]) -> None:
     """Cancel ``tasks`` and wait until they are gone, retrieving their exceptions."""
     for task in tasks.values():
         task.cancel()
@@ -252,4 +253,3 @@ async def _cancel(tasks: dict[int, asyncio.Task[list[CallRecord]]]) -> None:
         for task in tasks.values():
             if not task.cancelled():
                 task.exception()  # retrieved, so asyncio does not warn about it
-

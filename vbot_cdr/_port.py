@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Awaitable
 from typing import Protocol
 
-from ._models import CallFilter, CallRecord
+from ._models import CallFilter, CallRow
 
 __all__ = ["CallsPort", "Gate"]
 
@@ -25,4 +25,4 @@ class CallsPort(Protocol):
 
     def fetch(
         self, filter: CallFilter, page: int, size: int, gate: Gate
-    ) -> Awaitable[list[CallRecord]]: ...
+    ) -> Awaitable[list[CallRow]]: ...

@@ -39,7 +39,7 @@ import attrs
 
 from ._errors import APIError, IncompleteError
 from ._exactly_once import ExactlyOnce
-from ._models import CallFilter, CallRecord
+from ._models import CallFilter, CallRow
 from ._port import CallsPort, Gate
 from ._stats import IterationStats
 
@@ -97,11 +97,11 @@ class Reconciler:
         self._stats.recounts += 1
         return await self._port.count(call_filter)
 
-    async def _fetch(self, call_filter: CallFilter, page: int, size: int) -> list[CallRecord]:
+    async def _fetch(self, call_filter: CallFilter, page: int, size: int) -> list[CallRow]:
         self._stats.repair_pages += 1
         return await self._port.fetch(call_filter, page, size, self._gate)
 
-    async def repair(self, total: int, once: ExactlyOnce) -> AsyncGenerator[list[CallRecord], None]:
+    async def repair(self, total: int, once: ExactlyOnce) -> AsyncGenerator[list[CallRow], None]:
         """Yield the records of the range that ``once`` has not handed out; raise when some stay
         missing.
 
@@ -165,9 +165,7 @@ class Reconciler:
                 page=before,
             )
 
-    async def _narrow(
-        self, recount: int, once: ExactlyOnce
-    ) -> AsyncGenerator[list[CallRecord], None]:
+    async def _narrow(self, recount: int, once: ExactlyOnce) -> AsyncGenerator[list[CallRow], None]:
         ledger = once.ledger
         times = ledger.times()
         start, end = self._filter.start_date, self._filter.end_date
@@ -214,13 +212,13 @@ class Reconciler:
 
     async def _read(
         self, lo: int, hi: int, count: int, once: ExactlyOnce
-    ) -> tuple[list[CallRecord], int]:
+    ) -> tuple[list[CallRow], int]:
         """Page the range ``[lo, hi]`` from its first page; its records ``once`` lets through.
 
         Stops at a short page, a page that brings nothing new, or one page past the count.
         Returns the new records and the length of the first page.
         """
-        new: list[CallRecord] = []
+        new: list[CallRow] = []
         first_len = 0
         if lo == hi and count > self._size:
             # Ties beyond a page: offsets within them mean nothing to a server that orders
@@ -241,7 +239,7 @@ class Reconciler:
                 break
         return new, first_len
 
-    def _keep_new(self, page: list[CallRecord], once: ExactlyOnce) -> list[CallRecord]:
+    def _keep_new(self, page: list[CallRow], once: ExactlyOnce) -> list[CallRow]:
         """The records of a re-read ``page`` not handed out yet.
 
         Raises:
@@ -271,4 +269,3 @@ class Reconciler:
         if found.cap is not None:
             return f"{said}; the server answers at most {found.cap} records per page"
         return said
-

@@ -21,7 +21,7 @@ import http
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, TypedDict, Union
+from typing import Any, ClassVar, Final, TypedDict, Union, cast
 from urllib.parse import quote, quote_plus, urlencode
 
 import attrs
@@ -45,11 +45,11 @@ from ._models import (
     BotConversation,
     CallFilter,
     CallRecord,
+    CallRow,
     CamelRecord,
     SnakeRecord,
     TimeUnit,
     describe_structure_error,
-    from_twins,
     structure_record,
     structure_records,
 )
@@ -527,10 +527,11 @@ def _page_struct(record: Any) -> Any:
     )
 
 
-_decode_snake_page: Final = msgspec.json.Decoder(_page_struct(SnakeRecord)).decode
-_decode_camel_page: Final = msgspec.json.Decoder(_page_struct(CamelRecord)).decode
-#: How a camelCase page shows itself (a snake_case one has ``"trans_id"``).
-_CAMEL_SIGN: Final = b'"transId"'
+#: The page decoders, the spelling of v2 and v3-legacy first: a camelCase page fails the
+#: snake_case decoder at its first record's first camelCase field, at once.
+_PAGE_DECODERS: Final = tuple(
+    msgspec.json.Decoder(_page_struct(record)).decode for record in (SnakeRecord, CamelRecord)
+)
 
 
 def read_record_page(
@@ -540,13 +541,14 @@ def read_record_page(
     body: bytes,
     *,
     secrets: tuple[str, ...] = (),
-) -> list[CallRecord]:
+) -> list[CallRow]:
     """Read a ``getAll`` answer into its records: `read_response`, then `read_records`.
 
     A success envelope (by the request's dialect) whose records have only known fields, each
-    of the right type, is decoded by msgspec in one go (`decode_record_page`); any other
-    answer takes the general path, which returns the same records (with their extras) or
-    raises the same error, with ``secrets`` blanked out of what it quotes.
+    of the right type, is decoded by msgspec in one go (`decode_record_page`) into twins,
+    which `build_records` makes records of when the page is handed over; any other answer
+    takes the general path, which returns the same records (with their extras) or raises
+    the same error, with ``secrets`` blanked out of what it quotes.
     """
     if 200 <= status < 300:
         page = decode_record_page(body)
@@ -554,23 +556,25 @@ def read_record_page(
             envelope = request.dialect.read_envelope(page[0])
             if envelope is not None and envelope.ok:
                 return page[1]
-    return read_records(request, read_response(request, status, headers, body, secrets=secrets))
+    data = read_response(request, status, headers, body, secrets=secrets)
+    return cast(list[CallRow], read_records(request, data))  # a list is not covariant
 
 
-def decode_record_page(body: bytes) -> tuple[dict[str, Any], list[CallRecord]] | None:
-    """The envelope (its fields but ``data``) and records of a page, decoded by msgspec; or
-    ``None`` when ``data`` is no array of records the fast path can read (see
+def decode_record_page(body: bytes) -> tuple[dict[str, Any], list[CallRow]] | None:
+    """The envelope (its fields but ``data``) and the record twins of a page, decoded by
+    msgspec; or ``None`` when ``data`` is no array of records the fast path can read (see
     `_models.SnakeRecord`), and the general path must say what the body is."""
-    decode = _decode_camel_page if _CAMEL_SIGN in body else _decode_snake_page
-    try:
-        page = decode(body)
-    except msgspec.MsgspecError:
-        return None
-    if page.data is None:
-        return None
-    envelope = {name: getattr(page, name) for name in _ENVELOPE_FIELDS}
-    envelope = {name: value for name, value in envelope.items() if value is not msgspec.UNSET}
-    return envelope, from_twins(page.data)
+    for decode in _PAGE_DECODERS:
+        try:
+            page = decode(body)
+        except msgspec.MsgspecError:
+            continue
+        if page.data is None:
+            return None
+        envelope = {name: getattr(page, name) for name in _ENVELOPE_FIELDS}
+        envelope = {name: value for name, value in envelope.items() if value is not msgspec.UNSET}
+        return envelope, page.data
+    return None
 
 
 def conversation_reader(trans_id: str) -> Callable[[Request, Any], BotConversation]:

@@ -159,9 +159,7 @@ async def transports(session: aiohttp.ClientSession) -> None:
     async with VBotClient("token", base_url="https://api.example.vn", transport=fake) as client:
         assert_type(await client.count_calls(), int)
     default = AiohttpTransport(session=session, max_response_bytes=1 << 20, connections=10)
-    status, _, body = await default.send(
-        "GET", "https://api.example.vn", headers={}, timeout=1.0
-    )
+    status, _, body = await default.send("GET", "https://api.example.vn", headers={}, timeout=1.0)
     assert_type(status, int)
     assert_type(body, bytes)
     await default.aclose()
@@ -240,9 +238,7 @@ async def dialects() -> None:
         postage = CallFilter(min_postage=100.0, max_postage=1000, key="0901")
         assert_type(postage.min_postage, float | None)
         assert_type(await v3.count_calls(postage), int)
-    legacy = VBotClient(
-        api_key=fetch_key, base_url="https://x", api="v3-legacy", time_unit=None
-    )
+    legacy = VBotClient(api_key=fetch_key, base_url="https://x", api="v3-legacy", time_unit=None)
     await legacy.aclose()
     v2 = VBotClient(token="token", base_url="https://x", api="v2", vbot_id="VB1")
     await v2.aclose()
@@ -261,6 +257,8 @@ def dialect_misuse() -> None:
     VBotClient(api_key="k", base_url="https://x", api="v4")  # type: ignore[arg-type]
     VBotClient(api_key=42, base_url="https://x")  # type: ignore[arg-type]
     CallFilter(min_postage="100")  # type: ignore[arg-type]
+
+
 async def database_sink() -> None:
     async with VBotClient("token", base_url="https://api.example.vn") as client:
         done: DatabaseLoad = await sync_to_database(
