@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vbot_cdr import CallRecord, IterationStats
 from vbot_cdr import _exactly_once as exactly_once
@@ -98,3 +100,52 @@ def test_dedup_horizon_grows_with_the_observed_shift(monkeypatch: pytest.MonkeyP
         fresh = [CallRecord(trans_id=f"x{number}-{i}") for i in range(10)]
         seen.keep_new(fresh, offset=number * 10, page_size=10)
     assert seen.keep_new(pages[4][:1], offset=90, page_size=10) == []  # 5 pages on
+
+
+def _pages() -> st.SearchStrategy[list[list[CallRecord]]]:
+    """Pages of a few ids (repeats within and across pages, empty and missing ids) and times
+    (missing ones, and some past a window end of 50)."""
+    record = st.builds(
+        CallRecord,
+        trans_id=st.sampled_from(["A", "B", "C", "D", "E", "F", "", None]),
+        create_at=st.one_of(st.none(), st.integers(0, 100)),
+    )
+    return st.lists(st.lists(record, min_size=1, max_size=6), max_size=8)
+
+
+def _state(once: ExactlyOnce, stats: IterationStats) -> tuple[object, ...]:
+    return (
+        dict(once._recent),
+        {offset: list(keys) for offset, keys in once._pages.items()},
+        dict(once._kept),
+        once.ledger._keys.tolist(),
+        once.ledger._times.tolist(),
+        once.keyless,
+        once.order_moved,
+        stats.duplicates,
+        stats.max_shift,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(pages=_pages(), margin=st.sampled_from([0, 30]), boundary=st.booleans())
+def test_the_bulk_path_notes_pages_as_one_by_one_does(
+    pages: list[list[CallRecord]], margin: int, boundary: bool
+) -> None:
+    """A page with only new, distinct ids takes a bulk path; every page gives the same
+    records, counters and memory as the record-by-record path gives it."""
+    runs = []
+    for bulk in (True, False):
+        stats = IterationStats()
+        once = ExactlyOnce(
+            stats, concurrency=2, boundary={"F": 60} if boundary else None, margin=margin
+        )
+        if not bulk:
+            once._note_if_all_new = lambda records, offset: None  # type: ignore[method-assign]
+        once.open_window(50)
+        offset, handed = 0, []
+        for page in pages:
+            handed.append(once.keep_new(page, offset=offset, page_size=len(page)))
+            offset += len(page)
+        runs.append((handed, _state(once, stats), once.close_window()))
+    assert runs[0] == runs[1]

@@ -27,6 +27,7 @@ What it remembers, and what that costs:
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 from collections.abc import Mapping, Sequence
 
@@ -41,6 +42,9 @@ MIN_REMEMBERED_IDS = 10_000
 
 #: ``hash()`` never returns -1 (CPython reserves it), so it marks a record without an id.
 _NO_KEY = -1
+
+_trans_id = operator.attrgetter("trans_id")
+_create_at = operator.attrgetter("create_at")
 
 
 class Ledger:
@@ -61,6 +65,16 @@ class Ledger:
         """Note ``records`` as handed out."""
         self._keys.extend([hash(r.trans_id) if r.trans_id else _NO_KEY for r in records])
         self._times.extend([-1 if r.create_at is None else r.create_at for r in records])
+
+    def add_keyed(self, keys: list[str], times: list[int | None]) -> None:
+        """Note records by their ids (none empty) and times, as `add` does, in bulk."""
+        self._keys.extend(map(hash, keys))
+        length = len(self._times)
+        try:
+            self._times.extend(times)  # type: ignore[arg-type]  # None is refused: see below
+        except TypeError:
+            del self._times[length:]
+            self._times.extend([-1 if time is None else time for time in times])
 
     def ids(self) -> set[int]:
         """The ``hash(trans_id)`` of every record noted with an id."""
@@ -140,6 +154,40 @@ class ExactlyOnce:
                 checked against every record of the window).
             page_size: The size the page was asked with (with ``offset``).
         """
+        if offset is not None:
+            keys = self._note_if_all_new(records, offset)
+            if keys is not None:
+                self._forget_far_pages(offset, page_size, keys)
+                return records
+        return self._keep_new_one_by_one(records, offset, page_size)
+
+    def _note_if_all_new(self, records: list[CallRow], offset: int) -> list[str] | None:
+        """The common case, in bulk: a page whose records all have ids, none handed out yet,
+        and no two the same. Note them as handed out from ``offset`` on, and return their
+        ids; or change nothing and return ``None``."""
+        keys: list[str] = list(map(_trans_id, records))
+        recent, kept = self._recent, self._kept
+        if not all(keys) or not recent.keys().isdisjoint(keys):
+            return None
+        if kept and not kept.keys().isdisjoint(keys):
+            return None
+        known = len(recent)
+        recent.update(zip(keys, range(offset, offset + len(keys)), strict=True))
+        if len(recent) - known != len(keys):  # an id twice in the page
+            for key in keys:
+                recent.pop(key, None)
+            return None
+        times: list[int | None] = list(map(_create_at, records))
+        keep_from = self._keep_from
+        if keep_from is not None:
+            pairs = zip(keys, times, strict=True)
+            kept.update((key, at) for key, at in pairs if at is not None and at >= keep_from)
+        self.ledger.add_keyed(keys, times)
+        return keys
+
+    def _keep_new_one_by_one(
+        self, records: list[CallRow], offset: int | None, page_size: int
+    ) -> list[CallRow]:
         stats, kept, keep_from = self._stats, self._kept, self._keep_from
         recent, ids = self._recent, self._ids
         if offset is None and ids is None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -252,18 +252,17 @@ class CallIterator(_Iterator[CallRecord]):
 
     def __init__(self, iteration: Iteration):
         super().__init__(iteration)
-        self._page: list[CallRecord] = []
-        self._index = 0
+        self._stats = iteration.stats
+        self._records: Iterator[CallRecord] = iter(())  # the rest of the page at hand
 
     async def __anext__(self) -> CallRecord:
-        index = self._index
-        if index >= len(self._page):
-            self._page = []  # free the page before waiting for the next one
-            self._page = await self._iteration.next_page()
-            index = 0
-        self._index = index + 1
-        self._iteration.stats.yielded += 1
-        return self._page[index]
+        record = next(self._records, None)
+        while record is None:
+            self._records = iter(())  # free the page before waiting for the next one
+            self._records = iter(await self._iteration.next_page())
+            record = next(self._records, None)
+        self._stats.yielded += 1
+        return record
 
     def pages(self) -> CallPageIterator:
         """The records not handed out yet, a ``list[CallRecord]`` per page (for batch loads).
@@ -273,13 +272,12 @@ class CallIterator(_Iterator[CallRecord]):
 
         .. versionadded:: Unreleased
         """
-        rest = self._page[self._index :]
-        self._page, self._index = [], 0
+        rest, self._records = list(self._records), iter(())
         return CallPageIterator(self._iteration, first=rest)
 
     async def aclose(self) -> None:
         """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
-        self._page, self._index = [], 0
+        self._records = iter(())
         await super().aclose()
 
 

@@ -848,29 +848,6 @@ class CallRow(typing.Protocol):
     def create_at(self) -> int | None: ...
 
 
-def build_records(rows: typing.Sequence[CallRow]) -> list[CallRecord]:
-    r"""``rows`` as `CallRecord`\ s, in order: each twin built into one (without extras:
-    twins have none), each `CallRecord` as it is."""
-    asdict: Callable[[Any], dict[str, Any]] = msgspec.structs.asdict
-    new, set_attribute, shared = object.__new__, object.__setattr__, _shared.get
-    records: list[CallRecord] = []
-    append = records.append
-    for row in rows:
-        if type(row) is CallRecord:
-            append(row)
-            continue
-        values = asdict(row)
-        for name, cls in _NESTED_FIELDS:
-            twin = values[name]
-            if twin is not None:
-                values[name] = shared(twin) or _share(cls, twin)
-        values["extras"] = _EMPTY
-        record = new(CallRecord)
-        set_attribute(record, "__dict__", values)
-        append(record)
-    return records
-
-
 _shared: Final[dict[Any, Any]] = {}
 
 
@@ -880,3 +857,57 @@ def _share(cls: type, twin: Any) -> Any:
         _shared.clear()
     instance = _shared[twin] = cls(**msgspec.structs.asdict(twin))
     return instance
+
+
+# build_records' loop, generated: one C-level copy of a dict of every field for each record,
+# then one store per field read off the twin (no dict growing key by key, as asdict's does).
+_BUILDER: Final = """
+def build_records(rows):
+    records = []
+    append = records.append
+    for row in rows:
+        if type(row) is CallRecord:
+            append(row)
+            continue
+        d = template.copy()
+{stores}
+        record = new(CallRecord)
+        set_attribute(record, "__dict__", d)
+        append(record)
+    return records
+"""
+_NESTED_STORE: Final = """
+        nested = row.{name}
+        if nested is not None:
+            d[{name!r}] = shared(nested) or share({cls}, nested)"""
+
+
+def _compile_builder() -> Callable[[typing.Sequence[CallRow]], list[CallRecord]]:
+    nested = dict(_NESTED_FIELDS)
+    names = [a.name for a in attrs.fields(CallRecord) if a.name != "extras"]
+    stores = "".join(
+        _NESTED_STORE.format(name=name, cls=nested[name].__name__)
+        if name in nested
+        else f"\n        d[{name!r}] = row.{name}"
+        for name in names
+    )
+    env: dict[str, Any] = {
+        "CallRecord": CallRecord,
+        **{cls.__name__: cls for cls in _NESTED},
+        "template": {**dict.fromkeys(names), "extras": _EMPTY},
+        "new": object.__new__,
+        "set_attribute": object.__setattr__,
+        "shared": _shared.get,
+        "share": _share,
+    }
+    source = _BUILDER.format(stores=stores)
+    filename = "<vbot_cdr record builder>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), env)
+    build: Callable[[typing.Sequence[CallRow]], list[CallRecord]] = env["build_records"]
+    return build
+
+
+#: ``rows`` as `CallRecord`\ s, in order: each twin built into one (without extras: twins
+#: have none), each `CallRecord` as it is.
+build_records: Final = _compile_builder()
