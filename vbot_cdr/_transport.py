@@ -123,8 +123,13 @@ class AiohttpTransport:
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         cap = self._max_response_bytes
-        if response.content_length is not None and response.content_length > cap:
+        length = response.content_length
+        if length is not None and length > cap:
             raise _too_large(cap)
+        if length is not None and "Content-Encoding" not in response.headers:
+            # Exactly the bytes announced (aiohttp stops there), in one read; a compressed
+            # body can inflate past its announced length, so it is counted as it comes.
+            return await response.read()
         chunks: list[bytes] = []
         received = 0
         async for chunk in response.content.iter_any():
