@@ -28,10 +28,13 @@ from . import _wire
 from ._auth import ApiKey, Credential, PasswordAuth, TokenSource, api_key_source, token_source
 from ._config import (
     DEFAULT_CONCURRENCY,
+    DEFAULT_LOOKBACK,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_PAGE_SIZE,
     DEFAULT_RETRY,
+    DEFAULT_SETTLE,
     DEFAULT_TIMEOUT,
+    DEFAULT_WINDOW,
     RetryPolicy,
     normalize_base_url,
 )
@@ -776,9 +779,9 @@ class VBotClient:
         state_path: str | os.PathLike[str] | StateStore,
         filter: CallFilter | None = None,
         *,
-        lookback: dt.timedelta = dt.timedelta(minutes=10),
-        settle: dt.timedelta = dt.timedelta(minutes=2),
-        window: dt.timedelta = dt.timedelta(days=1),
+        lookback: dt.timedelta = DEFAULT_LOOKBACK,
+        settle: dt.timedelta = DEFAULT_SETTLE,
+        window: dt.timedelta = DEFAULT_WINDOW,
         reset: bool = False,
         page_size: int | None = None,
         concurrency: int | None = None,

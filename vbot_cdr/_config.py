@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from typing import Final
 from urllib.parse import urlsplit
@@ -10,10 +11,13 @@ import attrs
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_LOOKBACK",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_RETRY",
+    "DEFAULT_SETTLE",
     "DEFAULT_TIMEOUT",
+    "DEFAULT_WINDOW",
     "RetryPolicy",
     "normalize_base_url",
 ]
@@ -21,6 +25,12 @@ __all__ = [
 DEFAULT_CONCURRENCY: Final = 8
 DEFAULT_PAGE_SIZE: Final = 100
 DEFAULT_TIMEOUT: Final = 30.0
+#: A sync re-reads this much before its watermark: calls VBot writes late are not missed.
+DEFAULT_LOOKBACK: Final = dt.timedelta(minutes=10)
+#: A sync stops this long before now: calls still being written are left to the next run.
+DEFAULT_SETTLE: Final = dt.timedelta(minutes=2)
+#: The width of the time windows a sync pages one by one.
+DEFAULT_WINDOW: Final = dt.timedelta(days=1)
 #: A single response larger than this is refused rather than buffered (64 MiB).
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 

@@ -286,6 +286,11 @@ def _date_seconds(value: int | dt.datetime) -> float:
     return value / 1000 if abs(value) >= MILLISECONDS_THRESHOLD else value
 
 
+def _about(metavar: str, help: str) -> dict[str, str]:
+    """A criterion's description, which the CLI's options and the docs are derived from."""
+    return {"metavar": metavar, "help": help}
+
+
 @attrs.frozen(kw_only=True)
 class CallFilter:
     """Search criteria for ``countAll`` and ``getAll``; every one optional.
@@ -303,19 +308,55 @@ class CallFilter:
             above ``max_postage``.
     """
 
-    bot_id: str | None = attrs.field(default=None, validator=_optional_str)
-    campaign_code: str | None = attrs.field(default=None, validator=_optional_str)
-    member: str | None = attrs.field(default=None, validator=_optional_str)
-    template_script_code: str | None = attrs.field(default=None, validator=_optional_str)
-    disposition: str | None = attrs.field(default=None, validator=_optional_str)
-    key: str | None = attrs.field(default=None, validator=_optional_str)
-    start_date: int | dt.datetime | None = attrs.field(default=None, validator=_check_date)
-    end_date: int | dt.datetime | None = attrs.field(default=None, validator=_check_date)
-    hotline: str | None = attrs.field(default=None, validator=_optional_str)
-    input_log_search: str | None = attrs.field(default=None, validator=_optional_str)
-    status: int | None = attrs.field(default=None, validator=_check_status)
-    min_postage: float | None = attrs.field(default=None, validator=_check_number)
-    max_postage: float | None = attrs.field(default=None, validator=_check_number)
+    bot_id: str | None = attrs.field(
+        default=None, validator=_optional_str, metadata=_about("BOT", "bot code")
+    )
+    campaign_code: str | None = attrs.field(
+        default=None, validator=_optional_str, metadata=_about("CODE", "campaign code")
+    )
+    member: str | None = attrs.field(
+        default=None, validator=_optional_str, metadata=_about("MEMBER", "member (agent)")
+    )
+    template_script_code: str | None = attrs.field(
+        default=None, validator=_optional_str, metadata=_about("CODE", "script template code")
+    )
+    disposition: str | None = attrs.field(
+        default=None,
+        validator=_optional_str,
+        metadata=_about("OUTCOME", "call outcome: ANSWERED, 'NO ANSWER', BUSY, FAILED..."),
+    )
+    key: str | None = attrs.field(
+        default=None, validator=_optional_str, metadata=_about("TEXT", "search keyword")
+    )
+    start_date: int | dt.datetime | None = attrs.field(
+        default=None,
+        validator=_check_date,
+        metadata=_about("DATE", "earliest creation time (ISO 8601 or Unix epoch)"),
+    )
+    end_date: int | dt.datetime | None = attrs.field(
+        default=None,
+        validator=_check_date,
+        metadata=_about("DATE", "latest creation time (ISO 8601 or Unix epoch)"),
+    )
+    hotline: str | None = attrs.field(
+        default=None, validator=_optional_str, metadata=_about("HOTLINE", "hotline")
+    )
+    input_log_search: str | None = attrs.field(
+        default=None, validator=_optional_str, metadata=_about("TEXT", "search in the input log")
+    )
+    status: int | None = attrs.field(
+        default=None, validator=_check_status, metadata=_about("N", "call status (an integer)")
+    )
+    min_postage: float | None = attrs.field(
+        default=None,
+        validator=_check_number,
+        metadata=_about("VND", "lowest call charge (v3 only)"),
+    )
+    max_postage: float | None = attrs.field(
+        default=None,
+        validator=_check_number,
+        metadata=_about("VND", "highest call charge (v3 only)"),
+    )
 
     def __attrs_post_init__(self) -> None:
         start, end = self.start_date, self.end_date

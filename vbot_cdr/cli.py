@@ -259,20 +259,23 @@ def parse_date(text: str) -> int | dt.datetime:
 
 
 #: The filter options: `CallFilter` field, value type, metavar, help.
-_FILTERS: Final[tuple[tuple[str, Callable[[str], Any], str, str], ...]] = (
-    ("campaign_code", str, "CODE", "campaign code"),
-    ("bot_id", str, "BOT", "bot code"),
-    ("member", str, "MEMBER", "member (agent)"),
-    ("template_script_code", str, "CODE", "script template code"),
-    ("disposition", str, "OUTCOME", "call outcome: ANSWERED, 'NO ANSWER', BUSY, FAILED..."),
-    ("key", str, "TEXT", "search keyword"),
-    ("start_date", parse_date, "DATE", "earliest creation time (ISO 8601 or Unix epoch)"),
-    ("end_date", parse_date, "DATE", "latest creation time (ISO 8601 or Unix epoch)"),
-    ("hotline", str, "HOTLINE", "hotline"),
-    ("input_log_search", str, "TEXT", "search in the input log"),
-    ("status", _status, "N", "call status (an integer)"),
-    ("min_postage", float, "VND", "lowest call charge (v3 only)"),
-    ("max_postage", float, "VND", "highest call charge (v3 only)"),
+#: How each `CallFilter` criterion is read from its option; the rest are plain text.
+_FILTER_PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
+    "start_date": parse_date,
+    "end_date": parse_date,
+    "status": _status,
+    "min_postage": float,
+    "max_postage": float,
+}
+#: The criteria, in `CallFilter`'s order, as (name, parser, metavar, help).
+_FILTERS: Final = tuple(
+    (
+        field.name,
+        _FILTER_PARSERS.get(field.name, str),
+        field.metadata["metavar"],
+        field.metadata["help"],
+    )
+    for field in attrs.fields(CallFilter)
 )
 
 

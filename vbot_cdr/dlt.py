@@ -34,6 +34,7 @@ import dlt
 from dlt.extract import DltResource
 
 from ._client import VBotClient
+from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from ._dialects import Api
 from ._models import CallFilter, to_epoch
 
@@ -48,9 +49,9 @@ def vbot_source(
     api_key: str | None = dlt.secrets.value,
     api: Api | None = None,
     start_date: int | dt.datetime,
-    lookback: dt.timedelta = dt.timedelta(minutes=10),
-    settle: dt.timedelta = dt.timedelta(minutes=2),
-    window: dt.timedelta = dt.timedelta(days=1),
+    lookback: dt.timedelta = DEFAULT_LOOKBACK,
+    settle: dt.timedelta = DEFAULT_SETTLE,
+    window: dt.timedelta = DEFAULT_WINDOW,
     conversations: bool = False,
     client_options: Mapping[str, Any] | None = None,
     **filters: Any,

@@ -17,6 +17,7 @@ from typing import Any, Final
 import attrs
 
 from .._client import VBotClient
+from .._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from .._models import CallFilter, CallRecord, TimeUnit
 from .._sync import CallSync, SyncState, decode_state, encode_state, fingerprint
 from ._backends import Database, open_database
@@ -107,9 +108,9 @@ async def sync_to_database(
     filter: CallFilter | None = None,
     *,
     table: str = "vbot_calls",
-    lookback: dt.timedelta = dt.timedelta(minutes=10),
-    settle: dt.timedelta = dt.timedelta(minutes=2),
-    window: dt.timedelta = dt.timedelta(days=1),
+    lookback: dt.timedelta = DEFAULT_LOOKBACK,
+    settle: dt.timedelta = DEFAULT_SETTLE,
+    window: dt.timedelta = DEFAULT_WINDOW,
     reset: bool = False,
     page_size: int | None = None,
     concurrency: int | None = None,
