@@ -29,7 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from vbot_cdr import IterationStats
 
-from ._wire import redact as redact_body
+from ._redact import redact
 
 __all__ = [
     "ENV_LOG",
@@ -65,12 +65,6 @@ def _now() -> dt.datetime:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every one of ``secrets`` hidden, in every form `_wire.redact` knows."""
-    hidden = redact_body(text.encode(errors="surrogateescape"), tuple(secrets))
-    return hidden.decode(errors="surrogateescape")
 
 
 class _Formatter(logging.Formatter):
