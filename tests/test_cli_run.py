@@ -151,7 +151,7 @@ async def test_parquet_export_has_one_typed_schema_in_row_groups(tmp_path: Path)
 def test_parquet_writes_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parquet holds at most PARQUET_ROW_GROUP calls in memory: one row group each."""
     pq = pytest.importorskip("pyarrow.parquet")
-    from vbot_cdr import _outputs
+    from vbot_cdr.cli import _outputs
 
     monkeypatch.setattr(_outputs, "PARQUET_ROW_GROUP", 40)
     out = tmp_path / "calls.data"
