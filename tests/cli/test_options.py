@@ -4,9 +4,14 @@ never echoed, suggestions, each command's own usage, completion, typed options."
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
+import attrs
 import pytest
 
 from tests._cli import (
@@ -17,8 +22,16 @@ from tests._cli import (
     spawn,
     subcommands,
 )
-from vbot_cdr import cli
-from vbot_cdr.cli import main, parse_date
+from vbot_cdr import CallFilter, cli
+from vbot_cdr._config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_LOOKBACK,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_SETTLE,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WINDOW,
+)
+from vbot_cdr.cli import _options, main, parse_date
 
 
 @pytest.mark.parametrize(
@@ -140,3 +153,191 @@ def test_readme_command_line_matches_help() -> None:
                 if option.startswith("--") and option != "--help" and option not in section:
                     missing.append(f"{name} {option}")
     assert missing == []
+
+
+# -- suggestions and each command's usage ------------------------------------------------------
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The lines on stderr of options that do not parse (exit 2)."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    return captured.err.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "said"),
+    [
+        (
+            ["export", "--pagesize", SECRET],
+            "usage: vbot-cdr export ",
+            "vbot-cdr export: error: unrecognized arguments: --pagesize (values not shown) "
+            "(did you mean --page-size?)",
+        ),
+        (
+            ["sync", "--state", "s.json", "--look-back", "1h"],
+            "usage: vbot-cdr sync ",
+            "(did you mean --lookback?)",
+        ),
+        (["exprot", "--demo"], "usage: vbot-cdr ", "(did you mean export?)"),
+        (["count", "--api", "v33"], "usage: vbot-cdr count ", "(did you mean v3?)"),
+    ],
+    ids=["option", "sync-option", "command", "choice"],
+)
+def test_a_misspelt_name_gets_a_suggestion(
+    argv: list[str], usage: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt option, command or choice is refused with the closest name as a hint, after
+    the usage of the command it was given to; the value given is never shown."""
+    lines = refused(argv, capsys)
+    assert lines[0].startswith(usage)
+    assert lines[-1].endswith(said)
+    assert SECRET not in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["count", "--limit", "3"],
+        ["sync", "--state", "s.json", "--lookback", "soon"],
+        ["conversation"],
+        ["serve-fake", "--records", "many"],
+    ],
+    ids=["unknown-option", "bad-value", "missing-argument", "serve-fake"],
+)
+def test_a_commands_mistake_prints_that_commands_usage(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever the mistake, the usage shown is that of the command given, not the top-level
+    one, and the last line says what was wrong."""
+    lines = refused(argv, capsys)
+    assert lines[0].startswith(f"usage: vbot-cdr {argv[0]} ")
+    assert lines[-1].startswith(f"vbot-cdr {argv[0]}: error: ")
+
+
+def test_no_suggestion_without_a_close_name(capsys: pytest.CaptureFixture[str]) -> None:
+    """A name like none of the known ones gets no hint."""
+    assert "did you mean" not in refused(["count", "--zzzzzz"], capsys)[-1]
+
+
+# -- completion --------------------------------------------------------------------------------
+
+
+def completion(shell: str, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main(["--print-completion", shell])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_zsh_completion_knows_the_commands_and_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """The zsh script completes every command, and the options with their help."""
+    script = completion("zsh", capsys)
+    assert script.startswith("#compdef vbot-cdr")
+    for name in cli.COMMANDS:
+        assert name in script
+    assert "--page-size" in script
+    assert "records per page" in script
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completion_completes_commands_and_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sourced into bash, the script completes a command's name, its options, and a file after
+    --out."""
+    script = tmp_path / "vbot-cdr.bash"
+    script.write_text(completion("bash", capsys), encoding="utf-8")
+    (tmp_path / "calls.jsonl").touch()
+
+    def complete(*words: str) -> list[str]:
+        line = " ".join(["vbot-cdr", *words])
+        program = (
+            f"source {shlex.quote(str(script))}; COMP_WORDS=(vbot-cdr {' '.join(words)}); "
+            f"COMP_CWORD={len(words)}; COMP_LINE={shlex.quote(line)}; COMP_POINT={len(line)}; "
+            f'_shtab_vbot_cdr vbot-cdr {shlex.quote(words[-1])} vbot-cdr; echo "${{COMPREPLY[@]}}"'
+        )
+        done = subprocess.run(
+            ["bash", "-c", program],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+            check=True,
+        )
+        return done.stdout.split()
+
+    assert complete("ex") == ["export"]
+    assert complete("se") == ["serve-fake"]
+    assert complete("export", "--page") == ["--page-size"]
+    assert complete("sync", "--look") == ["--lookback"]
+    assert complete("export", "--out", "cal") == ["calls.jsonl"]
+
+
+# -- typed options -----------------------------------------------------------------------------
+
+
+def leaf_fields(kind: type[attrs.AttrsInstance]) -> set[str]:
+    """The options a class of options holds, its groups' included."""
+    names: set[str] = set()
+    for field in attrs.fields(kind):
+        group = _options._GROUPS.get(field.name)
+        names |= leaf_fields(group) if group else {field.name}
+    return names
+
+
+@pytest.mark.parametrize(
+    ("command", "kinds"),
+    [
+        ("export", [_options.ExportOptions]),
+        ("sync", [_options.FileSyncOptions, _options.DatabaseSyncOptions]),
+        ("count", [_options.CountOptions]),
+        ("conversation", [_options.ConversationOptions]),
+        ("schema", [_options.SchemaOptions]),
+        ("serve-fake", [_options.ServeFakeOptions]),
+    ],
+)
+def test_every_option_lands_in_a_field_of_the_commands_options(
+    command: str, kinds: list[type[attrs.AttrsInstance]]
+) -> None:
+    """The fields of a command's options classes are exactly the options its parser defines:
+    none is dropped, none is read from a name the parser does not have."""
+    parser = subcommands()[command]
+    dests = {action.dest for action in parser._actions if action.dest != "help"}
+    assert set().union(*map(leaf_fields, kinds)) == dests
+    assert not dests & set(_options._GROUPS)  # a group's name is never an option's
+
+
+def test_options_are_typed_frozen_and_default_from_the_library() -> None:
+    """Parsed options are frozen attrs objects; their defaults are the library's constants."""
+    export = cli.parse_options(["export", "--demo", "--start-date", "2025-12-01", "--limit", "5"])
+    assert isinstance(export, _options.ExportOptions)
+    assert export.limit == 5
+    assert isinstance(export.filter, CallFilter)
+    assert export.filter.start_date == dt.datetime(2025, 12, 1).astimezone()
+    assert export.paging == _options.PagingOptions(
+        concurrency=DEFAULT_CONCURRENCY, page_size=DEFAULT_PAGE_SIZE
+    )
+    assert export.connection.timeout == DEFAULT_TIMEOUT
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        export.limit = 6  # type: ignore[misc]
+    sync = cli.parse_options(["sync", "--state", "s.json", "--out", "calls.jsonl"])
+    assert isinstance(sync, _options.FileSyncOptions)
+    assert (sync.lookback, sync.settle, sync.window) == (
+        DEFAULT_LOOKBACK,
+        DEFAULT_SETTLE,
+        DEFAULT_WINDOW,
+    )
+    assert isinstance(cli.parse_options(["sync", "--to", "x.duckdb"]), _options.DatabaseSyncOptions)
+
+
+def test_the_help_shows_the_library_defaults() -> None:
+    """The help states the library's defaults, durations written as an option is."""
+    text = subcommands()["sync"].format_help()
+    assert f"(default: {DEFAULT_CONCURRENCY})" in text
+    assert f"(default: {DEFAULT_PAGE_SIZE})" in text
+    for shown in ("(default: 10m)", "(default: 2m)", "(default: 1d)"):
+        assert shown in text

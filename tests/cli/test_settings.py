@@ -4,6 +4,8 @@ a client; refused configuration before any request."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from tests._cli import (
     PATIENCE,
     SECRET,
+    env_of,
     one_line,
     python_env,
     read_jsonl,
@@ -108,3 +111,48 @@ async def test_allow_insecure_http() -> None:
     help_text = subcommands()["count"].format_help()
     assert "--allow-insecure-http" in help_text
     assert "DANGEROUS" in help_text
+
+
+#: Runs ``vbot-cdr`` with its arguments, then prints which heavy modules it imported.
+IMPORTS = """
+import json, sys
+from vbot_cdr.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps({name: name in sys.modules for name in ("vbot_cdr.testing", "aiohttp.web")}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "with_server", "fake_imported"),
+    [
+        (["count", "--help"], False, False),
+        (["count"], True, False),
+        (["export", "--out", "calls.jsonl", "-q"], True, False),
+        (["count", "--demo", "--demo-records", "3"], False, True),
+    ],
+    ids=["help", "count", "export", "demo"],
+)
+async def test_the_fake_server_is_imported_only_for_the_demo(
+    argv: list[str], with_server: bool, fake_imported: bool, tmp_path: Path
+) -> None:
+    """A plain run (or its help) never imports vbot_cdr.testing or aiohttp.web: only --demo
+    and serve-fake need them."""
+    async with FakeVBotServer(count=20, token=SECRET) as fake:
+        env = env_of(fake) if with_server else python_env()
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            IMPORTS,
+            *argv,
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(child.communicate(), PATIENCE)
+    assert child.returncode == 0, stderr
+    imported = json.loads(stdout.decode().splitlines()[-1])
+    assert imported == {"vbot_cdr.testing": fake_imported, "aiohttp.web": fake_imported}
