@@ -18,7 +18,6 @@ from ._options import (
     DatabaseSyncOptions,
     ExportOptions,
     FileSyncOptions,
-    RunOptions,
     SchemaOptions,
     ServeFakeOptions,
     build,
@@ -89,8 +88,3 @@ def parse_options(argv: Sequence[str]) -> Any:
     """
     namespace = build_parser().parse_args(argv)
     return TABLE[namespace.command].options(vars(namespace))
-
-
-def run_options(namespace: argparse.Namespace) -> RunOptions:
-    """The logs-and-summary options every command has."""
-    return build(RunOptions, vars(namespace))

@@ -10,38 +10,19 @@ import time
 from pathlib import Path
 
 from ._options import ExportOptions
-from ._outputs import (
-    ExportFile,
-    OutputError,
-    OutputFormat,
-    choose_format,
-    export_file,
-    stream_output,
-)
+from ._outputs import ExportFile, choose_format, export_file, stream_output
 from ._progress import progress_bar, progress_lines, reporting, show_windows
 from ._runlog import RunSummary
 from ._settings import open_client
 from ._status import Context, UsageError
 
-__all__ = ["output_format", "run_export"]
-
-
-def output_format(out: str | None, given: str | None, *, excel: bool) -> OutputFormat:
-    """The format ``--format`` names (``given``), or ``--out``'s suffix tells.
-
-    Raises:
-        UsageError: Neither tells, or the format cannot go there.
-    """
-    try:
-        return choose_format(out, given, excel=excel)
-    except OutputError as exc:
-        raise UsageError(str(exc)) from None
+__all__ = ["run_export"]
 
 
 async def run_export(options: ExportOptions, context: Context) -> int:
     """Export; the one line on stderr says how many calls went where."""
     output, summary = options.output, context.summary
-    out_format = output_format(output.out, output.format, excel=output.excel)
+    out_format = choose_format(output.out, output.format, excel=output.excel)
     started = time.monotonic()
     async with open_client(options.connection, context, options.paging) as client:
         if options.window is not None and options.filter.start_date is None:

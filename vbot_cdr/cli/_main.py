@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from .._errors import VBotError
-from ._commands import COMMANDS, TABLE, run_options
-from ._options import RunOptions
+from ._commands import COMMANDS, TABLE
+from ._options import RunOptions, build
 from ._parser import BadOptions, build_parser
 from ._runlog import ENV_LOG, LOG_LEVELS, RunLog, RunSummary
 from ._status import (
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadOptions as exc:
         summarize_bad_options(sys.argv[1:] if argv is None else argv, exc.message, COMMANDS)
         raise
-    options = run_options(namespace)
+    options = build(RunOptions, vars(namespace))
     context = Context(
         os.environ,
         log=RunLog(json=options.log_format == "json"),

@@ -32,6 +32,7 @@ import orjson
 
 from .._models import CallRecord
 from .._schema import EXTRAS, arrow_schema, record_shape
+from ._status import UsageError
 
 if TYPE_CHECKING:
     import pyarrow.parquet
@@ -67,8 +68,8 @@ PARQUET_ROW_GROUP: Final = 10_000
 PARTIAL_SUFFIX: Final = ".partial"
 
 
-class OutputError(ValueError):
-    """Output options that cannot work together (a usage error)."""
+class OutputError(UsageError):
+    """Output options that cannot work together: a usage error (exit status 2)."""
 
 
 @attrs.frozen

@@ -104,7 +104,7 @@ class Parser(argparse.ArgumentParser):
         parsed, unknown = self.parse_known_args(args, namespace)
         if unknown:
             # Reported by the command's parser, with its usage and its options as hints.
-            parser = self.commands.get(getattr(parsed, "command", ""), self)
+            parser = self.commands[parsed.command] if self.commands else self
             names = sorted({arg.partition("=")[0] for arg in unknown if arg.startswith("-")})
             shown = ", ".join(names) if names else f"{len(unknown)} extra arguments"
             known = [option for action in parser._actions for option in action.option_strings]

@@ -14,9 +14,15 @@ from typing import IO
 
 from .._errors import StateError
 from .._sync import CallSync
-from ._export import output_format
 from ._options import FileSyncOptions
-from ._outputs import OutputFormat, append_file, append_output, drop_torn_tail, make_durable
+from ._outputs import (
+    OutputFormat,
+    append_file,
+    append_output,
+    choose_format,
+    drop_torn_tail,
+    make_durable,
+)
 from ._progress import progress_bar, progress_lines, reporting, show_windows
 from ._settings import open_client
 from ._status import Context, UsageError
@@ -85,7 +91,7 @@ def _sync_format(options: FileSyncOptions) -> OutputFormat:
     if _is_directory(options.out):
         # A directory gets a file per run, named for the format: JSON Lines unless told.
         return OutputFormat(options.format or "jsonl", excel=options.excel)
-    out_format = output_format(options.out, options.format, excel=options.excel)
+    out_format = choose_format(options.out, options.format, excel=options.excel)
     if out_format.gzip or out_format.name == "parquet":
         raise UsageError("sync appends uncompressed JSON Lines or CSV; export writes the others")
     return out_format
