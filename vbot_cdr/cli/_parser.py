@@ -114,6 +114,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _complete_files(action: argparse.Action) -> None:
+    # The completion scripts offer file names after this option.
     action.complete = shtab.FILE  # type: ignore[attr-defined]
 
 
