@@ -38,18 +38,11 @@ from ._config import (
     RetryPolicy,
     normalize_base_url,
 )
+from ._decoding import CallRow, build_records
 from ._dialects import V2, V3, Api, Dialect, dialect_for
 from ._errors import AuthenticationError, ResponseFormatError, TransportError
 from ._iteration import CallIterator, CallPageIterator, Iteration, OpenIteration
-from ._models import (
-    BotConversation,
-    CallFilter,
-    CallRecord,
-    CallRow,
-    TimeUnit,
-    build_records,
-    to_epoch,
-)
+from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
 from ._port import Gate
 from ._retry import call_with_retries
 from ._stats import IterationStats

@@ -28,6 +28,15 @@ import attrs
 import msgspec
 import orjson
 
+from ._decoding import (
+    STRUCTURE_ERRORS,
+    CallRow,
+    CamelRecord,
+    SnakeRecord,
+    describe_structure_error,
+    structure_record,
+    structure_records,
+)
 from ._dialects import (
     COUNT_ALL,
     GET_ALL,
@@ -40,19 +49,7 @@ from ._dialects import (
     read_v3_envelope,
 )
 from ._errors import APIError, AuthenticationError, RateLimitError, ResponseFormatError
-from ._models import (
-    STRUCTURE_ERRORS,
-    BotConversation,
-    CallFilter,
-    CallRecord,
-    CallRow,
-    CamelRecord,
-    SnakeRecord,
-    TimeUnit,
-    describe_structure_error,
-    structure_record,
-    structure_records,
-)
+from ._models import BotConversation, CallFilter, CallRecord, TimeUnit
 
 __all__ = [
     "COUNT_ALL",
@@ -563,7 +560,7 @@ def read_record_page(
 def decode_record_page(body: bytes) -> tuple[dict[str, Any], list[CallRow]] | None:
     """The envelope (its fields but ``data``) and the record twins of a page, decoded by
     msgspec; or ``None`` when ``data`` is no array of records the fast path can read (see
-    `_models.SnakeRecord`), and the general path must say what the body is."""
+    `_decoding.SnakeRecord`), and the general path must say what the body is."""
     for decode in _PAGE_DECODERS:
         try:
             page = decode(body)
