@@ -34,7 +34,7 @@ from vbot_cdr._decoding import (
     structure_record,
     structure_records,
 )
-from vbot_cdr._dialects import dialect_for
+from vbot_cdr._dialects import V2, dialect_for
 from vbot_cdr._wire import (
     Request,
     decode_record_page,
@@ -147,13 +147,13 @@ def test_a_bad_record_in_a_page_is_named() -> None:
     page = generate_records(5, seed=2)
     page[3]["member"] = {"name": 7}
     with pytest.raises(Exception, match=r"data\[3\]\.member\.name") as info:
-        read_records(Request("getAll", {}, page=1), page)
+        read_records(Request("getAll", {}, page=1, dialect=V2), page)
     assert type(info.value).__name__ == "ResponseFormatError"
 
 
 # -- the msgspec fast path and the general path it falls back to ---------------------------
 
-GET_ALL = Request("getAll", {}, page=1)
+GET_ALL = Request("getAll", {}, page=1, dialect=V2)
 #: Ints around the edges of what orjson and msgspec read as ints (orjson reads wider as float).
 WIDE_INTS = st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70, -(2**63), -(2**63) - 1])
 
@@ -324,7 +324,7 @@ def test_a_bad_camel_case_record_is_named_as_sent() -> None:
     page = generate_records(5, seed=2)
     page[3] = {"transId": "TX3", "createAt": "yesterday"}
     with pytest.raises(Exception, match=r"data\[3\]\.createAt: ") as info:
-        read_records(Request("getAll", {}, page=1), page)
+        read_records(Request("getAll", {}, page=1, dialect=V2), page)
     assert getattr(info.value, "field", None) == "data[3].createAt"
 
 

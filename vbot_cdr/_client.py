@@ -407,7 +407,7 @@ class VBotClient:
             timeout = self._timeout
             if deadline is not None:
                 timeout = min(timeout, _time_left(request, deadline))
-            headers = _wire.auth_headers(token, self._dialect)
+            headers = self._dialect.auth_headers(token)
             answer = await self._transmit(
                 "GET", request, timeout, params=request.params, headers=headers
             )
@@ -535,15 +535,7 @@ class VBotClient:
         )
 
     def _list_request(self, filter: CallFilter, page: int, size: int) -> _wire.Request:
-        return _wire.list_request(
-            filter,
-            page=page,
-            size=size,
-            vbot_id=self._vbot_id,
-            project_code=self._project_code,
-            time_unit=self._time_unit,
-            dialect=self._dialect,
-        )
+        return _wire.list_request(self._count_request(filter), page=page, size=size)
 
     async def count_calls(self, filter: CallFilter | None = None, **filters: Any) -> int:
         """How many calls match (``countAll``).

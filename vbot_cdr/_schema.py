@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Final, Union
 
 import attrs
 
-from . import _models
 from ._models import CallRecord
 
 if TYPE_CHECKING:
@@ -66,10 +65,13 @@ def _shape(annotation: Any) -> Shape:
     raise TypeError(f"no export shape for {annotation!r}")
 
 
+#: Names the models' annotations use beyond the public ones: the models' ``__module__`` is
+#: ``vbot_cdr``, where `typing.get_type_hints` looks their annotations up.
+_ANNOTATION_NAMES: Final[Mapping[str, Any]] = {"Any": Any, "Mapping": Mapping}
+
+
 def _fields(cls: type) -> dict[str, Shape]:
-    # The annotations are strings, read in the module that wrote them: the package face
-    # renames the models' ``__module__`` to ``vbot_cdr``, which does not import what they name.
-    hints = typing.get_type_hints(cls, globalns=vars(_models))
+    hints = typing.get_type_hints(cls, localns=dict(_ANNOTATION_NAMES))
     # `CallRecord.extras` is not a field of the API: its contents are merged into the record.
     return {
         field.name: _shape(hints[field.name]) for field in attrs.fields(cls) if field.name != EXTRAS
