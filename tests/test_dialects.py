@@ -389,6 +389,26 @@ async def test_a_refusal_code_is_authentication_error_whatever_the_status() -> N
 
 
 @pytest.mark.parametrize(
+    ("api", "renamed", "lacking"),
+    [
+        ("v2", {}, {"min_postage", "max_postage"}),
+        ("v3-legacy", {}, {"min_postage", "max_postage"}),
+        ("v3", {"key": "key_search", "disposition": "disposition_search"}, set()),
+    ],
+)
+def test_each_dialect_has_every_criterion_of_call_filter_but_those_it_lacks(
+    api: str, renamed: dict[str, str], lacking: set[str]
+) -> None:
+    """A dialect's filter table is CallFilter's fields, in order, each under its own name
+    unless the dialect renames it, without the criteria it lacks."""
+    fields = [a.name for a in attrs.fields(CallFilter)]
+    expected = {name: renamed.get(name, name) for name in fields if name not in lacking}
+    table = dialect_for(api).filters
+    assert list(table.items()) == list(expected.items())
+
+
+
+@pytest.mark.parametrize(
     ("api", "expected"),
     [
         ("v2", {"key": "0912", "disposition": "answer", "start_date": "1764547200"}),
