@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from vbot_cdr._models import CallRecord, structure_record
+from vbot_cdr._decoding import structure_record
+from vbot_cdr._models import CallRecord
 from vbot_cdr.cli._outputs import (
     CSV_COLUMNS,
     ExportFile,

@@ -24,7 +24,7 @@ from tests._cli import (
     spawn,
 )
 from vbot_cdr import CallRecord
-from vbot_cdr._models import structure_record
+from vbot_cdr._decoding import structure_record
 from vbot_cdr.cli import CSV_COLUMNS, main
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
 
