@@ -3,6 +3,7 @@ closed pipe, ``--help`` and ``--version``."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -17,6 +18,7 @@ import pytest
 from tests._cli import (
     PATIENCE,
     POSIX,
+    ROOT,
     SECRET,
     STALLING,
     env_of,
@@ -137,3 +139,23 @@ async def test_main_help_lists_environment_and_exit_statuses() -> None:
         assert variable in text
     for status in ("0", "1", "2", "129", "130", "143"):
         assert re.search(rf"^  {status} ", text, re.MULTILINE), status
+
+
+def test_the_package_imports_flow_downward() -> None:
+    """No module of vbot_cdr.cli imports the package face (``vbot_cdr``) or its own
+    (``vbot_cdr.cli``), and none imports the fake server at module level."""
+    package = ROOT / "vbot_cdr" / "cli"
+    offending = []
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # module level only: --demo and serve-fake import it lazily
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{'.' * node.level}{node.module or ''}"]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name in ("vbot_cdr", "vbot_cdr.cli", "..", ".") or "testing" in name:
+                    offending.append(f"{path.name}: {name}")
+    assert offending == []
