@@ -53,6 +53,7 @@ class Command(Generic[_Options]):
 
 
 async def _sync(options: FileSyncOptions | DatabaseSyncOptions, context: Context) -> int:
+    """``sync``: into a database with ``--to``, else to a file (see `sync_options`)."""
     if isinstance(options, DatabaseSyncOptions):
         return await run_database_sync(options, context)
     return await run_file_sync(options, context)
@@ -66,7 +67,7 @@ def _command(
     return Command(options, run)
 
 
-#: The commands, in the order ``vbot-cdr --help`` lists them.
+#: The commands, by the names `build_parser` gives their parsers (a test holds them equal).
 TABLE: Final[Mapping[str, Command[Any]]] = {
     "export": _command(functools.partial(build, ExportOptions), run_export),
     "sync": _command(sync_options, _sync),
