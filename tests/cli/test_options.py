@@ -3,12 +3,14 @@ never echoed, suggestions, each command's own usage, completion, typed options."
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 import json
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -31,7 +33,7 @@ from vbot_cdr._config import (
     DEFAULT_TIMEOUT,
     DEFAULT_WINDOW,
 )
-from vbot_cdr.cli import _options, main, parse_date
+from vbot_cdr.cli import _options, _values, main, parse_date
 
 
 @pytest.mark.parametrize(
@@ -341,3 +343,39 @@ def test_the_help_shows_the_library_defaults() -> None:
     assert f"(default: {DEFAULT_PAGE_SIZE})" in text
     for shown in ("(default: 10m)", "(default: 2m)", "(default: 1d)"):
         assert shown in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90", dt.timedelta(seconds=90)),
+        ("90s", dt.timedelta(seconds=90)),
+        ("10m", dt.timedelta(minutes=10)),
+        ("1.5h", dt.timedelta(minutes=90)),
+        (" 1d ", dt.timedelta(days=1)),
+        ("2w", dt.timedelta(weeks=2)),
+        ("0s", dt.timedelta(0)),
+    ],
+)
+def test_durations(text: str, expected: dt.timedelta) -> None:
+    """A duration is a number of seconds, or a number with s, m, h, d or w."""
+    assert _values.duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "reason"),
+    [
+        (_values.duration, "10 minutes", "not a duration"),
+        (_values.duration, "-1h", "not a duration"),
+        (_values.duration, "9" * 400 + "w", "too long a duration"),
+        (_values.window, "0h", "a window must be longer than 0"),
+        (_values.seconds, "nan", "must be >= 0 seconds"),
+        (_values.timeout, "0", "must be more than 0 seconds"),
+        (_values.positive_int, "0", "must be >= 1, got 0"),
+        (_values.count, "1.5", "not an integer"),
+    ],
+)
+def test_refused_values_say_why(parse: Callable[[str], object], text: str, reason: str) -> None:
+    """A value that cannot be read is refused with the reason argparse shows."""
+    with pytest.raises(argparse.ArgumentTypeError, match=reason):
+        parse(text)
