@@ -38,8 +38,9 @@ _SCALARS: Final[Mapping[type, str]] = {
 class Shape:
     """One field's type: a JSON type name, and for objects their fields, for arrays their item.
 
-    ``kind`` is ``"string"``, ``"integer"``, ``"number"``, ``"boolean"``, ``"object"`` or
-    ``"array"``; ``nullable`` says whether ``null`` is a value of it.
+    ``kind`` is ``"string"``, ``"integer"``, ``"number"``, ``"boolean"``, ``"object"``,
+    ``"array"`` or ``"json"`` (a JSON object of any keys, such as `CallRecord.meta_data`);
+    ``nullable`` says whether ``null`` is a value of it.
     """
 
     kind: str
@@ -58,6 +59,8 @@ def _shape(annotation: Any) -> Shape:
     if origin is tuple:
         item, *_ = typing.get_args(annotation)
         return Shape("array", item=_shape(item))
+    if origin in (Mapping, dict):
+        return Shape("json")
     if annotation in _SCALARS:
         return Shape(_SCALARS[annotation])
     if attrs.has(annotation):
@@ -84,7 +87,8 @@ def record_shape() -> Shape:
 
 
 def _json_type(shape: Shape) -> dict[str, Any]:
-    kind: str | list[str] = [shape.kind, "null"] if shape.nullable else shape.kind
+    name = "object" if shape.kind == "json" else shape.kind
+    kind: str | list[str] = [name, "null"] if shape.nullable else name
     schema: dict[str, Any] = {"type": kind}
     if shape.kind == "object":
         schema["properties"] = {name: _json_type(field) for name, field in shape.fields.items()}
@@ -120,6 +124,7 @@ def _arrow_type(shape: Shape) -> pyarrow.DataType:
         "integer": pa.int64(),
         "number": pa.float64(),
         "boolean": pa.bool_(),
+        "json": pa.string(),  # as JSON text: its keys are not known in advance
     }
     if shape.kind == "object":
         return pa.struct([pa.field(n, _arrow_type(f)) for n, f in shape.fields.items()])

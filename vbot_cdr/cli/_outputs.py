@@ -123,6 +123,9 @@ def _columns() -> tuple[str, ...]:
     return (*columns, EXTRAS)
 
 
+#: The fields Parquet holds as JSON text (`arrow_schema`'s ``"json"`` kind).
+_JSON_FIELDS: Final = tuple(n for n, s in record_shape().fields.items() if s.kind == "json")
+
 #: The columns of the CSV export, in order (see the CLI's documentation).
 CSV_COLUMNS: Final = _columns()
 
@@ -281,6 +284,9 @@ class _ParquetOutput:
             row = record.to_dict()
             extras = _extras(record)
             row[EXTRAS] = None if extras is None else orjson.dumps(extras).decode()
+            for name in _JSON_FIELDS:
+                if row[name] is not None:
+                    row[name] = orjson.dumps(row[name]).decode()
             self._rows.append(row)
             if len(self._rows) >= PARQUET_ROW_GROUP:
                 self._flush()
