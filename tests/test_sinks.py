@@ -364,11 +364,11 @@ async def test_a_stopped_load_closes_the_connection_only_after_its_thread_is_don
     real_load, real_close = _backends._SQLite.load, _backends._SQLite.close
     real_finish = _backends.Database.finish
 
-    def slow_load(self: Any, *args: Any) -> None:
+    def slow_load(self: Any, *args: Any, **kwargs: Any) -> None:
         loading.set()
         release.wait(PATIENCE)
         order.append("load done")
-        real_load(self, *args)
+        real_load(self, *args, **kwargs)
 
     def closing(self: Any) -> None:
         order.append("close")

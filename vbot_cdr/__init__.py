@@ -27,16 +27,19 @@ from ._errors import (
 )
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
+from ._receiver import WebhookSink, WebhookStats, webhook_app
 from ._sinks import DatabaseLoad, sync_to_database
 from ._stats import IterationStats
 from ._sync import CallSync, StateStore
 from ._transport import AiohttpTransport, Transport
+from ._webhooks import CallEvent, OtherEvent, WebhookError, WebhookEvent, parse_webhook
 
 __all__ = [
     "APIError",
     "AiohttpTransport",
     "AuthenticationError",
     "BotConversation",
+    "CallEvent",
     "CallFilter",
     "CallIterator",
     "CallPageIterator",
@@ -49,6 +52,7 @@ __all__ = [
     "IncompleteError",
     "IterationStats",
     "Member",
+    "OtherEvent",
     "PasswordAuth",
     "RateLimitError",
     "ResponseFormatError",
@@ -59,7 +63,13 @@ __all__ = [
     "TransportError",
     "VBotClient",
     "VBotError",
+    "WebhookError",
+    "WebhookEvent",
+    "WebhookSink",
+    "WebhookStats",
+    "parse_webhook",
     "sync_to_database",
+    "webhook_app",
 ]
 
 

@@ -1,7 +1,8 @@
 """Test helpers for code that uses vbot_cdr: a faithful fake VBot server on loopback.
 
 Everything importable from here is public and stable. `FakeVBotServer` serves seeded
-synthetic data (`generate_records`) with faults on demand (`Fault`, `FaultMix`); the pytest
+synthetic data (`generate_records`) with faults on demand (`Fault`, `FaultMix`), and can push
+the calls it writes to a webhook receiver (`WebhookPusher`, `PushHabits`); the pytest
 plugin ``vbot_cdr.testing.pytest_plugin`` gives tests a running one as the ``vbot_server``
 fixture.
 """
@@ -9,6 +10,7 @@ fixture.
 from __future__ import annotations
 
 from ._data import generate_records, make_conversation
+from ._pusher import PushHabits, WebhookPusher
 from ._server import (
     ENDPOINTS,
     FakeVBotServer,
@@ -26,7 +28,9 @@ __all__ = [
     "Fault",
     "FaultMix",
     "PagingHabits",
+    "PushHabits",
     "RecordedRequest",
+    "WebhookPusher",
     "generate_records",
     "make_conversation",
 ]
