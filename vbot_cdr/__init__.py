@@ -32,7 +32,7 @@ from ._sinks import DatabaseLoad, sync_to_database
 from ._stats import IterationStats
 from ._sync import CallSync, StateStore
 from ._transport import AiohttpTransport, Transport
-from ._webhooks import CallEvent, OtherEvent, WebhookError, WebhookEvent, parse_webhook
+from ._webhooks import CallEvent, OtherEvent, WebhookError, parse_webhook
 
 __all__ = [
     "APIError",
@@ -64,7 +64,6 @@ __all__ = [
     "VBotClient",
     "VBotError",
     "WebhookError",
-    "WebhookEvent",
     "WebhookSink",
     "WebhookStats",
     "parse_webhook",
