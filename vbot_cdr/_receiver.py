@@ -26,7 +26,7 @@ import attrs
 
 from ._errors import DatabaseError
 from ._models import CallRecord
-from ._sinks._backends import Database, open_database
+from ._sinks._backends import Database, open_database, quote
 from ._sinks._columns import RECORD_COLUMNS, columns_of
 from ._sinks._url import parse_database_url
 from ._webhooks import OtherEvent, WebhookError, parse_webhook
@@ -34,10 +34,14 @@ from ._webhooks import OtherEvent, WebhookError, parse_webhook
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["MAX_BODY", "WebhookSink", "WebhookStats", "parse_header", "webhook_app"]
+__all__ = ["MAX_BODY", "PULL_MARKS", "WebhookSink", "WebhookStats", "parse_header", "webhook_app"]
 
 #: The largest body the receiver reads, in bytes; a longer one is 413.
 MAX_BODY: Final = 1024 * 1024
+#: Columns only the CDR fills: a row with one set was pulled.
+PULL_MARKS: Final = ("customer_uid", "sip_code", "status", "campaign_code")
+#: Columns only the webhook fills (`WEBHOOK_ONLY`): a row with one set was pushed.
+_PUSH_MARKS: Final = ("telco_code", "call_net", "project_code", "record_url", "member_acc_id")
 #: How many push lags the statistics keep (the latest), for the percentiles.
 _LAGS_KEPT: Final = 100_000
 
@@ -123,6 +127,8 @@ class WebhookSink:
 
     def __init__(self, url: str, *, table: str = "vbot_calls"):
         self._target = parse_database_url(url)
+        #: The database, for messages (its password masked), and the calls table.
+        self.database = str(self._target)
         self.table = table
         self.stats = WebhookStats()
         self._database: Database | None = None
@@ -133,7 +139,7 @@ class WebhookSink:
         self.commits = 0
 
     def __repr__(self) -> str:
-        return f"WebhookSink({str(self._target)!r}, table={self.table!r})"
+        return f"WebhookSink({self.database!r}, table={self.table!r})"
 
     async def open(self) -> None:
         """Open the database now (else the first call opens it), creating the tables.
@@ -204,6 +210,36 @@ class WebhookSink:
             database, self._database = self._database, None
             database.finish()
             raise
+
+    async def count_sources(self) -> tuple[int, int]:
+        """How many rows of the table came from the pull alone, and from both the push and
+        the pull (a pushed row the pull completed).
+
+        A row was pushed if a column only the webhook fills (`WEBHOOK_ONLY`) is set, and
+        pulled if a column only the CDR fills (`PULL_MARKS`) is.
+
+        Raises:
+            DatabaseError: The database is down or refused.
+        """
+        await self.open()
+        database = self._database
+        assert database is not None
+
+        def any_set(names: tuple[str, ...]) -> str:
+            return "(" + " OR ".join(f"{quote(name)} IS NOT NULL" for name in names) + ")"
+
+        pushed, pulled = any_set(_PUSH_MARKS), any_set(PULL_MARKS)
+        sql = (
+            f"SELECT SUM(CASE WHEN {pulled} AND NOT {pushed} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN {pulled} AND {pushed} THEN 1 ELSE 0 END) FROM {quote(self.table)}"
+        )
+
+        def count() -> tuple[int, int]:
+            with database.lock, database.failing_as("count the calls in"):
+                ((only, both),) = database.execute(sql)
+            return int(only or 0), int(both or 0)
+
+        return await asyncio.to_thread(count)
 
     async def close(self) -> None:
         """Commit what is pending, then close the database."""

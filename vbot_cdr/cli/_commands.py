@@ -12,12 +12,14 @@ import attrs
 
 from ._count import run_conversation, run_count
 from ._export import run_export
+from ._listen import run_listen
 from ._options import (
     ConversationOptions,
     CountOptions,
     DatabaseSyncOptions,
     ExportOptions,
     FileSyncOptions,
+    ListenOptions,
     SchemaOptions,
     ServeFakeOptions,
     build,
@@ -75,6 +77,7 @@ TABLE: Final[Mapping[str, Command[Any]]] = {
     "conversation": _command(functools.partial(build, ConversationOptions), run_conversation),
     "schema": _command(functools.partial(build, SchemaOptions), run_schema),
     "serve-fake": _command(functools.partial(build, ServeFakeOptions), run_serve_fake),
+    "listen": _command(functools.partial(build, ListenOptions), run_listen),
 }
 #: The commands' names.
 COMMANDS: Final = tuple(TABLE)
