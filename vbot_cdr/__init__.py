@@ -24,6 +24,7 @@ from ._errors import (
     StateError,
     TransportError,
     VBotError,
+    WebhookError,
 )
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
@@ -32,7 +33,7 @@ from ._sinks import DatabaseLoad, sync_to_database
 from ._stats import IterationStats
 from ._sync import CallSync, StateStore
 from ._transport import AiohttpTransport, Transport
-from ._webhooks import CallEvent, OtherEvent, WebhookError, parse_webhook
+from ._webhooks import CallEvent, OtherEvent, parse_webhook
 
 __all__ = [
     "APIError",

@@ -10,7 +10,8 @@ Every error the public API raises derives from `VBotError`::
     ├── ResponseFormatError      an answer that is not the documented envelope or record shape
     ├── IncompleteError          an iteration whose pages could not be made to match countAll
     ├── StateError               a sync state file that cannot be used
-    └── DatabaseError            a database sink that cannot connect, load or commit
+    ├── DatabaseError            a database sink that cannot connect, load or commit
+    └── WebhookError             a webhook body that cannot be read (also a ValueError)
 
 No exception ever carries the access token, the refresh token or a password: messages are
 built from the endpoint name, the page, status codes and (truncated) response bodies only.
@@ -28,6 +29,7 @@ __all__ = [
     "StateError",
     "TransportError",
     "VBotError",
+    "WebhookError",
 ]
 
 #: How much of a response body an error keeps, in characters.
@@ -206,4 +208,12 @@ class DatabaseError(VBotError):
 
     The message names the database by its URL with the password masked; the transaction of
     the window being loaded is rolled back, so the next run loads that window again.
+    """
+
+
+class WebhookError(VBotError, ValueError):
+    """A webhook body that cannot be read: not JSON, not an object, an auto call without
+    ``transId``, or a field of the wrong type. A receiver answers it with HTTP 400.
+
+    The message says what is wrong and where (``autoCallLog.duration``), never the body.
     """

@@ -24,17 +24,10 @@ import attrs
 import orjson
 
 from ._decoding import STRUCTURE_ERRORS, describe_structure_error, structure_record
+from ._errors import WebhookError
 from ._models import CallRecord
 
-__all__ = ["CallEvent", "OtherEvent", "WebhookError", "WebhookEvent", "parse_webhook"]
-
-
-class WebhookError(ValueError):
-    """A webhook body that cannot be read: not JSON, not an object, an auto call without
-    ``transId``, or a field of the wrong type. A receiver answers it with HTTP 400.
-
-    The message names what is wrong, never the body's values beyond a short excerpt.
-    """
+__all__ = ["CallEvent", "OtherEvent", "WebhookEvent", "parse_webhook"]
 
 
 @attrs.frozen

@@ -22,7 +22,7 @@ from .._models import CallFilter
 from ._status import UsageError
 
 if TYPE_CHECKING:
-    from vbot_cdr.testing import FaultMix
+    from vbot_cdr.testing import FaultMix, PushHabits
 
 __all__ = [
     "ConnectionOptions",
@@ -238,6 +238,9 @@ class ServeFakeOptions:
     arrivals_per_second: float
     api: Api
     faults: FaultMix | None
+    webhook_url: str | None
+    webhook_header: str | None
+    webhook_habits: PushHabits | None
 
 
 @attrs.frozen(kw_only=True)

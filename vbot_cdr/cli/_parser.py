@@ -48,7 +48,17 @@ from ._settings import (
     ENVIRONMENT,
 )
 from ._status import EXIT_STATUSES, EXIT_USAGE
-from ._values import FILTERS, count, duration, fault_mix, positive_int, seconds, timeout, window
+from ._values import (
+    FILTERS,
+    count,
+    duration,
+    fault_mix,
+    positive_int,
+    push_habits,
+    seconds,
+    timeout,
+    window,
+)
 
 __all__ = ["PROG", "BadOptions", "Parser", "build_parser"]
 
@@ -586,5 +596,24 @@ def _add_serve_fake(serve: argparse.ArgumentParser) -> None:
         type=fault_mix,
         metavar="NAME=VALUE,...",
         help="random faults: FaultMix fields, e.g. seed=1,server_error=0.05,rate_limit=0.02 "
+        "(default: none)",
+    )
+    serve.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="post each new call (--arrivals-per-second) to URL as VBot's AUTO_CALL_COMPLETE "
+        "webhook (default: none)",
+    )
+    serve.add_argument(
+        "--webhook-header",
+        metavar='"NAME: VALUE"',
+        help="the static header those posts carry (default: none)",
+    )
+    serve.add_argument(
+        "--webhook-habits",
+        type=push_habits,
+        metavar="NAME=VALUE,...",
+        help="how the posts misbehave: PushHabits fields, e.g. "
+        "drop=0.05,duplicate=0.05,reorder=0.1,other_events=0.1,delay=0.2,seed=1 "
         "(default: none)",
     )
