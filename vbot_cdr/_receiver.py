@@ -237,6 +237,9 @@ class WebhookSink:
         def count() -> tuple[int, int]:
             with database.lock, database.failing_as("count the calls in"):
                 ((only, both),) = database.execute(sql)
+                # Ends the read: SQLite would hold its lock against the pull's commits. What
+                # a group upserted meanwhile is committed early, which it may be.
+                database.commit()
             return int(only or 0), int(both or 0)
 
         return await asyncio.to_thread(count)

@@ -76,7 +76,11 @@ async def run_listen(options: ListenOptions, context: Context) -> int:
         except asyncio.CancelledError:
             if context.stopped_by is None:
                 raise
-            # The stop was asked for: drain (below) and end normally.
+            # The stop was asked for: drain (below) and end normally. The cancellation is
+            # withdrawn (Python 3.11+), or aiohttp's drain would take it as its own.
+            uncancel = getattr(asyncio.current_task(), "uncancel", None)
+            if uncancel is not None:
+                uncancel()
             context.log.say("stopping: no new requests; finishing those in flight")
         finally:
             report()
