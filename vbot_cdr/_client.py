@@ -50,7 +50,7 @@ from ._models import (
     build_records,
     to_epoch,
 )
-from ._port import Gate
+from ._port import InFlightSlot
 from ._retry import call_with_retries
 from ._stats import IterationStats
 from ._sync import CallSync, FileStateStore, StateStore, open_sync
@@ -82,7 +82,8 @@ def _already_read(_: _wire.Request, value: T) -> T:
 
 
 logger = logging.getLogger("vbot_cdr")
-_NO_GATE: Gate = contextlib.nullcontext()
+#: No in-flight limit: the slot of a lone request (not part of an iteration).
+_NO_LIMIT: InFlightSlot = contextlib.nullcontext()
 
 
 class _Deadline:
@@ -187,12 +188,13 @@ class _IterationPort:
             deadline=self._deadline.at(),
         )
 
-    async def fetch(self, filter: CallFilter, page: int, size: int, gate: Gate) -> list[CallRow]:
+    async def fetch(self, filter: CallFilter, page: int, size: int, in_flight: InFlightSlot
+    ) -> list[CallRow]:
         client = self._client
         return await client._call(
             client._list_request(filter, page, size),
             _already_read,
-            gate=gate,
+            in_flight=in_flight,
             stats=self._stats,
             deadline=self._deadline.at(),
             read_answer=_wire.read_record_page,
@@ -388,19 +390,19 @@ class VBotClient:
         self,
         request: _wire.Request,
         token: str,
-        gate: Gate,
+        in_flight: InFlightSlot,
         deadline: float | None,
         read_answer: ReadAnswer = _wire.read_response,
     ) -> Any:
         """One attempt: send ``request`` and return what ``read_answer`` reads of the answer
         (the envelope's ``data`` by default).
 
-        The gate is held while the request is on the wire and its answer is read, so a gate
-        that adapts to the server (`AdaptiveWindow`) sees a 429 as the exception it raises.
-        The waits for the gate and the rate limiter count against ``deadline``: the attempt's
-        timeout is what is left of it once they are over.
+        The in-flight slot is held while the request is on the wire and its answer is read,
+        so an in-flight limit that adapts to the server (`InFlightLimit`) sees a 429 as the
+        exception it raises. The waits for the slot and the rate limiter count against
+        ``deadline``: the attempt's timeout is what is left of it once they are over.
         """
-        async with gate:
+        async with in_flight:
             if self._rate_limiter is not None:
                 if deadline is None:
                     await self._rate_limiter.acquire()
@@ -475,7 +477,7 @@ class VBotClient:
         request: _wire.Request,
         read: Callable[[_wire.Request, Any], T],
         *,
-        gate: Gate = _NO_GATE,
+        in_flight: InFlightSlot = _NO_LIMIT,
         stats: IterationStats | None = None,
         deadline: float | None = None,
         read_answer: ReadAnswer = _wire.read_response,
@@ -497,7 +499,7 @@ class VBotClient:
                 _time_left(request, deadline)  # past it: no attempt, no request counted
             if stats is not None:
                 stats.requests += 1
-            return read(request, await self._send(request, token, gate, deadline, read_answer))
+            return read(request, await self._send(request, token, in_flight, deadline, read_answer))
 
         def count_retry(*_: object) -> None:
             if stats is not None:
