@@ -30,6 +30,7 @@ import attrs
 import orjson
 
 from ._errors import StateError
+from ._files import fsync_directory
 from ._iteration import CallIterator, Iteration, OpenIteration
 from ._models import CallFilter, TimeUnit, to_epoch
 from ._windows import plan_windows
@@ -160,16 +161,6 @@ def encode_state(state: SyncState, *, purpose: Mapping[str, str], time_unit: Tim
     return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
 
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return  # directories cannot be opened for fsync elsewhere; the rename is atomic
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_state(
     path: Path, state: SyncState, *, purpose: Mapping[str, str], time_unit: TimeUnit
 ) -> None:
@@ -195,7 +186,7 @@ def write_state(
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except OSError as exc:
         raise StateError(f"cannot write the sync state {path}: {exc}") from exc
 
