@@ -13,12 +13,13 @@ import contextlib
 import datetime as dt
 import enum
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol, TypeVar, Union
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, Union
 
 import aiohttp
 import aiolimiter
@@ -60,6 +61,7 @@ from ._windows import plan_windows, to_units
 __all__ = ["VBotClient"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 #: Reads one answer ``(status, headers, body)`` to a request: `_wire.read_response` gives the
@@ -156,6 +158,20 @@ def _dialect(token: Credential | None, api_key: ApiKey | None, api: Api | None) 
     if not dialect.api_key and token is None:
         raise TypeError(f"the {dialect.name} API authenticates with token=, not an API key")
     return dialect
+
+
+def _pages_of(iter_calls: Callable[P, CallIterator]) -> Callable[P, CallPageIterator]:
+    """`VBotClient.iter_call_pages` made from ``iter_calls``: its arguments, its ``pages()``."""
+
+    def iter_call_pages(*args: P.args, **kwargs: P.kwargs) -> CallPageIterator:
+        """`iter_calls`, a ``list[CallRecord]`` per page (for batch loads): an alias of
+        ``client.iter_calls(...).pages()``, with the same arguments and errors."""
+        return iter_calls(*args, **kwargs).pages()
+
+    iter_call_pages.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+        iter_calls
+    ).replace(return_annotation="CallPageIterator")
+    return iter_call_pages
 
 
 def _positive_int(name: str, value: int, minimum: int = 1) -> int:
@@ -750,31 +766,7 @@ class VBotClient:
             )
         )
 
-    def iter_call_pages(
-        self,
-        filter: CallFilter | None = None,
-        *,
-        limit: int | None = None,
-        page_size: int | None = None,
-        concurrency: int | None = None,
-        ordered: bool = True,
-        deadline: float | None = None,
-        window: dt.timedelta | None = None,
-        **filters: Any,
-    ) -> CallPageIterator:
-        """Like `iter_calls`, but yields a ``list[CallRecord]`` per page (for batch loads)."""
-        return CallPageIterator(
-            self._iteration(
-                filter,
-                filters,
-                limit=limit,
-                page_size=page_size,
-                concurrency=concurrency,
-                ordered=ordered,
-                deadline=deadline,
-                window=window,
-            )
-        )
+    iter_call_pages = _pages_of(iter_calls)
 
     def sync(
         self,

@@ -18,6 +18,7 @@ from vbot_cdr import (
     AuthenticationError,
     BotConversation,
     CallFilter,
+    CallPageIterator,
     CallRecord,
     CallSync,
     CollectedField,
@@ -35,7 +36,13 @@ from vbot_cdr import (
     VBotError,
     sync_to_database,
 )
-from vbot_cdr.testing import FakeVBotServer, Fault, PagingHabits
+from vbot_cdr.testing import (
+    FakeVBotServer,
+    Fault,
+    PagingHabits,
+    instant_retries,
+    remembered_ids,
+)
 
 
 async def fetch_token() -> str:
@@ -269,3 +276,18 @@ async def database_sink() -> None:
         shown: str = done.database
         assert_type(done.windows, int)
         del loaded, skipped, shown
+
+
+async def seams() -> None:
+    async def sleep(delay: float) -> None:
+        pass
+
+    policy = RetryPolicy(max_attempts=2, sleep=sleep)
+    with instant_retries(max_attempts=2) as waits, remembered_ids(0):
+        assert_type(waits, list[float])
+        async with VBotClient("token", base_url="https://x", retry=policy) as client:
+            pages = client.iter_call_pages(limit=10, window=dt.timedelta(hours=1))
+            assert_type(pages, CallPageIterator)
+            assert_type(pages.stats.in_flight_limit, int)
+            assert_type(pages.stats.in_flight_cuts, int)
+            client.iter_call_pages(limit="10")  # type: ignore[arg-type]
