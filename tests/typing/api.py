@@ -23,17 +23,22 @@ from vbot_cdr import (
     CallSync,
     CollectedField,
     DatabaseLoad,
+    DatabaseSync,
+    DocumentStateStore,
     Hotline,
     IncompleteError,
+    IterationStats,
     Member,
     PasswordAuth,
     RateLimitError,
     ResponseFormatError,
     RetryPolicy,
+    StateStore,
     Transport,
     TransportError,
     VBotClient,
     VBotError,
+    open_database_sync,
     sync_to_database,
 )
 from vbot_cdr.testing import (
@@ -291,3 +296,25 @@ async def seams() -> None:
             assert_type(pages.stats.in_flight_limit, int)
             assert_type(pages.stats.in_flight_cuts, int)
             client.iter_call_pages(limit="10")  # type: ignore[arg-type]
+
+
+class Documents(DocumentStateStore):
+    def __init__(self) -> None:
+        self.saved: dict[str, bytes] = {}
+
+    def read_document(self, key: str) -> bytes | None:
+        return self.saved.get(key)
+
+    def write_document(self, key: str, document: bytes) -> None:
+        self.saved[key] = document
+
+
+async def followed_database_sink() -> None:
+    async with VBotClient("token", base_url="https://api.example.vn") as client:
+        async with open_database_sync(client, "calls.duckdb", start_date=1_764_547_200) as load:
+            assert_type(load, DatabaseSync)
+            assert_type(load.stats, IterationStats)
+            assert_type(load.windows, tuple[tuple[int, int], ...])
+            assert_type(await load.run(), DatabaseLoad)
+        store: StateStore = Documents()
+        assert_type(client.sync(store, start_date=1_764_547_200), CallSync)
