@@ -201,9 +201,7 @@ async def test_call_deadline_cuts_the_attempt_and_schedules_no_retry(
     assert elapsed < 10 * 0.3
 
 
-async def test_no_retry_is_scheduled_past_the_deadline(
-    timed: Timed, waits: Waits
-) -> None:
+async def test_no_retry_is_scheduled_past_the_deadline(timed: Timed, waits: Waits) -> None:
     """Retry-After waits are honoured while they end before the deadline; then the last error."""
     policy = RetryPolicy(max_attempts=50, backoff=0.0, max_backoff=0.0, sleep=waits.sleep)
     async with FakeVBotServer(count=5) as server:
@@ -222,9 +220,7 @@ async def test_no_retry_is_scheduled_past_the_deadline(
     assert len(timed.attempts) == len(waits) + 1
 
 
-async def test_iteration_deadline_bounds_every_page(
-    timed: Timed, waits: Waits
-) -> None:
+async def test_iteration_deadline_bounds_every_page(timed: Timed, waits: Waits) -> None:
     """iter_calls(deadline=) ends a stalled iteration in TransportError; no attempt outlives it."""
     loop = asyncio.get_running_loop()
     policy = RetryPolicy(max_attempts=10, backoff=0.0, max_backoff=0.0, sleep=waits.sleep)

@@ -204,7 +204,8 @@ class _IterationPort:
             deadline=self._deadline.at(),
         )
 
-    async def fetch(self, filter: CallFilter, page: int, size: int, in_flight: InFlightSlot
+    async def fetch(
+        self, filter: CallFilter, page: int, size: int, in_flight: InFlightSlot
     ) -> list[CallRow]:
         client = self._client
         return await client._call(

@@ -68,6 +68,7 @@ def remembered_ids(floor: int) -> Iterator[None]:
     finally:
         _floors.pop()
 
+
 #: ``hash()`` never returns -1 (CPython reserves it), so it marks a record without an id.
 _NO_KEY = -1
 

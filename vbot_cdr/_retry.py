@@ -23,7 +23,6 @@ logger = logging.getLogger("vbot_cdr")
 OnRetry = Callable[[VBotError, int, float], None]
 
 
-
 @attrs.define
 class _Instant:
     """One `instant_retries` in force: its cap on attempts, and the waits it skipped."""
