@@ -34,6 +34,7 @@ from vbot_cdr import (
     CallFilter,
     DatabaseError,
     DatabaseSync,
+    StateError,
     StateStore,
     VBotClient,
     open_database_sync,
@@ -625,3 +626,23 @@ async def test_sync_keeps_its_state_in_any_store(
         second = [str(record.trans_id) async for record in again]
     assert set(first) | set(second) == served(server, clock.seconds - SETTLE)
     assert not set(first) & set(second)
+
+
+async def test_a_first_load_without_a_start_date_is_refused_before_any_request(
+    tmp_path: Path, make_client: Callable[..., VBotClient]
+) -> None:
+    """No saved state and no start_date: StateError on opening, nothing asked of the server,
+    the database closed; a bad URL is a ValueError before anything is opened."""
+    url = str(tmp_path / "calls.sqlite")
+    async with FakeVBotServer(records=calls_at("S", [START + 60])) as fake:
+        client = make_client(fake, clock=Clock(START + WINDOW))
+        with pytest.raises(StateError, match="give the filter a start_date"):
+            async with open_database_sync(client, url):
+                pass
+        with pytest.raises(ValueError, match="database URL"):
+            async with open_database_sync(client, "mysql://db/calls"):
+                pass
+        assert fake.requests == []
+        done = await load(client, url)
+    assert done.loaded == 1
+    assert not (tmp_path / "mysql:").exists()
