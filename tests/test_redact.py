@@ -1,45 +1,51 @@
-"""`redact`: a secret is hidden in every form a server or a URL may show it in."""
+"""Secrets are hidden from any text that may be shown, in every form they may be echoed in."""
 
 from __future__ import annotations
 
-from urllib.parse import quote, quote_plus
+import urllib.parse
 
 import orjson
 import pytest
 
 from vbot_cdr._redact import HIDDEN, redact
 
-SECRET = 'p@ss wörd/"&+x\\'
+
+def forms_of(secret: str) -> list[str]:
+    """The secret as sent, JSON-escaped, and URL-encoded both ways."""
+    return [
+        secret,
+        orjson.dumps(secret).decode()[1:-1],
+        urllib.parse.quote(secret),
+        urllib.parse.quote_plus(secret),
+    ]
 
 
 @pytest.mark.parametrize(
-    "form",
-    [
-        SECRET,
-        orjson.dumps(SECRET).decode()[1:-1],  # inside a JSON string
-        quote(SECRET),  # in a URL path
-        quote_plus(SECRET),  # in a query string or a form body
-    ],
-    ids=["as-sent", "json-escaped", "url-quoted", "form-quoted"],
+    "secret",
+    ["plain-S3CRET", 'quo"te/S3CRET\\x', "khóa-bí-mật S3CRET+&="],
+    ids=["plain", "json-escaped", "url-encoded"],
 )
-def test_each_form_of_a_secret_is_hidden(form: str) -> None:
-    assert form != HIDDEN
-    assert redact(f"before {form} after", [SECRET]) == f"before {HIDDEN} after"
+def test_every_form_of_a_secret_is_hidden(secret: str) -> None:
+    """A secret is blanked out as sent, JSON-escaped and URL-encoded (quote and quote_plus)."""
+    forms = forms_of(secret)
+    shown = redact(" | ".join(forms), [secret])
+    assert shown == " | ".join([HIDDEN] * len(forms))
 
 
-def test_every_secret_and_every_occurrence_is_hidden() -> None:
-    text = "token=abc123 key=k-9 again abc123"
-    assert redact(text, ["abc123", "k-9"]) == f"token={HIDDEN} key={HIDDEN} again {HIDDEN}"
+def test_empty_secrets_are_ignored_and_other_text_kept() -> None:
+    """An empty secret hides nothing; text around a secret is kept as it was."""
+    assert redact("token=abc; rest", ["", "abc"]) == f"token={HIDDEN}; rest"
+    assert redact("nothing secret", [""]) == "nothing secret"
 
 
-def test_the_longest_form_goes_first_so_no_part_of_a_secret_is_left() -> None:
-    """A secret whose JSON form contains the plain one leaves no backslash or tail behind."""
-    secret = 'a"b'
-    json_form = orjson.dumps(secret).decode()[1:-1]  # a\"b
-    assert redact(f"[{json_form}]", [secret]) == f"[{HIDDEN}]"
+def test_several_secrets_are_all_hidden() -> None:
+    """Each of several secrets is hidden, wherever and however often it appears."""
+    shown = redact("user pw1 then rt-2 and pw1 again", ("pw1", "rt-2"))
+    assert shown == f"user {HIDDEN} then {HIDDEN} and {HIDDEN} again"
 
 
-def test_empty_secrets_are_ignored_and_text_without_secrets_is_unchanged() -> None:
-    text = "nothing to hide here"
-    assert redact(text, ["", "absent"]) == text
-    assert redact(text, []) == text
+def test_a_form_holding_another_is_hidden_whole() -> None:
+    """Where one form contains another (``5%`` URL-encoded is ``5%25``), the longer is hidden
+    whole, leaving no piece of it behind."""
+    assert urllib.parse.quote("5%") == "5%25"
+    assert redact("key=5%25 and 5%", ["5%"]) == f"key={HIDDEN} and {HIDDEN}"
