@@ -22,10 +22,12 @@ import pytest
 
 TESTS = Path(__file__).parent
 
-#: The CLI tests are being split into one module per CLI module elsewhere; they still patch
-#: ``vbot_cdr._outputs.PARQUET_ROW_GROUP`` (test_cli_run.py). Remove this exclusion once the
-#: split lands and that test uses a seam.
-EXCLUDED = ("test_cli",)
+#: The patches still allowed, by test module: the CLI tests were split elsewhere while the
+#: seams were built, and one still patches a private name. Give the Parquet writer its row
+#: group size as an argument (or a seam), then empty this: the scan fails on a stale entry.
+STILL_PATCHED = {
+    "cli/test_export.py": ["vbot_cdr.cli._outputs.PARQUET_ROW_GROUP"],
+}
 
 PATCHERS = {"setattr", "setitem", "delattr", "patch", "object"}
 
@@ -76,8 +78,8 @@ def patched(node: ast.Call, imports: Imports) -> str | None:
     return None
 
 
-def private_patches(path: Path) -> Iterator[str]:
-    """``file:line: path`` of each private name of vbot_cdr that ``path`` patches."""
+def private_patches(path: Path) -> Iterator[tuple[int, str]]:
+    """The line and the path of each private name of vbot_cdr that the module patches."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     imports = Imports(tree)
     for node in ast.walk(tree):
@@ -89,16 +91,16 @@ def private_patches(path: Path) -> Iterator[str]:
             found += [imports.path(t) for t in targets if isinstance(t, ast.Attribute)]
         for name in found:
             if name is not None and is_private(name):
-                yield f"{path.name}:{node.lineno}: {name}"
-
-
-def modules_to_scan() -> list[Path]:
-    return sorted(p for p in TESTS.rglob("*.py") if not p.name.startswith(EXCLUDED))
+                yield node.lineno, name
 
 
 def test_the_tests_patch_no_private_name_of_the_library() -> None:
-    found = [patch for path in modules_to_scan() for patch in private_patches(path)]
-    assert found == [], "use a seam instead (see this module's docstring)"
+    found: dict[str, list[str]] = {}
+    for path in sorted(TESTS.rglob("*.py")):
+        for line, name in private_patches(path):
+            found.setdefault(path.relative_to(TESTS).as_posix(), []).append(name)
+            print(f"{path.relative_to(TESTS)}:{line}: {name}")
+    assert found == STILL_PATCHED, "use a seam instead (see this module's docstring)"
 
 
 @pytest.mark.parametrize(
