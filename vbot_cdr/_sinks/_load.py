@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Final
 
@@ -246,7 +246,6 @@ async def sync_to_database(
     page_size: int | None = None,
     concurrency: int | None = None,
     deadline: float | None = None,
-    watch: Callable[[CallSync], object] | None = None,
     **filters: Any,
 ) -> DatabaseLoad:
     """Load the calls new since the last run into a table of ``url``, each exactly once.
@@ -271,8 +270,6 @@ async def sync_to_database(
         filter, lookback, settle, window, reset, page_size, concurrency, deadline, filters:
             As for `VBotClient.sync`; ``reset`` ignores the state saved in the database.
         table: The calls table.
-        watch: Called with the `CallSync` once it is made, before its first request (kept
-            for existing callers; `open_database_sync` gives its ``stats`` without it).
 
     Returns:
         What was loaded.
@@ -300,6 +297,4 @@ async def sync_to_database(
         deadline=deadline,
         **filters,
     ) as load:
-        if watch is not None:
-            watch(load._sync)
         return await load.run()
