@@ -29,9 +29,9 @@ from ._errors import (
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
 from ._receiver import WebhookSink, WebhookStats, webhook_app
-from ._sinks import DatabaseLoad, sync_to_database
+from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
 from ._stats import IterationStats
-from ._sync import CallSync, StateStore
+from ._sync import CallSync, DocumentStateStore, StateStore
 from ._transport import AiohttpTransport, Transport
 from ._webhooks import CallEvent, OtherEvent, parse_webhook
 
@@ -49,6 +49,8 @@ __all__ = [
     "CollectedField",
     "DatabaseError",
     "DatabaseLoad",
+    "DatabaseSync",
+    "DocumentStateStore",
     "Hotline",
     "IncompleteError",
     "IterationStats",
@@ -67,6 +69,7 @@ __all__ = [
     "WebhookError",
     "WebhookSink",
     "WebhookStats",
+    "open_database_sync",
     "parse_webhook",
     "sync_to_database",
     "webhook_app",

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._errors import DatabaseError
+from ._errors import DatabaseError, WebhookError
 from ._models import CallRecord
 from ._sinks._backends import Database, open_database, quote
 from ._sinks._columns import RECORD_COLUMNS, columns_of
 from ._sinks._url import parse_database_url
-from ._webhooks import OtherEvent, WebhookError, parse_webhook
+from ._webhooks import OtherEvent, parse_webhook
 
 if TYPE_CHECKING:
     from aiohttp import web
