@@ -39,7 +39,8 @@ import aiohttp
 import orjson
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from tests import _postgres
 from vbot_cdr.testing._data import RecordGenerator
@@ -99,7 +100,7 @@ def floor_server() -> None:
 async def receiver_process(receiver: str, url: str | None) -> AsyncIterator[str]:
     """The receiver as a child process; yields its URL."""
     env = {**os.environ, "VBOT_WEBHOOK_HEADER": f"{HEADER_NAME}: {HEADER_VALUE}"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = str(ROOT)
     if receiver == "floor":
         argv = [sys.executable, __file__, "--floor-server"]
     else:
