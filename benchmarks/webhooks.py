@@ -39,13 +39,13 @@ import aiohttp
 import orjson
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import _postgres
 from vbot_cdr.testing._data import RecordGenerator
 from vbot_cdr.testing._pusher import webhook_body
 
+ROOT = Path(__file__).resolve().parent.parent
 HEADER_NAME, HEADER_VALUE = "X-Hook", "bench-header-value"
 RECEIVERS = ("floor", "sqlite", "postgresql")
 CONCURRENCY = (1, 16, 64)
