@@ -14,8 +14,15 @@ posts per second and the p50/p99 of the time from sending a post to its answer:
 Receivers and senders run in separate processes; the receiver is started fresh (a fresh
 database) for every measurement, and the cases of one repetition are interleaved.
 
+``--soak CALLS`` instead pushes CALLS calls from the fake server (ending as they are pushed,
+``--rate`` a second) with a lossy sender's habits into an in-process receiver on PostgreSQL,
+then runs one pull into the same table, and reports what was pushed, dropped, duplicated,
+stored, found missing and completed by the pull, the push lag, and whether the table then
+holds every call exactly once.
+
 PostgreSQL comes from ``VBOT_CDR_TEST_POSTGRES_URL``, else a throwaway cluster is started
 (see tests/_postgres.py). Usage: python benchmarks/webhooks.py [--posts 2000] [--runs 1]
+[--soak CALLS --rate R]
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import platform
 import re
@@ -217,14 +225,82 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+async def soak(calls: int, rate: float, url: str) -> dict[str, Any]:
+    """Push ``calls`` calls at ``rate`` a second with a lossy sender, then one pull."""
+    from aiohttp import web
+
+    from vbot_cdr import CallFilter, VBotClient, WebhookSink, sync_to_database, webhook_app
+    from vbot_cdr.testing import FakeVBotServer, PushHabits
+
+    habits = PushHabits(drop=0.05, duplicate=0.05, reorder=0.1, other_events=0.1, seed=1)
+    sink = WebhookSink(url)
+    runner = web.AppRunner(webhook_app(sink, header=f"{HEADER_NAME}: {HEADER_VALUE}"))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    generator = RecordGenerator(seed=5, id_prefix="SOAK")
+    started = time.time()
+    fake = FakeVBotServer(
+        count=0,
+        webhook_url=f"http://{host}:{port}/",
+        webhook_header=f"{HEADER_NAME}: {HEADER_VALUE}",
+        webhook_habits=habits,
+    )
+    async with fake:
+        assert fake.webhooks is not None
+        for i in range(calls):
+            duration = generator.record(i, created=0)["duration"]
+            # The call ends now, as VBot pushes it when it ends.
+            fake.add_records([generator.record(i, created=int(time.time()) - duration)])
+            await asyncio.sleep(1 / rate)
+        await fake.webhooks.drain()
+        pushed_for = time.time() - started
+        before = await sink.count_sources()
+        async with VBotClient(fake.token, base_url=fake.base_url) as client:
+            done = await sync_to_database(
+                client, url, CallFilter(start_date=int(started) - 3600), settle=dt.timedelta(0)
+            )
+        after = await sink.count_sources()
+        served = {r["trans_id"] for r in fake.records}
+        pusher = fake.webhooks
+    await runner.cleanup()
+    with psycopg.connect(url) as connection:
+        keys = [row[0] for row in connection.execute(b"SELECT trans_id FROM vbot_calls")]
+    stats = sink.stats.as_dict()
+    return {
+        "calls": calls,
+        "pushed_for_s": round(pushed_for, 1),
+        "posts_answered": {str(status): n for status, n in pusher.posted.items()},
+        "dropped_by_sender": len(pusher.dropped),
+        "stored_by_push": stats["stored"],
+        "duplicates": stats["duplicates"],
+        "other_events": sum(stats["other_events"].values()),
+        "refused": stats["refused"],
+        "push_lag_ms": stats["push_lag_ms"],
+        "pulled": done.loaded,
+        "missing_from_push": after[0] - before[0],
+        "completed_by_pull": after[1] - before[1],
+        "table_rows": len(keys),
+        "exactly_once": len(keys) == len(set(keys)) and set(keys) == served,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--posts", type=int, default=2000, help="posts per measurement")
     parser.add_argument("--runs", type=int, default=1, help="repetitions")
+    parser.add_argument("--soak", type=int, metavar="CALLS", help="soak with CALLS calls")
+    parser.add_argument("--rate", type=float, default=50.0, help="soak: calls a second")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
         floor_server()
+        return
+    if args.soak:
+        with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
+            url = fresh_database("postgresql", Path(tmp), postgres)
+            print(orjson.dumps(asyncio.run(soak(args.soak, args.rate, url))).decode())
         return
     with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(run(args.posts, args.runs, postgres, Path(tmp)))
