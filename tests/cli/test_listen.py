@@ -127,10 +127,10 @@ async def test_sigkill_during_a_burst_loses_no_acknowledged_call(database: str) 
 
 
 @POSIX
-async def test_listen_reconciles_a_lossy_push_with_the_pull(tmp_path: Path) -> None:
+async def test_listen_reconciles_a_lossy_push_with_the_pull(database: str, tmp_path: Path) -> None:
     """The fake pushes with drops, duplicates and reordering; listen's own pull completes
     the table: every call once, the CDR's fields filled; its summary counts what each did."""
-    url, summary = f"sqlite:///{tmp_path}/calls.db", tmp_path / "summary.json"
+    url, summary = database, tmp_path / "summary.json"
     async with FakeVBotServer(calls(60), token=SECRET) as fake:
         env = python_env() | {
             "VBOT_WEBHOOK_HEADER": HEADER,

@@ -85,11 +85,18 @@ async def run_listen(options: ListenOptions, context: Context) -> int:
         finally:
             report()
     report()  # after the drain: every acknowledged call counted
-    stats = sink.stats
+    figures = sink.stats.as_dict()
+    refused = ", ".join(f"{reason} {n}" for reason, n in sorted(figures["refused"].items()))
+    lag = figures["push_lag_ms"]
+    lags = (
+        "" if lag["p50"] is None else f"; push lag p50 {lag['p50']:.0f} ms, p99 {lag['p99']:.0f} ms"
+    )
     context.log.say(
-        f"stopped: {stats.received} received, {stats.stored} stored, "
-        f"{stats.duplicates} duplicates, {sum(stats.other_events.values())} other events, "
-        f"{sum(stats.refused.values())} refused"
+        f"stopped: {figures['received']} received, {figures['stored']} stored, "
+        f"{figures['duplicates']} duplicates, {sum(figures['other_events'].values())} other "
+        f"events, {sum(figures['refused'].values())} refused{f' ({refused})' if refused else ''}"
+        f"{lags}; pulls: {reconciled['reconciles']}, {reconciled['missing_from_push']} calls "
+        f"missing from the push, {reconciled['completed_by_pull']} completed"
     )
     return 0
 
