@@ -32,6 +32,7 @@ import orjson
 
 from vbot_cdr import CallRecord
 
+from ._arrow import arrow_rows
 from ._schema import EXTRAS, arrow_schema, record_shape
 
 if TYPE_CHECKING:
@@ -277,10 +278,7 @@ class _ParquetOutput:
         self.name = name
 
     def write(self, records: Sequence[CallRecord]) -> None:
-        for record in records:
-            row = record.to_dict()
-            extras = _extras(record)
-            row[EXTRAS] = None if extras is None else orjson.dumps(extras).decode()
+        for row in arrow_rows(records):
             self._rows.append(row)
             if len(self._rows) >= PARQUET_ROW_GROUP:
                 self._flush()
