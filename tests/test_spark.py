@@ -32,7 +32,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from vbot_cdr.cli import main
-from vbot_cdr.spark import VBotDataSource, _settings
+from vbot_cdr.spark import _settings
 from vbot_cdr.testing import FakeVBotServer, FaultMix
 from vbot_cdr.testing._data import DEFAULT_START, RecordGenerator
 
@@ -98,10 +98,12 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         .config("spark.eventLog.dir", str(events))
         .config("spark.eventLog.compress", "false")
         .config("spark.redaction.regex", REDACTION)
+        # An executor variable named *API_KEY*, which only the extended regex hides.
+        .config("spark.executorEnv.VBOT_TEST_API_KEY", "env-SECRET-key")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
-    session.dataSource.register(VBotDataSource)
+    # No spark.dataSource.register: Spark finds the source itself (pyspark_vbot_cdr).
     session.conf.set("vbot_cdr.tests.events", str(events))
     yield session
     session.stop()
@@ -116,6 +118,7 @@ def event_log(spark: SparkSession) -> str:
     files = Path(spark.conf.get("vbot_cdr.tests.events") or "").rglob("*")
     text = "".join(f.read_text(encoding="utf-8", errors="replace") for f in files if f.is_file())
     assert "SparkListenerJobEnd" in text
+    assert "spark.executorEnv.VBOT_TEST_API_KEY" in text  # logged, its value redacted
     return text
 
 
@@ -263,7 +266,8 @@ def test_a_failed_partition_names_error_tenant_window_and_no_secret(
 
 
 def test_a_literal_key_stays_out_of_the_plan_and_the_event_log(spark: SparkSession) -> None:
-    """With the README's ``spark.redaction.regex``, even a literal ``api_key`` is hidden."""
+    """A literal ``api_key`` is in neither the plan nor the event log; with the README's
+    ``spark.redaction.regex``, neither is an executor variable named ``*API_KEY*``."""
     with ThreadedFake(count=5, seed=9, api="v3", api_key="literal-SECRET-key") as v3:
         df = read(
             spark,
