@@ -164,7 +164,9 @@ class _Credential:
         elif self.source == "env":
             value = os.environ.get(self.where, "")
             if not value.strip():
-                raise ValueError(f"the environment variable {self.where} is not set (or empty)")
+                raise ValueError(
+                    f"the environment variable {self.where} is not set (or empty) here"
+                )
         else:
             text = Path(self.where).read_text(encoding="utf-8", errors="strict")
             value = next(iter(text.splitlines()), "")
@@ -479,6 +481,30 @@ def _read(
         loop.close()
 
 
+async def _preflight(settings: _Settings, ranges: Sequence[_Window]) -> None:
+    """Count each account's whole range once, on the driver, where its credential can be
+    read there: a refused credential (or a server that cannot serve the read) then fails the
+    query once, at planning, instead of in every task and each of Spark's retries of it.
+
+    Raises:
+        PartitionError: A count failed after the library's retries.
+    """
+
+    async def count(whole: _Window) -> None:
+        try:
+            credential = whole.account.credential.resolve()
+        except (OSError, ValueError):
+            return  # readable on the executors only: they will say so
+        read = CallFilter(start_date=whole.start, end_date=whole.end, **settings.filters)
+        try:
+            async with _client(whole.account, credential, settings) as client:
+                await client.count_calls(read)
+        except VBotError as exc:
+            raise PartitionError(f"{type(exc).__name__} in {whole.describe()}: {exc}") from None
+
+    await asyncio.gather(*(count(whole) for whole in ranges))
+
+
 class _BatchReader(DataSourceReader):
     def __init__(self, settings: _Settings, schema: pyarrow.Schema):
         self._settings = settings
@@ -487,11 +513,15 @@ class _BatchReader(DataSourceReader):
     def partitions(self) -> Sequence[InputPartition]:
         settings = self._settings
         upper = settings.upper()
-        return [
+        windows = [
             window
             for account in settings.accounts
             for window in _plan(account, settings.start, upper, settings.window)
         ]
+        asyncio.run(
+            _preflight(settings, [_Window(a, settings.start, upper) for a in settings.accounts])
+        )
+        return windows
 
     def read(self, partition: InputPartition) -> Iterator[pyarrow.RecordBatch]:
         assert isinstance(partition, _Window)
