@@ -54,7 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import _postgres
 from vbot_cdr import CallFilter, CallRecord, VBotClient, sync_to_database
-from vbot_cdr._models import epoch_to_datetime, structure_records
+from vbot_cdr._decoding import structure_records
+from vbot_cdr._models import epoch_to_datetime
 from vbot_cdr._sinks._backends import open_database, quote
 from vbot_cdr._sinks._columns import KEY, RECORD_COLUMNS, columns_of
 from vbot_cdr._sinks._load import BATCH_ROWS
@@ -101,7 +102,7 @@ def sink_load(url: str, records: Sequence[CallRecord]) -> float:
         for at in range(0, len(records), BATCH_ROWS):
             batch = records[at : at + BATCH_ROWS]
             database.upsert(columns_of(batch), batch)
-        database.save_state("sha256:bench", "{}")
+        database.commit_with_state("sha256:bench", "{}")
         return time.perf_counter() - started
     finally:
         database.close()

@@ -12,7 +12,7 @@
 - `append_file`: the file ``sync`` appends to, window by window; its durability belongs to
   the sync protocol (`make_durable` before each commit, `drop_torn_tail` on reopening).
 
-This sits above the client and uses public names only.
+This sits above the client; it imports the defining private modules, never the package face.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import orjson
 
-from vbot_cdr import CallRecord
-
-from ._arrow import arrow_rows
-from ._schema import EXTRAS, arrow_schema, record_shape
+from .._arrow import arrow_rows
+from .._files import fsync_directory
+from .._models import CallRecord
+from .._schema import EXTRAS, arrow_schema, record_shape
+from ._status import UsageError
 
 if TYPE_CHECKING:
     import pyarrow.parquet
@@ -69,8 +70,8 @@ PARQUET_ROW_GROUP: Final = 10_000
 PARTIAL_SUFFIX: Final = ".partial"
 
 
-class OutputError(ValueError):
-    """Output options that cannot work together (a usage error)."""
+class OutputError(UsageError):
+    """Output options that cannot work together: a usage error (exit status 2)."""
 
 
 @attrs.frozen
@@ -372,7 +373,7 @@ def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -
             os.fsync(stream.fileno())
         os.replace(temporary, target)
         result.complete = True
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
     finally:
         if not result.complete:
             _keep_partial(Path(temporary), target, result)
@@ -396,16 +397,6 @@ def _keep_partial(temporary: Path, target: Path, result: ExportFile) -> None:
             result.partial = partial
         else:
             temporary.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    # So that the rename survives a crash of the machine (POSIX; Windows cannot open one).
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 # -- the file sync appends to ------------------------------------------------------------------
