@@ -368,7 +368,7 @@ def test_streaming_merged_on_trans_id_equals_the_fake(spark: SparkSession, tmp_p
         ({"start_date": "2025-12-01", "api_key": "k", "token_env": "T"}, "exactly one credential"),
         ({"start_date": "yesterday", "api_key": "k"}, "ISO 8601"),
         ({"start_date": "2025-12-01", "api_key": "k", "tz": "Mars/Base"}, "IANA"),
-        ({"start_date": "2025-12-01", "api_key": "k", "partition_window": "1w"}, "duration"),
+        ({"start_date": "2025-12-01", "api_key": "k", "partition_window": "1y"}, "duration"),
         ({"start_date": "2025-12-01", "api_key": "k", "page_size": "0"}, "page_size must be > 0"),
         ({"start_date": "2025-12-01", "token": "t", "api": "v3"}, "token"),
         ({"start_date": "2025-12-01", "api_key": "k", "tenants": "[1]"}, "JSON object"),

@@ -36,7 +36,8 @@ Options (strings, as Spark passes them):
   or datetimes; without an offset they are read in ``tz`` (default ``Asia/Ho_Chi_Minh``,
   VBot's own zone).
 - ``partition_window`` (default ``1d``), ``settle`` (``2m``), ``lookback`` (``10m``,
-  streaming): durations such as ``90s``, ``15m``, ``6h``, ``1d`` (a bare number is seconds).
+  streaming): durations such as ``90s``, ``15m``, ``6h``, ``1d``, ``2w`` (a bare number is
+  seconds).
 - ``concurrency``, ``page_size``, ``rate_limit`` (requests per second, per partition).
 - The filters of `CallFilter` but the dates (``campaign_code``, ``disposition``, ...).
 - ``tenants``: a JSON object ``{"name": {"base_url": ..., "api_key_env": ...}, ...}`` to read
@@ -57,7 +58,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import re
 import types
 import typing
 import zoneinfo
@@ -80,6 +80,7 @@ from ._dialects import Api
 from ._errors import VBotError
 from ._models import CallFilter, CallRecord
 from ._schema import arrow_schema
+from ._windows import parse_duration
 
 if TYPE_CHECKING:
     import pyarrow
@@ -223,15 +224,11 @@ class _Settings:
         return self.end or self.clock() - self.settle
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def _duration(name: str, text: str) -> dt.timedelta:
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"{name} must be a duration such as 90s, 15m, 6h or 1d, got {text!r}")
-    return dt.timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def _moment(name: str, text: str, zone: dt.tzinfo) -> dt.datetime:
