@@ -385,3 +385,50 @@ def test_dates_without_an_offset_are_vbot_time_and_credentials_stay_hidden() -> 
     )
     assert settings.start == dt.datetime(2025, 12, 1, tzinfo=dt.timezone(dt.timedelta(hours=7)))
     assert "SECRET" not in repr(settings)
+
+
+def test_stream_offsets_are_window_ends_and_batches_reach_back_by_the_lookback() -> None:
+    """The offset is the end of the last closed window (now less settle, on the grid), per
+    tenant, never moving back; a micro-batch reads from the last offset less the lookback."""
+    from vbot_cdr.spark import _StreamReader
+
+    tenants = {
+        name: {"base_url": "http://127.0.0.1:9", "api_key_env": "UNUSED"} for name in ("a", "b")
+    }
+
+    def stream(now: str) -> _StreamReader:
+        options = {
+            "tenants": json.dumps(tenants),
+            "start_date": "2025-12-01T00:00:00+00:00",
+            "partition_window": "1h",
+            "settle": "5m",
+            "lookback": "10m",
+            "now": now,
+        }
+        return _StreamReader(_settings(options), pa.schema([]))
+
+    initial = stream("2025-12-01T00:00:00+00:00").initialOffset()
+    assert initial == {"a": iso(START), "b": iso(START)}
+    reader = stream("2025-12-01T03:04:59+00:00")  # 02:59:59 less settle: 02:00 is closed
+    first = reader.latestOffset(initial, None)
+    assert first == {"a": iso(START + dt.timedelta(hours=2))} | {"b": first["a"]}
+    assert "UNUSED" not in json.dumps(first)
+    windows = reader.partitions(initial, first)
+    assert [(w.account.name, w.start, w.end) for w in windows] == [
+        (name, START + dt.timedelta(hours=h), START + dt.timedelta(hours=h + 1))
+        for name in ("a", "b")
+        for h in (0, 1)
+    ]
+    later = stream("2025-12-01T04:05:00+00:00")
+    second = later.latestOffset(first, None)
+    assert second["a"] == iso(START + dt.timedelta(hours=4))
+    edges = [(w.start, w.end) for w in later.partitions(first, second) if w.account.name == "a"]
+    back = START + dt.timedelta(hours=2) - dt.timedelta(minutes=10)
+    assert edges == [
+        (back, START + dt.timedelta(hours=2)),  # the lookback, a partition of its own
+        (START + dt.timedelta(hours=2), START + dt.timedelta(hours=3)),
+        (START + dt.timedelta(hours=3), START + dt.timedelta(hours=4)),
+    ]
+    # A clock that goes back does not move the offset back, and plans nothing.
+    assert stream("2025-12-01T01:00:00+00:00").latestOffset(second, None) == second
+    assert later.partitions(second, second) == []

@@ -66,12 +66,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Union
 
 import attrs
-from pyspark.sql.datasource import (
-    DataSource,
-    DataSourceReader,
-    DataSourceStreamReader,
-    InputPartition,
-)
+
+try:
+    from pyspark.sql.datasource import (
+        DataSource,
+        DataSourceReader,
+        DataSourceStreamReader,
+        InputPartition,
+    )
+except ImportError as exc:  # no pyspark, or one older than 4.0 (no Python data sources)
+    raise ImportError(
+        "vbot_cdr.spark needs pyspark 4.0 or later: pip install 'vbot_cdr[spark]'"
+    ) from exc
 
 from ._arrow import record_batch
 from ._client import VBotClient
@@ -566,7 +572,10 @@ class _StreamReader(DataSourceStreamReader):
             lower = settings.start if previous is None else _utc(previous)
             if upper <= lower:
                 continue
-            lower = max(settings.start, lower - settings.lookback)
+            # The lookback is a partition of its own, so the others stay on the grid.
+            back = max(settings.start, lower - settings.lookback)
+            if back < lower:
+                windows.append(_Window(account, back, lower))
             windows += _plan(account, lower, upper, settings.window)
         return windows
 
