@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import orjson
 
+from .._arrow import arrow_rows
 from .._files import fsync_directory
 from .._models import CallRecord
 from .._schema import EXTRAS, arrow_schema, record_shape
@@ -123,9 +124,6 @@ def _columns() -> tuple[str, ...]:
             columns.append(name)
     return (*columns, EXTRAS)
 
-
-#: The fields Parquet holds as JSON text (`arrow_schema`'s ``"json"`` kind).
-_JSON_FIELDS: Final = tuple(n for n, s in record_shape().fields.items() if s.kind == "json")
 
 #: The columns of the CSV export, in order (see the CLI's documentation).
 CSV_COLUMNS: Final = _columns()
@@ -281,13 +279,7 @@ class _ParquetOutput:
         self.name = name
 
     def write(self, records: Sequence[CallRecord]) -> None:
-        for record in records:
-            row = record.to_dict()
-            extras = _extras(record)
-            row[EXTRAS] = None if extras is None else orjson.dumps(extras).decode()
-            for name in _JSON_FIELDS:
-                if row[name] is not None:
-                    row[name] = orjson.dumps(row[name]).decode()
+        for row in arrow_rows(records):
             self._rows.append(row)
             if len(self._rows) >= PARQUET_ROW_GROUP:
                 self._flush()
