@@ -29,6 +29,7 @@ __all__ = [
     "FILTER_NAMES",
     "MILLISECONDS_THRESHOLD",
     "NO_EXTRAS",
+    "WEBHOOK_FIELDS",
     "WEBHOOK_ONLY",
     "BotConversation",
     "CallFilter",
@@ -62,6 +63,36 @@ WEBHOOK_ONLY: Final = frozenset(
         "record_url",
         "member.acc_id",
         "member.member_no",
+    }
+)
+
+
+#: Every field an ``AUTO_CALL_COMPLETE`` webhook may fill (`WEBHOOK_ONLY` among them): a
+#: pulled row keeps what a push wrote in these where the pull has nothing.
+WEBHOOK_FIELDS: Final = WEBHOOK_ONLY | frozenset(
+    {
+        "trans_id",
+        "external_call_id",
+        "phone",
+        "duration",
+        "billsec",
+        "disposition",
+        "create_at",
+        "answer_at",
+        "end_call_at",
+        "postage",
+        "service_charge",
+        "postage_bot_service",
+        "hotline.code",
+        "member.name",
+        "bot_id",
+        "template_script_code",
+        "template_script_name",
+        "campaign_name",
+        "campaign_group_name",
+        "input_log",
+        "voice_text",
+        "call_collected_data",
     }
 )
 

@@ -36,7 +36,7 @@ import msgspec
 import orjson
 
 from .._errors import DatabaseError
-from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_ONLY, CallRecord
+from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS, CallRecord
 from ._columns import KEY, Column, Kind, encoder, loaded
 from ._url import DatabaseURL
 
@@ -216,10 +216,12 @@ class Database(abc.ABC):
     def upsert_sql(self, columns: Sequence[Column], source: str, *, pushed: bool = False) -> str:
         """``INSERT INTO table (columns) <source> ON CONFLICT (key) DO UPDATE SET ...``.
 
-        The merge is order-free: a pulled row sets every column, except that it keeps what
-        a push filled in the columns only the webhook has (`WEBHOOK_ONLY`); a ``pushed`` row
-        fills only the columns that are still NULL, so it never blanks nor overrides what
-        the pull (or an earlier push) wrote, and the same push twice changes nothing.
+        The merge is order-free: a pulled row sets every column, except that where it has
+        nothing (NULL) it keeps what a push wrote in the columns a webhook fills
+        (`WEBHOOK_FIELDS`: the dialect may lack ``external_call_id``, and the CDR lacks the
+        webhook's own fields); a ``pushed`` row fills only the columns that are still NULL,
+        so it never blanks nor overrides what the pull (or an earlier push) wrote, and the
+        same push twice changes nothing.
         """
         names = ", ".join(quote(c.name) for c in columns)
         table = quote(self.table)
@@ -229,7 +231,7 @@ class Database(abc.ABC):
             path = column.field if column.part is None else f"{column.field}.{column.part}"
             if pushed:
                 return f"{name} = COALESCE({table}.{name}, excluded.{name})"
-            if path in WEBHOOK_ONLY:
+            if path in WEBHOOK_FIELDS:
                 return f"{name} = COALESCE(excluded.{name}, {table}.{name})"
             return f"{name} = excluded.{name}"
 
