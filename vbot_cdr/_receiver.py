@@ -42,6 +42,9 @@ MAX_BODY: Final = 1024 * 1024
 PULL_MARKS: Final = ("customer_uid", "sip_code", "status", "campaign_code")
 #: Columns only the webhook fills (`WEBHOOK_ONLY`): a row with one set was pushed.
 _PUSH_MARKS: Final = ("telco_code", "call_net", "project_code", "record_url", "member_acc_id")
+#: How many of the latest calls a sink remembers, to count a push of one of them again as a
+#: duplicate.
+_REMEMBERED: Final = 1_000_000
 #: How many push lags the statistics keep (the latest), for the percentiles.
 _LAGS_KEPT: Final = 100_000
 
@@ -77,7 +80,8 @@ class WebhookStats:
     Attributes:
         received: Bodies read (authenticated POSTs within the size limit).
         stored: Auto calls committed that this sink had not committed before.
-        duplicates: Auto calls committed again (pushed twice); they changed nothing.
+        duplicates: Auto calls committed again (pushed twice, among the last million
+            calls); they changed nothing.
         other_events: Events counted, not stored, by name (see `OtherEvent`).
         refused: Requests answered with an error, by reason: ``unauthorized`` (401),
             ``method`` (405), ``too_large`` (413), ``bad_body`` (400), ``unavailable`` (503).
@@ -134,7 +138,9 @@ class WebhookSink:
         self._database: Database | None = None
         self._pending: list[tuple[CallRecord, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self._committed: set[str] = set()
+        # The latest calls committed, oldest first, to tell a duplicate push (bounded: a
+        # receiver runs for months).
+        self._committed: dict[str, None] = {}
         #: Transactions committed (each holding a group of calls).
         self.commits = 0
 
@@ -196,7 +202,9 @@ class WebhookSink:
                     self.stats.stored += 1
                 if not future.done():
                     future.set_result(duplicate)
-            self._committed |= seen
+            self._committed.update(dict.fromkeys(seen))
+            while len(self._committed) > _REMEMBERED:
+                del self._committed[next(iter(self._committed))]
 
     def _commit(self, records: list[CallRecord]) -> None:
         """Upsert and commit ``records`` (in a worker thread); on failure, roll back and
