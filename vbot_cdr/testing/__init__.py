@@ -9,6 +9,7 @@ fixture.
 from __future__ import annotations
 
 from ._data import generate_records, make_conversation
+from ._recordings import RecordingHabits
 from ._server import (
     ENDPOINTS,
     FakeVBotServer,
@@ -27,6 +28,7 @@ __all__ = [
     "FaultMix",
     "PagingHabits",
     "RecordedRequest",
+    "RecordingHabits",
     "generate_records",
     "make_conversation",
 ]

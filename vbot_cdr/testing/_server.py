@@ -68,15 +68,17 @@ import orjson
 from aiohttp import web
 
 from .._dialects import Api
+from .._recordings import RECORDING
 from .._wire import COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN
 from ._data import RecordGenerator
 from ._dialects import ServedDialect, served_dialect
+from ._recordings import RECORDING_PREFIX, RecordingHabits, Recordings
 from ._token import FakeTokenEndpoint
 
 __all__ = ["ENDPOINTS", "FakeVBotServer", "Fault", "FaultMix", "RecordedRequest"]
 
 #: The endpoint names, as `RecordedRequest.endpoint`, `inject` and `FaultMix` know them.
-ENDPOINTS: Final = frozenset({COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN})
+ENDPOINTS: Final = frozenset({COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, RECORDING, TOKEN})
 _SERVER_ERRORS: Final = (500, 502, 503, 504)
 #: How many filtered views (lists of matching positions) the server keeps.
 _VIEW_CACHE_SIZE: Final = 32
@@ -588,6 +590,8 @@ class FakeVBotServer:
         paging: How ``getAll`` pages (see `PagingHabits`); settable later.
         time_unit: The unit of the generated records' times, ``"s"`` or ``"ms"``; ``None``:
             the dialect's (seconds for v2, milliseconds for v3 and v3-legacy).
+        recordings: How the calls' recordings are served (`RecordingHabits()` if ``None``);
+            settable later as ``server.recordings.habits``.
         host, port: Where to listen (loopback, any free port by default).
 
     Attributes:
@@ -621,6 +625,7 @@ class FakeVBotServer:
         api_key: str = "fake-vbot-api-key",
         envelope_status: bool = True,
         echo_credentials: bool = False,
+        recordings: RecordingHabits | None = None,
     ):
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count!r}")
@@ -656,6 +661,7 @@ class FakeVBotServer:
         self._idle = asyncio.Event()
         self.base_url = ""
         self.token_endpoint = FakeTokenEndpoint()
+        self.recordings = Recordings(recordings or RecordingHabits())
 
     @property
     def fault_mix(self) -> FaultMix | None:
@@ -852,6 +858,7 @@ class FakeVBotServer:
         """The routes served; every one gets the counters, latency and faults."""
         return [
             web.get(self._dialect.prefix + "{endpoint}", self._api),
+            web.get(RECORDING_PREFIX + "{trans_id}", self._recording),
             web.post("/" + TOKEN, self.token_endpoint.handle),
         ]
 
@@ -885,6 +892,8 @@ class FakeVBotServer:
 
     def _endpoint(self, request: web.Request) -> str:
         """The seed name of the endpoint ``request`` asks for (its last segment if unknown)."""
+        if request.path.startswith(RECORDING_PREFIX):
+            return RECORDING
         segment = request.path.rsplit("/", 1)[-1]
         if request.path.startswith(self._dialect.prefix):
             return self._dialect.endpoints.get(segment, segment)
@@ -1005,6 +1014,20 @@ class FakeVBotServer:
         if record is None:
             return self._failure(request, 404, "Không tìm thấy cuộc gọi")
         return _json(self._dialect.envelope(self._dialect.conversation(record)))
+
+    # -- recordings (see `vbot_cdr.testing._recordings`) ----------------------------------------
+
+    async def _recording(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._failure(request, 401, "Unauthorized", status=401)
+        trans_id = request.match_info["trans_id"]
+        delay = self.recordings.slow(trans_id)
+        if delay:
+            await asyncio.sleep(delay)
+        not_found = self._failure(request, 404, "recording not found", status=404)
+        return self.recordings.answer(trans_id, self._store.find(trans_id), not_found)
+
+    # -- misbehaviour ----------------------------------------------------------------------------
 
     async def _misbehave(
         self, request: web.Request, fault: Fault, response: web.StreamResponse
