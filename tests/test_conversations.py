@@ -26,7 +26,7 @@ async def test_every_call_once_with_its_conversation(
     client = make_client(server, page_size=50, concurrency=6)
     async with client.iter_conversations() as conversations:
         items = [item async for item in conversations]
-    ids = [item.trans_id for item in items]
+    ids = [item.trans_id or "" for item in items]
     assert sorted(ids) == sorted(r["trans_id"] for r in server.records)
     assert len(set(ids)) == 250
     assert server.count(CONVERSATION) == 250
@@ -100,7 +100,8 @@ async def test_a_conversation_that_cannot_be_fetched_is_named(
     failed = server.requests[[r.endpoint for r in server.requests].index(CONVERSATION)]
     assert error.trans_id == failed.params.get("trans_id", failed.params.get("transId"))
     assert error.trans_id in str(error)
-    assert isinstance(error.error, APIError) and error.error.http_status == 500
+    assert isinstance(error.error, APIError)
+    assert error.error.http_status == 500
     assert error.__cause__ is error.error
     await conversations.aclose()
     await asyncio.wait_for(server.wait_idle(), 10)
@@ -122,13 +123,15 @@ async def test_bad_arguments_fail_before_any_request(
 async def test_calls_are_not_gathered_first() -> None:
     """The first conversations come after one page of calls, not after reading every page;
     calls are read only as the conversations free up room (memory flat in the calls)."""
-    async with FakeVBotServer(count=5000) as fake:
-        async with VBotClient(fake.token, base_url=fake.base_url, page_size=100) as client:
-            async with client.iter_conversations(concurrency=4) as conversations:
-                for _ in range(10):
-                    await conversations.__anext__()
-                assert fake.count("getAll") <= 2
-                assert conversations.stats.yielded <= 200
+    async with (
+        FakeVBotServer(count=5000) as fake,
+        VBotClient(fake.token, base_url=fake.base_url, page_size=100) as client,
+        client.iter_conversations(concurrency=4) as conversations,
+    ):
+        for _ in range(10):
+            await conversations.__anext__()
+        assert fake.count("getAll") <= 2
+        assert conversations.stats.yielded <= 200
 
 
 async def test_stopping_early_cancels_the_requests_in_flight() -> None:
@@ -146,11 +149,13 @@ async def test_stopping_early_cancels_the_requests_in_flight() -> None:
 
 async def test_rate_limit_bounds_the_pace() -> None:
     """Conversation requests obey the client's rate limit (a lower bound on the time)."""
-    async with FakeVBotServer(count=30) as fake:
-        async with VBotClient(fake.token, base_url=fake.base_url, rate_limit=200) as client:
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            items = [i async for i in client.iter_conversations(concurrency=8)]
-            elapsed = loop.time() - started
+    loop = asyncio.get_running_loop()
+    async with (
+        FakeVBotServer(count=30) as fake,
+        VBotClient(fake.token, base_url=fake.base_url, rate_limit=200) as client,
+    ):
+        started = loop.time()
+        items = [i async for i in client.iter_conversations(concurrency=8)]
+        elapsed = loop.time() - started
     assert len(items) == 30
     assert elapsed >= (32 - 1) / 200 * 0.95  # 30 conversations, the count and a page

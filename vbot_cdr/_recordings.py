@@ -240,8 +240,9 @@ class RecordingWriter:
         digest = hashlib.sha256()
         size = 0
         try:
-            file = await asyncio.to_thread(open, partial, "wb")
-            with file:  # written on the loop: a chunk is a copy into the page cache
+            # Opened and written on the loop: a chunk is a copy into the page cache (a
+            # thread would leak the file when cancelled in the middle of opening it).
+            with open(partial, "wb") as file:  # noqa: ASYNC230
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > self._max_bytes:

@@ -28,7 +28,7 @@ from typing import Any, Final
 import attrs
 from aiohttp import web
 
-__all__ = ["RECORDING_PREFIX", "RecordingHabits", "Recordings"]
+__all__ = ["RECORDING_PREFIX", "RecordingHabits", "Recordings", "served_recording"]
 
 #: Where the recordings are served, in every dialect.
 RECORDING_PREFIX: Final = "/api/crm/historycall/record/"
@@ -88,36 +88,44 @@ def recording_of(record: Mapping[str, Any], bytes_per_second: int) -> tuple[str,
     return media_type, bytes(body[: max(size, len(header))])
 
 
-class Recordings:
-    """The recordings endpoint of one fake server: its habits and what it has served."""
+def served_recording(
+    record: Mapping[str, Any] | None, habits: RecordingHabits
+) -> tuple[str, bytes] | None:
+    """The media type and bytes of ``record``'s recording; ``None`` when it has none."""
+    if record is None or not record.get("is_record"):
+        return None
+    if _share(str(record.get("trans_id")), "missing") < habits.missing:
+        return None
+    return recording_of(record, habits.bytes_per_second)
 
-    def __init__(self, habits: RecordingHabits):
-        self.habits = habits
+
+class Recordings:
+    """The recordings endpoint of one fake server: which calls it has answered already."""
+
+    def __init__(self) -> None:
         self._asked: set[str] = set()
 
-    def has_recording(self, record: Mapping[str, Any] | None) -> bool:
-        """Whether the call of ``record`` has a recording (``None``: an unknown call)."""
-        if record is None or not record.get("is_record"):
-            return False
-        return _share(str(record.get("trans_id")), "missing") >= self.habits.missing
-
-    def slow(self, trans_id: str) -> float:
+    @staticmethod
+    def delay(trans_id: str, habits: RecordingHabits) -> float:
         """Seconds the recording of ``trans_id`` takes beyond the server's latency."""
-        habits = self.habits
         return habits.slow_delay if _share(trans_id, "slow") < habits.slow else 0.0
 
     def answer(
-        self, trans_id: str, record: Mapping[str, Any] | None, not_found: web.Response
+        self,
+        trans_id: str,
+        record: Mapping[str, Any] | None,
+        habits: RecordingHabits,
+        not_found: web.Response,
     ) -> web.Response:
         """The answer to a request of ``trans_id``'s recording (``not_found`` when none)."""
-        habits = self.habits
         first = trans_id not in self._asked
         self._asked.add(trans_id)
         if first and _share(trans_id, "flaky") < habits.flaky:
             return web.Response(status=503, text="Service Unavailable")
         if _share(trans_id, "html") < habits.html:
             return web.Response(body=_HTML, content_type="text/html")
-        if record is None or not self.has_recording(record):
+        served = served_recording(record, habits)
+        if served is None:
             return not_found
-        media_type, body = recording_of(record, habits.bytes_per_second)
+        media_type, body = served
         return web.Response(body=body, content_type=media_type)

@@ -72,7 +72,7 @@ from .._recordings import RECORDING
 from .._wire import COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN
 from ._data import RecordGenerator
 from ._dialects import ServedDialect, served_dialect
-from ._recordings import RECORDING_PREFIX, RecordingHabits, Recordings
+from ._recordings import RECORDING_PREFIX, RecordingHabits, Recordings, served_recording
 from ._token import FakeTokenEndpoint
 
 __all__ = ["ENDPOINTS", "FakeVBotServer", "Fault", "FaultMix", "RecordedRequest"]
@@ -590,13 +590,13 @@ class FakeVBotServer:
         paging: How ``getAll`` pages (see `PagingHabits`); settable later.
         time_unit: The unit of the generated records' times, ``"s"`` or ``"ms"``; ``None``:
             the dialect's (seconds for v2, milliseconds for v3 and v3-legacy).
-        recordings: How the calls' recordings are served (`RecordingHabits()` if ``None``);
-            settable later as ``server.recordings.habits``.
+        recordings: How the calls' recordings are served (`RecordingHabits()` if ``None``).
         host, port: Where to listen (loopback, any free port by default).
 
     Attributes:
         token, api_key, first_page, latency, max_page_size, max_in_flight, echo_credentials:
             As given; may be changed while the server runs.
+        recordings: The `RecordingHabits`; may be changed while the server runs.
         api: The dialect spoken.
         base_url: ``http://host:port`` once started.
         requests: Every request seen since the last `reset_counters`, in arrival order.
@@ -661,7 +661,8 @@ class FakeVBotServer:
         self._idle = asyncio.Event()
         self.base_url = ""
         self.token_endpoint = FakeTokenEndpoint()
-        self.recordings = Recordings(recordings or RecordingHabits())
+        self.recordings = recordings or RecordingHabits()
+        self._recordings = Recordings()
 
     @property
     def fault_mix(self) -> FaultMix | None:
@@ -1021,11 +1022,17 @@ class FakeVBotServer:
         if not self._authorized(request):
             return self._failure(request, 401, "Unauthorized", status=401)
         trans_id = request.match_info["trans_id"]
-        delay = self.recordings.slow(trans_id)
+        delay = self._recordings.delay(trans_id, self.recordings)
         if delay:
             await asyncio.sleep(delay)
         not_found = self._failure(request, 404, "recording not found", status=404)
-        return self.recordings.answer(trans_id, self._store.find(trans_id), not_found)
+        record = self._store.find(trans_id)
+        return self._recordings.answer(trans_id, record, self.recordings, not_found)
+
+    def recording(self, trans_id: str) -> tuple[str, bytes] | None:
+        """The media type and bytes of the recording of ``trans_id``, as served (faults
+        aside); ``None`` when the call has none (or is unknown)."""
+        return served_recording(self._store.find(trans_id), self.recordings)
 
     # -- misbehaviour ----------------------------------------------------------------------------
 
@@ -1049,7 +1056,9 @@ class FakeVBotServer:
             body = fault.body
         if not isinstance(body, bytes):
             body = b""
-        headers = {"Content-Type": "application/json"}
+        # A fault that keeps the normal body keeps its type (a recording cut short is audio).
+        kept = isinstance(response, web.Response) and body is response.body
+        headers = {"Content-Type": response.content_type if kept else "application/json"}
         if fault.retry_after is not None:
             headers["Retry-After"] = fault.retry_after
         if not fault.truncate:
