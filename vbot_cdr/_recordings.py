@@ -27,7 +27,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Protocol, TypeVar, cast
+from typing import BinaryIO, Final, Protocol, TypeVar, cast
 from urllib.parse import quote
 
 import attrs
@@ -178,19 +178,28 @@ async def _excerpt(chunks: AsyncIterator[bytes]) -> bytes:
     return kept[:_EXCERPT_BYTES]
 
 
-def _fsync_rename(partial: Path, target: Path) -> None:
-    """Make ``partial`` durable, then give it its final name (durably too, where possible)."""
-    with open(partial, "rb+") as file:
-        os.fsync(file.fileno())
-    os.replace(partial, target)
+def _fsync_directory(directory: Path) -> None:
+    """Make the names in ``directory`` (its renames) durable, where the system allows it."""
     try:
-        directory = os.open(target.parent, os.O_RDONLY)
-    except OSError:  # a directory cannot be opened on every platform; the rename stands
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:  # a directory cannot be opened on every platform; the renames stand
         return
     try:
-        os.fsync(directory)
+        os.fsync(handle)
     finally:
-        os.close(directory)
+        os.close(handle)
+
+
+def _close_and_rename(file: BinaryIO, partial: Path, target: Path) -> None:
+    """Make ``file`` (open on ``partial``) durable, close it, and give it its final name.
+
+    The name itself becomes durable with the directory's fsync: `download_recording` does it
+    at once; a bulk download once at its end (a rename a power cut loses leaves a manifest
+    line without its file, which is fetched again).
+    """
+    with file:
+        os.fsync(file.fileno())
+    os.replace(partial, target)
 
 
 class RecordingWriter:
@@ -200,6 +209,8 @@ class RecordingWriter:
         target: The final path, given the media type (whose extension it may take).
         name: What `Recording.file` says of the final path.
         max_bytes: A larger recording is refused.
+        sync_directory: fsync the directory after the rename (a bulk download does it once,
+            at its end).
     """
 
     def __init__(
@@ -208,8 +219,10 @@ class RecordingWriter:
         *,
         name: Callable[[Path], str] = str,
         max_bytes: int = DEFAULT_MAX_RECORDING_BYTES,
+        sync_directory: bool = True,
     ):
         self._target = target
+        self._sync_directory = sync_directory
         self._name = name
         self._max_bytes = max_bytes
 
@@ -239,19 +252,25 @@ class RecordingWriter:
         partial = target.with_name(target.name + _PARTIAL)
         digest = hashlib.sha256()
         size = 0
+        # Opened and written on the loop: a chunk is a copy into the page cache (a thread
+        # would leak the file when cancelled in the middle of opening it).
+        file = open(partial, "wb")  # noqa: ASYNC230, SIM115 (closed below)
+        handed_over = False
         try:
-            # Opened and written on the loop: a chunk is a copy into the page cache (a
-            # thread would leak the file when cancelled in the middle of opening it).
-            with open(partial, "wb") as file:  # noqa: ASYNC230
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > self._max_bytes:
-                        raise self._too_large(request)
-                    digest.update(chunk)
-                    file.write(chunk)
-            await asyncio.to_thread(_fsync_rename, partial, target)
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise self._too_large(request)
+                digest.update(chunk)
+                file.write(chunk)
+            handed_over = True  # the thread closes it, even if this task is cancelled meanwhile
+            await asyncio.to_thread(_close_and_rename, file, partial, target)
+            if self._sync_directory:
+                await asyncio.to_thread(_fsync_directory, target.parent)
         except BaseException:
-            partial.unlink(missing_ok=True)
+            if not handed_over:
+                file.close()
+                partial.unlink(missing_ok=True)
             raise
         return Recording(
             trans_id=request.trans_id,
@@ -316,12 +335,16 @@ class _Manifest:
     """``manifest.jsonl``: the last line of each call is its entry.
 
     Opening it rewrites it with one line per call (atomically), dropping a line a crash cut
-    short; each entry is then appended and fsynced once its file is in place.
+    short. Each entry is then appended once its file is in place, and flushed: a process
+    killed after that has left it to the system. It is fsynced when the download ends
+    (closing it), not line by line: a line lost to a power cut only means that its file,
+    whole under its name, is fetched again.
     """
 
     def __init__(self, directory: Path):
         self.path = directory / MANIFEST
         self.entries: dict[str, Recording] = {}
+        self._file: BinaryIO | None = None
 
     def open(self) -> None:
         try:
@@ -338,16 +361,27 @@ class _Manifest:
                 entry = Recording(**{k: v for k, v in doc.items() if k in fields})
                 self.entries[cast(str, entry.trans_id)] = entry
         compact = self.path.with_name(self.path.name + _PARTIAL)
-        compact.write_bytes(b"".join(self._line(e) for e in self.entries.values()))
-        _fsync_rename(compact, self.path)
+        with open(compact, "wb") as file:
+            file.write(b"".join(self._line(e) for e in self.entries.values()))
+            os.fsync(file.fileno())
+        os.replace(compact, self.path)
+        _fsync_directory(self.path.parent)
+        self._file = open(self.path, "ab")  # noqa: SIM115 (closed by `close`)
 
     def append(self, entry: Recording) -> None:
-        with open(self.path, "ab") as file:
-            file.write(self._line(entry))
-            file.flush()
-            os.fsync(file.fileno())
+        assert self._file is not None, "append before open"
+        self._file.write(self._line(entry))
+        self._file.flush()
         if entry.trans_id is not None:
             self.entries[entry.trans_id] = entry
+
+    def close(self) -> None:
+        """Make the entries durable and close the file. Idempotent."""
+        if self._file is not None:
+            file, self._file = self._file, None
+            with file:
+                os.fsync(file.fileno())
+            _fsync_directory(self.path.parent)  # the renames of the recordings too
 
     @staticmethod
     def _line(entry: Recording) -> bytes:
@@ -414,9 +448,13 @@ class RecordingDownload:
         if self._items is None:
             await asyncio.to_thread(self._prepare)
             self._items = fan_out(self._calls, self._recording_of, width=self._concurrency)
-        recording = await self._items.__anext__()
+        try:
+            recording = await self._items.__anext__()
+        except BaseException:  # the end, a failure or a cancellation: the lines so far stay
+            await asyncio.to_thread(self._manifest.close)
+            raise
         if not recording.reused:
-            await asyncio.to_thread(self._manifest.append, recording)
+            self._manifest.append(recording)  # a write into the page cache
         return recording
 
     def _prepare(self) -> None:
@@ -441,6 +479,7 @@ class RecordingDownload:
             lambda media_type: self._directory / (stem + extension(media_type)),
             name=lambda path: path.name,
             max_bytes=self._max_bytes,
+            sync_directory=False,  # once, when the manifest closes
         )
         try:
             recording = await self._fetch(trans_id, writer)
@@ -457,6 +496,7 @@ class RecordingDownload:
         if self._items is not None:
             await self._items.aclose()
         await self._calls.aclose()
+        await asyncio.to_thread(self._manifest.close)
 
     async def __aenter__(self: _Self) -> _Self:
         return self
