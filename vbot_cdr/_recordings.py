@@ -39,6 +39,7 @@ from ._errors import CallError, ResponseFormatError, VBotError
 from ._fanout import fan_out
 from ._iteration import CallPageIterator
 from ._models import CallRecord
+from ._redact import redact
 from ._stats import IterationStats
 
 __all__ = [
@@ -296,23 +297,23 @@ def _not_audio(
 ) -> VBotError:
     """The error an answer that is not a recording means: the status's, the failure
     envelope's, or (a 2xx body of another kind) a `ResponseFormatError`."""
-    shown = _wire.redact(excerpt, secrets)
+    shown = redact(excerpt.decode("utf-8", errors="replace"), secrets)
     error = _wire.error_for_status(request, status, headers, shown)
     if error is not None:
         return error
     try:
-        envelope = request.dialect.read_envelope(orjson.loads(shown))
+        envelope = request.dialect.read_envelope(orjson.loads(excerpt))
     except orjson.JSONDecodeError:
         envelope = None
     if envelope is not None and not envelope.ok:
         try:
-            _wire.read_response(request, status, headers, shown)
+            _wire.read_response(request, status, headers, excerpt, secrets=secrets)
         except VBotError as failure:  # the envelope's error, as every endpoint reads it
             return failure
     media_type = _media_type(headers) or "none"
     return ResponseFormatError(
         f"the body is not audio (Content-Type {media_type})",
-        body=shown.decode("utf-8", errors="replace"),
+        body=shown,
         endpoint=request.endpoint,
     )
 
