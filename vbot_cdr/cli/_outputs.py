@@ -42,6 +42,7 @@ __all__ = [
     "FORMATS",
     "PARQUET_ROW_GROUP",
     "PARTIAL_SUFFIX",
+    "Encoder",
     "ExportFile",
     "Output",
     "OutputError",
@@ -144,14 +145,14 @@ def _extras(record: CallRecord) -> dict[str, Any] | None:
     return dict(record.extras) if record.extras else None
 
 
-class _Encoder(Protocol):
-    """Turns calls into bytes of one line-based format."""
+class Encoder(Protocol):
+    """Turns rows (calls, by default) into bytes of one line-based format."""
 
     def header(self) -> bytes:
         """What starts the output."""
         ...
 
-    def encode(self, records: Sequence[CallRecord]) -> bytes:
+    def encode(self, records: Sequence[Any]) -> bytes:
         """Whole lines for ``records``."""
         ...
 
@@ -215,7 +216,7 @@ class _Csv:
         return row
 
 
-def _encoder(output_format: OutputFormat) -> _Encoder:
+def _encoder(output_format: OutputFormat) -> Encoder:
     if output_format.name == "csv":
         return _Csv(excel=output_format.excel)
     return _JsonLines()
@@ -230,8 +231,9 @@ class Output(Protocol):
     #: How messages name it.
     name: str
 
-    def write(self, records: Sequence[CallRecord]) -> None:
-        """Write ``records`` in full (whole lines), or raise `OSError`."""
+    def write(self, records: Sequence[Any]) -> None:
+        """Write ``records`` (calls, or the rows of its encoder) in full (whole lines), or
+        raise `OSError`."""
         ...
 
 
@@ -246,14 +248,14 @@ class _LineOutput:
     A gzip stream is closed by `close` (its trailer written); the file under it is not.
     """
 
-    def __init__(self, stream: _ByteSink, encoder: _Encoder, name: str, *, header: bool = True):
+    def __init__(self, stream: _ByteSink, encoder: Encoder, name: str, *, header: bool = True):
         self._stream = stream
         self._encoder = encoder
         self.name = name
         if header:
             stream.write(encoder.header())
 
-    def write(self, records: Sequence[CallRecord]) -> None:
+    def write(self, records: Sequence[Any]) -> None:
         # One write per batch: a stop between batches leaves only whole lines.
         self._stream.write(self._encoder.encode(records))
         self._stream.flush()
@@ -298,9 +300,12 @@ class _ParquetOutput:
 
 
 @contextlib.contextmanager
-def stream_output(stream: IO[bytes], output_format: OutputFormat) -> Iterator[Output]:
-    """Standard output (``stream``), written page by page as the calls come."""
-    output = _LineOutput(stream, _encoder(output_format), "standard output")
+def stream_output(
+    stream: IO[bytes], output_format: OutputFormat, *, encoder: Encoder | None = None
+) -> Iterator[Output]:
+    """Standard output (``stream``), written page by page as the calls come (or the rows of
+    ``encoder``)."""
+    output = _LineOutput(stream, encoder or _encoder(output_format), "standard output")
     yield output
     output.close()
 
@@ -329,26 +334,31 @@ class _CountingOutput:
         self._result = result
         self.name = inner.name
 
-    def write(self, records: Sequence[CallRecord]) -> None:
+    def write(self, records: Sequence[Any]) -> None:
         self._inner.write(records)
         self._result.records += len(records)
 
 
 def _file_writer(
-    stream: IO[bytes], output_format: OutputFormat, name: str
+    stream: IO[bytes], output_format: OutputFormat, name: str, encoder: Encoder | None
 ) -> _LineOutput | _ParquetOutput:
     if output_format.name == "parquet":
         return _ParquetOutput(stream, name)
+    encoder = encoder or _encoder(output_format)
     if output_format.gzip:
         # mtime=0: the same calls give the same bytes.
         compressed = gzip.GzipFile(fileobj=stream, mode="wb", mtime=0)
-        return _LineOutput(compressed, _encoder(output_format), name)
-    return _LineOutput(stream, _encoder(output_format), name)
+        return _LineOutput(compressed, encoder, name)
+    return _LineOutput(stream, encoder, name)
 
 
 @contextlib.contextmanager
-def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -> Iterator[Output]:
+def export_file(
+    target: Path, output_format: OutputFormat, result: ExportFile, *, encoder: Encoder | None = None
+) -> Iterator[Output]:
     """Write to a temporary file beside ``target``; rename it into place on a clean exit.
+
+    ``encoder`` writes rows other than calls (a line-based format only).
 
     On a clean exit the file is closed, fsynced and renamed onto ``target`` (and its
     directory fsynced). When the block raises, ``target`` is left as it was: what was written
@@ -365,7 +375,7 @@ def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -
         # mkstemp makes the file private; give it the permissions a plain open would have.
         os.chmod(temporary, _file_mode(target))
         with open(descriptor, "wb") as stream:
-            writer = _file_writer(stream, output_format, str(target))
+            writer = _file_writer(stream, output_format, str(target), encoder)
             try:
                 yield _CountingOutput(writer, result)
             finally:
