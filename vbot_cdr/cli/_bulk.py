@@ -112,8 +112,10 @@ async def run_recordings(options: RecordingsOptions, context: Context) -> int:
                     "recordings",
                     context,
                     str(directory),
-                    left_behind=lambda: f"the whole files are listed in {directory / MANIFEST}; "
-                    "run it again to resume",
+                    left_behind=lambda: (
+                        f"the whole files are listed in {directory / MANIFEST}; "
+                        "run it again to resume"
+                    ),
                 )
             )
             bar = stack.enter_context(progress_bar("recordings", quiet=options.quiet))

@@ -432,7 +432,12 @@ def build_parser() -> Parser:
     group = recordings.add_argument_group("output")
     _complete_files(
         group.add_argument(
-            "-o", "--out", metavar="DIR", type=Path, required=True, help="the directory"
+            "-o",
+            "--out",
+            metavar="DIR",
+            type=Path,
+            required=True,
+            help="the directory of the recordings and their manifest, made if missing (required)",
         )
     )
     group.add_argument(
