@@ -47,9 +47,9 @@ async def test_conversations_a_row_per_turn(
     assert first["created"].endswith("+00:00")
     assert names(tmp_path) == ["turns.jsonl"]  # no temporary file left
     assert server.count("getBotConversation") == 250
-    turns = sum(1 for row in rows if row["turn"] is not None)
+    written = sum(1 for row in rows if row["turn"] is not None)
     assert one_line(capsys.readouterr().err).startswith(
-        f"vbot-cdr: wrote the conversations of 250 calls ({turns} turns) to {out}"
+        f"vbot-cdr: wrote the conversations of 250 calls ({written} turns) to {out}"
     )
 
 
