@@ -14,8 +14,9 @@ is no file (``"not found"``: the server has none, 404; ``"not recorded"``: the r
 fetches only what is missing: a call without an entry, or whose file is absent or does not
 match the entry's size and SHA-256 (a 404 is asked again: the recording may have come since).
 
-Sans-I/O apart from the files: the client sends the request (`FetchRecording`) and hands the
-answer, as it streams, to `RecordingWriter`.
+The client sends the request (`FetchRecording`: its credential, retries and rate limit) and
+hands the answer, as it streams, to a `RecordingWriter`, which checks it and writes the file;
+`RecordingDownload` runs one per call (`fan_out`) and keeps the manifest.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "MANIFEST",
     "RECORDING",
     "FetchRecording",
+    "ReadStream",
     "Recording",
     "RecordingDownload",
     "RecordingRequest",
@@ -158,7 +160,7 @@ def _is_audio(media_type: str) -> bool:
     return media_type.startswith("audio/") or media_type == "application/octet-stream"
 
 
-def extension(media_type: str) -> str:
+def _extension(media_type: str) -> str:
     """The file extension of ``media_type`` (``.bin`` when none is known)."""
     return _EXTENSIONS.get(media_type) or mimetypes.guess_extension(media_type) or ".bin"
 
@@ -477,7 +479,7 @@ class RecordingDownload:
                 return attrs.evolve(known, reused=True)
         stem = _stem(trans_id)
         writer = RecordingWriter(
-            lambda media_type: self._directory / (stem + extension(media_type)),
+            lambda media_type: self._directory / (stem + _extension(media_type)),
             name=lambda path: path.name,
             max_bytes=self._max_bytes,
             sync_directory=False,  # once, when the manifest closes
