@@ -30,9 +30,9 @@ from ._errors import (
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
 from ._recordings import Recording, RecordingDownload
-from ._sinks import DatabaseLoad, sync_to_database
+from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
 from ._stats import IterationStats
-from ._sync import CallSync, StateStore
+from ._sync import CallSync, DocumentStateStore, StateStore
 from ._transport import AiohttpTransport, StreamingTransport, Transport
 
 __all__ = [
@@ -51,6 +51,8 @@ __all__ = [
     "ConversationIterator",
     "DatabaseError",
     "DatabaseLoad",
+    "DatabaseSync",
+    "DocumentStateStore",
     "Hotline",
     "IncompleteError",
     "IterationStats",
@@ -68,6 +70,7 @@ __all__ = [
     "TransportError",
     "VBotClient",
     "VBotError",
+    "open_database_sync",
     "sync_to_database",
 ]
 
