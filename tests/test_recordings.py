@@ -414,3 +414,18 @@ async def test_bad_arguments_fail_before_any_request(
         await client.download_recording("", tmp_path / "x")
     assert fake.requests == []
     assert names(tmp_path) == []
+
+
+async def test_a_recording_is_streamed_not_buffered(
+    make_client: Callable[..., VBotClient], tmp_path: Path
+) -> None:
+    """A recording larger than the most the client buffers of an answer (max_response_bytes)
+    is still downloaded whole: it streams to disk, in chunks, never read into one body."""
+    async with FakeVBotServer(count=20, recordings=RecordingHabits(bytes_per_second=4000)) as fake:
+        trans_id = next(r["trans_id"] for r in fake.records if fake.recording(r["trans_id"]))
+        body = (fake.recording(trans_id) or ("", b""))[1]
+        assert len(body) > 100_000
+        client = make_client(fake, max_response_bytes=10_000)
+        recording = await client.download_recording(trans_id, tmp_path / "big")
+    assert recording.bytes == len(body)
+    assert (tmp_path / "big").read_bytes() == body
