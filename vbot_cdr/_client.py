@@ -452,14 +452,18 @@ class VBotClient:
         return min(self._timeout, _time_left(request, deadline))
 
     @contextlib.asynccontextmanager
-    async def _stream(self, request: RecordingRequest, token: str) -> AsyncIterator[Stream]:
+    async def _stream(
+        self, request: RecordingRequest, token: str, deadline: float | None
+    ) -> AsyncIterator[Stream]:
         """One paced attempt of ``request``, its body streamed (through `Transport.send`,
-        whole, when the transport cannot stream).
+        whole, when the transport cannot stream). The timeout (cut to ``deadline``) bounds
+        connecting and each wait for a chunk, not the whole body: a long recording may
+        take longer.
 
         Raises:
             TransportError, ResponseFormatError: As `_transmit`.
         """
-        timeout = await self._pace(request, None)
+        timeout = await self._pace(request, deadline)
         headers = self._dialect.auth_headers(token)
         transport = self._open()
         if not isinstance(transport, StreamingTransport):
@@ -685,8 +689,8 @@ class VBotClient:
         credential); return what ``read`` makes of the streamed answer."""
         request = recording_request(trans_id, self._dialect)
 
-        async def send(token: str, _: float | None) -> Recording:
-            async with self._stream(request, token) as (status, headers, chunks):
+        async def send(token: str, deadline: float | None) -> Recording:
+            async with self._stream(request, token, deadline) as (status, headers, chunks):
                 return await read(request, status, headers, chunks, (token,))
 
         return await self._retrying(request, send, stats=stats, deadline=None)
