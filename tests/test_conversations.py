@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from vbot_cdr import APIError, CallError, CallFilter, VBotClient
-from vbot_cdr.testing import FakeVBotServer, Fault
+from vbot_cdr import APIError, CallError, CallFilter, RetryPolicy, VBotClient
+from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix, make_conversation
 
 CONVERSATION = "getBotConversation"
 
@@ -159,3 +159,21 @@ async def test_rate_limit_bounds_the_pace() -> None:
         elapsed = loop.time() - started
     assert len(items) == 30
     assert elapsed >= (32 - 1) / 200 * 0.95  # 30 conversations, the count and a page
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_every_call_once_through_random_faults(
+    make_client: Callable[..., VBotClient], seed: int
+) -> None:
+    """Under random 5xx, 429s, cut bodies and resets on every endpoint, each call comes once
+    with its conversation, or the run names what failed: never a gap or a repeat."""
+    mix = FaultMix(seed=seed, server_error=0.05, rate_limit=0.03, truncate=0.03, disconnect=0.02)
+    async with FakeVBotServer(count=300, fault_mix=mix) as fake:
+        client = make_client(fake, concurrency=6, retry=RetryPolicy(max_attempts=8, backoff=0.0))
+        items = [i async for i in client.iter_conversations()]
+        fake.fault_mix = None
+        expected = {r["trans_id"]: r for r in fake.records}
+    assert sorted(i.trans_id or "" for i in items) == sorted(expected)
+    for item in items:
+        assert item.conversation is not None
+        assert item.conversation.raw == make_conversation(expected[item.trans_id or ""])
