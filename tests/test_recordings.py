@@ -23,9 +23,10 @@ from vbot_cdr import (
     CallError,
     Recording,
     ResponseFormatError,
+    RetryPolicy,
     VBotClient,
 )
-from vbot_cdr.testing import FakeVBotServer, Fault, RecordingHabits, generate_records
+from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix, RecordingHabits, generate_records
 
 RECORD = "record"
 #: Small recordings (100 bytes a second), so that the tests move little data.
@@ -429,3 +430,20 @@ async def test_a_recording_is_streamed_not_buffered(
         recording = await client.download_recording(trans_id, tmp_path / "big")
     assert recording.bytes == len(body)
     assert (tmp_path / "big").read_bytes() == body
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_every_recording_whole_through_random_faults(
+    make_client: Callable[..., VBotClient], tmp_path: Path, seed: int
+) -> None:
+    """Under random 5xx, 429s, cut bodies and resets, every recording ends whole, listed once."""
+    mix = FaultMix(seed=seed, server_error=0.05, rate_limit=0.03, truncate=0.05, disconnect=0.02)
+    async with FakeVBotServer(count=150, recordings=SMALL, fault_mix=mix) as fake:
+        client = make_client(fake, concurrency=6, retry=RetryPolicy(max_attempts=8, backoff=0.0))
+        recordings = [r async for r in client.download_recordings(tmp_path)]
+        fake.fault_mix = None
+        assert sum(1 for r in fake.requests if r.fault == "truncate") >= 1
+        assert {k: e["reason"] for k, e in manifest(tmp_path).items()} == expected_reasons(fake)
+        assert len(recordings) == 150
+        assert_whole(fake, tmp_path)
+    assert not names(tmp_path, "*.partial")
