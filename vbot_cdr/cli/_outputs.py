@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import orjson
 
+from .._arrow import arrow_rows
 from .._files import fsync_directory
 from .._models import CallRecord
 from .._schema import EXTRAS, arrow_schema, record_shape
@@ -280,10 +281,7 @@ class _ParquetOutput:
         self.name = name
 
     def write(self, records: Sequence[CallRecord]) -> None:
-        for record in records:
-            row = record.to_dict()
-            extras = _extras(record)
-            row[EXTRAS] = None if extras is None else orjson.dumps(extras).decode()
+        for row in arrow_rows(records):
             self._rows.append(row)
             if len(self._rows) >= PARQUET_ROW_GROUP:
                 self._flush()
