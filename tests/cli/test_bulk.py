@@ -56,10 +56,14 @@ async def test_conversations_a_row_per_turn(
 async def test_conversations_as_csv(server: FakeVBotServer, tmp_path: Path) -> None:
     """CSV has the turn columns in order, a row per turn."""
     out = tmp_path / "turns.csv"
-    assert await run("conversations", "--out", str(out), "--campaign-code", "CMP01", "-q") == 0
+    assert (
+        await run("conversations", "--out", str(out), "--campaign-code", "CMP_XACNHAN_DON", "-q")
+        == 0
+    )
     rows = list(csv.reader(out.read_text(encoding="utf-8").splitlines()))
     assert rows[0] == ["trans_id", "turn", "role", "content", "create_at", "created"]
-    selected = {r["trans_id"] for r in server.records if r["campaign_code"] == "CMP01"}
+    selected = {r["trans_id"] for r in server.records if r["campaign_code"] == "CMP_XACNHAN_DON"}
+    assert selected
     assert {row[0] for row in rows[1:]} == selected
 
 
@@ -79,11 +83,24 @@ async def test_conversations_failure_names_the_call(
     assert not out.exists()
 
 
-async def test_conversations_refuse_parquet(tmp_path: Path) -> None:
-    """Parquet is not a format of turns: a usage error before any request."""
-    code = await run("conversations", "--demo", "--out", str(tmp_path / "t.parquet"))
-    assert code == 2
-    assert names(tmp_path) == []
+async def test_conversations_as_parquet(server: FakeVBotServer, tmp_path: Path) -> None:
+    """Parquet holds the same rows, with created a UTC timestamp."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "turns.parquet"
+    assert (
+        await run("conversations", "--out", str(out), "--campaign-code", "CMP_NHACNO_T11", "-q")
+        == 0
+    )
+    table = pq.read_table(out)
+    assert table.column_names == ["trans_id", "turn", "role", "content", "create_at", "created"]
+    assert str(table.schema.field("created").type) == "timestamp[us, tz=UTC]"
+    rows = table.to_pylist()
+    selected = {r["trans_id"]: r for r in server.records if r["campaign_code"] == "CMP_NHACNO_T11"}
+    assert selected
+    assert {row["trans_id"] for row in rows} == set(selected)
+    first = rows[0]
+    assert first["created"].timestamp() == selected[first["trans_id"]]["create_at"]
 
 
 async def test_recordings_then_resumed(

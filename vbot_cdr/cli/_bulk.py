@@ -18,11 +18,11 @@ from pathlib import Path
 from .._recordings import MANIFEST
 from ._export import _left_behind, _record_file
 from ._options import ConversationsOptions, RecordingsOptions
-from ._outputs import ExportFile, OutputError, choose_format, export_file, stream_output
+from ._outputs import ExportFile, choose_format, export_file, stream_output
 from ._progress import progress_bar, progress_lines, reporting, show_windows
 from ._settings import open_client
 from ._status import Context, UsageError
-from ._turns import TURN_FORMATS, turn_encoder, turn_rows
+from ._turns import TURN_ROWS, turn_rows
 
 __all__ = ["run_conversations", "run_recordings"]
 
@@ -36,8 +36,6 @@ async def run_conversations(options: ConversationsOptions, context: Context) -> 
     """Write every matching call's conversation, a row per turn; one closing line on stderr."""
     output, summary = options.output, context.summary
     out_format = choose_format(output.out, output.format, excel=output.excel)
-    if out_format.name not in TURN_FORMATS:
-        raise OutputError("conversations are written as JSON Lines or CSV (--format jsonl|csv)")
     _check_window(options)
     started = time.monotonic()
     turns = 0
@@ -53,7 +51,6 @@ async def run_conversations(options: ConversationsOptions, context: Context) -> 
             raise UsageError(str(exc)) from None
         summary.stats = items.stats
         result = ExportFile(Path(output.out or "-"))
-        encoder = turn_encoder(out_format)
         with contextlib.ExitStack() as stack:
             left_behind = functools.partial(_left_behind, result)
             stack.enter_context(
@@ -61,9 +58,9 @@ async def run_conversations(options: ConversationsOptions, context: Context) -> 
             )
             stack.callback(_record_file, summary, result)
             writer = stack.enter_context(
-                export_file(result.target, out_format, result, encoder=encoder)
+                export_file(result.target, out_format, result, rows=TURN_ROWS)
                 if output.out not in (None, "-")
-                else stream_output(sys.stdout.buffer, out_format, encoder=encoder)
+                else stream_output(sys.stdout.buffer, out_format, rows=TURN_ROWS)
             )
             bar = stack.enter_context(progress_bar("conversations", quiet=output.quiet))
             async with progress_lines(context, quiet=output.quiet), items:

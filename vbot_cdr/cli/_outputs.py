@@ -23,7 +23,7 @@ import gzip
 import io
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
@@ -37,6 +37,7 @@ from .._schema import EXTRAS, arrow_schema, record_shape
 from ._status import UsageError
 
 if TYPE_CHECKING:
+    import pyarrow
     import pyarrow.parquet
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Output",
     "OutputError",
     "OutputFormat",
+    "Rows",
     "append_file",
     "append_output",
     "choose_format",
@@ -269,19 +271,30 @@ class _LineOutput:
             self._stream.flush()
 
 
-class _ParquetOutput:
-    """Parquet, one row group per `PARQUET_ROW_GROUP` calls."""
+@attrs.frozen
+class Rows:
+    """How rows other than calls are written: ``encoder`` makes the line-based formats'
+    encoder; ``arrow_schema`` and ``arrow_rows`` give Parquet its schema and rows."""
 
-    def __init__(self, stream: IO[bytes], name: str):
+    encoder: Callable[[OutputFormat], Encoder]
+    arrow_schema: Callable[[], pyarrow.Schema]
+    arrow_rows: Callable[[Sequence[Any]], Iterable[dict[str, Any]]]
+
+
+class _ParquetOutput:
+    """Parquet, one row group per `PARQUET_ROW_GROUP` rows (calls, or those of ``rows``)."""
+
+    def __init__(self, stream: IO[bytes], name: str, rows: Rows | None = None):
         import pyarrow.parquet as pq
 
-        self._schema = arrow_schema()
+        self._schema = arrow_schema() if rows is None else rows.arrow_schema()
+        self._arrow_rows = arrow_rows if rows is None else rows.arrow_rows
         self._writer: pyarrow.parquet.ParquetWriter = pq.ParquetWriter(stream, self._schema)
         self._rows: list[dict[str, Any]] = []
         self.name = name
 
-    def write(self, records: Sequence[CallRecord]) -> None:
-        for row in arrow_rows(records):
+    def write(self, records: Sequence[Any]) -> None:
+        for row in self._arrow_rows(records):
             self._rows.append(row)
             if len(self._rows) >= PARQUET_ROW_GROUP:
                 self._flush()
@@ -300,11 +313,11 @@ class _ParquetOutput:
 
 @contextlib.contextmanager
 def stream_output(
-    stream: IO[bytes], output_format: OutputFormat, *, encoder: Encoder | None = None
+    stream: IO[bytes], output_format: OutputFormat, *, rows: Rows | None = None
 ) -> Iterator[Output]:
-    """Standard output (``stream``), written page by page as the calls come (or the rows of
-    ``encoder``)."""
-    output = _LineOutput(stream, encoder or _encoder(output_format), "standard output")
+    """Standard output (``stream``), written page by page as the calls (or ``rows``) come."""
+    encoder = _encoder(output_format) if rows is None else rows.encoder(output_format)
+    output = _LineOutput(stream, encoder, "standard output")
     yield output
     output.close()
 
@@ -339,11 +352,11 @@ class _CountingOutput:
 
 
 def _file_writer(
-    stream: IO[bytes], output_format: OutputFormat, name: str, encoder: Encoder | None
+    stream: IO[bytes], output_format: OutputFormat, name: str, rows: Rows | None
 ) -> _LineOutput | _ParquetOutput:
     if output_format.name == "parquet":
-        return _ParquetOutput(stream, name)
-    encoder = encoder or _encoder(output_format)
+        return _ParquetOutput(stream, name, rows)
+    encoder = _encoder(output_format) if rows is None else rows.encoder(output_format)
     if output_format.gzip:
         # mtime=0: the same calls give the same bytes.
         compressed = gzip.GzipFile(fileobj=stream, mode="wb", mtime=0)
@@ -353,11 +366,11 @@ def _file_writer(
 
 @contextlib.contextmanager
 def export_file(
-    target: Path, output_format: OutputFormat, result: ExportFile, *, encoder: Encoder | None = None
+    target: Path, output_format: OutputFormat, result: ExportFile, *, rows: Rows | None = None
 ) -> Iterator[Output]:
     """Write to a temporary file beside ``target``; rename it into place on a clean exit.
 
-    ``encoder`` writes rows other than calls (a line-based format only).
+    ``rows`` writes rows other than calls.
 
     On a clean exit the file is closed, fsynced and renamed onto ``target`` (and its
     directory fsynced). When the block raises, ``target`` is left as it was: what was written
@@ -374,7 +387,7 @@ def export_file(
         # mkstemp makes the file private; give it the permissions a plain open would have.
         os.chmod(temporary, _file_mode(target))
         with open(descriptor, "wb") as stream:
-            writer = _file_writer(stream, output_format, str(target), encoder)
+            writer = _file_writer(stream, output_format, str(target), rows)
             try:
                 yield _CountingOutput(writer, result)
             finally:

@@ -3,7 +3,8 @@
 A row holds `TURN_COLUMNS`: the call's ``trans_id``; ``turn``, counted from 1; ``role`` and
 ``content`` (the ``role``/``content`` of v3's text, or the ``speaker``/``text`` of a JSON
 turn; a turn of another shape is kept whole in ``content``, as JSON); and the call's
-``create_at`` (the epoch as served) and ``created`` (ISO 8601, UTC). A call without a
+``create_at`` (the epoch as served) and ``created`` (ISO 8601 in UTC in JSON Lines and CSV,
+a UTC timestamp in Parquet). A call without a
 conversation, or whose conversation has no turns, is one row with no ``turn``, ``role`` or
 ``content``, so that every call read is in the output.
 """
@@ -11,19 +12,23 @@ conversation, or whose conversation has no turns, is one row with no ``turn``, `
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from .._conversations import CallConversation
-from ._outputs import Encoder, OutputFormat
+from ._outputs import Encoder, OutputFormat, Rows
 
-__all__ = ["TURN_COLUMNS", "TURN_FORMATS", "turn_encoder", "turn_rows"]
+if TYPE_CHECKING:
+    import pyarrow
+
+__all__ = ["TURN_COLUMNS", "TURN_FORMATS", "TURN_ROWS", "turn_rows"]
 
 #: The formats of ``conversations --format``.
-TURN_FORMATS: Final = ("jsonl", "csv")
+TURN_FORMATS: Final = ("jsonl", "csv", "parquet")
 TURN_COLUMNS: Final = ("trans_id", "turn", "role", "content", "create_at", "created")
 #: Where a turn's role and text are, in the shapes seen (v3's text; JSON turns).
 _ROLE_KEYS: Final = ("role", "speaker")
@@ -40,7 +45,7 @@ def turn_rows(item: CallConversation) -> list[dict[str, Any]]:
     call = {
         "trans_id": item.trans_id,
         "create_at": item.call.create_at,
-        "created": None if created is None else created.isoformat(),
+        "created": created,
     }
     turns = item.conversation.turns if item.conversation is not None else ()
     if not turns:
@@ -80,12 +85,39 @@ class _TurnCsv:
         return ("\ufeff".encode() if self._excel else b"") + self._rows([TURN_COLUMNS])
 
     def encode(self, records: Sequence[dict[str, Any]]) -> bytes:
-        cells = [["" if row[c] is None else row[c] for c in TURN_COLUMNS] for row in records]
-        return self._rows(cells)
+        return self._rows([[_cell(row[column]) for column in TURN_COLUMNS] for row in records])
 
 
-def turn_encoder(output_format: OutputFormat) -> Encoder:
-    """The encoder of turn rows in ``output_format`` (JSON Lines or CSV)."""
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def _encoder(output_format: OutputFormat) -> Encoder:
     if output_format.name == "csv":
         return _TurnCsv(excel=output_format.excel)
     return _TurnJsonLines()
+
+
+def _arrow_schema() -> pyarrow.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("trans_id", pa.string()),
+            ("turn", pa.int32()),
+            ("role", pa.string()),
+            ("content", pa.string()),
+            ("create_at", pa.int64()),
+            ("created", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def _arrow_rows(records: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
+    return records  # already one dict per row, its values of the schema's types
+
+
+#: How ``conversations`` writes its rows, in every format.
+TURN_ROWS: Final = Rows(encoder=_encoder, arrow_schema=_arrow_schema, arrow_rows=_arrow_rows)
