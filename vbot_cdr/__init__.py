@@ -14,9 +14,11 @@ import attrs
 from ._auth import PasswordAuth
 from ._client import VBotClient
 from ._config import RetryPolicy
+from ._conversations import CallConversation, ConversationIterator
 from ._errors import (
     APIError,
     AuthenticationError,
+    CallError,
     DatabaseError,
     IncompleteError,
     RateLimitError,
@@ -29,10 +31,11 @@ from ._errors import (
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
 from ._receiver import WebhookSink, WebhookStats, webhook_app
+from ._recordings import Recording, RecordingDownload
 from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
 from ._stats import IterationStats
 from ._sync import CallSync, DocumentStateStore, StateStore
-from ._transport import AiohttpTransport, Transport
+from ._transport import AiohttpTransport, StreamingTransport, Transport
 from ._webhooks import CallEvent, OtherEvent, parse_webhook
 
 __all__ = [
@@ -40,6 +43,8 @@ __all__ = [
     "AiohttpTransport",
     "AuthenticationError",
     "BotConversation",
+    "CallConversation",
+    "CallError",
     "CallEvent",
     "CallFilter",
     "CallIterator",
@@ -47,6 +52,7 @@ __all__ = [
     "CallRecord",
     "CallSync",
     "CollectedField",
+    "ConversationIterator",
     "DatabaseError",
     "DatabaseLoad",
     "DatabaseSync",
@@ -58,10 +64,13 @@ __all__ = [
     "OtherEvent",
     "PasswordAuth",
     "RateLimitError",
+    "Recording",
+    "RecordingDownload",
     "ResponseFormatError",
     "RetryPolicy",
     "StateError",
     "StateStore",
+    "StreamingTransport",
     "Transport",
     "TransportError",
     "VBotClient",

@@ -14,6 +14,7 @@ from .._exactly_once import remembered_ids
 from .._retry import instant_retries
 from ._data import generate_records, make_conversation
 from ._pusher import PushHabits, WebhookPusher
+from ._recordings import RecordingHabits
 from ._server import (
     ENDPOINTS,
     FakeVBotServer,
@@ -33,6 +34,7 @@ __all__ = [
     "PagingHabits",
     "PushHabits",
     "RecordedRequest",
+    "RecordingHabits",
     "WebhookPusher",
     "generate_records",
     "instant_retries",
