@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
+import aiohttp.web
 from typing_extensions import assert_type
 
 from vbot_cdr import (
@@ -20,6 +21,7 @@ from vbot_cdr import (
     BotConversation,
     CallConversation,
     CallError,
+    CallEvent,
     CallFilter,
     CallPageIterator,
     CallRecord,
@@ -32,6 +34,7 @@ from vbot_cdr import (
     IncompleteError,
     IterationStats,
     Member,
+    OtherEvent,
     PasswordAuth,
     RateLimitError,
     Recording,
@@ -43,8 +46,13 @@ from vbot_cdr import (
     TransportError,
     VBotClient,
     VBotError,
+    WebhookError,
+    WebhookSink,
+    WebhookStats,
     open_database_sync,
+    parse_webhook,
     sync_to_database,
+    webhook_app,
 )
 from vbot_cdr.testing import (
     FakeVBotServer,
@@ -346,3 +354,26 @@ async def followed_database_sink() -> None:
             assert_type(await load.run(), DatabaseLoad)
         store: StateStore = Documents()
         assert_type(client.sync(store, start_date=1_764_547_200), CallSync)
+
+
+async def webhooks(body: bytes) -> None:
+    event = parse_webhook(body)
+    if isinstance(event, CallEvent):
+        assert_type(event.record, CallRecord)
+        assert_type(event.record.meta_data, Mapping[str, Any] | None)
+        assert_type(event.record.telco_code, str | None)
+    else:
+        assert_type(event, OtherEvent)
+        assert_type(event.name, str)
+    try:
+        parse_webhook(b"[]")
+    except WebhookError as exc:
+        assert_type(exc, WebhookError)
+    sink = WebhookSink("postgresql://etl@db/calls", table="vbot_calls")
+    app = webhook_app(sink, header="X-VBot-Token: s3cret", path="/vbot")
+    assert_type(app, aiohttp.web.Application)
+    assert_type(sink.stats, WebhookStats)
+    assert_type(sink.stats.as_dict(), dict[str, Any])
+    if isinstance(event, CallEvent):
+        assert_type(await sink.store(event.record), bool)
+    await sink.close()
