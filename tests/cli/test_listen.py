@@ -178,3 +178,18 @@ async def test_listen_reconciles_a_lossy_push_with_the_pull(database: str, tmp_p
         assert webhooks["missing_from_push"] + webhooks["completed_by_pull"] == 60
         assert sum(webhooks["other_events"].values()) > 0
         assert webhooks["push_lag_ms"]["p99"] is not None
+
+
+async def test_a_pull_that_cannot_start_stops_the_receiver_with_status_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    server: FakeVBotServer,
+) -> None:
+    """--reconcile-every without a state or --start-date: exit 2 saying what to give."""
+    monkeypatch.setenv("VBOT_WEBHOOK_HEADER", HEADER)
+    argv = ["listen", "--to", str(tmp_path / "calls.db"), "--port", "0"]
+    assert await run(*argv, "--reconcile-every", "0.1s") == 2
+    err = capsys.readouterr().err
+    assert "--start-date" in err
+    assert HEADER_VALUE not in err

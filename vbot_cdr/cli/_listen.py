@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .._client import VBotClient
-from .._errors import IncompleteError, VBotError
+from .._errors import IncompleteError, StateError, VBotError
 from .._receiver import WebhookSink, parse_header, webhook_app
 from .._sinks import sync_to_database
 from ._options import ListenOptions
@@ -153,7 +153,12 @@ async def _reconcile(
     reconciled: dict[str, Any],
 ) -> None:
     """One pull over the closed windows into the sink's table; a failure is logged and
-    counted, and the next pull tries again."""
+    counted, and the next pull tries again.
+
+    Raises:
+        UsageError: The pull cannot work as configured (no state and no ``--start-date``, a
+            filter the dialect lacks): the receiver stops, after draining.
+    """
     reconciled["reconciles"] += 1
     try:
         only_before, both_before = await sink.count_sources()
@@ -161,6 +166,10 @@ async def _reconcile(
             client, options.to, options.filter, table=options.table, **options.pull_settings()
         )
         only_after, both_after = await sink.count_sources()
+    except StateError as exc:  # no state and no --start-date: no later pull can do better
+        raise UsageError(f"{exc} (see --start-date)") from None
+    except ValueError as exc:  # a filter the dialect lacks, before any request
+        raise UsageError(str(exc)) from None
     except VBotError as exc:  # the database's, the API's: the next pull tries again
         reconciled["incomplete" if isinstance(exc, IncompleteError) else "failed"] += 1
         context.log.say(f"reconcile failed: {exc}", level="error")
