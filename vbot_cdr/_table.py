@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 import attrs
+import msgspec
 
 from ._errors import ResponseFormatError
 from ._models import MILLISECONDS_THRESHOLD, CallRecord, epoch_to_datetime
@@ -47,6 +48,7 @@ __all__ = [
     "Kind",
     "epoch_milliseconds",
     "json_document",
+    "json_text",
     "local_time",
     "row_encoder",
     "table_row",
@@ -149,6 +151,14 @@ def local_time(value: int | None, tz: dt.tzinfo) -> dt.datetime | None:
     """
     moment = epoch_to_datetime(value)
     return None if moment is None else moment.astimezone(tz)
+
+
+_encode_json: Final = msgspec.json.Encoder().encode
+
+
+def json_text(value: Any) -> str | None:
+    """``value`` (attrs records, tuples, dicts, scalars) as JSON text; ``None`` stays ``None``."""
+    return None if value is None else _encode_json(value).decode()
 
 
 def _extras(extras: Mapping[str, Any]) -> dict[str, Any] | None:
