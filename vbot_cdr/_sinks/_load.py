@@ -21,7 +21,7 @@ from .._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from .._models import CallFilter, CallRecord, TimeUnit
 from .._sync import CallSync, SyncState, decode_state, encode_state, fingerprint
 from ._backends import Database, open_database
-from ._columns import RECORD_COLUMNS, columns_of
+from ._columns import RECORD_COLUMNS
 from ._url import parse_database_url
 
 __all__ = ["DatabaseLoad", "DatabaseStateStore", "sync_to_database"]
@@ -98,7 +98,7 @@ class _Loader:
         records = list({record.trans_id: record for record in self._records}.values())
         self._records = []
         if records:
-            await asyncio.to_thread(self._database.upsert, columns_of(records), records)
+            await asyncio.to_thread(self._database.upsert, RECORD_COLUMNS, records)
             self.loaded += len(records)
 
 
