@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -23,6 +24,7 @@ import pytest
 
 from vbot_cdr import VBotClient
 from vbot_cdr._models import structure_record
+from vbot_cdr._table import json_document, local_time, zone
 from vbot_cdr.cli import CSV_COLUMNS, main, parse_date
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records, make_conversation
 
@@ -77,7 +79,9 @@ def test_demo_export_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     records = read_jsonl(out)
     assert [r["trans_id"] for r in records] == [f"TX0-{i:08d}" for i in reversed(range(250))]
     # The seed's shape, plus the fields only v3 sends (null here).
-    assert records[-1] == structure_record(generate_records(1)[0]).to_dict()
+    first = structure_record(generate_records(1)[0])
+    assert records[-1] == json_document(first, zone("Asia/Ho_Chi_Minh"))
+    assert records[-1]["create_at"] == "2025-12-01T07:00:00+07:00"
     assert set(records[-1]) - set(generate_records(1)[0]) == {
         "external_call_id",
         "campaign_id",
@@ -118,22 +122,25 @@ def test_export_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_export_csv(tmp_path: Path) -> None:
-    """CSV flattens members and hotlines into dotted columns and keeps collected data as JSON."""
+    """CSV has the one table shape: members and hotlines flattened into ``member_name``...,
+    collected data as JSON, times as ISO 8601 in Vietnam time (the default zone)."""
     out = tmp_path / "calls.csv"
     assert main(["export", "--demo", "--demo-records", "40", "--out", str(out), "-q"]) == 0
     with out.open(newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert "member.vbot_id" in CSV_COLUMNS
+    assert "member_vbot_id" in CSV_COLUMNS
     assert CSV_COLUMNS[-1] == "extras"
     assert len(rows) == 40
     for row, record in zip(rows, reversed(generate_records(40)), strict=True):
         assert row["trans_id"] == record["trans_id"]
-        assert row["member.name"] == record["member"]["name"]
-        assert row["hotline.phone_number"] == record["hotline"]["phone_number"]
+        assert row["member_name"] == record["member"]["name"]
+        assert row["hotline_phone_number"] == record["hotline"]["phone_number"]
         assert json.loads(row["call_collected_data"]) == record["call_collected_data"]
         assert row["is_record"] == ("true" if record["is_record"] else "false")
-        assert row["answer_at"] == ("" if record["answer_at"] is None else str(record["answer_at"]))
+        answered = local_time(record["answer_at"], zone("Asia/Ho_Chi_Minh"))
+        assert row["answer_at"] == ("" if answered is None else answered.isoformat())
+        assert dt.datetime.fromisoformat(row["create_at"]).utcoffset() == dt.timedelta(hours=7)
         assert row["extras"] == ""
 
 

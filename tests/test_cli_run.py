@@ -8,8 +8,10 @@ events (the fake server's request counter, a line on stderr), never for a fixed 
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
 import gzip
+import io
 import json
 import os
 import re
@@ -33,7 +35,7 @@ from tests.test_cli import (  # the command-line test helpers
     spawn,
 )
 from vbot_cdr import CallRecord, CollectedField, Hotline, Member, VBotClient, cli
-from vbot_cdr.cli import build_parser, main
+from vbot_cdr.cli import CSV_COLUMNS, build_parser, main
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,14 +140,18 @@ async def test_parquet_export_has_one_typed_schema_in_row_groups(tmp_path: Path)
     rows = table.to_pylist()
     expected = list(reversed(generate_records(120)))
     assert [r["trans_id"] for r in rows] == [r["trans_id"] for r in expected]
-    assert rows[0]["member"] == expected[0]["member"]
-    assert rows[0]["call_collected_data"] == expected[0]["call_collected_data"]
+    assert rows[0]["member_name"] == expected[0]["member"]["name"]
+    assert json.loads(rows[0]["call_collected_data"]) == expected[0]["call_collected_data"]
+    assert rows[0]["create_at"] == dt.datetime.fromtimestamp(
+        expected[0]["create_at"], dt.timezone.utc
+    )
     types = {field.name: str(field.type) for field in table.schema}
-    assert types["create_at"] == "int64"
+    assert types["create_at"] == "timestamp[ms, tz=UTC]"
+    assert types["phone"] == "string"
     assert types["postage"] == "double"
     assert types["is_record"] == "bool"
     assert types["extras"] == "string"
-    assert list(types)[:-1] == [f.name for f in attrs.fields(CallRecord) if f.name != "extras"]
+    assert tuple(types) == CSV_COLUMNS
 
 
 def test_parquet_writes_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,29 +192,33 @@ def test_gzip_json_lines(tmp_path: Path, name: str) -> None:
 
 
 def test_csv_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--excel starts the CSV with a byte-order mark and adds local times next to the epochs."""
-    monkeypatch.setenv("TZ", "Asia/Ho_Chi_Minh")
+    """--excel starts the CSV with a byte-order mark and writes times as Excel reads them,
+    in Vietnam time (the default zone, not the machine's), in the same columns."""
+    monkeypatch.setenv("TZ", "UTC")
     out = tmp_path / "calls.csv.gz"
     assert main(["export", "--demo", "--demo-records", "5", "-o", str(out), "--excel", "-q"]) == 0
     text = gzip.decompress(out.read_bytes()).decode("utf-8")
     assert text.startswith("\ufeffphone,name,")
-    header, first = (line.split(",") for line in text[1:].splitlines()[:2])
-    assert header[header.index("create_at") + 1] == "create_at_local"
+    rows = list(csv.DictReader(io.StringIO(text[1:])))
+    assert tuple(rows[0]) == CSV_COLUMNS
     record = generate_records(5)[4]
-    local = dt.datetime.fromtimestamp(record["create_at"]).strftime("%Y-%m-%d %H:%M:%S")
-    assert local in text.splitlines()[1]
-    assert first[0] == record["phone"]
+    vietnam = dt.timezone(dt.timedelta(hours=7))
+    local = dt.datetime.fromtimestamp(record["create_at"], vietnam)
+    assert rows[0]["create_at"] == f"{local:%Y-%m-%d %H:%M:%S}"
+    assert rows[0]["phone"] == record["phone"]
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["-o", "calls.xlsx"], "cannot tell the format of calls.xlsx"),
+        (["-o", "calls.xls"], "cannot tell the format of calls.xls"),
         (["-o", "calls.parquet.gz"], "parquet needs --out FILE"),
         (["--format", "parquet"], "parquet needs --out FILE"),
+        (["-o", "calls.xlsx.gz"], "xlsx needs --out FILE"),
+        (["--format", "xlsx"], "xlsx needs --out FILE"),
         (["-o", "calls.jsonl", "--excel"], "--excel applies to CSV only"),
     ],
-    ids=["unknown-suffix", "parquet-gz", "parquet-stdout", "excel-jsonl"],
+    ids=["unknown-suffix", "parquet-gz", "parquet-stdout", "xlsx-gz", "xlsx-stdout", "excel-jsonl"],
 )
 def test_formats_are_never_guessed(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -436,7 +446,7 @@ async def test_schema_is_generated_from_the_models() -> None:
     schema = json.loads(stdout)
     fields = [f.name for f in attrs.fields(CallRecord) if f.name != "extras"]
     assert list(schema["properties"]) == fields
-    assert schema["properties"]["create_at"] == {"type": ["integer", "null"]}
+    assert schema["properties"]["create_at"] == {"type": ["string", "null"], "format": "date-time"}
     member = schema["properties"]["member"]
     assert list(member["properties"]) == [f.name for f in attrs.fields(Member)]
     item = schema["properties"]["call_collected_data"]["items"]

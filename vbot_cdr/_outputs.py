@@ -323,7 +323,7 @@ class _ParquetOutput:
         if self._rows:
             columns = [
                 pa.array(values, type=field.type)
-                for values, field in zip(zip(*self._rows), self._schema, strict=True)
+                for values, field in zip(zip(*self._rows, strict=True), self._schema, strict=True)
             ]
             self._writer.write_table(pa.Table.from_arrays(columns, schema=self._schema))
             self._rows = []

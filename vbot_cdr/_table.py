@@ -120,7 +120,9 @@ def zone(tz: str | dt.tzinfo) -> dt.tzinfo:
     try:
         return zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {tz!r} (use an IANA name: Asia/Ho_Chi_Minh, UTC)") from None
+        raise ValueError(
+            f"unknown time zone {tz!r} (use an IANA name: Asia/Ho_Chi_Minh, UTC)"
+        ) from None
 
 
 #: The epochs a datetime can hold (years 1 to 9999), in milliseconds.

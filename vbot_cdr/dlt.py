@@ -131,7 +131,7 @@ def vbot_source(
         created: dlt.sources.incremental[dt.datetime] = dlt.sources.incremental(  # noqa: B008
             "create_at",
             initial_value=first,
-            lag=lookback.total_seconds(),
+            lag=lookback.total_seconds(),  # noqa: B008
         ),
     ) -> AsyncIterator[list[dict[str, Any]]]:
         start = created.start_value

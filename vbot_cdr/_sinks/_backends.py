@@ -193,7 +193,7 @@ class Database(abc.ABC):
 
     def encoder(self, columns: Sequence[Column]) -> Callable[[CallRecord], tuple[Any, ...]]:
         """A record as the driver's values of ``columns`` (see `encoder`)."""
-        return encoder(columns, self.json)
+        return encoder(columns, type(self).json)
 
     def source_type(self, column: Column) -> str:
         """The type of ``column``'s value as the driver sends it: a time's is its epoch's."""
