@@ -30,6 +30,7 @@ from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Ho
 from ._sinks import DatabaseLoad, sync_to_database
 from ._stats import IterationStats
 from ._sync import CallSync, StateStore
+from ._table import CallColumn, call_columns, table_row
 from ._transport import AiohttpTransport, Transport
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "AiohttpTransport",
     "AuthenticationError",
     "BotConversation",
+    "CallColumn",
     "CallFilter",
     "CallIterator",
     "CallPageIterator",
@@ -59,7 +61,9 @@ __all__ = [
     "TransportError",
     "VBotClient",
     "VBotError",
+    "call_columns",
     "sync_to_database",
+    "table_row",
 ]
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "EXTRAS",
     "CallColumn",
     "Kind",
+    "call_columns",
     "epoch_milliseconds",
     "json_document",
     "json_text",
@@ -107,6 +108,18 @@ def _call_columns() -> tuple[CallColumn, ...]:
 
 #: The columns of a call, in order: the models' fields, nested ones flattened, then `EXTRAS`.
 CALL_COLUMNS: Final[tuple[CallColumn, ...]] = _call_columns()
+
+
+def call_columns() -> tuple[CallColumn, ...]:
+    """The columns of a call in CSV, Parquet, xlsx, every database sink and the dlt source,
+    in order: the fields of `CallRecord`, ``member`` and ``hotline`` flattened into
+    ``member_name``, ``hotline_code``..., then ``extras``. Each has one `CallColumn.kind`:
+    codes (phone numbers, ``sip_code``, ``trans_id``, ``customer_uid``) are ``"text"``,
+    times ``"timestamp"``, ``call_collected_data`` and ``extras`` ``"json"``.
+
+    .. versionadded:: 0.2
+    """
+    return CALL_COLUMNS
 
 
 def zone(tz: str | dt.tzinfo) -> dt.tzinfo:
@@ -211,7 +224,8 @@ def row_encoder(
 
 
 def table_row(record: CallRecord, *, tz: str | dt.tzinfo = DEFAULT_TZ) -> dict[str, Any]:
-    """``record`` as the values of `CALL_COLUMNS`, by name.
+    """``record`` as the values of `call_columns`, by name (the row a CSV, Parquet or xlsx
+    export writes, before each format spells its values).
 
     Times are aware datetimes in ``tz`` (``None`` for a time that never came);
     ``call_collected_data`` is a list of dicts, `EXTRAS` a dict of the fields the models do
@@ -220,6 +234,8 @@ def table_row(record: CallRecord, *, tz: str | dt.tzinfo = DEFAULT_TZ) -> dict[s
     Raises:
         ValueError: ``tz`` names no zone.
         ResponseFormatError: A time is outside what a datetime can hold.
+
+    .. versionadded:: 0.2
     """
     encode = _table_row_encoder(zone(tz))
     return dict(zip((column.name for column in CALL_COLUMNS), encode(record), strict=True))

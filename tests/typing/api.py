@@ -17,6 +17,7 @@ from vbot_cdr import (
     APIError,
     AuthenticationError,
     BotConversation,
+    CallColumn,
     CallFilter,
     CallRecord,
     CallSync,
@@ -33,7 +34,9 @@ from vbot_cdr import (
     TransportError,
     VBotClient,
     VBotError,
+    call_columns,
     sync_to_database,
+    table_row,
 )
 from vbot_cdr.testing import FakeVBotServer, Fault, PagingHabits
 
@@ -269,3 +272,13 @@ async def database_sink() -> None:
         shown: str = done.database
         assert_type(done.windows, int)
         del loaded, skipped, shown
+
+
+def one_table_shape(record: CallRecord) -> None:
+    """The columns of every tabular output, and a call as their values."""
+    columns = call_columns()
+    assert_type(columns, tuple[CallColumn, ...])
+    kinds: list[str] = [column.kind for column in columns]
+    row = table_row(record, tz="UTC")
+    assert_type(row, dict[str, Any])
+    del kinds, row
