@@ -22,7 +22,7 @@ import pytest
 from tests._records import VIETNAM, exported_line
 from vbot_cdr import CallRecord
 from vbot_cdr import _outputs as outputs
-from vbot_cdr._models import structure_record
+from vbot_cdr._decoding import structure_record
 from vbot_cdr._table import CALL_COLUMNS, table_row, zone
 from vbot_cdr.cli import CSV_COLUMNS, main
 from vbot_cdr.testing import FakeVBotServer, generate_records

@@ -28,7 +28,7 @@ from typing import Any, Final, Literal, get_args
 
 import attrs
 
-from ._models import CallFilter, TimeUnit
+from ._models import FILTER_NAMES, CallFilter, TimeUnit
 
 __all__ = [
     "COUNT_ALL",
@@ -106,25 +106,16 @@ def read_v3_envelope(doc: Any) -> Envelope | None:
     return Envelope(code == 0, code, _text(doc.get("msg")), doc.get("data", NO_DATA))
 
 
-#: The seed's filters, under their own names.
-_SEED_FILTERS: Final = MappingProxyType(
-    {
-        name: name
-        for name in (
-            "bot_id",
-            "campaign_code",
-            "member",
-            "template_script_code",
-            "disposition",
-            "key",
-            "start_date",
-            "end_date",
-            "hotline",
-            "input_log_search",
-            "status",
-        )
-    }
+# The filters are declared once, as the fields of `CallFilter`; a dialect only says which of them
+# it lacks and which it sends under another name.
+#: The criteria only v3 has.
+_V3_ONLY: Final = frozenset({"min_postage", "max_postage"})
+#: The criteria v3 sends under a name of its own.
+_V3_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {"key": "key_search", "disposition": "disposition_search"}
 )
+if not _V3_ONLY | _V3_NAMES.keys() <= set(FILTER_NAMES):
+    raise TypeError("_V3_ONLY and _V3_NAMES must name CallFilter criteria")
 
 
 @attrs.frozen(kw_only=True)
@@ -188,13 +179,11 @@ class Dialect:
         for name, value in filter.to_params(time_unit).items():
             wire_name = self.filters.get(name)
             if wire_name is None:
-                offered = [n for n in _ALL_FILTERS if n in self.filters]
+                offered = [n for n in FILTER_NAMES if n in self.filters]
                 raise ValueError(f"the {self.name} API has no {name} filter; it has {offered}")
             params[wire_name] = value
         return params
 
-
-_ALL_FILTERS: Final = tuple(a.name for a in attrs.fields(CallFilter))
 
 V2: Final = Dialect(
     name="v2",
@@ -206,7 +195,7 @@ V2: Final = Dialect(
     ),
     api_key=False,
     identity=frozenset({"vbot_id", "project_code"}),
-    filters=_SEED_FILTERS,
+    filters=MappingProxyType({name: name for name in FILTER_NAMES if name not in _V3_ONLY}),
     time_unit="s",
     read_envelope=read_error_envelope,
     envelope_shape="{status?, error, message, data}",
@@ -225,15 +214,7 @@ V3: Final = Dialect(
     ),
     api_key=True,
     identity=frozenset({"project_code"}),
-    filters=MappingProxyType(
-        {
-            **_SEED_FILTERS,
-            "key": "key_search",
-            "disposition": "disposition_search",
-            "min_postage": "min_postage",
-            "max_postage": "max_postage",
-        }
-    ),
+    filters=MappingProxyType({name: _V3_NAMES.get(name, name) for name in FILTER_NAMES}),
     time_unit="ms",
     read_envelope=read_v3_envelope,
     envelope_shape="{status, msg, errorCode, data}",
