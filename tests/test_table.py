@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests._records import VIETNAM, exported_line
-from vbot_cdr import CallRecord
+from vbot_cdr import CallRecord, call_columns
 from vbot_cdr import _outputs as outputs
 from vbot_cdr._decoding import structure_record
 from vbot_cdr._table import CALL_COLUMNS, table_row, zone
@@ -299,3 +300,11 @@ def test_xlsx_without_its_extra_says_which_to_install(
     (line,) = capsys.readouterr().err.splitlines()
     assert "pip install 'vbot_cdr[xlsx]'" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fields_dictionary_lists_the_table_shape() -> None:
+    """docs/fields.md lists every column of the table shape, in order, with its type."""
+    text = (Path(__file__).parent.parent / "docs" / "fields.md").read_text(encoding="utf-8")
+    section = text.split("## The table shape", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(\w+)` \| (\w+) \|$", section, re.MULTILINE)
+    assert listed == [(column.name, column.kind) for column in call_columns()]
