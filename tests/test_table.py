@@ -9,8 +9,8 @@ import csv
 import datetime as dt
 import io
 import json
-import re
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
