@@ -8,7 +8,8 @@ from typing import Any
 import attrs
 
 from vbot_cdr import Hotline, Member
-from vbot_cdr._table import DEFAULT_TZ, local_time, zone
+from vbot_cdr._models import epoch_to_datetime
+from vbot_cdr._table import DEFAULT_TZ, zone
 
 #: The fields only the v3 CDR endpoints send.
 V3_FIELDS = {
@@ -40,7 +41,7 @@ def exported_line(raw: dict[str, Any], tz: dt.tzinfo = VIETNAM) -> dict[str, Any
     8601 text with their offset in ``tz`` (null for a time that never came)."""
     record = exported(raw)
     for name in ("create_at", "answer_at", "end_call_at"):
-        moment = local_time(record.get(name), tz)
+        moment = epoch_to_datetime(record.get(name), tz)
         record[name] = None if moment is None else moment.isoformat()
     return record
 

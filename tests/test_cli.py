@@ -24,7 +24,8 @@ import pytest
 
 from vbot_cdr import VBotClient
 from vbot_cdr._decoding import structure_record
-from vbot_cdr._table import json_document, local_time, zone
+from vbot_cdr._models import epoch_to_datetime
+from vbot_cdr._table import json_document, zone
 from vbot_cdr.cli import CSV_COLUMNS, main, parse_date
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records, make_conversation
 
@@ -138,7 +139,7 @@ def test_export_csv(tmp_path: Path) -> None:
         assert row["hotline_phone_number"] == record["hotline"]["phone_number"]
         assert json.loads(row["call_collected_data"]) == record["call_collected_data"]
         assert row["is_record"] == ("true" if record["is_record"] else "false")
-        answered = local_time(record["answer_at"], zone("Asia/Ho_Chi_Minh"))
+        answered = epoch_to_datetime(record["answer_at"], zone("Asia/Ho_Chi_Minh"))
         assert row["answer_at"] == ("" if answered is None else answered.isoformat())
         assert dt.datetime.fromisoformat(row["create_at"]).utcoffset() == dt.timedelta(hours=7)
         assert row["extras"] == ""

@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import orjson
 
-from ._models import CallRecord
+from ._models import CallRecord, epoch_to_datetime
 from ._table import (
     CALL_COLUMNS,
     DEFAULT_TZ,
@@ -45,7 +45,6 @@ from ._table import (
     epoch_milliseconds,
     json_document,
     json_text,
-    local_time,
     row_encoder,
     zone,
 )
@@ -183,12 +182,12 @@ class _JsonLines:
 
 
 def _iso_time(value: int | None, tz: dt.tzinfo) -> str | None:
-    moment = local_time(value, tz)
+    moment = epoch_to_datetime(value, tz)
     return None if moment is None else moment.isoformat()
 
 
 def _excel_time(value: int | None, tz: dt.tzinfo) -> str | None:
-    moment = local_time(value, tz)
+    moment = epoch_to_datetime(value, tz)
     return None if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
 
 
@@ -425,7 +424,7 @@ class _XlsxOutput:
 
 
 def _naive_time(value: int | None, tz: dt.tzinfo) -> dt.datetime | None:
-    moment = local_time(value, tz)
+    moment = epoch_to_datetime(value, tz)
     return None if moment is None else moment.replace(tzinfo=None)
 
 

@@ -50,7 +50,6 @@ __all__ = [
     "epoch_milliseconds",
     "json_document",
     "json_text",
-    "local_time",
     "row_encoder",
     "table_row",
     "zone",
@@ -158,16 +157,6 @@ def epoch_milliseconds(value: int | None) -> int | None:
     return milliseconds
 
 
-def local_time(value: int | None, tz: dt.tzinfo) -> dt.datetime | None:
-    """An epoch as an aware datetime in ``tz``; ``None`` for ``None`` and 0.
-
-    Raises:
-        ResponseFormatError: The value is outside what a datetime can hold.
-    """
-    moment = epoch_to_datetime(value)
-    return None if moment is None else moment.astimezone(tz)
-
-
 _encode_json: Final = msgspec.json.Encoder().encode
 
 
@@ -243,7 +232,9 @@ def table_row(record: CallRecord, *, tz: str | dt.tzinfo = DEFAULT_TZ) -> dict[s
 
 @functools.lru_cache(maxsize=8)
 def _table_row_encoder(where: dt.tzinfo) -> Callable[[CallRecord], tuple[Any, ...]]:
-    return row_encoder({"timestamp": functools.partial(local_time, tz=where), "json": _plain_json})
+    return row_encoder(
+        {"timestamp": functools.partial(epoch_to_datetime, tz=where), "json": _plain_json}
+    )
 
 
 def _plain_json(value: Any) -> Any:
@@ -266,6 +257,6 @@ def json_document(record: CallRecord, tz: dt.tzinfo) -> dict[str, Any]:
     """
     document = record.to_dict()
     for name in _TIMES:
-        moment = local_time(getattr(record, name), tz)
+        moment = epoch_to_datetime(getattr(record, name), tz)
         document[name] = None if moment is None else moment.isoformat()
     return document
