@@ -193,7 +193,8 @@ def test_gzip_json_lines(tmp_path: Path, name: str) -> None:
 
 def test_csv_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--excel starts the CSV with a byte-order mark and writes times as Excel reads them,
-    in Vietnam time (the default zone, not the machine's), in the same columns."""
+    in Vietnam time (the default zone, not the machine's), and codes of digits as text
+    formulas (so Excel keeps their leading zeros), in the same columns."""
     monkeypatch.setenv("TZ", "UTC")
     out = tmp_path / "calls.csv.gz"
     assert main(["export", "--demo", "--demo-records", "5", "-o", str(out), "--excel", "-q"]) == 0
@@ -205,7 +206,10 @@ def test_csv_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vietnam = dt.timezone(dt.timedelta(hours=7))
     local = dt.datetime.fromtimestamp(record["create_at"], vietnam)
     assert rows[0]["create_at"] == f"{local:%Y-%m-%d %H:%M:%S}"
-    assert rows[0]["phone"] == record["phone"]
+    assert record["phone"].startswith("0")
+    assert rows[0]["phone"] == f'="{record["phone"]}"'
+    assert rows[0]["sip_code"] == record["sip_code"]  # 200: no zero to lose
+    assert rows[0]["name"] == record["name"]
 
 
 @pytest.mark.parametrize(

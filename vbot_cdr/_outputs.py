@@ -195,26 +195,35 @@ def _csv_bool(value: bool | None) -> str | None:
     return None if value is None else ("true" if value else "false")
 
 
+def _excel_text(value: str | None) -> str | None:
+    """Digits Excel would read as a number (dropping a leading 0, or rounding past 15
+    digits) as the formula ``="..."``, which Excel shows as that text."""
+    if value and value.isdigit() and (value[0] == "0" or len(value) > 15):
+        return f'="{value}"'
+    return value
+
+
 class _Csv:
     """`CSV_COLUMNS`, one row per call, times in ISO 8601 with their offset in ``tz``.
 
     For Excel: a byte-order mark (Excel reads a UTF-8 file as the machine's legacy code page
-    unless it starts with one, which garbles Vietnamese), and times as ``YYYY-MM-DD
-    HH:MM:SS`` in ``tz`` (ISO 8601 with a space and no offset, which Excel reads as a date
-    and time; with an offset it reads text). The columns are the same.
+    unless it starts with one, which garbles Vietnamese), times as ``YYYY-MM-DD HH:MM:SS``
+    in ``tz`` (ISO 8601 with a space and no offset, which Excel reads as a date and time;
+    with an offset it reads text), and codes of digits that Excel would read as a number
+    (``0912345678``) as ``="0912345678"``, which it shows as text. The columns are the same.
     """
 
     def __init__(self, tz: dt.tzinfo, *, excel: bool = False):
         self._excel = excel
         self.columns = CSV_COLUMNS
-        time = _excel_time if excel else _iso_time
-        self._encode = row_encoder(
-            {
-                "timestamp": functools.partial(time, tz=tz),
-                "json": json_text,
-                "bool": _csv_bool,
-            }
-        )
+        converters: dict[Kind, Callable[[Any], Any]] = {
+            "timestamp": functools.partial(_excel_time if excel else _iso_time, tz=tz),
+            "json": json_text,
+            "bool": _csv_bool,
+        }
+        if excel:
+            converters["text"] = _excel_text
+        self._encode = row_encoder(converters)
 
     def _rows(self, rows: Sequence[Sequence[Any]]) -> bytes:
         text = io.StringIO()
