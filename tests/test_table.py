@@ -308,3 +308,17 @@ def test_fields_dictionary_lists_the_table_shape() -> None:
     section = text.split("## The table shape", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `(\w+)` \| (\w+) \|$", section, re.MULTILINE)
     assert listed == [(column.name, column.kind) for column in call_columns()]
+
+
+@pytest.mark.parametrize("name", ["calls.xlsx", "calls.parquet"])
+def test_sync_refuses_to_append_to_a_workbook(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sync --out calls.xlsx`` (a whole-file format) exits 2 with one line, before any
+    request, and leaves no file behind."""
+    os.chdir(tmp_path)
+    argv = ["sync", "--demo", "--state", "state.json", "--out", name, "--start-date", "2025-12-01"]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "sync appends uncompressed JSON Lines or CSV" in line
+    assert list(tmp_path.iterdir()) == []

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     import pyarrow.parquet
 
 __all__ = [
+    "APPENDABLE",
     "CSV_COLUMNS",
     "FORMATS",
     "PARQUET_ROW_GROUP",
@@ -74,6 +75,8 @@ __all__ = [
 
 #: The formats of ``--format``.
 FORMATS: Final = ("jsonl", "csv", "parquet", "xlsx")
+#: The formats ``sync`` can append to (uncompressed).
+APPENDABLE: Final = ("jsonl", "csv")
 
 #: The suffixes a format is read from (JSON Lines and CSV also with ``.gz`` after it).
 _SUFFIXES: Final = {
@@ -84,8 +87,8 @@ _SUFFIXES: Final = {
     ".xlsx": "xlsx",
 }
 
-#: The formats that are whole files (compressed by themselves, never appended to), and the
-#: module and extra each needs.
+#: The formats that are whole files (compressed by themselves), and the module and extra each
+#: needs.
 _FILE_FORMATS: Final = {"parquet": ("pyarrow", "parquet"), "xlsx": ("xlsxwriter", "xlsx")}
 
 #: Calls per Parquet row group: the most the Parquet writer holds in memory.
@@ -574,7 +577,7 @@ def append_output(
     Raises:
         OutputError: The format cannot be appended to (Parquet, gzip).
     """
-    if output_format.name in _FILE_FORMATS or output_format.gzip:
+    if output_format.name not in APPENDABLE or output_format.gzip:
         raise OutputError("sync appends JSON Lines or CSV, uncompressed")
     return _LineOutput(stream, _encoder(output_format), name, header=new)
 

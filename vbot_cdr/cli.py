@@ -66,6 +66,7 @@ from vbot_cdr import (
 from vbot_cdr.testing import FakeVBotServer, FaultMix
 
 from ._outputs import (
+    APPENDABLE,
     CSV_COLUMNS,
     FORMATS,
     PARQUET_ROW_GROUP,
@@ -543,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         sync,
         out_help="a directory DIR/ (one new file per run) or a FILE to append to; with --state "
         "(required)",
-        formats=("jsonl", "csv"),
+        formats=APPENDABLE,
     )
     group = sync.add_argument_group("sync")
     where = group.add_mutually_exclusive_group(required=True)
@@ -1062,7 +1063,7 @@ def _sync_format(args: argparse.Namespace) -> OutputFormat:
         # A directory gets a file per run, named for the format: JSON Lines unless told.
         return OutputFormat(args.format or "jsonl", excel=args.excel)
     out_format = _output_format(args)
-    if out_format.gzip or out_format.name == "parquet":
+    if out_format.gzip or out_format.name not in APPENDABLE:
         raise UsageError("sync appends uncompressed JSON Lines or CSV; export writes the others")
     return out_format
 
