@@ -351,11 +351,12 @@ def test_parse_date(text: str, expected: int) -> None:
     assert (value if isinstance(value, int) else int(value.timestamp())) == expected
 
 
-def test_dates_without_offset_are_local() -> None:
-    """An ISO date without an offset is an aware datetime in the local time zone."""
+def test_dates_without_offset_are_left_for_the_run_zone() -> None:
+    """An ISO date without an offset is a naive datetime, its midnight: the run's zone
+    (--tz) is applied to it later, never the machine's."""
     value = parse_date("2025-12-01")
     assert not isinstance(value, int)
-    assert value.tzinfo is not None
+    assert value.tzinfo is None
     assert (value.year, value.month, value.day, value.hour) == (2025, 12, 1, 0)
 
 

@@ -67,7 +67,7 @@ def test_demo_sync_into_a_directory(tmp_path: Path, capsys: pytest.CaptureFixtur
     calls, state = tmp_path / "calls", tmp_path / "state.json"
     calls.mkdir()
     argv = ["sync", "--demo", "--demo-records", "300", "--state", str(state)]
-    argv += ["--out", f"{calls}/", "--start-date", "2025-12-01", "--window", "1h"]
+    argv += ["--out", f"{calls}/", "--start-date", "2025-12-01T00:00Z", "--window", "1h"]
     assert main([*argv, "--end-date", "2025-12-01T05:00Z"]) == 0
     [written] = calls.iterdir()
     assert written.name == "calls-20251201T000000Z-20251201T050000Z.jsonl"
@@ -75,7 +75,7 @@ def test_demo_sync_into_a_directory(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert read_state(state)["watermark"] == DEFAULT_START + 5 * HOUR
     said = one_line(capsys.readouterr().err)
     assert said.startswith(f"vbot-cdr: synced 300 new calls to {written} in ")
-    assert said.endswith(f"s (5 windows); state saved in {state}")
+    assert said.endswith(f"s (5 windows, times in Asia/Ho_Chi_Minh); state saved in {state}")
     # Up to date: nothing to read. Later, with no new call: no empty file is left behind.
     assert main([*argv, "--end-date", "2025-12-01T05:00Z"]) == 0
     assert "nothing to sync yet" in capsys.readouterr().err
@@ -157,7 +157,7 @@ def test_progress_shows_windows_and_calls(monkeypatch: pytest.MonkeyPatch, tmp_p
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     argv = ["sync", "--demo", "--demo-records", "300", "--state", str(tmp_path / "s.json")]
-    argv += ["--out", str(tmp_path / "calls.jsonl"), "--start-date", "2025-12-01"]
+    argv += ["--out", str(tmp_path / "calls.jsonl"), "--start-date", "2025-12-01T00:00Z"]
     assert main([*argv, "--end-date", "2025-12-01T04:00Z", "--window", "1h"]) == 0
     shown = terminal.getvalue()
     assert "sync window 4/4" in shown

@@ -322,3 +322,71 @@ def test_sync_refuses_to_append_to_a_workbook(
     (line,) = capsys.readouterr().err.splitlines()
     assert "sync appends uncompressed JSON Lines or CSV" in line
     assert list(tmp_path.iterdir()) == []
+
+
+# -- one zone, stated ---------------------------------------------------------------------------
+
+MIDNIGHT_IN_HANOI = 1_764_522_000  # 2025-12-01T00:00:00+07:00
+MIDNIGHT_IN_UTC = 1_764_547_200  # 2025-12-01T00:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("options", "environ", "expected"),
+    [
+        ([], {}, MIDNIGHT_IN_HANOI),
+        (["--tz", "UTC"], {}, MIDNIGHT_IN_UTC),
+        ([], {"VBOT_CDR_TZ": "Asia/Tokyo"}, MIDNIGHT_IN_UTC - 9 * 3600),
+        (["--tz", "UTC"], {"VBOT_CDR_TZ": "Asia/Tokyo"}, MIDNIGHT_IN_UTC),
+    ],
+    ids=["default-vietnam", "tz-option", "tz-environment", "option-wins"],
+)
+async def test_dates_without_offset_are_read_in_the_run_zone(
+    options: list[str],
+    environ: dict[str, str],
+    expected: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--start-date 2025-12-01`` is midnight in the run's zone: Vietnam's by default, on a
+    machine whose own zone is UTC (or any other), else --tz or VBOT_CDR_TZ."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    async with FakeVBotServer(count=5, token=TOKEN) as server:
+        monkeypatch.setenv("VBOT_TOKEN", TOKEN)
+        argv = ["count", "--base-url", server.base_url, "--start-date", "2025-12-01", *options]
+        assert await asyncio.to_thread(main, argv) == 0
+        [count] = [r for r in server.requests if r.endpoint == "countAll"]
+    assert count.params["start_date"] == str(expected)
+    capsys.readouterr()
+
+
+def test_an_unknown_tz_exits_2_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--tz (or VBOT_CDR_TZ) naming no zone is a usage error, before any request."""
+    assert main(["count", "--demo", "--tz", "Asia/Hanoi_City"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "unknown time zone 'Asia/Hanoi_City'" in line
+    monkeypatch.setenv("VBOT_CDR_TZ", "Nowhere")
+    assert main(["count", "--demo"]) == 2
+    assert "unknown time zone 'Nowhere'" in capsys.readouterr().err
+
+
+def test_tz_sets_the_zone_of_exported_times_and_the_summary_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --tz UTC, CSV times carry +00:00, the closing line and --summary name the zone;
+    by default they are Vietnam time (+07:00)."""
+    for tz, offset in (("UTC", "+00:00"), (None, "+07:00")):
+        out, summary = tmp_path / "calls.csv", tmp_path / "run.json"
+        argv = ["export", "--demo", "--demo-records", "3", "-o", str(out)]
+        argv += ["--summary", str(summary), *(["--tz", tz] if tz else [])]
+        assert main(argv) == 0
+        rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+        assert {row["create_at"][-6:] for row in rows} == {offset}
+        name = tz or "Asia/Ho_Chi_Minh"
+        assert f"(times in {name})" in capsys.readouterr().err
+        report = json.loads(summary.read_text(encoding="utf-8"))
+        assert report["tz"] == name
+        assert report["started_at"].endswith(offset)

@@ -83,6 +83,7 @@ from ._outputs import (
 )
 from ._runlog import ENV_LOG, LOG_FORMATS, LOG_LEVELS, RunLog, RunSummary, progress_interval
 from ._schema import json_schema
+from ._table import DEFAULT_TZ, zone
 
 __all__ = [
     "CSV_COLUMNS",
@@ -106,6 +107,8 @@ ENV_PASSWORD: Final = "VBOT_PASSWORD"
 ENV_BASE_URL: Final = "VBOT_BASE_URL"
 ENV_VBOT_ID: Final = "VBOT_ID"
 ENV_PROJECT_CODE: Final = "VBOT_PROJECT_CODE"
+#: The zone of dates without an offset and of the times shown (``--tz`` wins).
+ENV_TZ: Final = "VBOT_CDR_TZ"
 DEMO_RECORDS: Final = 10_000
 
 EXIT_FAILED: Final = 1
@@ -121,6 +124,7 @@ ENVIRONMENT: Final = (
     (ENV_VBOT_ID, "your VBotID (--vbot-id wins)"),
     (ENV_PROJECT_CODE, "your group code (--project-code wins)"),
     (ENV_LOG, "log level: debug, info or warning (default: warning; -v is info)"),
+    (ENV_TZ, f"the time zone of dates and times shown (--tz wins; default: {DEFAULT_TZ})"),
 )
 
 #: The exit statuses, as ``vbot-cdr --help`` lists them.
@@ -155,6 +159,7 @@ class _Context:
     Attributes:
         environ: The environment variables.
         log: Its stderr.
+        tz: The zone of dates without an offset and of the times shown.
         summary: What it did so far (for ``--summary`` and the progress lines).
         stopped_by: The signal that stopped it, if one did.
         error: What ended it, if it failed.
@@ -163,6 +168,7 @@ class _Context:
     environ: Mapping[str, str]
     log: RunLog
     summary: RunSummary
+    tz: dt.tzinfo = attrs.field(factory=lambda: zone(DEFAULT_TZ))
     stopped_by: int | None = None
     error: BaseException | None = None
 
@@ -242,7 +248,8 @@ def parse_date(text: str) -> int | dt.datetime:
 
     Digits are a Unix epoch, sent as given. Anything else is an ISO 8601 date or date-time
     (``2025-12-01``, ``2025-12-01T08:30``, ``2025-12-01T08:30+07:00``, ``...Z``); one
-    without an offset is in the machine's local time zone, and a date alone is its midnight.
+    without an offset is naive here: `_localize` reads it in the run's zone (``--tz``), and a
+    date alone is its midnight.
 
     Raises:
         argparse.ArgumentTypeError: Neither.
@@ -256,7 +263,15 @@ def parse_date(text: str) -> int | dt.datetime:
         raise argparse.ArgumentTypeError(
             f"not a date: {text!r} (use 2025-12-01, 2025-12-01T08:30+07:00 or a Unix epoch)"
         ) from None
-    return value if value.tzinfo is not None else value.astimezone()
+    return value
+
+
+def _localize(value: int | dt.datetime | None, tz: dt.tzinfo) -> int | dt.datetime | None:
+    """A date of `parse_date` as the client takes it: a datetime without an offset read in
+    ``tz`` (the wall time there, whatever the machine's zone); anything else as it is."""
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=tz)
+    return value
 
 
 #: The filter options: `CallFilter` field, value type, metavar, help.
@@ -339,8 +354,15 @@ def _run_options() -> _Parser:
         type=Path,
         metavar="FILE",
         help="when the run ends, whatever the outcome, write one JSON object to FILE: command, "
-        "times, records, pages, requests, retries, windows, files, complete, exit code, error "
-        "(default: none)",
+        "time zone, times, records, pages, requests, retries, windows, files, complete, exit "
+        "code, error (default: none)",
+    )
+    parser.add_argument_group("time").add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="the IANA time zone in which dates without an offset are read and times are shown "
+        f"(logs, summary, JSON Lines, CSV, xlsx) (default: ${ENV_TZ}, else {DEFAULT_TZ}, "
+        "VBot's own zone; never the machine's)",
     )
     return parser
 
@@ -873,8 +895,8 @@ def _demo_credential(server: FakeVBotServer) -> dict[str, Any]:
     return {"api_key": server.api_key, "api": server.api}
 
 
-def _call_filter(args: argparse.Namespace) -> CallFilter:
-    criteria = {name: getattr(args, name) for name, *_ in _FILTERS}
+def _call_filter(args: argparse.Namespace, tz: dt.tzinfo) -> CallFilter:
+    criteria: dict[str, Any] = {name: _localize(getattr(args, name), tz) for name, *_ in _FILTERS}
     try:
         return CallFilter(**criteria)
     except (TypeError, ValueError) as exc:
@@ -884,9 +906,9 @@ def _call_filter(args: argparse.Namespace) -> CallFilter:
 # -- export ------------------------------------------------------------------------------------
 
 
-def _output_format(args: argparse.Namespace) -> OutputFormat:
+def _output_format(args: argparse.Namespace, tz: dt.tzinfo) -> OutputFormat:
     try:
-        return choose_format(args.out, args.format, excel=args.excel)
+        return choose_format(args.out, args.format, excel=args.excel, tz=tz)
     except OutputError as exc:
         raise UsageError(str(exc)) from None
 
@@ -978,8 +1000,8 @@ def _left_behind(result: ExportFile) -> str:
 
 
 async def _export(args: argparse.Namespace, context: _Context) -> int:
-    call_filter = _call_filter(args)
-    out_format = _output_format(args)
+    call_filter = _call_filter(args, context.tz)
+    out_format = _output_format(args, context.tz)
     summary = context.summary
     started = time.monotonic()
     async with open_client(args, context) as client:
@@ -1027,8 +1049,16 @@ async def _export(args: argparse.Namespace, context: _Context) -> int:
                     bar.update(len(page))
     if not args.quiet:
         elapsed = time.monotonic() - started
-        context.log.say(f"exported {summary.records} calls to {output.name} in {elapsed:.1f}s")
+        context.log.say(
+            f"exported {summary.records} calls to {output.name} in {elapsed:.1f}s "
+            f"(times in {_shown_zone(out_format)})"
+        )
     return 0
+
+
+def _shown_zone(out_format: OutputFormat) -> str:
+    """The zone of the times ``out_format`` writes, for the closing line."""
+    return "UTC" if out_format.name == "parquet" else str(out_format.tz)
 
 
 def _record_file(summary: RunSummary, result: ExportFile) -> None:
@@ -1058,11 +1088,11 @@ def _sync_target(out: str, sync: CallSync, out_format: str, time_unit: str) -> P
     return path / f"calls-{stamp(first)}-{stamp(last)}.{out_format}"
 
 
-def _sync_format(args: argparse.Namespace) -> OutputFormat:
+def _sync_format(args: argparse.Namespace, tz: dt.tzinfo) -> OutputFormat:
     if args.out.endswith(("/", os.sep)) or os.path.isdir(args.out):
         # A directory gets a file per run, named for the format: JSON Lines unless told.
-        return OutputFormat(args.format or "jsonl", excel=args.excel)
-    out_format = _output_format(args)
+        return OutputFormat(args.format or "jsonl", excel=args.excel, tz=tz)
+    out_format = _output_format(args, tz)
     if out_format.gzip or out_format.name not in APPENDABLE:
         raise UsageError("sync appends uncompressed JSON Lines or CSV; export writes the others")
     return out_format
@@ -1098,8 +1128,8 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
         return await _sync_to_database(args, context)
     if args.out in (None, "-"):
         raise UsageError("sync needs --out DIR/ or FILE: the state follows only fsynced output")
-    call_filter = _call_filter(args)
-    out_format = _sync_format(args)
+    call_filter = _call_filter(args, context.tz)
+    out_format = _sync_format(args, context.tz)
     summary = context.summary
     started = time.monotonic()
     async with open_client(args, context) as client:
@@ -1144,7 +1174,8 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
         where = f" to {target}" if summary.records else ""
         context.log.say(
             f"synced {summary.records} new calls{where} in {elapsed:.1f}s "
-            f"({len(sync.windows)} windows); state saved in {args.state}"
+            f"({len(sync.windows)} windows, times in {_shown_zone(out_format)}); "
+            f"state saved in {args.state}"
         )
     return 0
 
@@ -1170,7 +1201,7 @@ async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
                 done = await sync_to_database(
                     client,
                     args.to,
-                    _call_filter(args),
+                    _call_filter(args, context.tz),
                     table=args.table,
                     watch=follow,
                     **_sync_options(args),
@@ -1199,7 +1230,7 @@ async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
 
 
 async def _count_calls(args: argparse.Namespace, context: _Context) -> int:
-    call_filter = _call_filter(args)
+    call_filter = _call_filter(args, context.tz)
     async with open_client(args, context) as client:
         try:
             total = await client.count_calls(call_filter)
@@ -1368,6 +1399,15 @@ def _silence_stdout() -> NoReturn:
     raise SystemExit(EXIT_FAILED)
 
 
+def _zone(args: argparse.Namespace, environ: Mapping[str, str]) -> dt.tzinfo:
+    """The run's zone: ``--tz``, else `ENV_TZ`, else `DEFAULT_TZ` (never the machine's)."""
+    name = getattr(args, "tz", None) or environ.get(ENV_TZ, "").strip() or DEFAULT_TZ
+    try:
+        return zone(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``vbot-cdr`` with ``argv`` (default: the process's arguments); return the exit status."""
     try:
@@ -1383,6 +1423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = EXIT_FAILED
     try:
         level = _log_level(args, os.environ)
+        context.tz = context.log.tz = context.summary.tz = _zone(args, os.environ)
     except UsageError as exc:
         context.log.say(f"error: {exc}", level="error")
         return EXIT_USAGE
