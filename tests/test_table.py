@@ -22,10 +22,10 @@ import pytest
 
 from tests._records import VIETNAM, exported_line
 from vbot_cdr import CallRecord, call_columns
-from vbot_cdr import _outputs as outputs
 from vbot_cdr._decoding import structure_record
 from vbot_cdr._table import CALL_COLUMNS, table_row, zone
 from vbot_cdr.cli import CSV_COLUMNS, main
+from vbot_cdr.cli import _outputs as outputs
 from vbot_cdr.testing import FakeVBotServer, generate_records
 
 TOKEN = "tok-table-0123"

@@ -15,7 +15,7 @@
 - `append_file`: the file ``sync`` appends to, window by window; its durability belongs to
   the sync protocol (`make_durable` before each commit, `drop_torn_tail` on reopening).
 
-This sits above the client and uses public names only.
+This sits above the client; it imports the defining private modules, never the package face.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import orjson
 
-from ._models import CallRecord, epoch_to_datetime
-from ._table import (
+from .._models import CallRecord, epoch_to_datetime
+from .._table import (
     CALL_COLUMNS,
     DEFAULT_TZ,
     Kind,
@@ -48,6 +48,7 @@ from ._table import (
     row_encoder,
     zone,
 )
+from ._status import UsageError
 
 if TYPE_CHECKING:
     import pyarrow
@@ -70,6 +71,7 @@ __all__ = [
     "drop_torn_tail",
     "export_file",
     "make_durable",
+    "shown_zone",
     "stream_output",
 ]
 
@@ -98,8 +100,8 @@ PARQUET_ROW_GROUP: Final = 10_000
 PARTIAL_SUFFIX: Final = ".partial"
 
 
-class OutputError(ValueError):
-    """Output options that cannot work together (a usage error)."""
+class OutputError(UsageError):
+    """Output options that cannot work together: a usage error (exit status 2)."""
 
 
 @attrs.frozen
@@ -244,6 +246,11 @@ def _encoder(output_format: OutputFormat) -> _Encoder:
     if output_format.name == "csv":
         return _Csv(output_format.tz, excel=output_format.excel)
     return _JsonLines(output_format.tz)
+
+
+def shown_zone(output_format: OutputFormat) -> str:
+    """The zone of the times ``output_format`` writes, as a run's closing line names it."""
+    return "UTC" if output_format.name == "parquet" else str(output_format.tz)
 
 
 # -- writers -----------------------------------------------------------------------------------
