@@ -282,13 +282,14 @@ def _add_output_options(
         "--format",
         choices=formats,
         help="the output format (default: from FILE's suffix: .jsonl or .json, .csv, each "
-        "optionally .gz, or .parquet; any other suffix needs --format)",
+        "optionally .gz, .parquet or .xlsx; any other suffix needs --format)",
     )
     group.add_argument(
         "--excel",
         action="store_true",
-        help="CSV for Excel: a UTF-8 byte-order mark (so Vietnamese text shows right) and a "
-        "<time>_local column of local time (TZ) after each epoch column (default: off)",
+        help="CSV for Excel: a UTF-8 byte-order mark (so Vietnamese text shows right), times "
+        "as 2025-12-01 07:00:00 in --tz and codes of digits as =\"0912...\" (so Excel keeps "
+        "their leading zeros); the same columns (default: off)",
     )
     group.add_argument(
         "-q",
