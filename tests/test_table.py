@@ -398,3 +398,29 @@ def test_tz_sets_the_zone_of_exported_times_and_the_summary_names_it(
         report = json.loads(summary.read_text(encoding="utf-8"))
         assert report["tz"] == name
         assert report["started_at"].endswith(offset)
+
+
+def test_a_failed_xlsx_export_keeps_a_workbook_of_the_calls_written(tmp_path: Path) -> None:
+    """An xlsx export stopped midway leaves the target untouched and keeps, as
+    ``calls.xlsx.partial``, a valid workbook of the calls written."""
+    target = tmp_path / "calls.xlsx"
+    result = outputs.ExportFile(target)
+    written = [structure_record(raw) for raw in generate_records(4)]
+
+    def write_then_fail() -> None:
+        with outputs.export_file(target, outputs.OutputFormat("xlsx"), result) as output:
+            output.write(written)
+            raise OSError("stopped")
+
+    with pytest.raises(OSError, match="stopped"):
+        write_then_fail()
+    assert not target.exists()
+    assert result.partial == tmp_path / "calls.xlsx.partial"
+    opened = tmp_path / "opened.xlsx"  # openpyxl, as Excel, reads .xlsx names only
+    opened.write_bytes(result.partial.read_bytes())
+    book = openpyxl.load_workbook(opened, read_only=True)
+    with contextlib.closing(book):
+        rows = list(book["calls"].iter_rows(values_only=True))
+    assert [row[CSV_COLUMNS.index("trans_id")] for row in rows[1:]] == [
+        record.trans_id for record in written
+    ]
