@@ -278,14 +278,16 @@ async def test_xlsx_has_a_header_an_autofilter_and_text_never_read_as_formulas(
     assert by_id[calls[1]["trans_id"]][names.index("input_log")] == "0123"
 
 
-async def test_xlsx_goes_on_to_a_new_sheet_when_one_is_full(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_xlsx_goes_on_to_a_new_sheet_when_one_is_full(tmp_path: Path) -> None:
     """Calls beyond what a sheet holds go on to the sheet ``calls 2``, with its own header:
     none is cut off."""
-    monkeypatch.setattr(outputs, "XLSX_MAX_ROWS", 4)  # a header and three calls a sheet
-    async with FakeVBotServer(count=7, token=TOKEN) as server:
-        await export(server, tmp_path / "calls.xlsx")
+    written = [structure_record(raw) for raw in reversed(generate_records(7))]
+    with (tmp_path / "calls.xlsx").open("wb") as stream:
+        # A header and three calls a sheet (Excel's limit is 1,048,576 rows).
+        workbook = outputs._XlsxOutput(stream, "calls.xlsx", zone("UTC"), max_rows=4)
+        workbook.write(written[:5])
+        workbook.write(written[5:])
+        workbook.close()
     book = openpyxl.load_workbook(tmp_path / "calls.xlsx", read_only=True)
     with contextlib.closing(book):
         assert book.sheetnames == ["calls", "calls 2", "calls 3"]

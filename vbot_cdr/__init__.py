@@ -27,9 +27,9 @@ from ._errors import (
 )
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
-from ._sinks import DatabaseLoad, sync_to_database
+from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
 from ._stats import IterationStats
-from ._sync import CallSync, StateStore
+from ._sync import CallSync, DocumentStateStore, StateStore
 from ._table import CallColumn, call_columns, table_row
 from ._transport import AiohttpTransport, Transport
 
@@ -47,6 +47,8 @@ __all__ = [
     "CollectedField",
     "DatabaseError",
     "DatabaseLoad",
+    "DatabaseSync",
+    "DocumentStateStore",
     "Hotline",
     "IncompleteError",
     "IterationStats",
@@ -62,6 +64,7 @@ __all__ = [
     "VBotClient",
     "VBotError",
     "call_columns",
+    "open_database_sync",
     "sync_to_database",
     "table_row",
 ]

@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import orjson
 
+from .._files import fsync_directory
 from .._models import CallRecord, epoch_to_datetime
 from .._table import (
     CALL_COLUMNS,
@@ -364,11 +365,14 @@ class _XlsxOutput:
 
     Text (phone numbers and codes with their leading zeros) is written as text, never read
     as a number or a formula; times as Excel datetimes in ``tz`` (Excel has no zones);
-    ``json`` columns as JSON text. Calls beyond a sheet's `XLSX_MAX_ROWS` go on to a sheet
-    ``calls 2``, and so on: nothing is cut off.
+    ``json`` columns as JSON text. Calls beyond a sheet's ``max_rows`` (`XLSX_MAX_ROWS`,
+    Excel's limit, the header included) go on to a sheet ``calls 2``, and so on: nothing is
+    cut off.
     """
 
-    def __init__(self, stream: IO[bytes], name: str, tz: dt.tzinfo):
+    def __init__(
+        self, stream: IO[bytes], name: str, tz: dt.tzinfo, *, max_rows: int = XLSX_MAX_ROWS
+    ):
         import xlsxwriter
 
         self._book = xlsxwriter.Workbook(
@@ -386,8 +390,9 @@ class _XlsxOutput:
         self._encode = row_encoder(
             {"timestamp": functools.partial(_naive_time, tz=tz), "json": json_text}
         )
+        self._max_rows = max_rows
         self._sheets = 0
-        self._row = XLSX_MAX_ROWS  # a sheet is added with the first call
+        self._row = max_rows  # a sheet is added with the first call
         self.name = name
 
     def _cell_writers(self, sheet: Any) -> list[tuple[Callable[..., int], Any]]:
@@ -420,7 +425,7 @@ class _XlsxOutput:
 
     def write(self, records: Sequence[CallRecord]) -> None:
         for record in records:
-            if self._row >= XLSX_MAX_ROWS:
+            if self._row >= self._max_rows:
                 self._next_sheet()
             row = self._row
             for index, value in enumerate(self._encode(record)):
@@ -526,7 +531,7 @@ def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -
             os.fsync(stream.fileno())
         os.replace(temporary, target)
         result.complete = True
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
     finally:
         if not result.complete:
             _keep_partial(Path(temporary), target, result)
@@ -550,16 +555,6 @@ def _keep_partial(temporary: Path, target: Path, result: ExportFile) -> None:
             result.partial = partial
         else:
             temporary.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    # So that the rename survives a crash of the machine (POSIX; Windows cannot open one).
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 # -- the file sync appends to ------------------------------------------------------------------

@@ -1,13 +1,12 @@
 """``vbot-cdr sync --to URL``: load the calls new since the last run into a database table,
-each call exactly once, the state kept in the same database (`sync_to_database`)."""
+each call exactly once, the state kept in the same database (`open_database_sync`)."""
 
 from __future__ import annotations
 
 import time
 
 from .._errors import StateError
-from .._sinks import sync_to_database
-from .._sync import CallSync
+from .._sinks import DatabaseSync, open_database_sync
 from ._options import DatabaseSyncOptions
 from ._progress import progress_lines
 from ._settings import open_client
@@ -20,30 +19,24 @@ async def run_database_sync(options: DatabaseSyncOptions, context: Context) -> i
     """Sync into a database; the one line on stderr says how many calls went where."""
     summary = context.summary
     started = time.monotonic()
-    followed: list[CallSync] = []
-
-    def follow(sync: CallSync) -> None:
-        followed.append(sync)
-        summary.stats = sync.stats
-
+    load: DatabaseSync | None = None
     async with open_client(options.connection, context, options.paging) as client:
         try:
-            async with progress_lines(context, quiet=options.quiet):
-                done = await sync_to_database(
-                    client,
-                    options.to,
-                    options.filter,
-                    table=options.table,
-                    watch=follow,
-                    **options.settings(),
-                )
+            async with (
+                progress_lines(context, quiet=options.quiet),
+                open_database_sync(
+                    client, options.to, options.filter, table=options.table, **options.settings()
+                ) as load,
+            ):
+                summary.stats = load.stats
+                done = await load.run()
         except StateError as exc:  # before any request: the state or the filters must change
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:  # a bad URL or bad options, before anything is opened
             raise UsageError(str(exc)) from None
         finally:
             # The calls read so far: the summary of a run that fails or is stopped says it.
-            summary.records = followed[0].stats.yielded if followed else 0
+            summary.records = load.stats.yielded if load is not None else 0
     summary.records = done.loaded
     summary.tables.append(f"{done.database} {done.table}")
     if done.without_trans_id:
