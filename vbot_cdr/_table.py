@@ -50,6 +50,7 @@ __all__ = [
     "epoch_milliseconds",
     "json_document",
     "json_text",
+    "plain_json",
     "row_encoder",
     "table_row",
     "zone",
@@ -169,10 +170,6 @@ def _extras(extras: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(extras) if extras else None
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 @functools.lru_cache(maxsize=32)
 def _compile(
     columns: tuple[CallColumn, ...], converters: tuple[tuple[Kind, Callable[[Any], Any]], ...]
@@ -186,7 +183,7 @@ def _compile(
             read = f"(None if (nested := record.{column.field}) is None else nested.{column.part})"
         else:
             read = f"record.{column.field}"
-        if convert.get(column.kind, _identity) is not _identity:
+        if column.kind in convert:
             read = f"convert_{column.kind}({read})"
         entries.append(read)
     source = f"def encode(record):\n    return ({', '.join(entries)},)\n"
@@ -233,11 +230,13 @@ def table_row(record: CallRecord, *, tz: str | dt.tzinfo = DEFAULT_TZ) -> dict[s
 @functools.lru_cache(maxsize=8)
 def _table_row_encoder(where: dt.tzinfo) -> Callable[[CallRecord], tuple[Any, ...]]:
     return row_encoder(
-        {"timestamp": functools.partial(epoch_to_datetime, tz=where), "json": _plain_json}
+        {"timestamp": functools.partial(epoch_to_datetime, tz=where), "json": plain_json}
     )
 
 
-def _plain_json(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """A ``json`` column's value as plain data: ``call_collected_data`` (a tuple of
+    `CollectedField`) as a list of dicts, `EXTRAS`'s dict (or ``None``) as it is."""
     if isinstance(value, tuple):
         return [attrs.asdict(item) for item in value]
     return value

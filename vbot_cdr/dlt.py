@@ -40,7 +40,7 @@ from ._client import VBotClient
 from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from ._dialects import Api
 from ._models import CallFilter, epoch_to_datetime
-from ._table import CALL_COLUMNS, Kind, row_encoder
+from ._table import CALL_COLUMNS, Kind, plain_json, row_encoder
 
 __all__ = ["vbot_source"]
 
@@ -64,12 +64,7 @@ _COLUMN_HINTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _plain_json(value: Any) -> Any:
-    """``call_collected_data`` as a list of dicts; `EXTRAS`'s dict (or ``None``) as it is."""
-    return [attrs.asdict(item) for item in value] if isinstance(value, tuple) else value
-
-
-_encode_row = row_encoder({"timestamp": epoch_to_datetime, "json": _plain_json})
+_encode_row = row_encoder({"timestamp": epoch_to_datetime, "json": plain_json})
 _NAMES = tuple(column.name for column in CALL_COLUMNS)
 
 
