@@ -10,7 +10,8 @@
 - `export_file`: an export is written to a temporary file beside its target and renamed
   into place only once complete, so a failed or interrupted export never replaces or truncates
   an existing file. What it had written is kept as ``<target>.partial`` (whole lines only, a
-  valid gzip stream or Parquet file), a name no ``*.jsonl`` or ``*.csv`` glob picks up.
+  valid gzip stream, Parquet file or workbook), a name no ``*.jsonl`` or ``*.csv`` glob picks
+  up.
 - `stream_output`: standard output, streamed page by page.
 - `append_file`: the file ``sync`` appends to, window by window; its durability belongs to
   the sync protocol (`make_durable` before each commit, `drop_torn_tail` on reopening).
