@@ -1,12 +1,13 @@
 """Where the command line writes calls: formats, compression, and files that are never torn.
 
 - Formats: JSON Lines (`vbot_cdr._table.json_document`, one call per line), and the one
-  table shape of a call (`vbot_cdr._table.CALL_COLUMNS`) as CSV, Parquet (`arrow_schema`, row
-  groups of `PARQUET_ROW_GROUP` calls, so memory stays flat) and xlsx (XlsxWriter in its
-  constant-memory mode: each row goes to disk as it is written). Times are ISO 8601 with
-  their offset in the output's zone (`OutputFormat.tz`) in JSON Lines and CSV, UTC
-  timestamps in Parquet, and Excel datetimes in that zone in xlsx. `choose_format` reads the
-  format from ``--format`` or from a suffix it knows, and refuses to guess otherwise.
+  table shape of a call (`vbot_cdr._table.CALL_COLUMNS`) as CSV, Parquet (its
+  `vbot_cdr._table.arrow_schema`, row groups of `PARQUET_ROW_GROUP` calls, so memory stays
+  flat) and xlsx (XlsxWriter in its constant-memory mode: each row goes to disk as it is
+  written). Times are ISO 8601 with their offset in the output's zone (`OutputFormat.tz`) in
+  JSON Lines and CSV, UTC timestamps in Parquet, and Excel datetimes in that zone in xlsx.
+  `choose_format` reads the format from ``--format`` or from a suffix it knows, and refuses
+  to guess otherwise.
 - `export_file`: an export is written to a temporary file beside its target and renamed
   into place only once complete, so a failed or interrupted export never replaces or truncates
   an existing file. What it had written is kept as ``<target>.partial`` (whole lines only, a
@@ -44,6 +45,7 @@ from .._table import (
     CALL_COLUMNS,
     DEFAULT_TZ,
     Kind,
+    arrow_schema,
     epoch_milliseconds,
     json_document,
     json_text,
@@ -68,7 +70,6 @@ __all__ = [
     "OutputFormat",
     "append_file",
     "append_output",
-    "arrow_schema",
     "choose_format",
     "drop_torn_tail",
     "export_file",
@@ -297,26 +298,6 @@ class _LineOutput:
             self._stream.close()
         else:
             self._stream.flush()
-
-
-def arrow_schema() -> pyarrow.Schema:
-    """The Arrow schema of the Parquet export: `CALL_COLUMNS`, times ``timestamp[ms, UTC]``,
-    codes ``string``, JSON columns as JSON text.
-
-    Raises:
-        ImportError: pyarrow is not installed (the ``parquet`` extra).
-    """
-    import pyarrow as pa
-
-    types: dict[Kind, pyarrow.DataType] = {
-        "text": pa.string(),
-        "integer": pa.int64(),
-        "float": pa.float64(),
-        "bool": pa.bool_(),
-        "timestamp": pa.timestamp("ms", tz="UTC"),
-        "json": pa.string(),
-    }
-    return pa.schema([pa.field(column.name, types[column.kind]) for column in CALL_COLUMNS])
 
 
 class _ParquetOutput:
