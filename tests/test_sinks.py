@@ -262,7 +262,8 @@ async def test_columns_are_typed_with_times_as_timestamps(
 
 
 #: Epochs the database turns into timestamps: seconds, milliseconds (a fraction of a second,
-#: before 1970), the 0 of a time that never came, and times out of a datetime's years 1-9999.
+#: before 1970), the 0 of a time that never came, and the last and first seconds a datetime
+#: holds (years 9999 and 1).
 EPOCHS = [
     START + 61,
     (START + 61) * 1000 + 7,
@@ -272,8 +273,7 @@ EPOCHS = [
     0,
     None,
     253_402_300_799_000,
-    253_402_300_800_000,
-    -62_135_596_801,
+    -62_135_596_800,
 ]
 
 
@@ -281,7 +281,8 @@ async def test_timestamp_columns_read_epochs_as_the_models_do(
     database: str, make_client: Callable[..., VBotClient]
 ) -> None:
     """The database computes ``answer_at`` from the epoch exactly as `epoch_to_datetime`
-    does: seconds or milliseconds by magnitude, NULL for 0 and for times it cannot hold."""
+    does: seconds or milliseconds by magnitude, to the first and last second of years 1 and
+    9999, NULL for 0 and null."""
     records = calls_at("E", [START + 60] * len(EPOCHS))
     for record, epoch in zip(records, EPOCHS, strict=True):
         record["answer_at"] = epoch
@@ -294,10 +295,7 @@ async def test_timestamp_columns_read_epochs_as_the_models_do(
     }
 
     def expected(epoch: int | None) -> dt.datetime | None:
-        try:
-            return epoch_to_datetime(epoch)
-        except ResponseFormatError:
-            return None
+        return epoch_to_datetime(epoch)
 
     def read(value: Any) -> Any:  # SQLite has no timestamp type: ISO 8601 text
         return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -309,6 +307,20 @@ async def test_timestamp_columns_read_epochs_as_the_models_do(
         assert {rows[epoch] for epoch in EPOCHS[:4]} == {
             value.isoformat() for epoch in EPOCHS[:4] if (value := expected(epoch))
         }
+
+
+@pytest.mark.parametrize("epoch", [253_402_300_800_000, -62_135_596_801, 2**63 - 1])
+async def test_a_time_no_datetime_can_hold_fails_the_load_as_every_output_does(
+    database: str, make_client: Callable[..., VBotClient], epoch: int
+) -> None:
+    """An epoch beyond the years 1-9999 is refused with ResponseFormatError naming it, as the
+    file outputs and dlt refuse it, not loaded as NULL; its window is not committed."""
+    records = calls_at("R", [START + 60, START + 120])
+    records[1]["end_call_at"] = epoch
+    async with FakeVBotServer(records=records) as fake:
+        with pytest.raises(ResponseFormatError, match=str(epoch)):
+            await load(make_client(fake, clock=Clock(START + WINDOW)), database)
+    assert loaded_ids(database) == []
 
 
 async def test_a_new_field_is_kept_in_the_extras_column(

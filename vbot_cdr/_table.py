@@ -51,6 +51,7 @@ __all__ = [
     "Kind",
     "arrow_schema",
     "call_columns",
+    "checked_epoch",
     "epoch_milliseconds",
     "json_document",
     "json_text",
@@ -160,6 +161,17 @@ def epoch_milliseconds(value: int | None) -> int | None:
     if not _FIRST_MS <= milliseconds <= _LAST_MS:
         raise ResponseFormatError(f"epoch {value} is outside the datetime range")
     return milliseconds
+
+
+def checked_epoch(value: int | None) -> int | None:
+    """``value`` as it is, once `epoch_milliseconds` has checked that a datetime can hold it
+    (for outputs that turn the epoch into a time themselves, as the databases do).
+
+    Raises:
+        ResponseFormatError: It cannot.
+    """
+    epoch_milliseconds(value)
+    return value
 
 
 _encode_json: Final = msgspec.json.Encoder().encode

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .._models import CallRecord
-from .._table import CALL_COLUMNS, CallColumn, Kind, row_encoder
+from .._table import CALL_COLUMNS, CallColumn, Kind, checked_epoch, row_encoder
 
 __all__ = ["KEY", "RECORD_COLUMNS", "Column", "Kind", "encoder"]
 
@@ -35,5 +35,7 @@ def encoder(
     columns: Sequence[Column], json: Callable[[Any], Any]
 ) -> Callable[[CallRecord], tuple[Any, ...]]:
     """The function that turns a record into the driver's values of ``columns``: a JSON
-    column's value through ``json``, a time as its epoch, anything else as it is."""
-    return row_encoder({"json": json}, tuple(columns))
+    column's value through ``json``, a time as its epoch (checked: one no datetime can hold
+    raises `ResponseFormatError`, as every other output does, rather than load as NULL),
+    anything else as it is."""
+    return row_encoder({"json": json, "timestamp": checked_epoch}, tuple(columns))
