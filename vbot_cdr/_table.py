@@ -164,13 +164,16 @@ def epoch_milliseconds(value: int | None) -> int | None:
 
 
 def checked_epoch(value: int | None) -> int | None:
-    """``value`` as it is, once `epoch_milliseconds` has checked that a datetime can hold it
-    (for outputs that turn the epoch into a time themselves, as the databases do).
+    """``value`` as it is, once checked that a datetime can hold it, as `epoch_milliseconds`
+    checks (for outputs that turn the epoch into a time themselves, as the databases do).
 
     Raises:
         ResponseFormatError: It cannot.
     """
-    epoch_milliseconds(value)
+    # An epoch below the milliseconds threshold is seconds well inside years 1-9999; one
+    # above it is milliseconds: either way, the bounds in milliseconds decide.
+    if value is not None and not _FIRST_MS <= value <= _LAST_MS:
+        raise ResponseFormatError(f"epoch {value} is outside the datetime range")
     return value
 
 
@@ -203,10 +206,6 @@ def arrow_schema() -> pyarrow.Schema:
     return pa.schema([pa.field(column.name, types[column.kind]) for column in CALL_COLUMNS])
 
 
-def _extras(extras: Mapping[str, Any]) -> dict[str, Any] | None:
-    return dict(extras) if extras else None
-
-
 @functools.lru_cache(maxsize=32)
 def _compile(
     columns: tuple[CallColumn, ...], converters: tuple[tuple[Kind, Callable[[Any], Any]], ...]
@@ -215,7 +214,7 @@ def _compile(
     entries = []
     for column in columns:
         if column.field == EXTRAS:
-            read = "extras(record.extras)"
+            read = "(dict(extras) if (extras := record.extras) else None)"
         elif column.part is not None:
             read = f"(None if (nested := record.{column.field}) is None else nested.{column.part})"
         else:
@@ -224,8 +223,7 @@ def _compile(
             read = f"convert_{column.kind}({read})"
         entries.append(read)
     source = f"def encode(record):\n    return ({', '.join(entries)},)\n"
-    namespace: dict[str, Any] = {"extras": _extras}
-    namespace.update({f"convert_{kind}": function for kind, function in converters})
+    namespace: dict[str, Any] = {f"convert_{kind}": function for kind, function in converters}
     exec(compile(source, "<vbot_cdr row encoder>", "exec"), namespace)
     encode: Callable[[CallRecord], tuple[Any, ...]] = namespace["encode"]
     return encode
