@@ -164,16 +164,13 @@ def epoch_milliseconds(value: int | None) -> int | None:
 
 
 def checked_epoch(value: int | None) -> int | None:
-    """``value`` as it is, once checked that a datetime can hold it, as `epoch_milliseconds`
-    checks (for outputs that turn the epoch into a time themselves, as the databases do).
+    """``value`` as it is, once `epoch_milliseconds` has checked that a datetime can hold it
+    (for outputs that turn the epoch into a time themselves, as the databases do).
 
     Raises:
         ResponseFormatError: It cannot.
     """
-    # An epoch below the milliseconds threshold is seconds well inside years 1-9999; one
-    # above it is milliseconds: either way, the bounds in milliseconds decide.
-    if value is not None and not _FIRST_MS <= value <= _LAST_MS:
-        raise ResponseFormatError(f"epoch {value} is outside the datetime range")
+    epoch_milliseconds(value)
     return value
 
 
