@@ -31,7 +31,7 @@ import datetime as dt
 import functools
 import zoneinfo
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import attrs
 import msgspec
@@ -40,16 +40,12 @@ from ._errors import ResponseFormatError
 from ._models import MILLISECONDS_THRESHOLD, CallRecord, epoch_to_datetime
 from ._schema import EXTRAS, Shape, record_shape
 
-if TYPE_CHECKING:
-    import pyarrow
-
 __all__ = [
     "CALL_COLUMNS",
     "DEFAULT_TZ",
     "EXTRAS",
     "CallColumn",
     "Kind",
-    "arrow_schema",
     "call_columns",
     "checked_epoch",
     "epoch_milliseconds",
@@ -180,27 +176,6 @@ _encode_json: Final = msgspec.json.Encoder().encode
 def json_text(value: Any) -> str | None:
     """``value`` (attrs records, tuples, dicts, scalars) as JSON text; ``None`` stays ``None``."""
     return None if value is None else _encode_json(value).decode()
-
-
-def arrow_schema() -> pyarrow.Schema:
-    """The Arrow schema of the table shape (the Parquet export's): `CALL_COLUMNS`, times
-    ``timestamp[ms, tz=UTC]`` (`epoch_milliseconds` gives their values), codes ``string``,
-    JSON columns as JSON text.
-
-    Raises:
-        ImportError: pyarrow is not installed (the ``parquet`` extra).
-    """
-    import pyarrow as pa
-
-    types: dict[Kind, pyarrow.DataType] = {
-        "text": pa.string(),
-        "integer": pa.int64(),
-        "float": pa.float64(),
-        "bool": pa.bool_(),
-        "timestamp": pa.timestamp("ms", tz="UTC"),
-        "json": pa.string(),
-    }
-    return pa.schema([pa.field(column.name, types[column.kind]) for column in CALL_COLUMNS])
 
 
 @functools.lru_cache(maxsize=32)
