@@ -60,7 +60,6 @@ import json
 import os
 import types
 import typing
-import zoneinfo
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Union
@@ -85,6 +84,8 @@ from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from ._dialects import Api
 from ._errors import VBotError
 from ._models import CallFilter, CallRecord
+from ._table import DEFAULT_TZ
+from ._table import zone as table_zone
 from ._windows import parse_duration
 
 if TYPE_CHECKING:
@@ -98,9 +99,6 @@ NAME: Final = "vbot_cdr"
 
 #: The column that names the account of each call, with ``tenants``.
 TENANT: Final = "tenant"
-
-#: The zone of dates given without an offset, unless ``tz`` says otherwise: VBot's own.
-DEFAULT_TZ: Final = "Asia/Ho_Chi_Minh"
 
 #: The most partitions one read plans (a window too narrow for the range is refused).
 MAX_PARTITIONS: Final = 100_000
@@ -334,13 +332,12 @@ def _settings(options: Mapping[str, str]) -> _Settings:
     unknown = sorted(set(options) - _KNOWN)
     if unknown:
         raise ValueError(f"unknown options {unknown}; known: {sorted(_KNOWN)}")
+    # The zone of dates given without an offset, unless ``tz`` says otherwise: VBot's own.
     tz_name = options.get("tz", DEFAULT_TZ)
     try:
-        zone = zoneinfo.ZoneInfo(tz_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"tz must be an IANA zone name such as {DEFAULT_TZ}, got {tz_name!r}"
-        ) from None
+        zone = table_zone(tz_name)
+    except ValueError as exc:
+        raise ValueError(f"tz: {exc}") from None
     if not options.get("start_date"):
         raise ValueError("start_date is required: where the first window begins")
 
