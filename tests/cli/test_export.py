@@ -26,6 +26,7 @@ from vbot_cdr._decoding import structure_record
 from vbot_cdr._models import epoch_to_datetime
 from vbot_cdr._table import json_document, zone
 from vbot_cdr.cli import CSV_COLUMNS, main
+from vbot_cdr.cli._outputs import ExportFile, OutputFormat, export_file
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
 
 
@@ -188,16 +189,17 @@ async def test_parquet_export_has_one_typed_schema_in_row_groups(tmp_path: Path)
     assert tuple(types) == CSV_COLUMNS
 
 
-def test_parquet_writes_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parquet holds at most PARQUET_ROW_GROUP calls in memory: one row group each."""
+def test_parquet_writes_row_groups(tmp_path: Path) -> None:
+    """Parquet holds at most ``parquet_row_group`` calls in memory: one row group each."""
     pq = pytest.importorskip("pyarrow.parquet")
-    from vbot_cdr.cli import _outputs
-
-    monkeypatch.setattr(_outputs, "PARQUET_ROW_GROUP", 40)
-    out = tmp_path / "calls.data"
-    argv = ["export", "--demo", "--demo-records", "100", "--format", "parquet", "-o", str(out)]
-    assert main([*argv, "-q"]) == 0
+    out = tmp_path / "calls.parquet"
+    result = ExportFile(out)
+    records = [structure_record(raw) for raw in generate_records(100)]
+    with export_file(out, OutputFormat("parquet", parquet_row_group=40), result) as writer:
+        writer.write(records)
+    assert result.complete
     assert pq.ParquetFile(out).metadata.num_row_groups == 3
+    assert pq.ParquetFile(out).metadata.num_rows == 100
 
 
 async def test_extras_reach_csv_and_parquet(

@@ -117,6 +117,8 @@ class OutputFormat:
     gzip: bool = False
     excel: bool = False
     tz: dt.tzinfo = attrs.field(factory=lambda: zone(DEFAULT_TZ))
+    #: Parquet: the rows held in memory and written as one row group.
+    parquet_row_group: int = PARQUET_ROW_GROUP
 
 
 def choose_format(
@@ -313,11 +315,12 @@ class Rows:
 
 
 class _ParquetOutput:
-    """Parquet, one row group per `PARQUET_ROW_GROUP` rows (calls, or those of ``rows``)."""
+    """Parquet, one row group per ``row_group`` rows (calls, or those of ``rows``)."""
 
-    def __init__(self, stream: IO[bytes], name: str, rows: Rows | None = None):
+    def __init__(self, stream: IO[bytes], name: str, row_group: int, rows: Rows | None = None):
         import pyarrow.parquet as pq
 
+        self._row_group = row_group
         self._schema = arrow_schema() if rows is None else rows.arrow_schema()
         self._arrow_rows = arrow_rows if rows is None else rows.arrow_rows
         self._writer: pyarrow.parquet.ParquetWriter = pq.ParquetWriter(stream, self._schema)
@@ -327,7 +330,7 @@ class _ParquetOutput:
     def write(self, records: Sequence[Any]) -> None:
         for row in self._arrow_rows(records):
             self._rows.append(row)
-            if len(self._rows) >= PARQUET_ROW_GROUP:
+            if len(self._rows) >= self._row_group:
                 self._flush()
 
     def _flush(self) -> None:
@@ -486,7 +489,7 @@ def _file_writer(
     stream: IO[bytes], output_format: OutputFormat, name: str, rows: Rows | None
 ) -> _LineOutput | _ParquetOutput | _XlsxOutput:
     if output_format.name == "parquet":
-        return _ParquetOutput(stream, name, rows)
+        return _ParquetOutput(stream, name, output_format.parquet_row_group, rows)
     if output_format.name == "xlsx":
         if rows is not None:
             raise OutputError("xlsx holds calls only: pass --format jsonl, csv or parquet")
