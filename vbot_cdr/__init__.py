@@ -35,6 +35,7 @@ from ._recordings import Recording, RecordingDownload
 from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
 from ._stats import IterationStats
 from ._sync import CallSync, DocumentStateStore, StateStore
+from ._table import CallColumn, call_columns, table_row
 from ._transport import AiohttpTransport, StreamingTransport, Transport
 from ._webhooks import CallEvent, OtherEvent, parse_webhook
 
@@ -43,6 +44,7 @@ __all__ = [
     "AiohttpTransport",
     "AuthenticationError",
     "BotConversation",
+    "CallColumn",
     "CallConversation",
     "CallError",
     "CallEvent",
@@ -78,9 +80,11 @@ __all__ = [
     "WebhookError",
     "WebhookSink",
     "WebhookStats",
+    "call_columns",
     "open_database_sync",
     "parse_webhook",
     "sync_to_database",
+    "table_row",
     "webhook_app",
 ]
 

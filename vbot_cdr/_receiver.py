@@ -27,7 +27,7 @@ import attrs
 from ._errors import DatabaseError, WebhookError
 from ._models import CallRecord
 from ._sinks._backends import Database, open_database, quote
-from ._sinks._columns import RECORD_COLUMNS, columns_of
+from ._sinks._columns import RECORD_COLUMNS
 from ._sinks._url import parse_database_url
 from ._webhooks import OtherEvent, parse_webhook
 
@@ -212,7 +212,7 @@ class WebhookSink:
         if self._database is None:
             self._database = open_database(self._target, self.table, RECORD_COLUMNS)
         try:
-            self._database.upsert(columns_of(records), records, pushed=True)
+            self._database.upsert(RECORD_COLUMNS, records, pushed=True)
             self._database.commit_pushed()
         except BaseException:
             database, self._database = self._database, None

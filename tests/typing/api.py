@@ -19,6 +19,7 @@ from vbot_cdr import (
     APIError,
     AuthenticationError,
     BotConversation,
+    CallColumn,
     CallConversation,
     CallError,
     CallEvent,
@@ -49,9 +50,11 @@ from vbot_cdr import (
     WebhookError,
     WebhookSink,
     WebhookStats,
+    call_columns,
     open_database_sync,
     parse_webhook,
     sync_to_database,
+    table_row,
     webhook_app,
 )
 from vbot_cdr.testing import (
@@ -354,6 +357,16 @@ async def followed_database_sink() -> None:
             assert_type(await load.run(), DatabaseLoad)
         store: StateStore = Documents()
         assert_type(client.sync(store, start_date=1_764_547_200), CallSync)
+
+
+def one_table_shape(record: CallRecord) -> None:
+    """The columns of every tabular output, and a call as their values."""
+    columns = call_columns()
+    assert_type(columns, tuple[CallColumn, ...])
+    kinds: list[str] = [column.kind for column in columns]
+    row = table_row(record, tz="UTC")
+    assert_type(row, dict[str, Any])
+    del kinds, row
 
 
 async def webhooks(body: bytes) -> None:
