@@ -83,7 +83,7 @@ def test_json_schema_has_a_property_per_field_in_model_order() -> None:
                     "color": {"type": ["string", "null"]},
                     "vbot_id": {"type": ["string", "null"]},
                     "acc_id": {"type": ["string", "null"]},
-                    "member_no": {"type": ["string", "null"]},
+                    "number": {"type": ["string", "null"]},
                 },
             },
         ),

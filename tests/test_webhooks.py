@@ -101,7 +101,7 @@ def test_auto_call_complete_gives_the_call_in_a_pulled_calls_attributes() -> Non
     assert record.service_charge == 200.0  # an int where a number is documented
     assert record.hotline == Hotline(code="HL1")
     assert record.member is not None
-    assert (record.member.name, record.member.acc_id, record.member.member_no) == (
+    assert (record.member.name, record.member.acc_id, record.member.number) == (
         "Lan",
         "acc7",
         "12",

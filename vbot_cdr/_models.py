@@ -62,7 +62,7 @@ WEBHOOK_ONLY: Final = frozenset(
         "meta_data",
         "record_url",
         "member.acc_id",
-        "member.member_no",
+        "member.number",
     }
 )
 
@@ -127,7 +127,7 @@ class Member:
     vbot_id: str | None = None
     # Sent by the webhook only (``memberAccId``, ``memberNo``): None for a pulled call.
     acc_id: str | None = None
-    member_no: str | None = None
+    number: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -76,7 +76,7 @@ _NESTED: Final[Mapping[str, tuple[str, str]]] = {
     "hotlineCode": ("hotline", "code"),
     "memberName": ("member", "name"),
     "memberAccId": ("member", "acc_id"),
-    "memberNo": ("member", "member_no"),
+    "memberNo": ("member", "number"),
 }
 #: The log's fields that arrive as JSON inside a string, and the JSON type each must hold.
 _JSON_IN_STRING: Final[Mapping[str, type]] = {"callCollectedData": list, "metaData": dict}
