@@ -294,8 +294,8 @@ def _add_output_options(
     group.add_argument(
         "--format",
         choices=formats,
-        help="the output format (default: from FILE's suffix: .jsonl or .json, .csv, each "
-        "optionally .gz, .parquet or .xlsx; any other suffix needs --format)",
+        help=f"the output format (default: from FILE's suffix: {_suffixes(formats)}; "
+        "any other suffix needs --format)",
     )
     group.add_argument(
         "--excel",
@@ -310,6 +310,19 @@ def _add_output_options(
         action="store_true",
         help="no progress bar, progress lines or closing line on stderr (default: off)",
     )
+
+
+def _suffixes(formats: Sequence[str]) -> str:
+    """The file names a command reads its format from: only the formats it can write."""
+    shown = {
+        "jsonl": ".jsonl or .json",
+        "csv": ".csv",
+        "parquet": ".parquet",
+        "xlsx": ".xlsx",
+    }
+    text = ", ".join(shown[name] for name in formats)
+    # JSON Lines and CSV are also written gzipped, except by sync (it appends).
+    return text if formats == APPENDABLE else f"{text} (JSON Lines and CSV optionally .gz)"
 
 
 def _add_window(

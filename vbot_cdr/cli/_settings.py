@@ -65,7 +65,8 @@ DEMO_RECORDS: Final = 10_000
 #: The environment variables, as ``vbot-cdr --help`` lists them.
 ENVIRONMENT: Final = (
     (ENV_BASE_URL, "the API's base URL (--base-url wins)"),
-    (ENV_TOKEN, "the access token (--token-file wins)"),
+    (ENV_TOKEN, "the access token of v2 (--token-file wins)"),
+    (ENV_API_KEY, "the API key of v3 (--api-key-file wins)"),
     (ENV_USERNAME, "without a token: log in as this user"),
     (ENV_PASSWORD, "... with this password (asked for on a terminal when unset)"),
     (ENV_VBOT_ID, "your VBotID (--vbot-id wins)"),

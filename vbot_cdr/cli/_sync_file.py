@@ -101,12 +101,17 @@ def _sync_format(options: FileSyncOptions, tz: dt.tzinfo) -> OutputFormat:
 
 
 def _target(out: str, sync: CallSync, out_format: str, time_unit: str) -> Path:
-    """``--out`` itself, or in a directory (``DIR/``), a file named after what this run reads."""
+    """``--out`` itself, or in a directory (``DIR/``, made if missing), a file named after what
+    this run reads.
+
+    Raises:
+        OSError: The directory cannot be made.
+    """
     path = Path(out)
     if not _is_directory(out):
         return path
-    if not path.is_dir():
-        raise UsageError(f"the output directory {out} does not exist")
+    # Made here, once the run is sure to write: a cron line's first run finds no DIR/ yet.
+    path.mkdir(parents=True, exist_ok=True)
     scale = 1000 if time_unit == "ms" else 1
 
     def stamp(epoch: int) -> str:
