@@ -27,7 +27,7 @@ from ._outputs import (
 )
 from ._progress import progress_bar, progress_lines, reporting, show_windows
 from ._settings import open_client
-from ._status import Context, UsageError
+from ._status import CommandError, Context, UsageError
 
 __all__ = ["run_file_sync"]
 
@@ -105,13 +105,16 @@ def _target(out: str, sync: CallSync, out_format: str, time_unit: str) -> Path:
     this run reads.
 
     Raises:
-        OSError: The directory cannot be made.
+        CommandError: The directory cannot be made.
     """
     path = Path(out)
     if not _is_directory(out):
         return path
     # Made here, once the run is sure to write: a cron line's first run finds no DIR/ yet.
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot make the output directory {out}: {exc.strerror}") from None
     scale = 1000 if time_unit == "ms" else 1
 
     def stamp(epoch: int) -> str:

@@ -6,12 +6,17 @@ Enable it in your top-level ``conftest.py``::
 
 then::
 
+    import pytest
+    from vbot_cdr import VBotClient
+
+    @pytest.mark.asyncio
     async def test_export(vbot_server):
         async with VBotClient(vbot_server.token, base_url=vbot_server.base_url) as client:
             assert await client.count_calls() == 1000
 
-The fixture is async and runs in the test's event loop, so it needs pytest-asyncio (in its
-strict or auto mode). Options are `FakeVBotServer`'s keyword arguments: for one test (or a
+The fixture is async and runs in the test's event loop, so it needs pytest-asyncio: in its
+default strict mode a test asks for it with ``@pytest.mark.asyncio`` (as above); in auto mode
+the marker may be left out. Options are `FakeVBotServer`'s keyword arguments: for one test (or a
 class or module) with the marker ``@pytest.mark.vbot_server(count=50, first_page=0)``, and
 for a whole directory by overriding the ``vbot_server_options`` fixture; the closest marker
 wins over farther ones, and markers win over ``vbot_server_options``.
