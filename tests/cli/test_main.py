@@ -133,9 +133,9 @@ async def test_main_help_lists_environment_and_exit_statuses() -> None:
     child = await spawn("--help")
     stdout, _ = await asyncio.wait_for(child.communicate(), PATIENCE)
     text = stdout.decode()
-    for variable in ("VBOT_BASE_URL", "VBOT_TOKEN", "VBOT_USERNAME", "VBOT_PASSWORD"):
+    for variable in ("VBOT_BASE_URL", "VBOT_TOKEN", "VBOT_API_KEY", "VBOT_USERNAME"):
         assert variable in text
-    for variable in ("VBOT_ID", "VBOT_PROJECT_CODE", "VBOT_CDR_LOG"):
+    for variable in ("VBOT_PASSWORD", "VBOT_ID", "VBOT_PROJECT_CODE", "VBOT_CDR_LOG"):
         assert variable in text
     for status in ("0", "1", "2", "129", "130", "143"):
         assert re.search(rf"^  {status} ", text, re.MULTILINE), status

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -141,6 +142,22 @@ def test_sync_help_does_not_offer_standard_output() -> None:
     text = subcommands()["sync"].format_help()
     assert "standard output" not in text
     assert "--out FILE" in text
+
+
+def test_format_help_names_only_the_formats_a_command_writes() -> None:
+    """sync appends JSON Lines or CSV only, so its help offers no Parquet, xlsx or .gz;
+    export's offers them all."""
+
+    def format_help(command: str) -> str:
+        (action,) = [a for a in subcommands()[command]._actions if "--format" in a.option_strings]
+        assert action.help is not None
+        return action.help
+
+    sync = format_help("sync")
+    assert "from FILE's suffix: .jsonl or .json, .csv;" in sync
+    assert not re.search(r"parquet|xlsx|\.gz", sync, re.IGNORECASE)
+    for suffix in (".csv", ".parquet", ".xlsx", ".gz"):
+        assert suffix in format_help("export")
 
 
 def test_readme_command_line_matches_help() -> None:
