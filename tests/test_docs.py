@@ -4,6 +4,8 @@ Each fenced block is extracted and, unless the line right before it says
 ``<!-- not run: REASON -->``, run: a ``python`` block by the interpreter, a ``sh`` block by
 bash (``set -eo pipefail``, in a temporary directory, with ``vbot-cdr`` on the ``PATH`` and
 ``VBOT_BASE_URL``/``VBOT_TOKEN`` naming one shared `FakeVBotServer`), and the blocks marked
+``<!-- run with: client, monday -->`` (a fragment) run inside a coroutine where ``client``
+is a `VBotClient` of that server and ``monday`` the first day of its data, those marked
 ``<!-- run with pytest: FILE -->`` written as FILE into one directory per document and run by
 pytest in pytest-asyncio's default strict mode. A block marked not run (it needs an account,
 Spark, a database server, a systemd, or serves until stopped) is checked for syntax only. A
@@ -40,7 +42,7 @@ AT_ONCE = 4
 TOKEN = "tok-docs"
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.DOTALL | re.MULTILINE)
-_MARK = re.compile(r"<!-- (not run|run with pytest): (.+?) -->\n$")
+_MARK = re.compile(r"<!-- (not run|run with pytest|run with): (.+?) -->\n$")
 _SHELLS = ("sh", "bash", "shell")
 
 
@@ -77,8 +79,26 @@ def _blocks() -> Iterator[Block]:
 
 
 BLOCKS = tuple(_blocks())
+#: What a fragment marked ``<!-- run with: NAMES -->`` finds defined, around its code.
+_FRAGMENT = """\
+import asyncio
+import datetime as dt
+import os
+
+from vbot_cdr import VBotClient
+
+
+async def main() -> None:
+    monday = dt.datetime(2025, 12, 1, tzinfo=dt.timezone.utc)
+    async with VBotClient(os.environ["VBOT_TOKEN"], base_url=os.environ["VBOT_BASE_URL"]) as client:
+{code}
+
+asyncio.run(main())
+"""
+_FRAGMENT_NAMES = {"client", "monday"}
+
 SYNTAX_ONLY = [block for block in BLOCKS if block.mark == "not run"]
-RUN = [block for block in BLOCKS if block.mark is None]
+RUN = [block for block in BLOCKS if block.mark in (None, "run with")]
 PYTEST = [block for block in BLOCKS if block.mark == "run with pytest"]
 
 
@@ -87,6 +107,10 @@ def test_the_documents_have_examples_of_every_kind() -> None:
     assert len(BLOCKS) >= 30
     assert {block.language for block in RUN} == {"python", "sh"}
     assert len(PYTEST) == 2
+    for block in RUN:
+        if block.mark == "run with":
+            assert block.argument is not None
+            assert set(block.argument.split(", ")) <= _FRAGMENT_NAMES, block.where
 
 
 @pytest.mark.parametrize("block", SYNTAX_ONLY, ids=lambda block: block.where)
@@ -177,7 +201,10 @@ async def test_every_unmarked_block_runs(tmp_path: Path, bin_dir: Path) -> None:
         async def run(index: int, block: Block) -> str | None:
             cwd = tmp_path / f"block{index}"
             cwd.mkdir()
-            if block.language == "python":
+            if block.language == "python" and block.mark == "run with":
+                code = textwrap.indent(block.code, " " * 8)
+                argv = [sys.executable, "-c", _FRAGMENT.format(code=code)]
+            elif block.language == "python":
                 argv = [sys.executable, "-c", block.code]
             elif block.language in _SHELLS:
                 argv = ["bash", "-c", "set -eo pipefail\n" + block.code]
