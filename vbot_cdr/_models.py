@@ -316,6 +316,14 @@ def _date_seconds(value: int | dt.datetime) -> float:
     return value / 1000 if abs(value) >= MILLISECONDS_THRESHOLD else value
 
 
+def _shown_date(value: int | dt.datetime) -> str:
+    """A date as a message shows it: ISO 8601 with its offset (an epoch also as given)."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    moment = dt.datetime.fromtimestamp(_date_seconds(value), dt.timezone.utc)
+    return f"{value}, {moment.isoformat()}"
+
+
 def _about(metavar: str, help: str) -> dict[str, str]:
     """A criterion's description, which the CLI's options and the docs are derived from."""
     return {"metavar": metavar, "help": help}
@@ -392,7 +400,7 @@ class CallFilter:
         start, end = self.start_date, self.end_date
         if start is not None and end is not None and _date_seconds(start) > _date_seconds(end):
             raise ValueError(
-                f"start_date ({self.start_date!r}) is after end_date ({self.end_date!r})"
+                f"start_date ({_shown_date(start)}) is after end_date ({_shown_date(end)})"
             )
         low, high = self.min_postage, self.max_postage
         if low is not None and high is not None and low > high:

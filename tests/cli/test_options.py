@@ -65,7 +65,10 @@ def test_bad_options(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Non
 def test_start_after_end(capsys: pytest.CaptureFixture[str]) -> None:
     """A start date after the end date is refused before any request."""
     assert main(["count", "--demo", "--start-date", "2025-12-02", "--end-date", "2025-12-01"]) == 2
-    assert "is after end_date" in one_line(capsys.readouterr().err)
+    line = one_line(capsys.readouterr().err)
+    assert line.endswith(
+        "start_date (2025-12-02T00:00:00+07:00) is after end_date (2025-12-01T00:00:00+07:00)"
+    )
 
 
 @pytest.mark.parametrize(
