@@ -171,7 +171,7 @@ def test_start_after_end_says_both_dates_in_iso_8601() -> None:
     """The message shows dates as a person reads them, never Python reprs; an epoch also as
     it was given."""
     start = dt.datetime(2025, 12, 2, tzinfo=dt.timezone(dt.timedelta(hours=7)))
-    with pytest.raises(ValueError) as refused:
+    with pytest.raises(ValueError, match="is after end_date") as refused:
         CallFilter(start_date=start, end_date=1_764_547_200_000)
     assert str(refused.value) == (
         "start_date (2025-12-02T00:00:00+07:00) is after end_date "

@@ -27,7 +27,7 @@ from .._client import VBotClient
 from .._table import DEFAULT_TZ
 from ._options import ConnectionOptions, PagingOptions
 from ._runlog import ENV_LOG
-from ._status import CommandError, Context, UsageError
+from ._status import Context, UsageError
 from ._timezone import ENV_TZ
 
 __all__ = [
@@ -88,7 +88,7 @@ def resolve_credential(
 
     Raises:
         UsageError: No credential is configured.
-        CommandError: The token file cannot be read, or is empty.
+        UsageError: The token file cannot be read, or is empty.
     """
     if options.token_file is not None:
         return _first_line(options.token_file, "token")
@@ -112,7 +112,7 @@ def resolve_api_key(options: ConnectionOptions, environ: Mapping[str, str]) -> s
 
     Raises:
         UsageError: Both ``--api-key-file`` and ``--token-file``, or a key with ``--api v2``.
-        CommandError: The key file cannot be read, or is empty.
+        UsageError: The key file cannot be read, or is empty.
     """
     if options.api_key_file is not None:
         if options.token_file is not None:
@@ -129,15 +129,15 @@ def _first_line(path: Path, what: str) -> str:
     """The first line of the secret file ``path``, stripped.
 
     Raises:
-        CommandError: The file cannot be read, or is empty.
+        UsageError: The file cannot be read, or is empty: configuration, so exit status 2.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise CommandError(f"cannot read the {what} file: {exc}") from None
+        raise UsageError(f"cannot read the {what} file: {exc}") from None
     line = text.strip().partition("\n")[0].strip()
     if not line:
-        raise CommandError(f"the {what} file {path} is empty")
+        raise UsageError(f"the {what} file {path} is empty")
     return line
 
 
@@ -165,8 +165,8 @@ async def open_client(
     summary of the run shows it.
 
     Raises:
-        UsageError: The configuration is incomplete or invalid.
-        CommandError: A secret file cannot be read.
+        UsageError: The configuration is incomplete or invalid, or a secret file cannot be
+            read.
     """
     settings: dict[str, Any] = {
         "first_page": options.first_page,
@@ -236,7 +236,7 @@ def webhook_header(file: Path | None, environ: Mapping[str, str]) -> str | None:
     `ENV_WEBHOOK_HEADER`, else ``None``.
 
     Raises:
-        CommandError: The file cannot be read, or is empty.
+        UsageError: The file cannot be read, or is empty.
     """
     if file is not None:
         return _first_line(file, "webhook header")
