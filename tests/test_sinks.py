@@ -606,6 +606,26 @@ async def test_cli_refuses_file_options_with_to(
     assert not (tmp_path / "calls.db").exists()
 
 
+@pytest.mark.parametrize("name", ["calls.db", "calls.duckdb"])
+async def test_cli_a_refused_sync_leaves_no_new_database_behind(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first sync without --start-date is refused (exit 2) after the database was opened:
+    the file it made is gone; a database that was there before stays."""
+    url = str(tmp_path / name)
+    assert await run("sync", "--demo", "--to", url) == 2
+    assert "no sync state" in one_line(capsys.readouterr().err)
+    for left in (name, f"{name}-journal", f"{name}.wal"):
+        assert not (tmp_path / left).exists()
+    argv = ["sync", "--demo", "--demo-records", "20", "--to", url]
+    assert await run(*argv, "--start-date", "2025-12-01") == 0
+    capsys.readouterr()
+    assert await run(*argv, "--table", "other") == 2
+    assert "no sync state" in one_line(capsys.readouterr().err)
+    assert (tmp_path / name).is_file()
+    assert len(loaded_ids(url)) == 20
+
+
 async def test_cli_says_an_unreachable_database_in_one_line_with_status_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,10 +3,12 @@ each call exactly once, the state kept in the same database (`open_database_sync
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 
 from .._errors import StateError
-from .._sinks import DatabaseSync, open_database_sync
+from .._sinks import DatabaseSync, open_database_sync, parse_database_url
 from ._options import DatabaseSyncOptions
 from ._progress import progress_lines
 from ._settings import open_client
@@ -20,6 +22,7 @@ async def run_database_sync(options: DatabaseSyncOptions, context: Context) -> i
     summary = context.summary
     started = time.monotonic()
     load: DatabaseSync | None = None
+    new_file = _new_database_file(options.to)
     async with open_client(options.connection, context, options.paging) as client:
         try:
             async with (
@@ -31,8 +34,10 @@ async def run_database_sync(options: DatabaseSyncOptions, context: Context) -> i
                 summary.stats = load.stats
                 done = await load.run()
         except StateError as exc:  # before any request: the state or the filters must change
+            _remove(new_file)
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:  # a bad URL or bad options, before anything is opened
+            _remove(new_file)
             raise UsageError(str(exc)) from None
         finally:
             # The calls read so far: the summary of a run that fails or is stopped says it.
@@ -48,3 +53,25 @@ async def run_database_sync(options: DatabaseSyncOptions, context: Context) -> i
             f"({done.windows} windows, each committed with the state)"
         )
     return 0
+
+
+def _new_database_file(url: str) -> Path | None:
+    """The file a SQLite or DuckDB ``url`` names, if it does not exist yet (a refused run
+    removes it again); else ``None``."""
+    try:
+        parsed = parse_database_url(url)
+    except ValueError:
+        return None  # refused before anything is opened
+    if parsed.backend == "postgresql":
+        return None
+    path = Path(parsed.target)
+    return None if path.exists() else path
+
+
+def _remove(path: Path | None) -> None:
+    """Remove the database file a refused run made, with the journals beside it."""
+    if path is None:
+        return
+    for suffix in ("", "-journal", "-wal", "-shm", ".wal"):
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).unlink()
