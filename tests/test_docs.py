@@ -5,7 +5,8 @@ Each fenced block is extracted and, unless the line right before it says
 bash (``set -eo pipefail``, in a temporary directory, with ``vbot-cdr`` on the ``PATH`` and
 ``VBOT_BASE_URL``/``VBOT_TOKEN`` naming one shared `FakeVBotServer`), and the blocks marked
 ``<!-- run with: client, monday -->`` (a fragment) run inside a coroutine where ``client``
-is a `VBotClient` of that server and ``monday`` the first day of its data, those marked
+is a `VBotClient` of that server and ``first_day`` (or ``monday``) the first day of its
+data, those marked
 ``<!-- run with pytest: FILE -->`` written as FILE into one directory per document and run by
 pytest in pytest-asyncio's default strict mode. A block marked not run (it needs an account,
 Spark, a database server, a systemd, or serves until stopped) is checked for syntax only. A
@@ -87,15 +88,17 @@ import os
 
 from vbot_cdr import VBotClient
 
+_SERVER = os.environ["VBOT_TOKEN"], os.environ["VBOT_BASE_URL"]
+
 
 async def main() -> None:
-    monday = dt.datetime(2025, 12, 1, tzinfo=dt.timezone.utc)
-    async with VBotClient(os.environ["VBOT_TOKEN"], base_url=os.environ["VBOT_BASE_URL"]) as client:
+    monday = first_day = dt.datetime(2025, 12, 1, tzinfo=dt.timezone.utc)
+    async with VBotClient(_SERVER[0], base_url=_SERVER[1]) as client:
 {code}
 
 asyncio.run(main())
 """
-_FRAGMENT_NAMES = {"client", "monday"}
+_FRAGMENT_NAMES = {"client", "first_day", "monday"}
 
 SYNTAX_ONLY = [block for block in BLOCKS if block.mark == "not run"]
 RUN = [block for block in BLOCKS if block.mark in (None, "run with")]
