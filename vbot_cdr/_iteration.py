@@ -92,10 +92,14 @@ class Iteration:
         self._port = port
         self._filter = filter
         self._first_page = first_page
-        self.windows: tuple[tuple[int, int], ...] = () if windows is None else tuple(windows)
+        # A `Windows` is computed as it is read: never copied, so memory is independent of
+        # how many windows there are.
+        self.windows: Sequence[tuple[int, int]] = () if windows is None else windows
         self._spans: Sequence[tuple[int | None, int | None]] = (
             _own_dates(filter) if windows is None else self.windows
         )
+        self._variants = filter.variants()
+        self._kept: dict[str, int] = {}  # what the last range kept past its window
         self._sliced = windows is not None
         self.stats = stats
         stats.windows = len(self.windows)
@@ -138,39 +142,51 @@ class Iteration:
         await self._stages.aclose()
 
     async def _windows_pages(self) -> AsyncGenerator[list[CallRow], None]:
-        """Stages 1 to 4: each window's new records, from its pages, then from its repair."""
-        once = self._once
+        """Stages 1 to 4: each window's new records, from its pages, then from its repair;
+        within a window, for each of the filter's `CallFilter.variants` in turn."""
         for start, end in self._spans:
-            window_filter = attrs.evolve(self._filter, start_date=start, end_date=end)
-            once.open_window(end)
-            count = await self._port.count(window_filter)
-            self.total = (self.total or 0) + count
-            pages = self._paging.pages(
-                window_filter, count, wanted=self._remaining, keep_new=once.keep_new
-            )
-            async with contextlib.aclosing(pages):
-                async for page in pages:
-                    yield page
-                    # Handed over: drop this frame's reference before waiting for the next
-                    # page, so the page is freed now rather than kept alive one page too long.
-                    del page
-            repair = Reconciler(
-                self._port,
-                window_filter,
-                first_page=self._first_page,
-                page_size=self._paging.page_size,
-                gate=self._in_flight,
-                stats=self.stats,
-            ).repair(count, once)
-            async with contextlib.aclosing(repair):
-                async for page in repair:
-                    yield page
-                    del page
+            for variant in self._variants:
+                window_filter = attrs.evolve(variant, start_date=start, end_date=end)
+                pages = self._range_pages(window_filter, end)
+                async with contextlib.aclosing(pages):
+                    async for page in pages:
+                        yield page
+                        del page
             # Only now has the consumer asked past the window's last record.
-            kept = once.close_window()
             if self._sliced and end is not None:
-                self.checkpoint = Checkpoint(end, kept)
+                self.checkpoint = Checkpoint(end, self._kept)
                 self.stats.windows_done += 1
+
+    async def _range_pages(
+        self, window_filter: CallFilter, end: int | None
+    ) -> AsyncGenerator[list[CallRow], None]:
+        """One range (a window of one variant): counted, paged and verified on its own."""
+        once = self._once
+        once.open_window(end)
+        count = await self._port.count(window_filter)
+        self.total = (self.total or 0) + count
+        pages = self._paging.pages(
+            window_filter, count, wanted=self._remaining, keep_new=once.keep_new
+        )
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield page
+                # Handed over: drop this frame's reference before waiting for the next
+                # page, so the page is freed now rather than kept alive one page too long.
+                del page
+        repair = Reconciler(
+            self._port,
+            window_filter,
+            first_page=self._first_page,
+            page_size=self._paging.page_size,
+            gate=self._in_flight,
+            stats=self.stats,
+        ).repair(count, once)
+        async with contextlib.aclosing(repair):
+            async for page in repair:
+                yield page
+                del page
+        self._kept = once.close_window()
 
 
 def _own_dates(filter: CallFilter) -> list[tuple[int | None, int | None]]:

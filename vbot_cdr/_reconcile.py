@@ -49,6 +49,8 @@ logger = logging.getLogger("vbot_cdr")
 
 #: The widest range a repair narrows from when the filter gives no dates.
 _LATEST = 2**62
+#: The most calls sharing one instant that a repair asks for in one page.
+_MOST_TIES = 10_000
 
 
 @attrs.define
@@ -207,7 +209,9 @@ class Reconciler:
             if have < count and lo < hi:
                 split.add((lo, hi))
                 ranges.append((lo, hi, count))
-            elif have < count and count > self._size:
+            elif have < count and count > self._size and first_len >= self._size:
+                # The instant held a page or more: ties the server orders anew each time.
+                # (Fewer: the count is not backed by records, and the message says so.)
                 self._found.crowded = (lo, count)
 
     async def _read(
@@ -216,11 +220,13 @@ class Reconciler:
         """Page the range ``[lo, hi]`` from its first page; its records ``once`` lets through.
 
         Stops at a short page, a page that brings nothing new, or one page past the count.
-        Returns the new records and the length of the first page.
+        A short first page is followed by one more request: records there mean the server
+        caps the size; none, that the count is not backed by records.
+        Returns the new records and the length of the first page when it was capped (else 0).
         """
         new: list[CallRow] = []
         first_len = 0
-        if lo == hi and count > self._size:
+        if lo == hi and self._size < count <= _MOST_TIES:
             # Ties beyond a page: offsets within them mean nothing to a server that orders
             # them anew each time. Ask for all of them at once; a server may refuse the size.
             with contextlib.suppress(APIError):
@@ -236,6 +242,11 @@ class Reconciler:
             fresh = self._keep_new(page, once)
             new.extend(fresh)
             if len(page) < self._size or not fresh:
+                if number == 0 and 0 < first_len < min(count, self._size):
+                    more = await self._fetch(self._range(lo, hi), self._first_page + 1, self._size)
+                    new.extend(self._keep_new(more, once))
+                    if not more:
+                        first_len = 0
                 break
         return new, first_len
 

@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, runtime_checkable
@@ -32,7 +32,7 @@ import orjson
 from ._errors import StateError
 from ._iteration import CallIterator, Iteration, OpenIteration
 from ._models import CallFilter, TimeUnit, to_epoch
-from ._windows import plan_windows
+from ._windows import Windows
 
 __all__ = [
     "STATE_VERSION",
@@ -336,7 +336,7 @@ def plan_sync(
     settle: int,
     window: int,
     time_unit: TimeUnit,
-) -> list[tuple[int, int]]:
+) -> Sequence[tuple[int, int]]:
     """The windows a sync reads, in ``time_unit``: ``[watermark - lookback, upper)`` sliced.
 
     ``upper`` is ``now - settle``, or the filter's ``end_date`` if earlier. Without a state,
@@ -360,10 +360,8 @@ def plan_sync(
             "first sync starts"
         )
     if upper <= start:
-        return []
-    windows = plan_windows(start, upper, window)
-    windows[0] = (reach, windows[0][1])
-    return windows
+        return ()
+    return Windows(start, upper, window, reach=reach)
 
 
 def open_sync(
