@@ -22,7 +22,6 @@ from typing import Any, Literal, Protocol, TypeVar, Union
 
 import aiohttp
 import aiolimiter
-import attrs
 
 from . import _wire
 from ._auth import ApiKey, Credential, PasswordAuth, TokenSource, api_key_source, token_source

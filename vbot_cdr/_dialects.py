@@ -243,7 +243,7 @@ class Dialect:
             return filter
         sent: list[str] = []
         for value in (given,) if isinstance(given, str) else given:
-            outcome = _OUTCOMES.get(_outcome_key(value))
+            outcome = _OUTCOMES.get(_outcome_key(value), "")
             if outcome not in self.outcomes:
                 known = ", ".join(sorted(self.outcomes))
                 raise ValueError(

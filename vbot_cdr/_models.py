@@ -388,10 +388,14 @@ class CallFilter:
         default=None, converter=_several, metadata=_several_about(_about("CODE", "campaign code"))
     )
     member: str | tuple[str, ...] | None = attrs.field(
-        default=None, converter=_several, metadata=_several_about(_about("MEMBER", "member (agent)"))
+        default=None,
+        converter=_several,
+        metadata=_several_about(_about("MEMBER", "member (agent)")),
     )
     template_script_code: str | tuple[str, ...] | None = attrs.field(
-        default=None, converter=_several, metadata=_several_about(_about("CODE", "script template code"))
+        default=None,
+        converter=_several,
+        metadata=_several_about(_about("CODE", "script template code")),
     )
     disposition: str | tuple[str, ...] | None = attrs.field(
         default=None,
@@ -501,13 +505,11 @@ class CallFilter:
                 f"start_date ({iso_date(given[0] or start)}) is after end_date "
                 f"({iso_date(given[1] or end)})"
             )
-        return attrs.evolve(self, **dates)
+        return attrs.evolve(self, start_date=start, end_date=end)
 
     def several(self) -> dict[str, tuple[str, ...]]:
         """The criteria given several values, by name."""
-        return {
-            name: value for name in _SEVERAL if isinstance(value := getattr(self, name), tuple)
-        }
+        return {name: value for name in _SEVERAL if isinstance(value := getattr(self, name), tuple)}
 
     def variants(self) -> list[CallFilter]:
         """One filter per combination of the values of the criteria given several, each
@@ -519,7 +521,7 @@ class CallFilter:
             return [self]
         names = list(several)
         return [
-            attrs.evolve(self, **dict(zip(names, values)))
+            attrs.evolve(self, **dict(zip(names, values, strict=True)))  # type: ignore[arg-type]
             for values in itertools.product(*several.values())
         ]
 
@@ -539,6 +541,23 @@ def _strict(*types: type) -> Any:
         raise TypeError(f"expected {names} or null, got {type(value).__name__} {value!r:.40}")
 
     return structure
+
+
+#: The ints a record may hold: what every database sink stores (a signed 64-bit integer).
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+
+def _int64_or_none(value: Any, _: Any) -> int | None:
+    """An int within 64 bits, or null: a larger one is refused when the page is read, so
+    that no sink (SQLite, PostgreSQL, DuckDB, Parquet) meets it, and all refuse it alike."""
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise TypeError(f"expected int or null, got {type(value).__name__} {value!r:.40}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise TypeError(f"expected an int within 64 bits (signed), got {value}")
+    return value
 
 
 def _float_or_none(value: Any, _: Any) -> float | None:
@@ -565,7 +584,7 @@ def _only_json_objects(hook: Any, aliases: Mapping[str, str]) -> Any:
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
     converter.register_structure_hook(str | None, _strict(str))
-    converter.register_structure_hook(int | None, _strict(int))
+    converter.register_structure_hook(int | None, _int64_or_none)
     converter.register_structure_hook(bool | None, _strict(bool))
     converter.register_structure_hook(float | None, _float_or_none)
     for cls in (Member, Hotline, CollectedField):
@@ -641,6 +660,13 @@ _EXACT_OR_NULL: Final = """
     if {v}.__class__ is not {kind} and {v} is not None:
         raise _Invalid
 """
+_INT64_OR_NULL: Final = f"""
+    if {{v}}.__class__ is not int:
+        if {{v}} is not None:
+            raise _Invalid
+    elif not {INT64_MIN} <= {{v}} <= {INT64_MAX}:
+        raise _Invalid
+"""
 _NUMBER_OR_NULL: Final = """
     if {v}.__class__ is not float and {v} is not None:
         if {v}.__class__ is not int:
@@ -670,7 +696,9 @@ _ANY_OTHER: Final = """
 def _check_source(v: str, hint: Any, readers: Mapping[type, Any], env: dict[str, Any]) -> str:
     """The code that checks ``v``, the value of a field of type ``hint``; fills ``env``."""
     inner, args = _optional(hint), typing.get_args(hint)
-    if inner in (str, int, bool):
+    if inner is int:
+        return _INT64_OR_NULL.format(v=v)
+    if inner in (str, bool):
         return _EXACT_OR_NULL.format(v=v, kind=inner.__name__)
     if inner is float:
         return _NUMBER_OR_NULL.format(v=v)
@@ -897,6 +925,14 @@ def _structure_with_converter(data: Any) -> CallRecord:
     return record
 
 
+def _reason(exc: BaseException, kind: Any) -> str:
+    """Why a value was refused: the strict hooks' own words (they say what was expected and
+    what came), else cattrs'."""
+    if isinstance(exc, TypeError) and str(exc).startswith("expected "):
+        return str(exc)
+    return cattrs.v.format_exception(exc, kind)
+
+
 def describe_structure_error(exc: Exception, path: str, data: Any = None) -> tuple[str, str]:
     """The field path and reason of a failure to structure ``data`` (found at ``path``).
 
@@ -904,7 +940,7 @@ def describe_structure_error(exc: Exception, path: str, data: Any = None) -> tup
     snake_case record, ``data[3].createAt`` for a camelCase one.
     """
     if isinstance(exc, cattrs.BaseValidationError):
-        message = cattrs.transform_error(exc, path=path)[0]
+        message = cattrs.transform_error(exc, path=path, format_exception=_reason)[0]
         reason, _, where = message.rpartition(" @ ")
         return _path_as_sent(data, path, where), reason
     return path, str(exc)

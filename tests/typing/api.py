@@ -6,7 +6,7 @@ pytest does not collect this file (its name does not match ``test_*.py``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import aiohttp
@@ -219,7 +219,7 @@ async def windows_and_sync(now: dt.datetime) -> None:
                 if sync.committable:
                     await sync.commit()
         assert_type(sync.watermark, int | None)
-        assert_type(sync.windows, tuple[tuple[int, int], ...])
+        assert_type(sync.windows, Sequence[tuple[int, int]])
         resumed = client.sync("state.json", CallFilter(start_date=first))
         async with resumed.pages() as pages:
             async for page in pages:
