@@ -983,7 +983,7 @@ def _path_as_sent(data: Any, root: str, where: str) -> str:
 # extras, or the error naming the field.
 
 # orjson reads ints up to 2**64 - 1; msgspec bounds only go to 2**63 - 1, so the few ints
-# between take the readers too.
+# between take the readers, which refuse them too (`INT64_MAX`): no sink could store them.
 _INT64: Final = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _NESTED: Final[tuple[type, ...]] = (Member, Hotline)
 
