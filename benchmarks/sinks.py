@@ -54,7 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import _postgres
 from vbot_cdr import CallFilter, CallRecord, VBotClient, sync_to_database
-from vbot_cdr._models import epoch_to_datetime, structure_records
+from vbot_cdr._decoding import structure_records
+from vbot_cdr._models import epoch_to_datetime
 from vbot_cdr._sinks._backends import open_database, quote
 from vbot_cdr._sinks._columns import KEY, RECORD_COLUMNS, columns_of
 from vbot_cdr._sinks._load import BATCH_ROWS

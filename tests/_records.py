@@ -1,4 +1,4 @@
-"""What the client makes of the fake server's records."""
+"""Records as the API document shows them, and what the client makes of the fake server's."""
 
 from __future__ import annotations
 
@@ -8,22 +8,103 @@ import attrs
 
 from vbot_cdr import Hotline, Member
 
-#: The CallRecord fields only the v3 CDR endpoints send.
-V3_ONLY_FIELDS = (
-    "external_call_id",
-    "campaign_id",
-    "campaign_group_id",
-    "template_script_id",
-    "bot_member_status_connect",
-)
+#: The fields only the v3 CDR endpoints send.
+V3_FIELDS = {
+    "external_call_id": "EXT-1",
+    "campaign_id": 11,
+    "campaign_group_id": 12,
+    "template_script_id": 13,
+    "bot_member_status_connect": "CONNECTED",
+}
 _NESTED = {"member": Member, "hotline": Hotline}
 
 
 def exported(raw: dict[str, Any]) -> dict[str, Any]:
     """A served record (snake_case) as ``CallRecord.to_dict()`` gives it back: the fields the
     dialect did not send (v3's own; v3-legacy's ``member.vbot_id``) null."""
-    record = {**dict.fromkeys(V3_ONLY_FIELDS), **raw}
+    record = {**dict.fromkeys(V3_FIELDS), **raw}
     for name, cls in _NESTED.items():
         if isinstance(record.get(name), dict):
             record[name] = {**dict.fromkeys(a.name for a in attrs.fields(cls)), **record[name]}
     return record
+
+
+#: The getAll example of the API document, with its placeholder values.
+EXAMPLE: dict[str, Any] = {
+    "phone": "sample string 1",
+    "name": "sample string 2",
+    "customer_uid": "sample string 3",
+    "duration": 4,
+    "billsec": 5,
+    "sip_code": "sample string 6",
+    "disposition": "sample string 7",
+    "input_log": "sample string 8",
+    "status": 9,
+    "postage": 10.1,
+    "service_charge": 11.1,
+    "postage_bot_service": 12.1,
+    "member": {"name": "sample string 1", "color": "sample string 2", "vbot_id": "sample 3"},
+    "hotline": {"code": "sample string 1", "name": "sample string 2", "phone_number": "3"},
+    "call_collected_data": [
+        {"cfkey": "k1", "cfname": "n1", "cfvalue": "v1", "description": "d1"},
+        {"cfkey": "k2", "cfname": "n2", "cfvalue": "v2", "description": "d2"},
+    ],
+    "answer_at": 1_735_689_605,
+    "end_call_at": 1_735_689_665,
+    "campaign_name": "sample string 14",
+    "campaign_code": "sample string 15",
+    "campaign_group_name": "sample string 16",
+    "campaign_group_code": "sample string 17",
+    "template_script_name": "sample string 18",
+    "template_script_code": "sample string 19",
+    "voice_text": "sample string 20",
+    "create_at": 1_735_689_600,
+    "bot_id": "sample string 22",
+    "trans_id": "sample string 23",
+    "create_by": "sample string 24",
+    "score": 25.1,
+    "is_record": True,
+}
+
+
+#: EXAMPLE plus the v3 fields, spelled as the v3 CDR endpoints spell them (camelCase).
+CAMEL_EXAMPLE: dict[str, Any] = {
+    "phone": "sample string 1",
+    "name": "sample string 2",
+    "customerUid": "sample string 3",
+    "duration": 4,
+    "billsec": 5,
+    "sipCode": "sample string 6",
+    "disposition": "sample string 7",
+    "inputLog": "sample string 8",
+    "status": 9,
+    "postage": 10.1,
+    "serviceCharge": 11.1,
+    "postageBotService": 12.1,
+    "member": {"name": "sample string 1", "color": "sample string 2", "vbotId": "sample 3"},
+    "hotline": {"code": "sample string 1", "name": "sample string 2", "phoneNumber": "3"},
+    "callCollectedData": [
+        {"cfkey": "k1", "cfname": "n1", "cfvalue": "v1", "description": "d1"},
+        {"cfkey": "k2", "cfname": "n2", "cfvalue": "v2", "description": "d2"},
+    ],
+    "answerAt": 1_735_689_605,
+    "endCallAt": 1_735_689_665,
+    "campaignName": "sample string 14",
+    "campaignCode": "sample string 15",
+    "campaignGroupName": "sample string 16",
+    "campaignGroupCode": "sample string 17",
+    "templateScriptName": "sample string 18",
+    "templateScriptCode": "sample string 19",
+    "voiceText": "sample string 20",
+    "createAt": 1_735_689_600,
+    "botId": "sample string 22",
+    "transId": "sample string 23",
+    "createBy": "sample string 24",
+    "score": 25.1,
+    "isRecord": True,
+    "externalCallId": "EXT-1",
+    "campaignId": 11,
+    "campaignGroupId": 12,
+    "templateScriptId": 13,
+    "botMemberStatusConnect": "CONNECTED",
+}

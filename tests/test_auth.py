@@ -632,7 +632,7 @@ def test_read_token_response_failure(
     assert type(error) is cls
     assert (error.http_status, error.error_code, error.endpoint) == (status, code, wire.TOKEN)
     if message is None:
-        default = wire.error_for_status(request, status, headers, body)
+        default = wire.error_for_status(request, status, headers, body.decode())
         assert default is not None
         message = default.message
     assert error.message == message

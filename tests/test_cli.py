@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from vbot_cdr import VBotClient
-from vbot_cdr._models import structure_record
+from vbot_cdr._decoding import structure_record
 from vbot_cdr.cli import CSV_COLUMNS, main, parse_date
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records, make_conversation
 

@@ -21,13 +21,14 @@ from vbot_cdr import (
     ResponseFormatError,
 )
 from vbot_cdr import _wire as wire
+from vbot_cdr._dialects import V2, V3
 from vbot_cdr.testing import generate_records
 
 UTC = dt.timezone.utc
 ICT = dt.timezone(dt.timedelta(hours=7))
-LIST = wire.Request(wire.GET_ALL, {}, page=3)
-COUNT = wire.Request(wire.COUNT_ALL, {})
-CONVERSATION = wire.Request(wire.GET_BOT_CONVERSATION, {})
+LIST = wire.Request(wire.GET_ALL, {}, page=3, dialect=V2)
+COUNT = wire.Request(wire.COUNT_ALL, {}, dialect=V2)
+CONVERSATION = wire.Request(wire.GET_BOT_CONVERSATION, {}, dialect=V2)
 
 
 def envelope(data: Any = None, *, status: Any = 1, error: Any = 0, message: Any = "OK") -> bytes:
@@ -156,7 +157,7 @@ def test_error_for_status(
     retry_after: float | None,
 ) -> None:
     """Each HTTP status maps to its exception class, carrying the server's code and message."""
-    error = wire.error_for_status(LIST, status, headers, body)
+    error = wire.error_for_status(LIST, status, headers, body.decode())
     if cls is None:
         assert error is None
         return
@@ -173,14 +174,14 @@ def test_error_for_status(
 def test_error_for_status_reads_headers_case_insensitively() -> None:
     """Retry-After is found in aiohttp's case-insensitive headers however the server spelt it."""
     headers = CIMultiDictProxy(CIMultiDict({"retry-after": "9"}))
-    error = wire.error_for_status(COUNT, 429, headers, b"")
+    error = wire.error_for_status(COUNT, 429, headers, "")
     assert isinstance(error, RateLimitError)
     assert error.retry_after == 9.0
 
 
 def test_error_for_status_future_http_date_is_a_positive_wait() -> None:
     """A Retry-After HTTP date in the future becomes a positive number of seconds."""
-    error = wire.error_for_status(COUNT, 429, {"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}, b"")
+    error = wire.error_for_status(COUNT, 429, {"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"}, "")
     assert isinstance(error, RateLimitError)
     assert error.retry_after is not None
     assert error.retry_after > 365 * 86400
@@ -188,7 +189,7 @@ def test_error_for_status_future_http_date_is_a_positive_wait() -> None:
 
 def test_error_keeps_only_the_start_of_a_long_body() -> None:
     """An error keeps a bounded excerpt of the body, never the whole of a huge one."""
-    error = wire.error_for_status(COUNT, 500, {}, b"x" * 100_000)
+    error = wire.error_for_status(COUNT, 500, {}, "x" * 100_000)
     assert error is not None
     assert error.body is not None
     assert error.body.startswith("xxx")
@@ -334,6 +335,16 @@ def test_undecodable_bytes_do_not_crash_the_error() -> None:
     assert "garbage" in info.value.body
 
 
+def test_a_success_envelope_that_is_not_utf8_is_a_format_error() -> None:
+    """A success envelope whose bytes are not UTF-8 is no data, and the error says why."""
+    body = b'{"status": 1, "error": 0, "message": "OK", "data": "\xff"}'
+    with pytest.raises(ResponseFormatError, match="not UTF-8") as info:
+        wire.read_response(COUNT, 200, {}, body)
+    assert info.value.retryable
+    assert info.value.body is not None
+    assert "\ufffd" in info.value.body
+
+
 # -- per-endpoint readers ---------------------------------------------------------------
 
 
@@ -457,9 +468,9 @@ def test_identity_goes_with_every_request(
 ) -> None:
     """vbot_id and project_code are sent with every endpoint when set, never as None or ""."""
     ident: dict[str, Any] = {"vbot_id": vbot_id, "project_code": project_code}
-    count = wire.count_request(CallFilter(), time_unit="s", **ident)
-    page = wire.list_request(CallFilter(), page=1, size=10, time_unit="s", **ident)
-    conversation = wire.conversation_request("TX1", bot_id=None, **ident)
+    count = wire.count_request(CallFilter(), time_unit="s", dialect=V2, **ident)
+    page = wire.list_request(count, page=1, size=10)
+    conversation = wire.conversation_request("TX1", bot_id=None, dialect=V2, **ident)
     assert dict(count.params) == expected
     assert dict(page.params) == expected | {"page": "1", "size": "10"}
     assert dict(conversation.params) == expected | {"trans_id": "TX1"}
@@ -472,21 +483,22 @@ def test_count_request_sends_set_filters_only() -> None:
         vbot_id=None,
         project_code=None,
         time_unit="s",
+        dialect=V2,
     )
     assert (request.endpoint, request.page) == ("countAll", None)
     assert dict(request.params) == {"campaign_code": "CMP01", "status": "0"}
 
 
 def test_list_request_sends_page_and_size() -> None:
-    """getAll carries the criteria, the page and the size, and remembers the page."""
-    request = wire.list_request(
+    """getAll carries what countAll counts, the page and the size, and remembers the page."""
+    count = wire.count_request(
         CallFilter(bot_id="BOT", hotline="HL1"),
-        page=4,
-        size=50,
         vbot_id="VB1",
         project_code=None,
         time_unit="s",
+        dialect=V2,
     )
+    request = wire.list_request(count, page=4, size=50)
     assert (request.endpoint, request.page) == ("getAll", 4)
     assert dict(request.params) == {
         "vbot_id": "VB1",
@@ -495,6 +507,38 @@ def test_list_request_sends_page_and_size() -> None:
         "page": "4",
         "size": "50",
     }
+
+
+def test_list_request_keeps_the_dialect_of_its_count() -> None:
+    """A page of a v3 search goes to v3's path with v3's parameter names."""
+    count = wire.count_request(
+        CallFilter(key="Lan"), vbot_id=None, project_code="PRJ", time_unit="ms", dialect=V3
+    )
+    request = wire.list_request(count, page=2, size=10)
+    assert request.dialect is V3
+    assert request.path == "/m-auto-call/api/cdr/get-all"
+    assert dict(request.params) == {
+        "project_code": "PRJ",
+        "key_search": "Lan",
+        "page": "2",
+        "size": "10",
+    }
+
+
+def test_list_request_refuses_what_is_not_a_count_request() -> None:
+    """Only a countAll request names a search to page through."""
+    with pytest.raises(ValueError, match="countAll"):
+        wire.list_request(LIST, page=1, size=10)
+
+
+def test_a_request_has_no_default_dialect() -> None:
+    """A request without a dialect is a TypeError, never silently v2."""
+    with pytest.raises(TypeError, match="dialect"):
+        wire.Request(wire.COUNT_ALL, {})  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="dialect"):
+        wire.count_request(  # type: ignore[call-arg]
+            CallFilter(), vbot_id=None, project_code=None, time_unit="s"
+        )
 
 
 @pytest.mark.parametrize(
@@ -508,7 +552,9 @@ def test_list_request_sends_page_and_size() -> None:
 )
 def test_conversation_request(bot_id: str | None, expected: dict[str, str]) -> None:
     """getBotConversation carries trans_id, and bot_id only when set."""
-    request = wire.conversation_request("TX9", bot_id=bot_id, vbot_id=None, project_code=None)
+    request = wire.conversation_request(
+        "TX9", bot_id=bot_id, vbot_id=None, project_code=None, dialect=V2
+    )
     assert request.endpoint == "getBotConversation"
     assert dict(request.params) == expected
 
@@ -579,5 +625,5 @@ def test_dates_are_converted_to_the_time_unit(
 
 
 def test_auth_headers_carry_the_bearer_token() -> None:
-    """Every request asks for JSON and carries the token as a Bearer credential."""
-    assert wire.auth_headers("abc") == {"Authorization": "Bearer abc", "Accept": "application/json"}
+    """Every v2 request asks for JSON and carries the token as a Bearer credential."""
+    assert V2.auth_headers("abc") == {"Authorization": "Bearer abc", "Accept": "application/json"}

@@ -37,18 +37,11 @@ from ._config import (
     RetryPolicy,
     normalize_base_url,
 )
+from ._decoding import CallRow, build_records
 from ._dialects import V2, V3, Api, Dialect, dialect_for
 from ._errors import AuthenticationError, ResponseFormatError, TransportError
 from ._iteration import CallIterator, CallPageIterator, Iteration, OpenIteration
-from ._models import (
-    BotConversation,
-    CallFilter,
-    CallRecord,
-    CallRow,
-    TimeUnit,
-    build_records,
-    to_epoch,
-)
+from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
 from ._port import Gate
 from ._retry import call_with_retries
 from ._stats import IterationStats
@@ -413,7 +406,7 @@ class VBotClient:
             timeout = self._timeout
             if deadline is not None:
                 timeout = min(timeout, _time_left(request, deadline))
-            headers = _wire.auth_headers(token, self._dialect)
+            headers = self._dialect.auth_headers(token)
             answer = await self._transmit(
                 "GET", request, timeout, params=request.params, headers=headers
             )
@@ -543,15 +536,7 @@ class VBotClient:
         )
 
     def _list_request(self, filter: CallFilter, page: int, size: int) -> _wire.Request:
-        return _wire.list_request(
-            filter,
-            page=page,
-            size=size,
-            vbot_id=self._vbot_id,
-            project_code=self._project_code,
-            time_unit=self._time_unit,
-            dialect=self._dialect,
-        )
+        return _wire.list_request(self._count_request(filter), page=page, size=size)
 
     async def count_calls(self, filter: CallFilter | None = None, **filters: Any) -> int:
         """How many calls match (``countAll``; one per combination of the values of criteria

@@ -28,7 +28,7 @@ from typing import Any, Final, Literal, get_args
 
 import attrs
 
-from ._models import CallFilter, TimeUnit
+from ._models import FILTER_NAMES, CallFilter, TimeUnit
 
 __all__ = [
     "COUNT_ALL",
@@ -106,25 +106,16 @@ def read_v3_envelope(doc: Any) -> Envelope | None:
     return Envelope(code == 0, code, _text(doc.get("msg")), doc.get("data", NO_DATA))
 
 
-#: The seed's filters, under their own names.
-_SEED_FILTERS: Final = MappingProxyType(
-    {
-        name: name
-        for name in (
-            "bot_id",
-            "campaign_code",
-            "member",
-            "template_script_code",
-            "disposition",
-            "key",
-            "start_date",
-            "end_date",
-            "hotline",
-            "input_log_search",
-            "status",
-        )
-    }
+# The filters are declared once, as the fields of `CallFilter`; a dialect only says which of them
+# it lacks and which it sends under another name.
+#: The criteria only v3 has.
+_V3_ONLY: Final = frozenset({"min_postage", "max_postage"})
+#: The criteria v3 sends under a name of its own.
+_V3_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {"key": "key_search", "disposition": "disposition_search"}
 )
+if not _V3_ONLY | _V3_NAMES.keys() <= set(FILTER_NAMES):
+    raise TypeError("_V3_ONLY and _V3_NAMES must name CallFilter criteria")
 
 
 def _outcome_key(spelling: str) -> str:
@@ -235,9 +226,7 @@ class Dialect:
                 those it knows).
         """
         for name in filter.to_params(time_unit):
-            if name not in self.filters:
-                offered = [n for n in _ALL_FILTERS if n in self.filters]
-                raise ValueError(f"the {self.name} API has no {name} filter; it has {offered}")
+            self._wire_name(name)
         given = filter.disposition
         if not given:
             return filter
@@ -264,17 +253,16 @@ class Dialect:
         several = filter.several()
         if several:
             raise ValueError(f"a request takes one value of each criterion, got {several}")
-        params: dict[str, str] = {}
-        for name, value in filter.to_params(time_unit).items():
-            wire_name = self.filters.get(name)
-            if wire_name is None:
-                offered = [n for n in _ALL_FILTERS if n in self.filters]
-                raise ValueError(f"the {self.name} API has no {name} filter; it has {offered}")
-            params[wire_name] = value
-        return params
+        return {self._wire_name(name): value for name, value in filter.to_params(time_unit).items()}
 
+    def _wire_name(self, criterion: str) -> str:
+        """The query parameter of ``criterion``; `ValueError` if the dialect has none."""
+        wire_name = self.filters.get(criterion)
+        if wire_name is None:
+            offered = [n for n in FILTER_NAMES if n in self.filters]
+            raise ValueError(f"the {self.name} API has no {criterion} filter; it has {offered}")
+        return wire_name
 
-_ALL_FILTERS: Final = tuple(a.name for a in attrs.fields(CallFilter))
 
 V2: Final = Dialect(
     name="v2",
@@ -286,7 +274,7 @@ V2: Final = Dialect(
     ),
     api_key=False,
     identity=frozenset({"vbot_id", "project_code"}),
-    filters=_SEED_FILTERS,
+    filters=MappingProxyType({name: name for name in FILTER_NAMES if name not in _V3_ONLY}),
     time_unit="s",
     read_envelope=read_error_envelope,
     envelope_shape="{status?, error, message, data}",
@@ -305,15 +293,7 @@ V3: Final = Dialect(
     ),
     api_key=True,
     identity=frozenset({"project_code"}),
-    filters=MappingProxyType(
-        {
-            **_SEED_FILTERS,
-            "key": "key_search",
-            "disposition": "disposition_search",
-            "min_postage": "min_postage",
-            "max_postage": "max_postage",
-        }
-    ),
+    filters=MappingProxyType({name: _V3_NAMES.get(name, name) for name in FILTER_NAMES}),
     time_unit="ms",
     read_envelope=read_v3_envelope,
     envelope_shape="{status, msg, errorCode, data}",

@@ -31,7 +31,7 @@ import operator
 from array import array
 from collections.abc import Mapping, Sequence
 
-from ._models import CallRow
+from ._decoding import CallRow
 from ._stats import IterationStats
 
 __all__ = ["MIN_REMEMBERED_IDS", "ExactlyOnce", "Ledger"]

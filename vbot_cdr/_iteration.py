@@ -35,8 +35,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from ._decoding import CallRow, build_records
 from ._exactly_once import ExactlyOnce
-from ._models import CallFilter, CallRecord, CallRow, build_records
+from ._models import CallFilter, CallRecord
 from ._pagination import AdaptiveWindow, Paginator
 from ._port import CallsPort
 from ._reconcile import Reconciler

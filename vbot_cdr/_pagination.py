@@ -33,8 +33,9 @@ from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Protocol
 
+from ._decoding import CallRow
 from ._errors import RateLimitError
-from ._models import CallFilter, CallRow
+from ._models import CallFilter
 from ._port import CallsPort
 from ._stats import IterationStats
 

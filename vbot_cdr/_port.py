@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import Awaitable
 from typing import Protocol
 
-from ._models import CallFilter, CallRow
+from ._decoding import CallRow
+from ._models import CallFilter
 
 __all__ = ["CallsPort", "Gate"]
 

@@ -37,9 +37,10 @@ from collections.abc import AsyncGenerator
 
 import attrs
 
+from ._decoding import CallRow
 from ._errors import APIError, IncompleteError
 from ._exactly_once import ExactlyOnce
-from ._models import CallFilter, CallRow
+from ._models import CallFilter
 from ._port import CallsPort, Gate
 from ._stats import IterationStats
 

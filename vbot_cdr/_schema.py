@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Union
 
 import attrs
 
-from vbot_cdr import CallRecord
+from ._models import CallRecord
 
 if TYPE_CHECKING:
     import pyarrow

@@ -257,9 +257,7 @@ class FileStateStore:
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
-            raise StateError(
-                f"cannot write the sync state {path}: {exc.strerror or exc}"
-            ) from exc
+            raise StateError(f"cannot write the sync state {path}: {exc.strerror or exc}") from exc
 
 
 class CallSync(CallIterator):

@@ -22,37 +22,34 @@ import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypedDict, Union, cast
-from urllib.parse import quote, quote_plus, urlencode
+from urllib.parse import urlencode
 
 import attrs
 import msgspec
 import orjson
 
+from ._decoding import (
+    STRUCTURE_ERRORS,
+    CallRow,
+    CamelRecord,
+    SnakeRecord,
+    describe_structure_error,
+    structure_record,
+    structure_records,
+)
 from ._dialects import (
     COUNT_ALL,
     GET_ALL,
     GET_BOT_CONVERSATION,
     NO_DATA,
-    V2,
     Dialect,
     Envelope,
     read_error_envelope,
     read_v3_envelope,
 )
 from ._errors import APIError, AuthenticationError, RateLimitError, ResponseFormatError
-from ._models import (
-    STRUCTURE_ERRORS,
-    BotConversation,
-    CallFilter,
-    CallRecord,
-    CallRow,
-    CamelRecord,
-    SnakeRecord,
-    TimeUnit,
-    describe_structure_error,
-    structure_record,
-    structure_records,
-)
+from ._models import BotConversation, CallFilter, CallRecord, TimeUnit
+from ._redact import redact
 
 __all__ = [
     "COUNT_ALL",
@@ -62,7 +59,6 @@ __all__ = [
     "Request",
     "TokenGrant",
     "TokenRequest",
-    "auth_headers",
     "conversation_reader",
     "conversation_request",
     "count_request",
@@ -76,13 +72,11 @@ __all__ = [
     "read_records",
     "read_response",
     "read_token_response",
-    "redact",
     "refresh_grant",
     "refuses_token",
 ]
 
 TOKEN: Final = "token"
-API_PREFIX: Final = V2.paths[GET_ALL].removesuffix(GET_ALL)
 
 
 @attrs.frozen
@@ -93,7 +87,7 @@ class Request:
     endpoint: str
     params: Mapping[str, str]
     page: int | None = None
-    dialect: Dialect = attrs.field(default=V2, kw_only=True, repr=False)
+    dialect: Dialect = attrs.field(kw_only=True, repr=False)
 
     @property
     def path(self) -> str:
@@ -106,9 +100,10 @@ def count_request(
     vbot_id: str | None,
     project_code: str | None,
     time_unit: TimeUnit,
-    dialect: Dialect = V2,
+    dialect: Dialect,
 ) -> Request:
-    """The ``countAll`` request for ``filter``.
+    """The ``countAll`` request for ``filter``: the identity and the criteria that are set,
+    under ``dialect``'s names (dates in ``time_unit``).
 
     Raises:
         ValueError: A criterion the dialect does not have.
@@ -118,26 +113,17 @@ def count_request(
     return Request(COUNT_ALL, params, dialect=dialect)
 
 
-def list_request(
-    filter: CallFilter,
-    *,
-    page: int,
-    size: int,
-    vbot_id: str | None,
-    project_code: str | None,
-    time_unit: TimeUnit,
-    dialect: Dialect = V2,
-) -> Request:
-    """The ``getAll`` request for one page of ``filter``.
+def list_request(count: Request, *, page: int, size: int) -> Request:
+    """The ``getAll`` request for one page of the calls that ``count`` (a `count_request`)
+    counts: the same parameters and dialect, then ``page`` and ``size``.
 
     Raises:
-        ValueError: A criterion the dialect does not have.
+        ValueError: ``count`` is not a ``countAll`` request.
     """
-    params = dialect.identity_params(vbot_id, project_code)
-    params |= dialect.filter_params(filter, time_unit)
-    params["page"] = str(page)
-    params["size"] = str(size)
-    return Request(GET_ALL, params, page=page, dialect=dialect)
+    if count.endpoint != COUNT_ALL:
+        raise ValueError(f"a page is listed from a {COUNT_ALL} request, not {count.endpoint}")
+    params = {**count.params, "page": str(page), "size": str(size)}
+    return Request(GET_ALL, params, page=page, dialect=count.dialect)
 
 
 def conversation_request(
@@ -146,7 +132,7 @@ def conversation_request(
     bot_id: str | None,
     vbot_id: str | None,
     project_code: str | None,
-    dialect: Dialect = V2,
+    dialect: Dialect,
 ) -> Request:
     """The ``getBotConversation`` request for one call."""
     params = dialect.identity_params(vbot_id, project_code)
@@ -209,23 +195,6 @@ class TokenGrant:
     expires_in: float | None
 
 
-def auth_headers(credential: str, dialect: Dialect = V2) -> dict[str, str]:
-    """The headers of every API request: ``Authorization: Bearer`` or ``X-API-Key``."""
-    return dialect.auth_headers(credential)
-
-
-def redact(body: bytes, secrets: tuple[str, ...]) -> bytes:
-    """``body`` with each secret, as sent, JSON-escaped or URL-encoded, replaced by ``<hidden>``.
-
-    Every body an error keeps or quotes goes through here first.
-    """
-    for secret in filter(None, secrets):
-        forms = {secret, orjson.dumps(secret).decode()[1:-1], quote(secret), quote_plus(secret)}
-        for form in forms:
-            body = body.replace(form.encode(), b"<hidden>")
-    return body
-
-
 def refuses_token(exc: AuthenticationError) -> bool:
     """Whether ``exc`` refuses the credential itself (HTTP 401, or an envelope's 401), so a
     renewed token may succeed where a 403 ("not allowed") will not."""
@@ -268,11 +237,13 @@ def _where(request: Union[Request, TokenRequest]) -> _Where:
     return {"endpoint": request.endpoint, "page": request.page}
 
 
-def _text(body: bytes) -> str:
-    return body.decode("utf-8", errors="replace")
+def _shown(body: bytes, secrets: tuple[str, ...]) -> str:
+    """``body`` as an error may keep or quote it: text (bytes that are not UTF-8 as
+    replacement characters), each of ``secrets`` blanked out."""
+    return redact(body.decode("utf-8", errors="replace"), secrets)
 
 
-def _envelope_fields(body: bytes) -> tuple[int | None, str | None]:
+def _envelope_fields(body: str) -> tuple[int | None, str | None]:
     """The code and message of a body, if it is an envelope of any dialect (or OAuth2 error)."""
     try:
         doc = orjson.loads(body)
@@ -294,9 +265,10 @@ def _envelope_fields(body: bytes) -> tuple[int | None, str | None]:
 
 
 def error_for_status(
-    request: Union[Request, TokenRequest], status: int, headers: Mapping[str, str], body: bytes
+    request: Union[Request, TokenRequest], status: int, headers: Mapping[str, str], body: str
 ) -> APIError | None:
-    """The error an HTTP status means, or ``None`` for a 2xx.
+    """The error an HTTP status means, or ``None`` for a 2xx; ``body`` is the text the error
+    keeps (redacted already).
 
     401/403 are `AuthenticationError`, and so is 400 to a `TokenRequest` (OAuth2 answers a
     refused grant with 400) and any status whose envelope carries one of the dialect's refusal
@@ -319,19 +291,15 @@ def error_for_status(
         or (status == 400 and isinstance(request, TokenRequest))
         or code in refusals
     ):
-        return AuthenticationError(
-            message, error_code=code, http_status=status, body=_text(body), **where
-        )
+        return AuthenticationError(message, error_code=code, http_status=status, body=body, **where)
     if status == 429:
-        return RateLimitError(
-            message, retry_after=retry_after, error_code=code, body=_text(body), **where
-        )
+        return RateLimitError(message, retry_after=retry_after, error_code=code, body=body, **where)
     return APIError(
         message,
         error_code=code,
         http_status=status,
         retry_after=retry_after,
-        body=_text(body),
+        body=body,
         **where,
     )
 
@@ -368,11 +336,12 @@ def read_response(
             envelope = None
         if envelope is not None and envelope.ok and envelope.data is not NO_DATA:
             return envelope.data
-    raise _failure(request, status, headers, redact(body, secrets))
+    raise _failure(request, status, headers, _shown(body, secrets))
 
 
-def _failure(request: Request, status: int, headers: Mapping[str, str], shown: bytes) -> Exception:
-    """The error a response other than a success envelope means; ``shown`` is redacted."""
+def _failure(request: Request, status: int, headers: Mapping[str, str], shown: str) -> Exception:
+    """The error a response other than a success envelope means; ``shown`` is the body's text,
+    redacted."""
     error = error_for_status(request, status, headers, shown)
     if error is not None:
         return error
@@ -380,23 +349,24 @@ def _failure(request: Request, status: int, headers: Mapping[str, str], shown: b
     try:
         doc = orjson.loads(shown)
     except orjson.JSONDecodeError as exc:
-        return ResponseFormatError(
-            f"body is not JSON ({exc})", retryable=True, body=_text(shown), **where
-        )
+        return ResponseFormatError(f"body is not JSON ({exc})", retryable=True, body=shown, **where)
     dialect = request.dialect
     envelope = dialect.read_envelope(doc)
     if envelope is None:
         return ResponseFormatError(
             f"body is not the {dialect.envelope_shape} envelope of the {dialect.name} API",
             retryable=True,
-            body=_text(shown),
+            body=shown,
             **where,
         )
     if envelope.ok:
+        # Without data, or with data in bytes that are not UTF-8 (which only the text, with
+        # replacement characters, could read).
+        reason = "without data" if envelope.data is NO_DATA else "that is not UTF-8"
         return ResponseFormatError(
-            "success envelope without data", retryable=True, body=_text(shown), **where
+            f"success envelope {reason}", retryable=True, body=shown, **where
         )
-    return _envelope_error(envelope, dialect, status, _text(shown), where)
+    return _envelope_error(envelope, dialect, status, shown, where)
 
 
 def _envelope_error(
@@ -431,7 +401,7 @@ def read_token_response(
         ResponseFormatError: A 2xx body that is neither a token nor a failure envelope
             (``retryable`` when it is not JSON at all).
     """
-    shown = redact(body, request.secrets)
+    shown = _shown(body, request.secrets)
     error = error_for_status(request, status, headers, shown)
     if error is not None:
         raise error
@@ -449,7 +419,7 @@ def read_token_response(
             message or "failure envelope",
             error_code=code,
             http_status=status,
-            body=_text(shown),
+            body=shown,
             **where,
         )
     raise ResponseFormatError("answer is neither an OAuth2 token nor a failure envelope", **where)
@@ -563,7 +533,7 @@ def read_record_page(
 def decode_record_page(body: bytes) -> tuple[dict[str, Any], list[CallRow]] | None:
     """The envelope (its fields but ``data``) and the record twins of a page, decoded by
     msgspec; or ``None`` when ``data`` is no array of records the fast path can read (see
-    `_models.SnakeRecord`), and the general path must say what the body is."""
+    `_decoding.SnakeRecord`), and the general path must say what the body is."""
     for decode in _PAGE_DECODERS:
         try:
             page = decode(body)

@@ -27,8 +27,8 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from .._decoding import camel_case
 from .._dialects import DIALECTS, Api, Dialect
-from .._models import camel_case
 from ._data import make_conversation
 
 __all__ = ["ServedDialect", "served_dialect"]

@@ -1,4 +1,5 @@
-"""The generated record readers (the hot path) agree with the cattrs converter on any input."""
+"""Reading records from JSON: what a record may hold, and the three decoders (msgspec twins,
+generated readers, cattrs converter) agreeing on any input."""
 
 from __future__ import annotations
 
@@ -12,18 +13,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vbot_cdr import APIError, CallRecord, Hotline, Member, ResponseFormatError, _wire
-from vbot_cdr._dialects import dialect_for
-from vbot_cdr._models import (
+from tests._records import CAMEL_EXAMPLE, EXAMPLE, V3_FIELDS
+from vbot_cdr import (
+    APIError,
+    CallRecord,
+    CollectedField,
+    Hotline,
+    Member,
+    ResponseFormatError,
+    _wire,
+)
+from vbot_cdr._decoding import (
     _ALIASES,
     STRUCTURE_ERRORS,
     _Invalid,
     _read_record,
     _structure_with_converter,
     build_records,
+    describe_structure_error,
     structure_record,
     structure_records,
 )
+from vbot_cdr._dialects import V2, dialect_for
 from vbot_cdr._wire import (
     Request,
     decode_record_page,
@@ -136,13 +147,13 @@ def test_a_bad_record_in_a_page_is_named() -> None:
     page = generate_records(5, seed=2)
     page[3]["member"] = {"name": 7}
     with pytest.raises(Exception, match=r"data\[3\]\.member\.name") as info:
-        read_records(Request("getAll", {}, page=1), page)
+        read_records(Request("getAll", {}, page=1, dialect=V2), page)
     assert type(info.value).__name__ == "ResponseFormatError"
 
 
 # -- the msgspec fast path and the general path it falls back to ---------------------------
 
-GET_ALL = Request("getAll", {}, page=1)
+GET_ALL = Request("getAll", {}, page=1, dialect=V2)
 #: Ints around the edges of what orjson and msgspec read as ints (orjson reads wider as float).
 WIDE_INTS = st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70, -(2**63), -(2**63) - 1])
 
@@ -313,5 +324,175 @@ def test_a_bad_camel_case_record_is_named_as_sent() -> None:
     page = generate_records(5, seed=2)
     page[3] = {"transId": "TX3", "createAt": "yesterday"}
     with pytest.raises(Exception, match=r"data\[3\]\.createAt: ") as info:
-        read_records(Request("getAll", {}, page=1), page)
+        read_records(Request("getAll", {}, page=1, dialect=V2), page)
     assert getattr(info.value, "field", None) == "data[3].createAt"
+
+
+# -- what a record may hold ----------------------------------------------------------------
+
+
+def structure_error_field(data: Any) -> str:
+    with pytest.raises(Exception) as info:  # noqa: PT011 - the converter's own error types
+        structure_record(data)
+    return describe_structure_error(info.value, "data[0]")[0]
+
+
+def test_record_has_every_field_of_the_example() -> None:
+    """CallRecord has exactly the getAll example's fields, each typed as in the example."""
+    record = structure_record(EXAMPLE)
+    assert {a.name for a in attrs.fields(CallRecord)} - {"extras"} == set(EXAMPLE) | set(V3_FIELDS)
+    assert record.duration == 4
+    assert record.postage == 10.1
+    assert record.is_record is True
+    assert record.member == Member(
+        name="sample string 1", color="sample string 2", vbot_id="sample 3"
+    )
+    assert record.hotline == Hotline(
+        code="sample string 1", name="sample string 2", phone_number="3"
+    )
+    assert record.call_collected_data == (
+        CollectedField(cfkey="k1", cfname="n1", cfvalue="v1", description="d1"),
+        CollectedField(cfkey="k2", cfname="n2", cfvalue="v2", description="d2"),
+    )
+    assert record.extras == {}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        dict.fromkeys(EXAMPLE),
+        dict.fromkeys(CAMEL_EXAMPLE),
+        {"trans_id": "TX1"},
+        {"member": {}, "hotline": {"code": None}},
+    ],
+    ids=["empty", "all-null", "all-null-camel", "one-field", "empty-nested"],
+)
+def test_missing_or_null_fields_parse(data: dict[str, Any]) -> None:
+    """A record with missing or null fields parses; those fields are None (collected data empty)."""
+    record = structure_record(data)
+    assert record.extras == {}
+    for name in [*EXAMPLE, *V3_FIELDS]:
+        value = getattr(record, name)
+        if name == "call_collected_data":
+            assert value == ()
+        elif name in data and isinstance(data[name], dict):
+            assert value is not None
+        else:
+            assert value == data.get(name)
+    assert record.created is None
+
+
+def test_unknown_fields_are_kept_in_extras() -> None:
+    """Fields the document does not list are kept in extras and come back in to_dict."""
+    record = structure_record({"trans_id": "TX1", "queue": "Q7", "tags": ["vip"]})
+    assert record.trans_id == "TX1"
+    assert dict(record.extras) == {"queue": "Q7", "tags": ["vip"]}
+    assert record.to_dict()["queue"] == "Q7"
+    assert "extras" not in record.to_dict()
+    assert "queue" not in repr(record)
+
+
+def test_camel_case_records_fill_the_same_fields() -> None:
+    """A v3 (camelCase) record reads into the same attributes as its snake_case twin, nested
+    objects included, and to_dict gives the seed's snake_case shape plus the v3 fields."""
+    record = structure_record(CAMEL_EXAMPLE)
+    assert record == structure_record({**EXAMPLE, **V3_FIELDS})
+    assert record.trans_id == "sample string 23"
+    assert record.create_at == 1_735_689_600
+    assert record.member == Member(
+        name="sample string 1", color="sample string 2", vbot_id="sample 3"
+    )
+    assert record.hotline == Hotline(
+        code="sample string 1", name="sample string 2", phone_number="3"
+    )
+    assert (record.external_call_id, record.campaign_id, record.campaign_group_id) == (
+        "EXT-1",
+        11,
+        12,
+    )
+    assert (record.template_script_id, record.bot_member_status_connect) == (13, "CONNECTED")
+    assert record.extras == {}
+    assert record.to_dict() == {**EXAMPLE, **V3_FIELDS}
+
+
+def test_unknown_camel_case_fields_are_kept_as_sent() -> None:
+    """A field no dialect documents stays in extras under the name the server sent."""
+    record = structure_record({"transId": "TX1", "telcoCode": "VTL", "callNet": "OFFNET"})
+    assert record.trans_id == "TX1"
+    assert dict(record.extras) == {"telcoCode": "VTL", "callNet": "OFFNET"}
+    assert record.to_dict()["telcoCode"] == "VTL"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"createAt": "2025-01-01"}, "data[0].createAt"),
+        ({"campaignId": "11"}, "data[0].campaignId"),
+        ({"campaign_id": 1.5}, "data[0].campaign_id"),
+        ({"member": {"vbotId": 7}}, "data[0].member.vbotId"),
+        ({"hotline": {"phoneNumber": 7}}, "data[0].hotline.phoneNumber"),
+        ({"callCollectedData": [{"cfkey": 1}]}, "data[0].callCollectedData[0].cfkey"),
+        ({"externalCallId": 5}, "data[0].externalCallId"),
+    ],
+    ids=["time", "int", "int-snake", "nested", "hotline", "collected", "v3-string"],
+)
+def test_camel_case_errors_name_the_field_as_sent(data: dict[str, Any], field: str) -> None:
+    """A mistyped field of a camelCase record is an error naming the field as the server sent
+    it, and strict typing holds for the new v3 fields too."""
+    with pytest.raises(Exception) as info:  # noqa: PT011 - the converter's own error types
+        structure_record(data)
+    assert describe_structure_error(info.value, "data[0]", data)[0] == field
+
+
+def test_ints_are_accepted_for_floats() -> None:
+    """A whole number sent for a float field is read as that float."""
+    record = structure_record({"postage": 880, "score": 0})
+    assert record.postage == 880.0
+    assert type(record.postage) is float
+    assert type(record.score) is float
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"duration": "4"}, "data[0].duration"),
+        ({"duration": 4.5}, "data[0].duration"),
+        ({"status": True}, "data[0].status"),
+        ({"phone": 84901234567}, "data[0].phone"),
+        ({"postage": "10.1"}, "data[0].postage"),
+        ({"score": False}, "data[0].score"),
+        ({"is_record": 1}, "data[0].is_record"),
+        ({"member": ["Lan"]}, "data[0].member"),
+        ({"hotline": "HL1"}, "data[0].hotline"),
+        ({"hotline": {"phone_number": 2473001234}}, "data[0].hotline.phone_number"),
+        ({"call_collected_data": {"cfkey": "a"}}, "data[0].call_collected_data"),
+        ({"call_collected_data": ["a"]}, "data[0].call_collected_data[0]"),
+        ({"create_at": "1735689600"}, "data[0].create_at"),
+    ],
+    ids=[
+        "int-as-string",
+        "int-as-float",
+        "int-as-bool",
+        "string-as-int",
+        "float-as-string",
+        "float-as-bool",
+        "bool-as-int",
+        "object-as-array",
+        "object-as-string",
+        "nested-string-as-int",
+        "array-as-object",
+        "array-item-as-string",
+        "time-as-string",
+    ],
+)
+def test_wrong_types_are_errors_naming_the_field(data: dict[str, Any], field: str) -> None:
+    """A field of the wrong type is an error that names the field, never silently coerced."""
+    assert structure_error_field(data) == field
+
+
+@pytest.mark.parametrize("data", ["x", [], None, 5], ids=["string", "array", "null", "int"])
+def test_a_record_must_be_an_object(data: Any) -> None:
+    """Something other than a JSON object is not a record."""
+    with pytest.raises(TypeError):
+        structure_record(data)
