@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import wire_name
-from vbot_cdr import CallFilter, VBotClient
-from vbot_cdr.testing import FakeVBotServer
+from vbot_cdr import CallFilter, IncompleteError, VBotClient
+from vbot_cdr.testing import FakeVBotServer, generate_records
 
 MakeClient = Callable[..., VBotClient]
 UTC = dt.timezone.utc
@@ -263,3 +264,39 @@ async def test_dates_in_messages_are_iso_8601(
         await make_client(server).count_calls(start_date=later, end_date=SECONDS - 86400)
     assert "datetime.datetime" not in str(mixed.value)
     assert "1764460800 = 2025-11-30T00:00:00+00:00" in str(mixed.value)
+
+
+async def test_a_code_whose_calls_cannot_all_be_read_is_named(make_client: MakeClient) -> None:
+    """Verified per code: the code whose count its pages cannot match is named in the error."""
+    records = generate_records(250)
+    shared = [r for r in records if r["campaign_code"] == CODES[1]][3:8]
+    for record in shared:
+        record["trans_id"] = "TX-SAME"
+    async with FakeVBotServer(records=records) as server:
+        with pytest.raises(IncompleteError, match=f"campaign_code {CODES[1]}: ") as info:
+            async with make_client(server).iter_calls(campaign_code=CODES) as calls:
+                [call async for call in calls]
+    assert info.value.missing == 4
+    assert "trans_id handed out already" in str(info.value)
+
+
+async def test_a_sync_of_several_codes_hands_out_each_call_once(
+    tmp_path: Path, make_client: MakeClient
+) -> None:
+    """A sync of two codes, run twice with new calls between: each call once; the state is
+    the same whichever order the codes are given in."""
+    records = generate_records(200)
+    start, end = records[0]["create_at"], records[-1]["create_at"]
+    expected = {r["trans_id"] for r in records if r["campaign_code"] in CODES}
+    state = tmp_path / "state.json"
+    async with FakeVBotServer(records=records[:120]) as server:
+        found = []
+        for now, codes in ((records[120]["create_at"], CODES), (end + 3600, CODES[::-1])):
+            client = make_client(server, clock=lambda at=now: dt.datetime.fromtimestamp(at, UTC))
+            async with client.sync(
+                state, campaign_code=codes, start_date=start, window=dt.timedelta(hours=1)
+            ) as sync:
+                found += [call.trans_id async for call in sync]
+            server.add_records(records[120:])
+    assert len(found) == len(set(found))
+    assert set(found) == expected

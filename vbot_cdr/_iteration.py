@@ -100,7 +100,6 @@ class Iteration:
             _own_dates(filter) if windows is None else self.windows
         )
         self._variants = filter.variants()
-        self._kept: dict[str, int] = {}  # what the last range kept past its window
         self._sliced = windows is not None
         self.stats = stats
         stats.windows = len(self.windows)
@@ -153,10 +152,17 @@ class Iteration:
                     async for page in pages:
                         yield page
                         del page
+            # Only after every variant: the ids kept past the window are those of all of them
+            # (a sync's boundary holds each variant's calls of the lookback).
+            kept = self._once.close_window()
             # Only now has the consumer asked past the window's last record.
             if self._sliced and end is not None:
-                self.checkpoint = Checkpoint(end, self._kept)
+                self.checkpoint = Checkpoint(end, kept)
                 self.stats.windows_done += 1
+
+    def _scope(self, variant: CallFilter) -> str:
+        """The values that tell ``variant`` from the filter's other variants (none if one)."""
+        return ", ".join(f"{name} {getattr(variant, name)}" for name in self._filter.several())
 
     async def _range_pages(
         self, window_filter: CallFilter, end: int | None
@@ -182,12 +188,12 @@ class Iteration:
             page_size=self._paging.page_size,
             gate=self._in_flight,
             stats=self.stats,
+            scope=self._scope(window_filter),
         ).repair(count, once)
         async with contextlib.aclosing(repair):
             async for page in repair:
                 yield page
                 del page
-        self._kept = once.close_window()
 
 
 def _own_dates(filter: CallFilter) -> list[tuple[int | None, int | None]]:

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import attrs
 
@@ -72,6 +73,8 @@ class Reconciler:
         page_size: Records per page asked.
         gate: The in-flight window the repair's requests enter.
         stats: Written here: ``recounts``, ``repair_pages``, ``repaired``, ``vanished``.
+        scope: What the range is, for messages, when the iteration reads several (the
+            criteria that vary: ``"campaign_code CMP_B"``); empty otherwise.
     """
 
     def __init__(
@@ -83,7 +86,9 @@ class Reconciler:
         page_size: int,
         gate: Gate,
         stats: IterationStats,
+        scope: str = "",
     ):
+        self._scope = scope
         self._port = port
         self._filter = filter
         self._first_page = first_page
@@ -92,6 +97,10 @@ class Reconciler:
         self._stats = stats
         self._found = _Findings()
         self._expected = 0  # the re-count, once the repair has made it
+
+    def _incomplete(self, message: str, **details: Any) -> IncompleteError:
+        """`IncompleteError` of ``message``, saying which range when there are several."""
+        return IncompleteError(f"{self._scope}: {message}" if self._scope else message, **details)
 
     def _range(self, lo: int, hi: int) -> CallFilter:
         return attrs.evolve(self._filter, start_date=lo, end_date=hi)
@@ -118,7 +127,7 @@ class Reconciler:
         """
         ledger = once.ledger
         if once.keyless and once.order_moved:
-            raise IncompleteError(
+            raise self._incomplete(
                 f"{once.keyless} calls without trans_id were read while the server's order "
                 "moved (records came back at other offsets); calls without an id cannot be "
                 "told apart, so that each was handed out once cannot be established",
@@ -145,7 +154,7 @@ class Reconciler:
             async for records in found:
                 yield records
         if len(ledger) < recount:
-            raise IncompleteError(
+            raise self._incomplete(
                 self._diagnosis(recount, len(ledger)), expected=recount, yielded=len(ledger)
             )
 
@@ -159,7 +168,7 @@ class Reconciler:
         except APIError:
             return  # the server refuses that page: it numbers from first_page, as assumed
         if records and records[0].trans_id and not once.knows(records[0]):
-            raise IncompleteError(
+            raise self._incomplete(
                 f"page {before} holds records that page {self._first_page} does not: the "
                 f"server numbers its pages from {before}; set first_page={before}",
                 expected=expected,
@@ -261,7 +270,7 @@ class Reconciler:
         fresh = once.keep_new(page)
         keyless = sum(1 for record in fresh if not record.trans_id)
         if keyless:
-            raise IncompleteError(
+            raise self._incomplete(
                 f"a range that had to be re-read holds {keyless} calls without trans_id, "
                 "which cannot be told from the calls handed out already",
                 expected=self._expected,
@@ -279,5 +288,10 @@ class Reconciler:
             )
         said = f"countAll says {recount} calls, but re-reading by time range found {yielded}"
         if found.cap is not None:
-            return f"{said}; the server answers at most {found.cap} records per page"
+            said += f"; the server answers at most {found.cap} records per page"
+        if self._stats.duplicates:
+            said += (
+                f"; {self._stats.duplicates} records came with a trans_id handed out already "
+                "(the server gives one id to several calls, or repeats records)"
+            )
         return said
