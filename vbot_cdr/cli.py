@@ -82,6 +82,7 @@ from ._outputs import (
 )
 from ._runlog import ENV_LOG, LOG_FORMATS, LOG_LEVELS, RunLog, RunSummary, progress_interval
 from ._schema import json_schema
+from ._sinks import parse_database_url
 
 __all__ = [
     "CSV_COLUMNS",
@@ -422,12 +423,15 @@ def _filter_options() -> _Parser:
     parser = _Parser(add_help=False)
     group = parser.add_argument_group("filters (only those given are sent)")
     for name, kind, metavar, text in _FILTERS:
+        several = attrs.fields_dict(CallFilter)[name].metadata.get("several", False)
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=kind,
             metavar=metavar,
-            help=f"{text} (default: not sent)",
+            # Given several times: every value's calls, each read and verified on its own.
+            action="append" if several else "store",
+            help=f"{text}{'; repeat for several' if several else ''} (default: not sent)",
         )
     return parser
 
@@ -723,15 +727,15 @@ def _fault_mix(text: str) -> FaultMix:
 
 
 def resolve_credential(args: argparse.Namespace, environ: Mapping[str, str]) -> str | PasswordAuth:
-    """The credential the client authenticates with.
+    """The token the client authenticates with, when it takes no API key (`resolve_api_key`).
 
     The first line of ``--token-file`` if given, else ``$VBOT_TOKEN``, else a login as
     ``$VBOT_USERNAME`` with ``$VBOT_PASSWORD`` (asked for without echo if it is unset and
     standard input is a terminal).
 
     Raises:
-        UsageError: No credential is configured.
-        CommandError: The token file cannot be read, or is empty.
+        UsageError: No credential is configured, or the token file cannot be read, is not
+            UTF-8 text or is empty.
     """
     if args.token_file is not None:
         return _first_line(args.token_file, "token")
@@ -749,38 +753,65 @@ def resolve_credential(args: argparse.Namespace, environ: Mapping[str, str]) -> 
 
 
 def resolve_api_key(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
-    """The API key, if the client authenticates with one: the first line of
-    ``--api-key-file``, else ``$VBOT_API_KEY`` (unless ``--token-file`` or ``--api v2`` ask for
-    a token).
+    """The API key, if the client authenticates with one (else ``None``: a token).
+
+    The first line of ``--api-key-file``, else ``$VBOT_API_KEY``; a token (``--token-file``,
+    ``$VBOT_TOKEN``, ``$VBOT_USERNAME``) is for v2, a key for v3 and v3-legacy. Without
+    ``--api`` the credential says which; with both a token and a key that is ambiguous.
 
     Raises:
-        UsageError: Both ``--api-key-file`` and ``--token-file``, or a key with ``--api v2``.
-        CommandError: The key file cannot be read, or is empty.
+        UsageError: Both a token and a key and no ``--api`` (naming both); a credential that
+            does not fit ``--api`` (naming the one that does); or a key file that cannot be
+            read, is not UTF-8 text or is empty.
     """
-    if args.api_key_file is not None:
-        if args.token_file is not None:
-            raise UsageError("give --api-key-file or --token-file, not both")
-        if args.api == "v2":
-            raise UsageError("the v2 API takes a token, not an API key")
-        return _first_line(args.api_key_file, "API key")
-    if args.token_file is not None or args.api == "v2":
+    api, key_file, token_file = args.api, args.api_key_file, args.token_file
+    if key_file is not None and token_file is not None:
+        raise UsageError("give --api-key-file or --token-file, not both")
+    key = environ.get(ENV_API_KEY, "").strip()
+    tokens = [name for name in (ENV_TOKEN, ENV_USERNAME) if environ.get(name, "").strip()]
+    if api == "v2":
+        if key_file is not None or (key and not tokens and token_file is None):
+            given = "--api-key-file" if key_file is not None else f"${ENV_API_KEY}"
+            raise UsageError(
+                f"the v2 API takes a token, not an API key ({given}): set {ENV_TOKEN} (or "
+                f"{ENV_USERNAME} and {ENV_PASSWORD}) or pass --token-file; an API key is for "
+                "--api v3 or v3-legacy"
+            )
         return None
-    return environ.get(ENV_API_KEY, "").strip() or None
+    if api is not None and key_file is None and (token_file is not None or not key):
+        given = "--token-file" if token_file is not None else " and ".join(f"${n}" for n in tokens)
+        refused = f", not a token ({given})" if given else ""
+        raise UsageError(
+            f"the {api} API takes an API key{refused}: set {ENV_API_KEY} or pass "
+            "--api-key-file; a token is for --api v2"
+        )
+    if key_file is not None:
+        return _first_line(key_file, "API key")
+    if token_file is not None:
+        return None
+    if api is None and key and tokens:
+        raise UsageError(
+            f"both {' and '.join(tokens)} and {ENV_API_KEY} are set: pass --api v2 to use the "
+            f"token, --api v3 (or v3-legacy) to use the API key, or unset one"
+        )
+    return key or None
 
 
 def _first_line(path: Path, what: str) -> str:
     """The first line of the secret file ``path``, stripped.
 
     Raises:
-        CommandError: The file cannot be read, or is empty.
+        UsageError: The file cannot be read, is not UTF-8 text, or is empty.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise CommandError(f"cannot read the {what} file: {exc}") from None
+        raise UsageError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} file {path} is not UTF-8 text") from None
     line = text.strip().partition("\n")[0].strip()
     if not line:
-        raise CommandError(f"the {what} file {path} is empty")
+        raise UsageError(f"the {what} file {path} is empty")
     return line
 
 
@@ -1114,25 +1145,37 @@ async def _sync(args: argparse.Namespace, context: _Context) -> int:
                 context.log.say(f"nothing to sync yet: {args.state} is up to date")
             return 0
         target = _sync_target(args.out, sync, out_format.name, client.time_unit)
-        resumes = "the state is saved up to the last whole window; the next run resumes there"
+        resumed = sync.watermark
+
+        def resumes() -> str:
+            # Only a commit made by this run is claimed: a failure before it saved nothing.
+            if sync.watermark == resumed:
+                return "nothing was saved: the next run starts where this one did"
+            return "the state is saved up to the last whole window; the next run resumes there"
+
         with contextlib.ExitStack() as stack:
             stack.enter_context(
-                _reporting(
-                    "sync", context, str(target), failed=lambda: resumes, stopped=lambda: resumes
-                )
+                _reporting("sync", context, str(target), failed=resumes, stopped=resumes)
             )
             stream = stack.enter_context(append_file(target))
             new_file = drop_torn_tail(stream) == 0
             output = append_output(stream, out_format, str(target), new=new_file)
             bar = stack.enter_context(_progress_bar(args, "sync"))
             async with _progress_lines(args, context), sync:
-                async for record in sync:
-                    if sync.committable:  # the calls written so far end a window
+                try:
+                    async for record in sync:
+                        if sync.committable:  # the calls written so far end a window
+                            await _commit(sync, stream)
+                        output.write([record])
+                        summary.records += 1
+                        bar.update(1)
+                        _show_windows(bar, "sync", sync.stats)
+                except VBotError:
+                    # The windows written in full before the failure are kept, so that the
+                    # next run does not append their calls again.
+                    if sync.committable:
                         await _commit(sync, stream)
-                    output.write([record])
-                    summary.records += 1
-                    bar.update(1)
-                    _show_windows(bar, "sync", sync.stats)
+                    raise
                 await _commit(sync, stream)
     if new_file and not summary.records and target != Path(args.out):
         target.unlink()  # a run's file in DIR/ holds its new calls; there were none
@@ -1155,6 +1198,32 @@ async def _sync_to_database(args: argparse.Namespace, context: _Context) -> int:
         raise UsageError(
             "--to loads the calls into the database: --format and --excel are for --out"
         )
+    with _removed_if_refused(args.to):
+        return await _load_into_database(args, context)
+
+
+@contextlib.contextmanager
+def _removed_if_refused(url: str) -> Iterator[None]:
+    """Remove the database file of ``url`` (and its journals) if it is new and the run is
+    refused: a refused run leaves no new file behind."""
+    try:
+        target = parse_database_url(url)
+    except ValueError:
+        target = None  # sync_to_database says what is wrong with it
+    files = []
+    if target is not None and target.backend != "postgresql":
+        path = Path(target.target)
+        candidates = [path, *(Path(f"{path}{end}") for end in ("-journal", "-wal", ".wal"))]
+        files = [file for file in candidates if not file.exists()]
+    try:
+        yield
+    except UsageError:
+        for file in files:
+            file.unlink(missing_ok=True)
+        raise
+
+
+async def _load_into_database(args: argparse.Namespace, context: _Context) -> int:
     summary = context.summary
     started = time.monotonic()
     followed: list[CallSync] = []
