@@ -143,8 +143,12 @@ class Iteration:
 
     async def _windows_pages(self) -> AsyncGenerator[list[CallRow], None]:
         """Stages 1 to 4: each window's new records, from its pages, then from its repair;
-        within a window, for each of the filter's `CallFilter.variants` in turn."""
-        for start, end in self._spans:
+        within a window, for each of the filter's `CallFilter.variants` in turn. After an
+        empty window, the empty ones that follow are skipped (`_next_with_calls`)."""
+        spans, index = self._spans, 0
+        while index < len(spans):
+            start, end = spans[index]
+            before = self.total or 0
             for variant in self._variants:
                 window_filter = attrs.evolve(variant, start_date=start, end_date=end)
                 pages = self._range_pages(window_filter, end)
@@ -152,13 +156,58 @@ class Iteration:
                     async for page in pages:
                         yield page
                         del page
-            # Only after every variant: the ids kept past the window are those of all of them
-            # (a sync's boundary holds each variant's calls of the lookback).
-            kept = self._once.close_window()
+            index += 1
             # Only now has the consumer asked past the window's last record.
-            if self._sliced and end is not None:
-                self.checkpoint = Checkpoint(end, kept)
-                self.stats.windows_done += 1
+            self._close_windows(index)
+            if self._sliced and self.total == before and index < len(spans):
+                following = await self._next_with_calls(index)
+                if following > index:
+                    self._once.open_window(spans[following - 1][1])
+                    self._close_windows(following, skipped=following - index)
+                    index = following
+
+    def _close_windows(self, done: int, skipped: int = 1) -> None:
+        """The windows before ``done`` are handed out: the checkpoint moves to their end.
+
+        Only after every variant: the ids kept past the window are those of all of them (a
+        sync's boundary holds each variant's calls of the lookback).
+        """
+        kept = self._once.close_window()
+        end = self._spans[done - 1][1]
+        if self._sliced and end is not None:
+            self.checkpoint = Checkpoint(end, kept)
+            self.stats.windows_done += skipped
+
+    async def _next_with_calls(self, index: int) -> int:
+        """The first window from ``index`` on that holds calls (``len(windows)`` if none).
+
+        A sparse history sliced finely (one-second windows over years) would cost a count
+        per window. Count spans of the following windows twice as wide each time until one
+        holds calls, then halve it down to its first window that does: about ``2 log2(n)``
+        counts to cross ``n`` empty windows, and one count more than reading them one by one
+        after a lone empty window.
+        """
+        spans = self._spans
+        low, step = index, 1  # the windows before ``low`` are empty
+        while low < len(spans):
+            high = min(len(spans), low + step)
+            if await self._holds_calls(spans[low][0], spans[high - 1][1]):
+                while high - low > 1:
+                    middle = (low + high) // 2
+                    if await self._holds_calls(spans[low][0], spans[middle - 1][1]):
+                        high = middle
+                    else:
+                        low = middle
+                return low
+            low, step = high, step * 2
+        return low
+
+    async def _holds_calls(self, start: int | None, end: int | None) -> bool:
+        """Whether ``[start, end]`` holds a call of any variant."""
+        for variant in self._variants:
+            if await self._port.count(attrs.evolve(variant, start_date=start, end_date=end)):
+                return True
+        return False
 
     def _scope(self, variant: CallFilter) -> str:
         """The values that tell ``variant`` from the filter's other variants (none if one)."""
