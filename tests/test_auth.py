@@ -450,7 +450,7 @@ async def test_cli_asks_for_the_password_without_echo_on_a_terminal(
     monkeypatch.setattr(getpass, "getpass", ask)
     monkeypatch.setattr(sys, "stdin", Terminal())
     handler = signal.getsignal(signal.SIGINT)
-    args = cli.build_parser().parse_args(["count"])
+    args = cli.parse_options(["count"]).connection
     auth = cli.resolve_credential(args, {cli.ENV_USERNAME: USER})
     assert prompts == [f"VBot password for {USER}: "]
     assert signal.getsignal(signal.SIGINT) is handler
@@ -474,7 +474,7 @@ def test_cli_credential_resolution(
     """VBOT_TOKEN wins; a login needs a username and a password from the environment or a tty."""
     monkeypatch.setattr(sys, "stdin", Terminal() if terminal else io.StringIO())
     monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: "")
-    args = cli.build_parser().parse_args(["count"])
+    args = cli.parse_options(["count"]).connection
     if expected == "t":
         assert cli.resolve_credential(args, environ) == "t"
         return

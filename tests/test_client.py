@@ -1025,3 +1025,22 @@ async def test_silent_server_times_out_each_attempt() -> None:
             await within_guard(client.count_calls())
     assert isinstance(info.value.__cause__, asyncio.TimeoutError)
     assert server.connections == 2
+
+
+async def test_trace_configs_see_every_request() -> None:
+    """VBotClient(trace_configs=...) passes aiohttp TraceConfigs to the session it opens."""
+    seen: list[str] = []
+
+    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        seen.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    async with (
+        FakeVBotServer(count=30, token="tok") as fake,
+        VBotClient("tok", base_url=fake.base_url, trace_configs=[trace]) as client,
+    ):
+        assert await client.count_calls() == 30
+        assert len([c async for c in client.iter_calls(page_size=10)]) == 30
+    assert seen.count("/api/campaignCall/cdr/countAll") == 2
+    assert seen.count("/api/campaignCall/cdr/getAll") >= 3

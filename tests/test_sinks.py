@@ -23,13 +23,13 @@ import psycopg
 import pytest
 
 from tests import _postgres, _sink_worker
-from tests._sync_worker import START
-from tests.test_cli import (  # noqa: F401 - clean_environment is an autouse fixture
+from tests._cli import (  # noqa: F401 - clean_environment is an autouse fixture
     PATIENCE,
     clean_environment,
     one_line,
     run,
 )
+from tests._sync_worker import START
 from vbot_cdr import CallFilter, DatabaseError, StateStore, VBotClient, sync_to_database
 from vbot_cdr._errors import ResponseFormatError
 from vbot_cdr._models import TimeUnit, epoch_to_datetime

@@ -3,50 +3,18 @@ line before any request or file, each hostile answer exits 1 with one printable 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests._cli import SECRET, one_line, run
 from vbot_cdr.cli import main
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
 
-TOKEN = "tok-never-shown-5e1d"
 KEY = "key-never-shown-9b2c"
 CODES = ["CMP_NHACNO_T11", "CMP_KHAOSAT_CSKH"]
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No VBOT_* settings leak in from the machine running the tests."""
-    for name in list(os.environ):
-        if name.startswith("VBOT_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeVBotServer]:
-    """A v2 fake with 250 calls, named by the environment."""
-    async with FakeVBotServer(count=250, token=TOKEN) as fake:
-        monkeypatch.setenv("VBOT_BASE_URL", fake.base_url)
-        monkeypatch.setenv("VBOT_TOKEN", TOKEN)
-        yield fake
-
-
-async def run(*argv: str) -> int:
-    """``main(argv)`` in a worker thread, so this loop keeps serving the fake server."""
-    return await asyncio.to_thread(main, list(argv))
-
-
-def one_line(text: str) -> str:
-    """The single line ``text`` holds: what a refusal or a failure prints."""
-    lines = text.splitlines()
-    assert len(lines) == 1, text
-    assert "Traceback" not in text
-    return lines[0]
 
 
 # -- filters -----------------------------------------------------------------------------------
@@ -142,14 +110,14 @@ def test_both_credentials_without_api_exit_2_naming_both(
     account: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """VBOT_TOKEN and VBOT_API_KEY together, no --api: exit 2 naming both, no secret shown."""
-    monkeypatch.setenv("VBOT_TOKEN", TOKEN)
+    monkeypatch.setenv("VBOT_TOKEN", SECRET)
     monkeypatch.setenv("VBOT_API_KEY", KEY)
     assert main(["count"]) == 2
     line = one_line(capsys.readouterr().err)
     assert "VBOT_TOKEN" in line
     assert "VBOT_API_KEY" in line
     assert "--api" in line
-    assert TOKEN not in line
+    assert SECRET not in line
     assert KEY not in line
 
 
@@ -227,9 +195,9 @@ async def test_a_failed_sync_never_claims_a_save_it_did_not_make(
     """A sync failing in its first window says nothing was saved, and saves nothing; one
     failing in its second says the state is saved up to the first, as it is."""
     records = generate_records(250, spacing=600)  # about 1.7 days: two windows of 1d
-    async with FakeVBotServer(records=records, token=TOKEN) as server:
+    async with FakeVBotServer(records=records, token=SECRET) as server:
         monkeypatch.setenv("VBOT_BASE_URL", server.base_url)
-        monkeypatch.setenv("VBOT_TOKEN", TOKEN)
+        monkeypatch.setenv("VBOT_TOKEN", SECRET)
         faults = [Fault()] * (failing - 1) + [Fault(status=400)]
         server.inject(*faults, endpoint="getAll", page=1)
         state, out = tmp_path / "state.json", tmp_path / "calls.jsonl"

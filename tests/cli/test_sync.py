@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.test_cli import (  # the command-line test helpers
+from tests._cli import (  # the command-line test helpers
     PATIENCE,
     SECRET,
-    clean_environment,  # noqa: F401 - an autouse fixture, for this module too
     one_line,
     python_env,
     read_jsonl,

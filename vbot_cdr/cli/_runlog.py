@@ -8,7 +8,7 @@
   the outcome; `RunSummary.progress` is the line printed every `PROGRESS_INTERVAL` seconds
   when stderr is not a terminal.
 
-This sits above the client and uses public names only.
+This sits above the client; it imports the defining private modules, never the package face.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ import attrs
 import orjson
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from vbot_cdr import IterationStats
-
-from ._redact import redact
+from .._redact import redact
+from .._stats import IterationStats
 
 __all__ = [
     "ENV_LOG",

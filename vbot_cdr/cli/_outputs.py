@@ -12,7 +12,7 @@
 - `append_file`: the file ``sync`` appends to, window by window; its durability belongs to
   the sync protocol (`make_durable` before each commit, `drop_torn_tail` on reopening).
 
-This sits above the client and uses public names only.
+This sits above the client; it imports the defining private modules, never the package face.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import orjson
 
-from vbot_cdr import CallRecord
-
-from ._schema import EXTRAS, arrow_schema, record_shape
+from .._models import CallRecord
+from .._schema import EXTRAS, arrow_schema, record_shape
+from ._status import UsageError
 
 if TYPE_CHECKING:
     import pyarrow.parquet
@@ -68,8 +68,8 @@ PARQUET_ROW_GROUP: Final = 10_000
 PARTIAL_SUFFIX: Final = ".partial"
 
 
-class OutputError(ValueError):
-    """Output options that cannot work together (a usage error)."""
+class OutputError(UsageError):
+    """Output options that cannot work together: a usage error (exit status 2)."""
 
 
 @attrs.frozen

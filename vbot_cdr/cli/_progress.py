@@ -1,0 +1,97 @@
+"""How far a run got, as it goes: the progress bar on a terminal, progress lines in a
+scheduler's log, and the one line that says where a failed or stopped run left its output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from tqdm import tqdm
+
+from .._errors import VBotError
+from .._stats import IterationStats
+from ._runlog import progress_interval
+from ._status import CommandError, Context, Interrupted, stop_name
+
+__all__ = ["progress_bar", "progress_lines", "reporting", "show_windows"]
+
+
+def progress_bar(label: str, *, quiet: bool) -> tqdm[Any]:
+    """A bar of calls on stderr, shown only on a terminal and without ``--quiet``."""
+    return tqdm(
+        desc=label,
+        unit=" calls",
+        unit_scale=True,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        disable=quiet or not sys.stderr.isatty(),
+    )
+
+
+def show_windows(bar: tqdm[Any], label: str, stats: IterationStats) -> None:
+    """Name the time window being read in the bar's label: ``sync window 3/7``."""
+    current = min(stats.windows_done + 1, stats.windows)
+    bar.set_description_str(f"{label} window {current}/{stats.windows}", refresh=False)
+
+
+@contextlib.asynccontextmanager
+async def progress_lines(context: Context, *, quiet: bool) -> AsyncIterator[None]:
+    """Log a progress line every interval while the block runs, when stderr is no terminal.
+
+    A scheduler's log (cron mail, Airflow, Kubernetes) shows no progress bar: these lines
+    show that a long run is alive, and how far it got.
+    """
+    if quiet or sys.stderr.isatty():
+        yield
+        return
+    interval = progress_interval(context.environ)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            text, numbers = context.summary.progress()
+            context.log.event(text, event="progress", **numbers)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+
+
+@contextlib.contextmanager
+def reporting(
+    command: str, context: Context, name: str, *, left_behind: Callable[[], str]
+) -> Iterator[None]:
+    """Turn what stops a command midway into its one-line message.
+
+    ``left_behind`` says what a failure (an API error or a signal) leaves in the output
+    ``name``; it is asked once the output has been closed.
+
+    Raises:
+        CommandError: An API error, or the output cannot be written.
+        Interrupted: A signal stopped the command.
+    """
+    written = context.summary
+    try:
+        yield
+    except VBotError as exc:
+        raise CommandError(
+            f"{command} failed after {written.records} calls ({left_behind()}): {exc}"
+        ) from exc
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise CommandError(f"cannot write {name}: {exc.strerror or exc}") from None
+    except asyncio.CancelledError:
+        if context.stopped_by is not None:
+            raise Interrupted(
+                f"{stop_name(context.stopped_by)} after {written.records} calls ({left_behind()})"
+            ) from None
+        raise
