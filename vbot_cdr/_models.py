@@ -38,7 +38,6 @@ __all__ = [
     "Member",
     "TimeUnit",
     "epoch_to_datetime",
-    "iso_date",
     "to_epoch",
 ]
 
@@ -290,10 +289,14 @@ def _check_unit(name: str, value: int, time_unit: TimeUnit) -> None:
         )
 
 
-def iso_date(value: int | dt.datetime) -> str:
+def _iso_date(value: int | dt.datetime) -> str:
     """A filter date as a message shows it: a datetime in ISO 8601, an epoch int as given
     followed by its instant in ISO 8601 (its unit told by magnitude)."""
     return value.isoformat() if isinstance(value, dt.datetime) else _iso_epoch(value)
+
+
+def _reversed(start: int | dt.datetime, end: int | dt.datetime) -> ValueError:
+    return ValueError(f"start_date ({_iso_date(start)}) is after end_date ({_iso_date(end)})")
 
 
 def _several(value: Any) -> Any:
@@ -409,7 +412,7 @@ class CallFilter:
     def __attrs_post_init__(self) -> None:
         start, end = self.start_date, self.end_date
         if start is not None and end is not None and _later(start, end):
-            raise ValueError(f"start_date ({iso_date(start)}) is after end_date ({iso_date(end)})")
+            raise _reversed(start, end)
         low, high = self.min_postage, self.max_postage
         if low is not None and high is not None and low > high:
             raise ValueError(f"min_postage ({low!r}) is above max_postage ({high!r})")
@@ -469,11 +472,7 @@ class CallFilter:
             dates[name] = None if value is None else to_epoch(value, time_unit)
         start, end = dates["start_date"], dates["end_date"]
         if start is not None and end is not None and start > end:
-            given = self.start_date, self.end_date
-            raise ValueError(
-                f"start_date ({iso_date(given[0] or start)}) is after end_date "
-                f"({iso_date(given[1] or end)})"
-            )
+            raise _reversed(self.start_date or start, self.end_date or end)
         return attrs.evolve(self, start_date=start, end_date=end)
 
     def several(self) -> dict[str, tuple[str, ...]]:
