@@ -102,7 +102,7 @@ def sink_load(url: str, records: Sequence[CallRecord]) -> float:
         for at in range(0, len(records), BATCH_ROWS):
             batch = records[at : at + BATCH_ROWS]
             database.upsert(columns_of(batch), batch)
-        database.save_state("sha256:bench", "{}")
+        database.commit_with_state("sha256:bench", "{}")
         return time.perf_counter() - started
     finally:
         database.close()

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from vbot_cdr import PasswordAuth, RetryPolicy, VBotClient, _retry
+from vbot_cdr import PasswordAuth, RetryPolicy, VBotClient
 from vbot_cdr.testing import FakeVBotServer, Fault
 
 T = TypeVar("T")
@@ -197,20 +197,18 @@ async def test_cancel_while_reading_a_body(
 async def test_cancel_during_a_backoff(
     remote: RemoteServer,
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
     how: str,
 ) -> None:
     """Cancelled while a page waits out Retry-After: nothing is left."""
     backing_off = asyncio.Event()
-    sleep = asyncio.sleep
 
     async def observed_sleep(delay: float) -> None:
         backing_off.set()
-        await sleep(delay)
+        await asyncio.sleep(delay)
 
-    monkeypatch.setattr(_retry, "_sleep", observed_sleep)
     await remote.call(remote.fake.inject, Fault(status=429, retry_after="30"), page=2)
-    async with leaves_nothing(remote, caplog) as client:
+    retry = RetryPolicy(max_attempts=3, backoff=0.0, max_backoff=0.0, sleep=observed_sleep)
+    async with leaves_nothing(remote, caplog, retry=retry) as client:
         calls = client.iter_calls(page_size=10, concurrency=3)
         await cancel_with(how, consume(calls), backing_off.wait())
 

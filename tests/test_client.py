@@ -34,9 +34,8 @@ from vbot_cdr import (
     TransportError,
     VBotClient,
     VBotError,
-    _retry,
 )
-from vbot_cdr.testing import FakeVBotServer, Fault
+from vbot_cdr.testing import FakeVBotServer, Fault, instant_retries
 
 MakeClient = Callable[..., VBotClient]
 UTC = dt.timezone.utc
@@ -47,15 +46,10 @@ HANG_GUARD = 60.0
 
 
 @pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def waits() -> Iterator[list[float]]:
     """The waits between retries, recorded instead of slept."""
-    recorded: list[float] = []
-
-    async def record(delay: float) -> None:
-        recorded.append(delay)
-
-    monkeypatch.setattr(_retry, "_sleep", record)
-    return recorded
+    with instant_retries() as recorded:
+        yield recorded
 
 
 async def within_guard(awaitable: Awaitable[Any]) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from vbot_cdr import CallRecord, IterationStats
 from vbot_cdr import _exactly_once as exactly_once
 from vbot_cdr._exactly_once import ExactlyOnce
+from vbot_cdr.testing import remembered_ids
 
 
 def calls(*ids: str, at: int = 5) -> list[CallRecord]:
@@ -45,13 +48,10 @@ def test_the_boundary_of_an_earlier_read_is_dropped_by_pages_and_repair() -> Non
     assert len(once.ledger) == 4
 
 
-def test_the_repair_checks_against_the_whole_window_not_the_paging_horizon(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_repair_checks_against_the_whole_window_not_the_paging_horizon() -> None:
     """A record the paging memory has let go of is still known when the repair re-reads it."""
-    monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 0)
     stats = IterationStats()
-    once = ExactlyOnce(stats, concurrency=1)
+    once = ExactlyOnce(stats, concurrency=1, min_remembered=0)
     once.open_window(None)
     for page in range(10):
         once.keep_new(calls(f"P{page}"), offset=page, page_size=1)
@@ -85,11 +85,10 @@ def test_dedup_memory_is_bounded_over_a_long_iteration() -> None:
     assert len(seen._recent) <= exactly_once.MIN_REMEMBERED_IDS + 100
 
 
-def test_dedup_horizon_grows_with_the_observed_shift(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dedup_horizon_grows_with_the_observed_shift() -> None:
     """A shift of several pages widens the horizon so a far-travelled duplicate is still caught."""
-    monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 0)
     stats = IterationStats()
-    seen = ExactlyOnce(stats, concurrency=1)
+    seen = ExactlyOnce(stats, concurrency=1, min_remembered=0)
     pages = [[CallRecord(trans_id=f"{p}-{i}") for i in range(10)] for p in range(6)]
     for number, page in enumerate(pages[:4]):
         seen.keep_new(page, offset=number * 10, page_size=10)
@@ -149,3 +148,31 @@ def test_the_bulk_path_notes_pages_as_one_by_one_does(
             offset += len(page)
         runs.append((handed, _state(once, stats), once.close_window()))
     assert runs[0] == runs[1]
+
+
+def test_remembered_ids_sets_the_floor_of_the_stages_made_within() -> None:
+    """``remembered_ids`` (the testing switch) gives the stages made in its block its floor;
+    blocks nest, and a stage keeps the floor it was made with."""
+
+    def remembered(once: ExactlyOnce) -> int:
+        once.open_window(None)
+        for page in range(50):
+            ids = (f"{page}-{i}" for i in range(10))
+            once.keep_new(calls(*ids), offset=page * 10, page_size=10)
+        return len(once._recent)
+
+    with remembered_ids(0):
+        floorless = ExactlyOnce(IterationStats(), concurrency=1)
+        with remembered_ids(100):
+            hundred = ExactlyOnce(IterationStats(), concurrency=1)
+        after_inner = ExactlyOnce(IterationStats(), concurrency=1)
+    default = ExactlyOnce(IterationStats(), concurrency=1)
+    assert remembered(floorless) == remembered(after_inner) == 30  # (concurrency + 2) pages
+    assert remembered(hundred) == 110  # the floor, and the page it is counted from
+    assert remembered(default) == 500  # all of them: under MIN_REMEMBERED_IDS
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.5])
+def test_remembered_ids_refuses_a_bad_floor(bad: Any) -> None:
+    with pytest.raises(ValueError, match="floor"), remembered_ids(bad):
+        pass

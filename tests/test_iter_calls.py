@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import pytest
@@ -54,6 +55,28 @@ async def test_pages_come_as_lists(
         sizes = sorted([len(page) async for page in pages])
     assert sizes == [50, 100, 100]
     assert pages.stats.yielded == 250
+
+
+async def test_iter_call_pages_is_iter_calls_by_the_page(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """The alias takes iter_calls's arguments, refuses the same ones before any request, and
+    yields iter_calls's records, a page at a time."""
+    iter_calls = inspect.signature(VBotClient.iter_calls)
+    iter_call_pages = inspect.signature(VBotClient.iter_call_pages)
+    assert iter_call_pages.parameters == iter_calls.parameters
+    client = make_client(server, page_size=40)
+    with pytest.raises(ValueError, match="limit"):
+        client.iter_call_pages(limit=-1)
+    with pytest.raises(TypeError, match="campaign"):
+        client.iter_call_pages(campaign="CMP")
+    assert server.requests == []
+    async with client.iter_call_pages(limit=90, campaign_code="CMP_XACNHAN_DON") as pages:
+        by_page = [page async for page in pages]
+    async with client.iter_calls(limit=90, campaign_code="CMP_XACNHAN_DON") as calls:
+        records = [call async for call in calls]
+    assert [call for page in by_page for call in page] == records
+    assert all(len(page) <= 40 for page in by_page)
 
 
 @pytest.mark.parametrize("first_page", [0, 1], ids=["first-page-0", "first-page-1"])

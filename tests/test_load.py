@@ -1,10 +1,10 @@
 """Load: a 429 storm slows the iterator down, backoffs hold no slot, rate_limit spaces requests,
 and repairing what a server's paging hid costs a bounded number of requests.
 
-The adaptive window is observed two ways: through a recording subclass of `AdaptiveWindow`
-(its limit and the attempts in flight at each change) and through the fake server's own
-counters (requests in flight, as the server saw them). Phases are switched on request counts
-(`FakeVBotServer.wait_for_requests`), never on time.
+The adaptive in-flight limit is observed two ways: through a transport that watches the
+iteration's stats (the limit at each send, the attempts on the wire) and through the fake
+server's own counters (requests in flight, as the server saw them). Phases are switched on
+request counts (`FakeVBotServer.wait_for_requests`), never on time.
 """
 
 from __future__ import annotations
@@ -13,19 +13,16 @@ import asyncio
 import itertools
 import math
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from vbot_cdr import (
     AiohttpTransport,
     CallRecord,
+    IterationStats,
     RetryPolicy,
     VBotClient,
-    _iteration,
-    _pagination,
-    _retry,
 )
 from vbot_cdr._transport import Answer
 from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix, PagingHabits, generate_records
@@ -34,48 +31,46 @@ GUARD = 30.0
 PATIENT = RetryPolicy(max_attempts=100, backoff=0.0, max_backoff=0.0)
 
 
-class RecordingWindow(_pagination.AdaptiveWindow):
-    """An `AdaptiveWindow` that records its limit after each attempt and flags the first cut."""
+class Watching(AiohttpTransport):
+    """The default transport, watching the in-flight limit of the iteration it is told of.
 
-    instances: ClassVar[list[RecordingWindow]] = []
+    Each attempt holds a slot of the limit while it is on the wire, so what is in flight
+    here is what is in flight under the limit (besides the count, sent before any page).
+    At each send it notes the limit then (`IterationStats.in_flight_limit`).
+    """
 
-    def __init__(self, ceiling: int):
-        super().__init__(ceiling)
-        self.limits: list[int] = [ceiling]
+    def __init__(self) -> None:
+        super().__init__()
+        self.stats = IterationStats()
+        self.limits: list[int] = []
+        self.in_flight = 0
         self.peak_in_flight = 0
         self.cut = asyncio.Event()
-        self.exited = asyncio.Event()
-        RecordingWindow.instances.append(self)
+        self.idle = asyncio.Event()
 
-    async def __aenter__(self) -> None:
-        await super().__aenter__()
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+    def watch(self, stats: IterationStats) -> None:
+        self.stats = stats
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await super().__aexit__(exc_type, exc, tb)
-        self.limits.append(self.limit)
-        if self.limit < self.ceiling:
+    async def send(self, method: str, url: str, **options: Any) -> Answer:
+        self.limits.append(self.stats.in_flight_limit)
+        if self.stats.in_flight_cuts:
             self.cut.set()
-        self.exited.set()
-
-    async def until_idle(self) -> None:
-        """Return once no attempt is in flight through this window."""
-        while self.in_flight:
-            self.exited.clear()
-            await self.exited.wait()
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self.idle.clear()
+        try:
+            return await super().send(method, url, **options)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.set()
 
 
 @pytest.fixture
-def windows(monkeypatch: pytest.MonkeyPatch) -> list[RecordingWindow]:
-    """The windows of the iterations started in the test, recording their limits."""
-    RecordingWindow.instances = []
-    monkeypatch.setattr(_iteration, "AdaptiveWindow", RecordingWindow)
-    return RecordingWindow.instances
+async def watching() -> AsyncIterator[Watching]:
+    transport = Watching()
+    yield transport
+    await transport.aclose()
 
 
 @pytest.fixture
@@ -90,46 +85,49 @@ async def drain(calls: Any) -> list[CallRecord]:
         return [record async for record in calls]
 
 
-async def test_a_429_storm_shrinks_the_window_and_success_grows_it_back(
-    server: FakeVBotServer, windows: list[RecordingWindow]
+async def test_a_429_storm_shrinks_the_in_flight_limit_and_success_grows_it_back(
+    server: FakeVBotServer, watching: Watching
 ) -> None:
     """In a 429 storm fewer requests are in flight than the concurrency; after it, more again."""
-    async with VBotClient(server.token, base_url=server.base_url, retry=PATIENT) as client:
-        iteration = asyncio.create_task(drain(client.iter_calls(page_size=5, concurrency=8)))
+    client = VBotClient(server.token, base_url=server.base_url, retry=PATIENT, transport=watching)
+    async with client:
+        calls = client.iter_calls(page_size=5, concurrency=8)
+        watching.watch(calls.stats)
+        iteration = asyncio.create_task(drain(calls))
         await asyncio.wait_for(server.wait_for_requests(12, endpoint="getAll"), GUARD)
-        [window] = windows
-        assert min(window.limits) == 8  # no 429 yet: the window is whole
+        assert min(watching.limits) == 8  # no 429 yet: the limit is whole
 
         # The storm: the server refuses whatever arrives while two are being answered.
         server.max_in_flight = 2
-        await asyncio.wait_for(window.cut.wait(), GUARD)
-        # Let the window settle, then watch the server for 30 requests.
+        await asyncio.wait_for(watching.cut.wait(), GUARD)
+        # Let the limit settle, then watch the server for 30 requests.
         await asyncio.wait_for(server.wait_for_requests(len(server.requests) + 10), GUARD)
         server.reset_counters()
-        window.peak_in_flight = window.in_flight
-        storm_start = len(window.limits)
+        watching.peak_in_flight = watching.in_flight
+        storm_start = len(watching.limits)
         await asyncio.wait_for(server.wait_for_requests(30), GUARD)
         storm_peak = server.peak_in_flight
-        storm_window_peak = window.peak_in_flight
-        storm_limits = window.limits[storm_start:]
+        storm_client_peak = watching.peak_in_flight
+        storm_limits = watching.limits[storm_start:]
 
-        # The storm ends: successes grow the window back, one slot per window of successes.
+        # The storm ends: successes grow the limit back, one slot per `limit` successes.
         server.max_in_flight = None
-        after_storm = len(window.limits)
+        after_storm = len(watching.limits)
         records = await asyncio.wait_for(iteration, GUARD)
 
     assert len({r.trans_id for r in records}) == 600
     assert max(storm_limits) < 8
-    assert storm_window_peak < 8
+    assert storm_client_peak < 8
     assert storm_peak < 8
-    assert max(window.limits[after_storm:]) > max(storm_limits)
-    assert window.limits[-1] == 8
+    assert max(watching.limits[after_storm:]) > max(storm_limits)
+    assert calls.stats.in_flight_limit == 8
+    assert calls.stats.in_flight_cuts >= 1
 
 
 async def test_a_page_waiting_out_a_backoff_holds_no_slot(
-    server: FakeVBotServer, windows: list[RecordingWindow], monkeypatch: pytest.MonkeyPatch
+    server: FakeVBotServer, watching: Watching
 ) -> None:
-    """While one page sleeps before its retry, the other pages go on through the window."""
+    """While one page sleeps before its retry, the other pages go on under the limit."""
     release = asyncio.Event()
     sleeping = asyncio.Event()
 
@@ -137,33 +135,31 @@ async def test_a_page_waiting_out_a_backoff_holds_no_slot(
         sleeping.set()
         await release.wait()
 
-    monkeypatch.setattr(_retry, "_sleep", held_backoff)
-    # A 429 on page 1 halves the window of 3 to 1: had the sleeping page kept its slot, no
-    # other attempt could enter, none could succeed, and the window could never grow back.
+    # A 429 on page 1 halves the limit of 3 to 1: had the sleeping page kept its slot, no
+    # other attempt could enter, none could succeed, and the limit could never grow back.
     server.inject(Fault(status=429, retry_after="5"), page=1)
-    async with VBotClient(server.token, base_url=server.base_url, retry=PATIENT) as client:
+    retry = RetryPolicy(max_attempts=100, backoff=0.0, max_backoff=0.0, sleep=held_backoff)
+    client = VBotClient(server.token, base_url=server.base_url, retry=retry, transport=watching)
+    async with client:
         calls = client.iter_call_pages(page_size=50, concurrency=3, ordered=False)
         iteration = asyncio.create_task(drain(calls))
         await asyncio.wait_for(sleeping.wait(), GUARD)
-        [window] = windows
         # Every other page (2 to 12, and the empty 13th after a full 12th) is fetched while
         # page 1 waits, and then nothing at all is in flight: the sleeper holds no slot.
         await asyncio.wait_for(server.wait_for_requests(13, endpoint="getAll"), GUARD)
-        await asyncio.wait_for(window.until_idle(), GUARD)
+        await asyncio.wait_for(watching.idle.wait(), GUARD)
         pages_during_backoff = {r.params["page"] for r in server.requests if r.endpoint == "getAll"}
         assert not iteration.done()
         release.set()
         records = await asyncio.wait_for(iteration, GUARD)
-    assert 1 in window.limits
+    assert calls.stats.in_flight_cuts == 1
     assert pages_during_backoff == {str(page) for page in range(1, 14)}
     assert [r.params.get("page") for r in server.requests].count("1") == 2
     assert len(records) == 12
 
 
 @pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
-async def test_concurrency_one_never_deadlocks_under_429s(
-    windows: list[RecordingWindow], ordered: bool
-) -> None:
+async def test_concurrency_one_never_deadlocks_under_429s(ordered: bool) -> None:
     """At concurrency 1, a run of 429s on the count and pages only delays the iteration."""
     mix = FaultMix(seed=3, rate_limit=0.5, retry_after="0")
     async with (
@@ -175,13 +171,11 @@ async def test_concurrency_one_never_deadlocks_under_429s(
         assert fake.faults_served()["429"] >= 5
         assert fake.peak_in_flight == 1
     assert len({r.trans_id for r in records}) == 120
-    [window] = windows
-    assert min(window.limits) == 1
+    assert calls.stats.in_flight_cuts >= 1
+    assert calls.stats.in_flight_limit == 1
 
 
-async def test_consumer_calling_the_client_at_concurrency_one_does_not_deadlock(
-    windows: list[RecordingWindow],
-) -> None:
+async def test_consumer_calling_the_client_at_concurrency_one_does_not_deadlock() -> None:
     """The loop body may call the client (one conversation per call) without waiting on a slot."""
     mix = FaultMix(seed=5, rate_limit=0.3, retry_after="0")
     async with (
@@ -276,7 +270,7 @@ async def test_a_size_cap_costs_only_the_pages_at_its_size() -> None:
         records = await asyncio.wait_for(drain(client.iter_calls(concurrency=8)), GUARD)
         counts = fake.counts()
     assert len({r.trans_id for r in records}) == len(records) == 20_000
-    # The count; at most a window of pages at 100; then 400 pages of 50 and the follow-up.
+    # The count; at most eight pages of 100 (the in-flight limit); then 400 of 50 and one more.
     assert counts["countAll"] == 1
     assert counts["getAll"] <= 8 + 401
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, TypeVar
 
 import pytest
 
 from vbot_cdr import CallFilter, CallRecord, IterationStats, RateLimitError, TransportError
 from vbot_cdr._iteration import CallIterator, CallPageIterator, Iteration
-from vbot_cdr._pagination import AdaptiveWindow, Paginator
-from vbot_cdr._port import Gate
+from vbot_cdr._pagination import InFlightLimit
+from vbot_cdr._port import InFlightSlot
+
+T = TypeVar("T")
 
 
 def records(n: int, prefix: str = "T") -> list[CallRecord]:
@@ -56,9 +59,11 @@ class Source:
         self.counts += 1
         return len(self.data)
 
-    async def fetch(self, filter: CallFilter, page: int, size: int, gate: Gate) -> list[CallRecord]:
+    async def fetch(
+        self, filter: CallFilter, page: int, size: int, in_flight: InFlightSlot
+    ) -> list[CallRecord]:
         assert size == self.size
-        async with gate:
+        async with in_flight:
             self.started.append(page)
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
@@ -206,7 +211,7 @@ async def test_limit_yields_exactly_that_many_and_stops_fetching(limit: int) -> 
     iterator = CallIterator(source.iteration(concurrency=2, limit=limit))
     assert await collect(iterator) == data[:limit]
     expected_pages = min(-(-limit // 10), 10)
-    assert len(source.started) <= expected_pages + 2  # at most the in-flight window beyond
+    assert len(source.started) <= expected_pages + 2  # at most the in-flight limit beyond
     assert source.cancelled or len(source.started) == expected_pages
     assert source.in_flight == 0
 
@@ -340,40 +345,44 @@ async def test_vanished_records_are_logged_and_counted(caplog: pytest.LogCapture
 
 
 async def hold_slot(
-    window: AdaptiveWindow, release: asyncio.Event, error: Exception | None = None
+    limit: InFlightLimit, release: asyncio.Event, error: Exception | None = None
 ) -> None:
-    async with window:
+    async with limit:
         await release.wait()
         if error is not None:
             raise error
 
 
-async def test_adaptive_window_halves_on_429_and_grows_back() -> None:
-    """A 429 halves the window (not below 1); each run of `limit` successes adds one slot."""
-    window = AdaptiveWindow(8)
+async def test_in_flight_limit_halves_on_429_and_grows_back() -> None:
+    """A 429 halves the limit (not below 1); each run of `limit` successes adds one slot; the
+    stats follow it."""
+    stats = IterationStats()
+    limit = InFlightLimit(8, stats)
+    assert stats.in_flight_limit == 8
     for expected in (4, 2, 1, 1):
         with pytest.raises(RateLimitError):
-            async with window:
+            async with limit:
                 raise RateLimitError("slow down", retry_after=None)
-        assert window.limit == expected
+        assert limit.limit == stats.in_flight_limit == expected
+    assert stats.in_flight_cuts == 4
     for expected in (2, 3, 4):
-        for _ in range(window.limit):
-            async with window:
+        for _ in range(limit.limit):
+            async with limit:
                 pass
-        assert window.limit == expected
-    assert window.in_flight == 0
+        assert limit.limit == stats.in_flight_limit == expected
+    assert limit.in_flight == 0
 
 
-async def test_adaptive_window_admits_only_limit_and_hands_over_in_order() -> None:
+async def test_in_flight_limit_admits_only_limit_and_hands_over_in_order() -> None:
     """Attempts beyond the limit wait, in arrival order, and a cancelled waiter frees its place."""
-    window = AdaptiveWindow(2)
+    limit = InFlightLimit(2)
     release = asyncio.Event()
-    holders = [asyncio.create_task(hold_slot(window, release)) for _ in range(2)]
-    await until(lambda: window.in_flight == 2)
+    holders = [asyncio.create_task(hold_slot(limit, release)) for _ in range(2)]
+    await until(lambda: limit.in_flight == 2)
     order: list[int] = []
 
     async def wait_turn(n: int) -> None:
-        async with window:
+        async with limit:
             order.append(n)
 
     waiters = [asyncio.create_task(wait_turn(n)) for n in range(3)]
@@ -384,12 +393,12 @@ async def test_adaptive_window_admits_only_limit_and_hands_over_in_order() -> No
     await asyncio.gather(waiters[0], waiters[2])
     assert waiters[1].cancelled()
     assert order == [0, 2]
-    assert window.in_flight == 0
+    assert limit.in_flight == 0
 
 
-async def test_time_windows_share_one_adaptive_window() -> None:
-    """Iterations given one window share its limit, so a cut in one carries to the next."""
-    shared = AdaptiveWindow(4)
+async def test_time_windows_share_one_in_flight_limit() -> None:
+    """Iterations given one in-flight limit share it, so a cut in one carries to the next."""
+    shared = InFlightLimit(4)
     with pytest.raises(RateLimitError):
         async with shared:
             raise RateLimitError("slow down", retry_after=None)
@@ -403,7 +412,7 @@ async def test_time_windows_share_one_adaptive_window() -> None:
         ordered=True,
         limit=None,
         stats=IterationStats(),
-        window=shared,
+        in_flight=shared,
     )
     consumer = asyncio.create_task(collect(CallIterator(iteration)))
     await until(lambda: second.in_flight == 2)
@@ -426,33 +435,44 @@ async def test_the_follow_up_of_a_full_last_page_is_asked_with_the_others() -> N
     assert iterator.stats.extra_pages == 1
 
 
+class Steps(Coroutine[Any, Any, T]):
+    """A coroutine that counts how often its task is woken up (each ``send`` or ``throw``)."""
+
+    def __init__(self, inner: Coroutine[Any, Any, T]):
+        self._inner = inner
+        self.count = 0
+
+    def send(self, value: Any) -> Any:
+        self.count += 1
+        return self._inner.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        self.count += 1
+        return self._inner.throw(*args)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return (yield from self._inner.__await__())
+
+
 @pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
-async def test_waiting_for_a_slow_page_does_not_spin(
-    ordered: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While the pages in flight are slow, the engine sleeps instead of polling its tasks."""
-    checks = 0
-    ready = Paginator._ready
-
-    def counting_ready(
-        self: Paginator, tasks: dict[int, asyncio.Task[list[CallRecord]]]
-    ) -> int | None:
-        nonlocal checks
-        checks += 1
-        return ready(self, tasks)
-
-    monkeypatch.setattr(Paginator, "_ready", counting_ready)
+async def test_waiting_for_a_slow_page_does_not_spin(ordered: bool) -> None:
+    """While the pages in flight are slow, the engine sleeps instead of polling its tasks:
+    the consumer's task is woken a few times per page handed over, not once per loop tick."""
     source = Source(records(40), 10, hold=True)
     iterator = CallIterator(source.iteration(concurrency=4, ordered=ordered))
-    consumer = asyncio.create_task(collect(iterator))
+    steps = Steps(collect(iterator))
+    consumer = asyncio.create_task(steps)
     await until(lambda: source.in_flight == 4)
     source.release(2, 3, 4)  # page 1, first in order, stays slow
     await until(lambda: len(source.finished) == 3)
-    before = checks
+    before = steps.count
     for _ in range(200):
         await asyncio.sleep(0)
-    # Handing over the finished pages takes a few checks; polling would take one per tick.
-    assert checks - before < 20
+    # Handing over the finished pages takes a few wake-ups; polling would take one per tick.
+    assert steps.count - before < 20
     source.release_rest()
     assert len(await consumer) == 40
 

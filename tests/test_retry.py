@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,26 +18,15 @@ from vbot_cdr import (
     TransportError,
     VBotError,
 )
-from vbot_cdr import _retry as retry
 from vbot_cdr._retry import call_with_retries, compute_backoff, is_transient
+from vbot_cdr.testing import instant_retries
 
 
 @pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def waits() -> Iterator[list[float]]:
     """The waits the retry loop asked for, recorded instead of slept."""
-    recorded: list[float] = []
-
-    async def record(delay: float) -> None:
-        recorded.append(delay)
-
-    monkeypatch.setattr(retry, "_sleep", record)
-    return recorded
-
-
-def upper(low: float, high: float) -> float:
-    """A stand-in for random.uniform that always draws the top of the range."""
-    assert low == 0.0
-    return high
+    with instant_retries() as recorded:
+        yield recorded
 
 
 # -- compute_backoff ----------------------------------------------------------------------
@@ -210,15 +199,20 @@ async def test_non_transient_failure_is_not_retried(error: VBotError, waits: lis
     assert waits == []
 
 
-async def test_waits_follow_the_backoff(
-    waits: list[float], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Between attempts the loop waits the jittered exponential backoff, growing to the cap."""
-    monkeypatch.setattr(retry, "compute_backoff", functools.partial(compute_backoff, uniform=upper))
+async def test_waits_follow_the_backoff(waits: list[float]) -> None:
+    """Between attempts the loop waits a full-jitter draw under the exponential backoff
+    ceiling, which grows to the cap: the same draws, from the same seed, as computed here."""
     attempt = Script(*[TransportError("reset")] * 5, "ok")
     policy = RetryPolicy(max_attempts=6, backoff=0.5, max_backoff=3.0)
-    assert await call_with_retries(attempt, policy) == "ok"
-    assert waits == [0.5, 1.0, 2.0, 3.0, 3.0]
+    state = random.getstate()
+    try:
+        random.seed(19)
+        assert await call_with_retries(attempt, policy) == "ok"
+        random.seed(19)
+        expected = [random.uniform(0.0, ceiling) for ceiling in [0.5, 1.0, 2.0, 3.0, 3.0]]
+    finally:
+        random.setstate(state)
+    assert waits == expected
 
 
 async def test_real_waits_stay_under_the_ceilings(waits: list[float]) -> None:
@@ -358,3 +352,92 @@ def test_policy_defaults() -> None:
     assert RetryPolicy() == RetryPolicy(
         max_attempts=5, backoff=0.5, max_backoff=30.0, max_retry_after=60.0
     )
+
+
+# -- the seams: the policy's sleep, instant_retries -----------------------------------------
+
+
+async def test_the_policy_sleeps_through_its_own_sleep() -> None:
+    """Outside instant_retries each wait goes to the policy's ``sleep``, as computed."""
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+
+    policy = RetryPolicy(max_attempts=3, sleep=sleep)
+    attempt = Script(RateLimitError("slow", retry_after=4.0), api_error(503), "ok")
+    assert await call_with_retries(attempt, policy) == "ok"
+    assert len(slept) == 2
+    assert slept[0] == 4.0
+    assert 0.0 <= slept[1] <= policy.backoff * 2
+
+
+def test_the_policy_sleep_is_no_part_of_equality_or_repr() -> None:
+    async def sleep(delay: float) -> None:
+        raise AssertionError("never awaited")
+
+    assert RetryPolicy(sleep=sleep) == RetryPolicy()
+    assert "sleep" not in repr(RetryPolicy(sleep=sleep))
+
+
+async def test_instant_retries_skips_the_policy_sleep_and_records_the_waits() -> None:
+    """Inside the block the policy's sleep is not called; the waits are listed instead."""
+
+    async def sleep(delay: float) -> None:
+        raise AssertionError("the policy's sleep was called inside instant_retries")
+
+    policy = RetryPolicy(max_attempts=3, sleep=sleep)
+    with instant_retries() as waits:
+        attempt = Script(RateLimitError("slow", retry_after=40.0), api_error(500), "ok")
+        assert await call_with_retries(attempt, policy) == "ok"
+    assert waits[0] == 40.0
+    assert len(waits) == 2
+
+
+async def test_instant_retries_caps_the_attempts() -> None:
+    """``max_attempts`` caps every policy's, never raises it."""
+    errors = [TransportError(f"reset {i}") for i in range(10)]
+    with instant_retries(max_attempts=2) as waits:
+        attempt = Script(*errors)
+        with pytest.raises(TransportError) as info:
+            await call_with_retries(attempt, RetryPolicy(max_attempts=5))
+        assert info.value is errors[1]
+        assert attempt.calls == 2
+        attempt = Script(*errors)
+        with pytest.raises(TransportError):
+            await call_with_retries(attempt, RetryPolicy(max_attempts=1))
+        assert attempt.calls == 1
+    assert len(waits) == 1
+
+
+async def test_instant_retries_nest_and_the_innermost_applies() -> None:
+    with instant_retries(max_attempts=4) as outer:
+        with instant_retries(max_attempts=2) as inner:
+            attempt = Script(*[TransportError("reset")] * 5)
+            with pytest.raises(TransportError):
+                await call_with_retries(attempt, FAST)
+            assert attempt.calls == 2
+        attempt = Script(*[TransportError("reset")] * 5)
+        with pytest.raises(TransportError):
+            await call_with_retries(attempt, FAST)
+        assert attempt.calls == 4
+    assert (len(inner), len(outer)) == (1, 3)
+
+
+async def test_instant_retries_still_decides_as_the_policy_does() -> None:
+    """A Retry-After above max_retry_after, or past the deadline, still raises at once."""
+    loop = asyncio.get_running_loop()
+    with instant_retries() as waits:
+        attempt = Script(RateLimitError("slow", retry_after=120.0), "ok")
+        with pytest.raises(RateLimitError):
+            await call_with_retries(attempt, RetryPolicy(max_retry_after=60.0))
+        attempt = Script(RateLimitError("slow", retry_after=30.0), "ok")
+        with pytest.raises(RateLimitError):
+            await call_with_retries(attempt, RetryPolicy(), deadline=loop.time() + 10.0)
+    assert waits == []
+
+
+@pytest.mark.parametrize("bad", [0, -1, True])
+def test_instant_retries_refuses_a_cap_below_one(bad: int) -> None:
+    with pytest.raises(ValueError, match="max_attempts"), instant_retries(max_attempts=bad):
+        pass

@@ -30,10 +30,21 @@ from tests._cli import (  # noqa: F401 - clean_environment is an autouse fixture
     run,
 )
 from tests._sync_worker import START
-from vbot_cdr import CallFilter, DatabaseError, StateStore, VBotClient, sync_to_database
+from vbot_cdr import (
+    CallFilter,
+    DatabaseError,
+    DatabaseSync,
+    StateError,
+    StateStore,
+    VBotClient,
+    open_database_sync,
+    sync_to_database,
+)
 from vbot_cdr._errors import ResponseFormatError
 from vbot_cdr._models import TimeUnit, epoch_to_datetime
-from vbot_cdr._sinks import parse_database_url
+from vbot_cdr._sinks import DatabaseStateStore, parse_database_url
+from vbot_cdr._sinks._backends import _SQLite
+from vbot_cdr._sinks._columns import RECORD_COLUMNS
 from vbot_cdr._sync import SyncState
 from vbot_cdr.testing import FakeVBotServer
 from vbot_cdr.testing._data import RecordGenerator
@@ -352,46 +363,82 @@ async def test_a_call_without_trans_id_is_counted_and_not_loaded(
     assert loaded_ids(url) == [records[1]["trans_id"]]
 
 
+class SlowSQLite(_SQLite):
+    """SQLite whose batch load waits for the test, noting when it ends, closes and finishes."""
+
+    def __init__(self, url: str):
+        super().__init__(parse_database_url(url), "vbot_calls")
+        self.loading, self.release, self.finishing = (threading.Event() for _ in range(3))
+        self.order: list[str] = []
+
+    def load(self, columns: Any, records: Any) -> None:
+        self.loading.set()
+        self.release.wait(PATIENCE)
+        self.order.append("load done")
+        super().load(columns, records)
+
+    def close(self) -> None:
+        self.order.append("close")
+        super().close()
+
+    def finish(self) -> None:
+        self.finishing.set()
+        super().finish()
+
+
 async def test_a_stopped_load_closes_the_connection_only_after_its_thread_is_done(
-    tmp_path: Path, make_client: Callable[..., VBotClient], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_client: Callable[..., VBotClient]
 ) -> None:
     """Cancelled (by a signal) while a batch loads in a worker thread, the sink waits for
     that thread before closing the connection under it, and the batch is rolled back."""
-    from vbot_cdr._sinks import _backends
-
-    loading, release, finishing = threading.Event(), threading.Event(), threading.Event()
-    order: list[str] = []
-    real_load, real_close = _backends._SQLite.load, _backends._SQLite.close
-    real_finish = _backends.Database.finish
-
-    def slow_load(self: Any, *args: Any) -> None:
-        loading.set()
-        release.wait(PATIENCE)
-        order.append("load done")
-        real_load(self, *args)
-
-    def closing(self: Any) -> None:
-        order.append("close")
-        real_close(self)
-
-    def finishing_(self: Any) -> None:
-        finishing.set()
-        real_finish(self)
-
-    monkeypatch.setattr(_backends._SQLite, "load", slow_load)
-    monkeypatch.setattr(_backends._SQLite, "close", closing)
-    monkeypatch.setattr(_backends.Database, "finish", finishing_)
     url = str(tmp_path / "calls.sqlite")
+    database = SlowSQLite(url)
+    database.prepare(RECORD_COLUMNS)
     async with FakeVBotServer(records=calls_at("K", [START + 60, START + 120])) as fake:
-        task = asyncio.create_task(load(make_client(fake, clock=Clock(START + WINDOW)), url))
-        await asyncio.to_thread(loading.wait, PATIENCE)
+        client = make_client(fake, clock=Clock(START + WINDOW))
+        sync = client.sync(DatabaseStateStore(database), CallFilter(start_date=START))
+
+        async def run_load() -> None:
+            async with DatabaseSync(sync, database) as loading:
+                await loading.run()
+
+        task = asyncio.create_task(run_load())
+        await asyncio.to_thread(database.loading.wait, PATIENCE)
         task.cancel()
-        await asyncio.to_thread(finishing.wait, PATIENCE)
-        release.set()
+        await asyncio.to_thread(database.finishing.wait, PATIENCE)
+        database.release.set()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert order == ["load done", "close"]
+    assert database.order == ["load done", "close"]
     assert loaded_ids(url) == []
+
+
+async def test_open_database_sync_shows_the_load_as_it_runs(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """The live counters are the sync's own, from before the first request to the end;
+    run gives what sync_to_database gives, and the rows are committed window by window."""
+    created = [START + 60 + 500 * i for i in range(20)]
+    async with FakeVBotServer(records=calls_at("L", created)) as fake:
+        client = make_client(fake, clock=Clock(START + 3 * WINDOW))
+        seconds = dt.timedelta(seconds=1)
+        async with open_database_sync(
+            client,
+            database,
+            CallFilter(start_date=START),
+            lookback=LOOKBACK * seconds,
+            settle=SETTLE * seconds,
+            window=WINDOW * seconds,
+        ) as running:
+            stats = running.stats
+            assert (stats.requests, stats.yielded, len(running.windows)) == (0, 0, 3)
+            assert fake.requests == []
+            done = await running.run()
+            assert running.stats is stats
+    assert stats.yielded == done.loaded == running.loaded == 20
+    assert stats.windows_done == done.windows == 3
+    assert done.table == "vbot_calls"
+    assert sorted(loaded_ids(database)) == sorted(r["trans_id"] for r in fake.records)
 
 
 # -- URLs and failures -------------------------------------------------------------------------
@@ -579,6 +626,25 @@ async def test_sync_keeps_its_state_in_any_store(
         second = [str(record.trans_id) async for record in again]
     assert set(first) | set(second) == served(server, clock.seconds - SETTLE)
     assert not set(first) & set(second)
+
+
+async def test_a_first_load_without_a_start_date_is_refused_before_any_request(
+    tmp_path: Path, make_client: Callable[..., VBotClient]
+) -> None:
+    """No saved state and no start_date: StateError on opening, nothing asked of the server,
+    the database closed; a bad URL is a ValueError before anything is opened."""
+    url = str(tmp_path / "calls.sqlite")
+    async with FakeVBotServer(records=calls_at("S", [START + 60])) as fake:
+        client = make_client(fake, clock=Clock(START + WINDOW))
+        with pytest.raises(StateError, match="give the filter a start_date"):
+            async with open_database_sync(client, url):
+                pass
+        with pytest.raises(ValueError, match="database URL"):
+            async with open_database_sync(client, "mysql://db/calls"):
+                pass
+        assert fake.requests == []
+        done = await load(client, url)
+    assert done.loaded == 1  # the refused opening left the database usable
 
 
 async def test_an_int_beyond_64_bits_is_refused_alike_then_a_rerun_loads_each_call_once(

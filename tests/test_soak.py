@@ -42,8 +42,14 @@ from vbot_cdr import (
     VBotClient,
     VBotError,
 )
-from vbot_cdr import _exactly_once as exactly_once
-from vbot_cdr.testing import FakeVBotServer, FaultMix, PagingHabits, generate_records
+from vbot_cdr._exactly_once import MIN_REMEMBERED_IDS
+from vbot_cdr.testing import (
+    FakeVBotServer,
+    FaultMix,
+    PagingHabits,
+    generate_records,
+    remembered_ids,
+)
 
 #: Schedules run in CI.
 SEEDS = 200
@@ -267,18 +273,18 @@ def seeds(count: int, start: int = 0) -> Sequence[int]:
 
 
 @pytest.mark.timeout(180)  # about a minute on two busy shared cores; the repairs add requests
-async def test_soak_every_schedule_keeps_its_promise(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_soak_every_schedule_keeps_its_promise() -> None:
     """Over 200 seeded fault schedules, iter_calls yields the expected records or a typed error."""
     outcomes = []
     schedules = [Schedule.draw(seed) for seed in seeds(SEEDS)]
-    floor = exactly_once.MIN_REMEMBERED_IDS
+    floor = MIN_REMEMBERED_IDS
     # Every dialect of the fake is drawn.
     assert {schedule.dialect for schedule in schedules} == set(SERVED_DIALECTS)
     for schedule in schedules:
         # Half the runs remember no ids beyond what the observed shift calls for, so that the
         # small data sizes here still exercise how the de-duplication memory is pruned.
-        monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 0 if schedule.seed % 2 else floor)
-        outcomes.append(await run(schedule))
+        with remembered_ids(0 if schedule.seed % 2 else floor):
+            outcomes.append(await run(schedule))
     # Not vacuous: faults and new calls were served, most runs completed, some ran out of retries.
     assert sum(o.faults for o in outcomes) > 5 * SEEDS
     assert sum(o.arrived for o in outcomes) > SEEDS
@@ -293,15 +299,15 @@ async def test_soak_every_schedule_keeps_its_promise(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
-async def test_long_soak(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_long_soak(request: pytest.FixtureRequest) -> None:
     """The same promise over thousands of larger schedules (on demand: pytest -m soak)."""
     if "soak" not in request.config.option.markexpr:
         pytest.skip("minutes long: run on demand with pytest -m soak")
     outcomes = []
-    floor = exactly_once.MIN_REMEMBERED_IDS
+    floor = MIN_REMEMBERED_IDS
     for seed in seeds(LONG_SEEDS, SEEDS):
-        monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 0 if seed % 2 else floor)
-        outcomes.append(await run(Schedule.draw(seed, scale=10)))
+        with remembered_ids(0 if seed % 2 else floor):
+            outcomes.append(await run(Schedule.draw(seed, scale=10)))
     assert sum(o.error is None for o in outcomes) > LONG_SEEDS // 2
 
 
@@ -334,12 +340,10 @@ async def test_a_burst_of_new_calls_within_reach_is_deduplicated(
     assert len(ids) == len(set(ids))
 
 
-async def test_a_first_burst_beyond_the_remembered_ids_repeats_records(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_first_burst_beyond_the_remembered_ids_repeats_records() -> None:
     """The documented bound: a first burst longer than the ids remembered repeats records."""
-    monkeypatch.setattr(exactly_once, "MIN_REMEMBERED_IDS", 10)
-    ids = await burst_run(20, 1)
+    with remembered_ids(10):
+        ids = await burst_run(20, 1)
     assert len(ids) > len(set(ids))
 
 

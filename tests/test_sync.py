@@ -16,7 +16,14 @@ import orjson
 import pytest
 
 from tests import _sync_worker as worker
-from vbot_cdr import CallFilter, CallSync, StateError, VBotClient
+from vbot_cdr import (
+    CallFilter,
+    CallSync,
+    DocumentStateStore,
+    StateError,
+    StateStore,
+    VBotClient,
+)
 from vbot_cdr.testing import FakeVBotServer
 from vbot_cdr.testing._data import RecordGenerator
 
@@ -38,7 +45,7 @@ class Clock:
         return dt.datetime.fromtimestamp(self.seconds, UTC)
 
 
-def open_sync(client: VBotClient, state: Path, **options: Any) -> CallSync:
+def open_sync(client: VBotClient, state: Path | StateStore, **options: Any) -> CallSync:
     options.setdefault("lookback", worker.LOOKBACK)
     options.setdefault("settle", worker.SETTLE)
     options.setdefault("window", worker.WINDOW)
@@ -479,3 +486,48 @@ async def test_killed_process_then_rerun_loses_nothing(tmp_path: Path) -> None:
         ]
         assert_recovered(server, now - SETTLE, before, lines[250:], watermark)
         assert read_state(state)["watermark"] == now - SETTLE
+
+
+class MemoryStore(DocumentStateStore):
+    """A `DocumentStateStore` in a dict, as a user would write one for their own storage."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, bytes | str] = {}
+
+    def __str__(self) -> str:
+        return "the memory store"
+
+    def read_document(self, key: str) -> bytes | str | None:
+        return self.documents.get(key)
+
+    def write_document(self, key: str, document: bytes) -> None:
+        self.documents[key] = document
+
+
+async def test_a_document_store_keeps_each_state_under_its_fingerprint(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """A custom store gets the state file's document, one per set of criteria; the next sync
+    resumes from it; a document that is not a state is refused with the store's name."""
+    store = MemoryStore()
+    async with FakeVBotServer(count=400) as server:
+        clock = Clock(START + 200 * SPACING)
+        client = make_client(server, clock=clock)
+        first: list[tuple[str, int]] = []
+        await load(open_sync(client, store), first)
+        other: list[tuple[str, int]] = []
+        the_other = CallFilter(start_date=START, campaign_code="CMP_XACNHAN_DON")
+        await load(open_sync(client, store, filter=the_other), other)
+        assert len(store.documents) == 2
+        assert all(key.startswith("sha256:") for key in store.documents)
+        [key] = [k for k, doc in store.documents.items() if "CMP_XACNHAN_DON" not in str(doc)]
+        watermark = orjson.loads(store.documents[key])["watermark"]
+        assert watermark == open_sync(client, store).watermark
+        clock.seconds += 100 * SPACING
+        second: list[tuple[str, int]] = []
+        await load(open_sync(client, store), second)
+    ids = [trans_id for trans_id, _ in first + second]
+    assert len(ids) == len(set(ids)) == len(served(server, clock.seconds - SETTLE))
+    store.documents[key] = b"not json"
+    with pytest.raises(StateError, match="the memory store is unusable"):
+        open_sync(client, store)

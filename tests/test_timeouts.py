@@ -21,7 +21,6 @@ from vbot_cdr import (
     TransportError,
     VBotClient,
     VBotError,
-    _retry,
 )
 from vbot_cdr._transport import Answer
 from vbot_cdr.testing import FakeVBotServer, Fault
@@ -147,18 +146,18 @@ async def test_stalled_page_ends_the_iteration_in_transport_error(fault: Fault) 
 # -- deadlines --------------------------------------------------------------------------------
 
 
+class Waits(list[tuple[float, float]]):
+    """Each wait between retries, as (loop time when it began, seconds); still really slept
+    (`sleep` is the retry policy's)."""
+
+    async def sleep(self, delay: float) -> None:
+        self.append((asyncio.get_running_loop().time(), delay))
+        await asyncio.sleep(delay)
+
+
 @pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
-    """Each wait between retries, as (loop time when it began, seconds); still really slept."""
-    recorded: list[tuple[float, float]] = []
-    sleep = asyncio.sleep
-
-    async def record(delay: float) -> None:
-        recorded.append((asyncio.get_running_loop().time(), delay))
-        await sleep(delay)
-
-    monkeypatch.setattr(_retry, "_sleep", record)
-    return recorded
+def waits() -> Waits:
+    return Waits()
 
 
 class Timed(AiohttpTransport):
@@ -181,11 +180,11 @@ async def timed() -> AsyncIterator[Timed]:
 
 
 async def test_call_deadline_cuts_the_attempt_and_schedules_no_retry(
-    timed: Timed, waits: list[tuple[float, float]]
+    timed: Timed, waits: Waits
 ) -> None:
     """A call's deadline shortens its attempt's timeout; with no time left, no retry follows."""
     loop = asyncio.get_running_loop()
-    policy = RetryPolicy(max_attempts=10, backoff=0.0, max_backoff=0.0)
+    policy = RetryPolicy(max_attempts=10, backoff=0.0, max_backoff=0.0, sleep=waits.sleep)
     async with raw_server(silent) as server:
         client = VBotClient(
             "tok", base_url=server.url, timeout=60.0, retry=policy, deadline=0.3, transport=timed
@@ -202,11 +201,9 @@ async def test_call_deadline_cuts_the_attempt_and_schedules_no_retry(
     assert elapsed < 10 * 0.3
 
 
-async def test_no_retry_is_scheduled_past_the_deadline(
-    timed: Timed, waits: list[tuple[float, float]]
-) -> None:
+async def test_no_retry_is_scheduled_past_the_deadline(timed: Timed, waits: Waits) -> None:
     """Retry-After waits are honoured while they end before the deadline; then the last error."""
-    policy = RetryPolicy(max_attempts=50, backoff=0.0, max_backoff=0.0)
+    policy = RetryPolicy(max_attempts=50, backoff=0.0, max_backoff=0.0, sleep=waits.sleep)
     async with FakeVBotServer(count=5) as server:
         server.inject(*[Fault(status=429, retry_after="0.1")] * 50, endpoint="countAll")
         client = VBotClient(
@@ -223,12 +220,10 @@ async def test_no_retry_is_scheduled_past_the_deadline(
     assert len(timed.attempts) == len(waits) + 1
 
 
-async def test_iteration_deadline_bounds_every_page(
-    timed: Timed, waits: list[tuple[float, float]]
-) -> None:
+async def test_iteration_deadline_bounds_every_page(timed: Timed, waits: Waits) -> None:
     """iter_calls(deadline=) ends a stalled iteration in TransportError; no attempt outlives it."""
     loop = asyncio.get_running_loop()
-    policy = RetryPolicy(max_attempts=10, backoff=0.0, max_backoff=0.0)
+    policy = RetryPolicy(max_attempts=10, backoff=0.0, max_backoff=0.0, sleep=waits.sleep)
     async with FakeVBotServer(count=60) as server:
         server.inject(*[Fault(hang=True)] * 10, page=4)
         client = VBotClient(

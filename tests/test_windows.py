@@ -11,7 +11,7 @@ import pytest
 
 from vbot_cdr import CallFilter, CallRecord, IterationStats, VBotClient
 from vbot_cdr._iteration import CallIterator, Iteration
-from vbot_cdr._port import Gate
+from vbot_cdr._port import InFlightSlot
 from vbot_cdr._windows import plan_windows, to_units
 from vbot_cdr.testing import FakeVBotServer
 from vbot_cdr.testing._data import DEFAULT_START
@@ -101,7 +101,9 @@ class MemoryPort:
     async def count(self, filter: CallFilter) -> int:
         return len(self.matching(filter))
 
-    async def fetch(self, filter: CallFilter, page: int, size: int, gate: Gate) -> list[CallRecord]:
+    async def fetch(
+        self, filter: CallFilter, page: int, size: int, in_flight: InFlightSlot
+    ) -> list[CallRecord]:
         assert isinstance(filter.start_date, int)
         assert isinstance(filter.end_date, int)
         self.log.append((filter.start_date, filter.end_date, page))

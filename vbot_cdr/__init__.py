@@ -27,9 +27,9 @@ from ._errors import (
 )
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
-from ._sinks import DatabaseLoad, sync_to_database
+from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
 from ._stats import IterationStats
-from ._sync import CallSync, StateStore
+from ._sync import CallSync, DocumentStateStore, StateStore
 from ._transport import AiohttpTransport, Transport
 
 __all__ = [
@@ -45,6 +45,8 @@ __all__ = [
     "CollectedField",
     "DatabaseError",
     "DatabaseLoad",
+    "DatabaseSync",
+    "DocumentStateStore",
     "Hotline",
     "IncompleteError",
     "IterationStats",
@@ -59,6 +61,7 @@ __all__ = [
     "TransportError",
     "VBotClient",
     "VBotError",
+    "open_database_sync",
     "sync_to_database",
 ]
 

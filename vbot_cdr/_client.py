@@ -13,12 +13,13 @@ import contextlib
 import datetime as dt
 import enum
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol, TypeVar, Union
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, Union
 
 import aiohttp
 import aiolimiter
@@ -42,7 +43,7 @@ from ._dialects import V2, V3, Api, Dialect, dialect_for
 from ._errors import AuthenticationError, ResponseFormatError, TransportError
 from ._iteration import CallIterator, CallPageIterator, Iteration, OpenIteration
 from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
-from ._port import Gate
+from ._port import InFlightSlot
 from ._retry import call_with_retries
 from ._stats import IterationStats
 from ._sync import CallSync, FileStateStore, StateStore, open_sync
@@ -52,6 +53,7 @@ from ._windows import plan_windows, to_units
 __all__ = ["VBotClient"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 #: Reads one answer ``(status, headers, body)`` to a request: `_wire.read_response` gives the
@@ -74,7 +76,8 @@ def _already_read(_: _wire.Request, value: T) -> T:
 
 
 logger = logging.getLogger("vbot_cdr")
-_NO_GATE: Gate = contextlib.nullcontext()
+#: No in-flight limit: the slot of a lone request (not part of an iteration).
+_NO_LIMIT: InFlightSlot = contextlib.nullcontext()
 
 
 class _Deadline:
@@ -149,6 +152,20 @@ def _dialect(token: Credential | None, api_key: ApiKey | None, api: Api | None) 
     return dialect
 
 
+def _pages_of(iter_calls: Callable[P, CallIterator]) -> Callable[P, CallPageIterator]:
+    """`VBotClient.iter_call_pages` made from ``iter_calls``: its arguments, its ``pages()``."""
+
+    def iter_call_pages(*args: P.args, **kwargs: P.kwargs) -> CallPageIterator:
+        """`iter_calls`, a ``list[CallRecord]`` per page (for batch loads): an alias of
+        ``client.iter_calls(...).pages()``, with the same arguments and errors."""
+        return iter_calls(*args, **kwargs).pages()
+
+    iter_call_pages.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+        iter_calls
+    ).replace(return_annotation="CallPageIterator")
+    return iter_call_pages
+
+
 def _positive_int(name: str, value: int, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -179,12 +196,14 @@ class _IterationPort:
             deadline=self._deadline.at(),
         )
 
-    async def fetch(self, filter: CallFilter, page: int, size: int, gate: Gate) -> list[CallRow]:
+    async def fetch(
+        self, filter: CallFilter, page: int, size: int, in_flight: InFlightSlot
+    ) -> list[CallRow]:
         client = self._client
         return await client._call(
             client._list_request(filter, page, size),
             _already_read,
-            gate=gate,
+            in_flight=in_flight,
             stats=self._stats,
             deadline=self._deadline.at(),
             read_answer=_wire.read_record_page,
@@ -380,19 +399,19 @@ class VBotClient:
         self,
         request: _wire.Request,
         token: str,
-        gate: Gate,
+        in_flight: InFlightSlot,
         deadline: float | None,
         read_answer: ReadAnswer = _wire.read_response,
     ) -> Any:
         """One attempt: send ``request`` and return what ``read_answer`` reads of the answer
         (the envelope's ``data`` by default).
 
-        The gate is held while the request is on the wire and its answer is read, so a gate
-        that adapts to the server (`AdaptiveWindow`) sees a 429 as the exception it raises.
-        The waits for the gate and the rate limiter count against ``deadline``: the attempt's
-        timeout is what is left of it once they are over.
+        The in-flight slot is held while the request is on the wire and its answer is read,
+        so an in-flight limit that adapts to the server (`InFlightLimit`) sees a 429 as the
+        exception it raises. The waits for the slot and the rate limiter count against
+        ``deadline``: the attempt's timeout is what is left of it once they are over.
         """
-        async with gate:
+        async with in_flight:
             if self._rate_limiter is not None:
                 if deadline is None:
                     await self._rate_limiter.acquire()
@@ -467,7 +486,7 @@ class VBotClient:
         request: _wire.Request,
         read: Callable[[_wire.Request, Any], T],
         *,
-        gate: Gate = _NO_GATE,
+        in_flight: InFlightSlot = _NO_LIMIT,
         stats: IterationStats | None = None,
         deadline: float | None = None,
         read_answer: ReadAnswer = _wire.read_response,
@@ -489,7 +508,7 @@ class VBotClient:
                 _time_left(request, deadline)  # past it: no attempt, no request counted
             if stats is not None:
                 stats.requests += 1
-            return read(request, await self._send(request, token, gate, deadline, read_answer))
+            return read(request, await self._send(request, token, in_flight, deadline, read_answer))
 
         def count_retry(*_: object) -> None:
             if stats is not None:
@@ -737,31 +756,7 @@ class VBotClient:
             )
         )
 
-    def iter_call_pages(
-        self,
-        filter: CallFilter | None = None,
-        *,
-        limit: int | None = None,
-        page_size: int | None = None,
-        concurrency: int | None = None,
-        ordered: bool = True,
-        deadline: float | None = None,
-        window: dt.timedelta | None = None,
-        **filters: Any,
-    ) -> CallPageIterator:
-        """Like `iter_calls`, but yields a ``list[CallRecord]`` per page (for batch loads)."""
-        return CallPageIterator(
-            self._iteration(
-                filter,
-                filters,
-                limit=limit,
-                page_size=page_size,
-                concurrency=concurrency,
-                ordered=ordered,
-                deadline=deadline,
-                window=window,
-            )
-        )
+    iter_call_pages = _pages_of(iter_calls)
 
     def sync(
         self,

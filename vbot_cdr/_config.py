@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
+from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -72,12 +74,20 @@ class RetryPolicy:
         backoff: The first backoff ceiling, in seconds.
         max_backoff: The largest backoff ceiling, in seconds.
         max_retry_after: The longest ``Retry-After`` the client will sleep, in seconds.
+        sleep: Waits the given seconds between attempts (`asyncio.sleep`). A test can pass
+            its own to observe or hold the waits; to skip them in every client at once, see
+            `vbot_cdr.testing.instant_retries`. Not part of equality or the repr.
+
+    .. versionadded:: Unreleased ``sleep``.
     """
 
     max_attempts: int = attrs.field(default=5, validator=_at_least_one)
     backoff: float = attrs.field(default=0.5, validator=_positive)
     max_backoff: float = attrs.field(default=30.0, validator=_positive)
     max_retry_after: float = attrs.field(default=60.0, validator=_positive)
+    sleep: Callable[[float], Awaitable[object]] = attrs.field(
+        default=asyncio.sleep, eq=False, repr=False
+    )
 
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})

@@ -26,19 +26,48 @@ What it remembers, and what that costs:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from ._decoding import CallRow
 from ._stats import IterationStats
 
-__all__ = ["MIN_REMEMBERED_IDS", "ExactlyOnce", "Ledger"]
+__all__ = ["MIN_REMEMBERED_IDS", "ExactlyOnce", "Ledger", "remembered_ids"]
 
 #: The fewest ``trans_id``\s a window's paging remembers: a burst of new calls up to this
 #: many, landing between two page fetches, repeats no record even before any shift is seen.
 MIN_REMEMBERED_IDS = 10_000
+
+# The `remembered_ids` floors in force, innermost last; empty outside tests.
+_floors: list[int] = []
+
+
+@contextlib.contextmanager
+def remembered_ids(floor: int) -> Iterator[None]:
+    """Within the block, iterations made remember at least ``floor`` ids while paging, not
+    `MIN_REMEMBERED_IDS` (for tests).
+
+    With the floor at 0 the paging remembers only what the offset shifts it has seen call
+    for, so a test's few hundred records exercise how that memory is pruned; with a small
+    floor, a burst of new calls longer than it repeats records (the documented bound).
+    Blocks nest; the innermost applies. An iteration keeps the floor it was made with.
+
+    Raises:
+        ValueError: ``floor`` is negative.
+
+    .. versionadded:: Unreleased
+    """
+    if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0:
+        raise ValueError(f"floor must be an int >= 0, got {floor!r}")
+    _floors.append(floor)
+    try:
+        yield
+    finally:
+        _floors.pop()
+
 
 #: ``hash()`` never returns -1 (CPython reserves it), so it marks a record without an id.
 _NO_KEY = -1
@@ -95,6 +124,8 @@ class ExactlyOnce:
         boundary: ``trans_id`` → ``create_at`` of calls handed out by an earlier read.
         margin: How far before a window's end, in the records' time unit, the ids handed out
             are kept for the next window (0 covers the shared edge; a sync keeps its lookback).
+        min_remembered: The fewest ids the paging remembers (`MIN_REMEMBERED_IDS`, or the
+            floor of the `remembered_ids` block in force, by default).
     """
 
     def __init__(
@@ -104,7 +135,11 @@ class ExactlyOnce:
         concurrency: int,
         boundary: Mapping[str, int] | None = None,
         margin: int = 0,
+        min_remembered: int | None = None,
     ):
+        if min_remembered is None:
+            min_remembered = _floors[-1] if _floors else MIN_REMEMBERED_IDS
+        self._min_remembered = min_remembered
         self._stats = stats
         self._concurrency = concurrency
         self._margin = margin
@@ -240,11 +275,11 @@ class ExactlyOnce:
 
     def _forget_far_pages(self, offset: int, size: int, first_read: list[str]) -> None:
         """Keep the ids of the pages within reach of a shift: twice the largest seen so far
-        (so a growing shift is still covered), and at least `MIN_REMEMBERED_IDS`."""
+        (so a growing shift is still covered), and at least ``min_remembered``."""
         self._pages.setdefault(offset, []).extend(first_read)
         self._newest = max(self._newest, offset)
         reach = (self._concurrency + 1 + 2 * math.ceil(self.max_shift / size)) * size
-        oldest_kept = self._newest - max(reach, MIN_REMEMBERED_IDS)
+        oldest_kept = self._newest - max(reach, self._min_remembered)
         recent = self._recent
         for old in [o for o in self._pages if o < oldest_kept]:
             for key in self._pages.pop(old):

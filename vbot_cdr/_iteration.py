@@ -6,7 +6,7 @@ One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
 1. **time windows** (`_windows`): the range's slices, oldest first; a plain ``iter_calls``
    is one window, the filter's own dates. Each window is counted once (``countAll``).
 2. **concurrent pages** (`_pagination.Paginator`): the window's pages, at most
-   ``concurrency`` requests in flight in one `AdaptiveWindow` that the whole iteration
+   ``concurrency`` requests in flight under one `InFlightLimit` that the whole iteration
    shares, so a slowdown learned from 429s carries from one window to the next;
 3. **exactly once** (`_exactly_once.ExactlyOnce`): every record passes it, whichever stage
    read it (a page, the repair, the next window, the read a sync resumes);
@@ -38,7 +38,7 @@ import attrs
 from ._decoding import CallRow, build_records
 from ._exactly_once import ExactlyOnce
 from ._models import CallFilter, CallRecord
-from ._pagination import AdaptiveWindow, Paginator
+from ._pagination import InFlightLimit, Paginator
 from ._port import CallsPort
 from ._reconcile import Reconciler
 from ._stats import IterationStats
@@ -66,7 +66,7 @@ class Iteration:
             not to be handed out again (a sync's state).
         margin: How far before a window's end, in the records' time unit, the ids handed out
             are kept for the next window and the checkpoint (a sync's lookback).
-        window: The in-flight window (a new one of ``concurrency`` by default).
+        in_flight: The in-flight limit (a new one of ``concurrency`` by default).
 
     Raises (from `next_page`):
         VBotError: A request failed after its retries.
@@ -88,7 +88,7 @@ class Iteration:
         stats: IterationStats,
         boundary: Mapping[str, int] | None = None,
         margin: int = 0,
-        window: AdaptiveWindow | None = None,
+        in_flight: InFlightLimit | None = None,
     ):
         self._port = port
         self._filter = filter
@@ -103,14 +103,14 @@ class Iteration:
         self._sliced = windows is not None
         self.stats = stats
         stats.windows = len(self.windows)
-        self._in_flight = AdaptiveWindow(concurrency) if window is None else window
+        self._in_flight = InFlightLimit(concurrency, stats) if in_flight is None else in_flight
         self._paging = Paginator(
             port=port,
             first_page=first_page,
             page_size=page_size,
             concurrency=concurrency,
             ordered=ordered,
-            window=self._in_flight,
+            in_flight=self._in_flight,
             stats=stats,
         )
         self._once = ExactlyOnce(stats, concurrency=concurrency, boundary=boundary, margin=margin)
@@ -235,7 +235,7 @@ class Iteration:
             window_filter,
             first_page=self._first_page,
             page_size=self._paging.page_size,
-            gate=self._in_flight,
+            in_flight=self._in_flight,
             stats=self.stats,
             scope=self._scope(window_filter),
         ).repair(count, once)

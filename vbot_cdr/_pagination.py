@@ -1,7 +1,7 @@
-"""The paging engine: concurrent pages of one range, in an adaptive in-flight window.
+"""The paging engine: concurrent pages of one range, under an adaptive in-flight limit.
 
 The engine knows nothing about HTTP. Given a range and its count, it fetches the range's
-pages through a `CallsPort`, passing ``gate`` (the `AdaptiveWindow`), an async context
+pages through a `CallsPort`, passing ``in_flight`` (the `InFlightLimit`), an async context
 manager that the port enters around every *attempt* (so a page waiting out a backoff holds
 no slot). Each page goes through the exactly-once stage (``keep_new``) as it is handed over,
 which tells the engine whether the page brought anything new.
@@ -39,7 +39,7 @@ from ._models import CallFilter
 from ._port import CallsPort
 from ._stats import IterationStats
 
-__all__ = ["AdaptiveWindow", "KeepNew", "Paginator"]
+__all__ = ["InFlightLimit", "KeepNew", "Paginator"]
 
 
 class KeepNew(Protocol):
@@ -51,20 +51,26 @@ class KeepNew(Protocol):
     ) -> list[CallRow]: ...
 
 
-class AdaptiveWindow:
-    """The in-flight window of one iteration: at most `limit` attempts at once.
+class InFlightLimit:
+    """The in-flight limit of one iteration: at most `limit` attempts at once.
 
     It starts at ``ceiling`` (the iteration's concurrency). An attempt answered with 429
     halves `limit` (not below 1); each run of `limit` successful attempts adds one back, up to
     ``ceiling``: additive increase, multiplicative decrease, as TCP does. All pages of an
-    iteration share one window, so they slow down together when the server says it is
+    iteration share one limit, so they slow down together when the server says it is
     overloaded. Fetchers enter it around each *attempt*, so a page waiting out a backoff
     holds no slot.
+
+    Args:
+        ceiling: The most attempts at once, and where the limit starts.
+        stats: Written here: ``in_flight_limit`` (the limit now), ``in_flight_cuts``.
     """
 
-    def __init__(self, ceiling: int):
+    def __init__(self, ceiling: int, stats: IterationStats | None = None):
         self.ceiling = ceiling
         self.limit = ceiling
+        self._stats = IterationStats() if stats is None else stats
+        self._stats.in_flight_limit = ceiling
         self.in_flight = 0
         self._successes = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -91,12 +97,13 @@ class AdaptiveWindow:
         tb: TracebackType | None,
     ) -> None:
         if isinstance(exc, RateLimitError):
-            self.limit = max(1, self.limit // 2)
+            self.limit = self._stats.in_flight_limit = max(1, self.limit // 2)
+            self._stats.in_flight_cuts += 1
             self._successes = 0
         elif exc is None:
             self._successes += 1
             if self._successes >= self.limit:
-                self.limit = min(self.ceiling, self.limit + 1)
+                self.limit = self._stats.in_flight_limit = min(self.ceiling, self.limit + 1)
                 self._successes = 0
         self._release()
 
@@ -119,7 +126,7 @@ class Paginator:
         concurrency: Most pages fetched ahead of the consumer; pages held in memory never
             exceed ``concurrency + 1``.
         ordered: Hand pages over in page order (else as they arrive).
-        window: The in-flight window every request of the iteration enters.
+        in_flight: The in-flight limit every request of the iteration enters.
         stats: Written here: ``pages``, ``extra_pages``, ``replans``.
     """
 
@@ -131,7 +138,7 @@ class Paginator:
         page_size: int,
         concurrency: int,
         ordered: bool,
-        window: AdaptiveWindow,
+        in_flight: InFlightLimit,
         stats: IterationStats,
     ):
         self._port = port
@@ -139,11 +146,11 @@ class Paginator:
         self.page_size = page_size
         self._concurrency = concurrency
         self._ordered = ordered
-        self._window = window
+        self._in_flight = in_flight
         self._stats = stats
 
     async def _fetch(self, filter: CallFilter, page: int, size: int) -> list[CallRow]:
-        records = await self._port.fetch(filter, page, size, self._window)
+        records = await self._port.fetch(filter, page, size, self._in_flight)
         self._stats.pages += 1
         return records
 

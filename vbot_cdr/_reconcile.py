@@ -42,7 +42,7 @@ from ._decoding import CallRow
 from ._errors import APIError, IncompleteError
 from ._exactly_once import ExactlyOnce
 from ._models import CallFilter
-from ._port import CallsPort, Gate
+from ._port import CallsPort, InFlightSlot
 from ._stats import IterationStats
 
 __all__ = ["Reconciler"]
@@ -71,7 +71,7 @@ class Reconciler:
         filter: The range's criteria; its ``start_date``/``end_date`` must be epoch ints.
         first_page: The number the client gives the first page.
         page_size: Records per page asked.
-        gate: The in-flight window the repair's requests enter.
+        in_flight: The in-flight limit the repair's requests enter.
         stats: Written here: ``recounts``, ``repair_pages``, ``repaired``, ``vanished``.
         scope: What the range is, for messages, when the iteration reads several (the
             criteria that vary: ``"campaign_code CMP_B"``); empty otherwise.
@@ -84,7 +84,7 @@ class Reconciler:
         *,
         first_page: int,
         page_size: int,
-        gate: Gate,
+        in_flight: InFlightSlot,
         stats: IterationStats,
         scope: str = "",
     ):
@@ -93,7 +93,7 @@ class Reconciler:
         self._filter = filter
         self._first_page = first_page
         self._size = page_size
-        self._gate = gate
+        self._in_flight = in_flight
         self._stats = stats
         self._found = _Findings()
         self._expected = 0  # the re-count, once the repair has made it
@@ -111,7 +111,7 @@ class Reconciler:
 
     async def _fetch(self, call_filter: CallFilter, page: int, size: int) -> list[CallRow]:
         self._stats.repair_pages += 1
-        return await self._port.fetch(call_filter, page, size, self._gate)
+        return await self._port.fetch(call_filter, page, size, self._in_flight)
 
     async def repair(self, total: int, once: ExactlyOnce) -> AsyncGenerator[list[CallRow], None]:
         """Yield the records of the range that ``once`` has not handed out; raise when some stay

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
+
+import attrs
 
 from ._config import RETRY_STATUSES, RetryPolicy
 from ._errors import APIError, ResponseFormatError, TransportError, VBotError
 
-__all__ = ["OnRetry", "call_with_retries", "compute_backoff", "is_transient"]
+__all__ = ["OnRetry", "call_with_retries", "compute_backoff", "instant_retries", "is_transient"]
 
 T = TypeVar("T")
 logger = logging.getLogger("vbot_cdr")
@@ -19,8 +22,52 @@ logger = logging.getLogger("vbot_cdr")
 #: Called before each retry with the failure, the number of failed attempts, and the wait.
 OnRetry = Callable[[VBotError, int, float], None]
 
-# Tests replace this to observe waits without spending them.
-_sleep = asyncio.sleep
+
+@attrs.define
+class _Instant:
+    """One `instant_retries` in force: its cap on attempts, and the waits it skipped."""
+
+    max_attempts: int | None
+    waits: list[float]
+
+
+# The `instant_retries` blocks in force, innermost last; empty outside tests. A plain list,
+# not a context variable, so that it reaches tasks and clients made before the block.
+_instant: list[_Instant] = []
+
+
+@contextlib.contextmanager
+def instant_retries(*, max_attempts: int | None = None) -> Iterator[list[float]]:
+    """Within the block, every client's retries wait zero seconds (for tests).
+
+    Usage::
+
+        with vbot_cdr.testing.instant_retries(max_attempts=2) as waits:
+            ...  # a client meeting 503s retries at once
+        assert len(waits) == 1
+
+    Each retry loop still decides as it would (which failures to retry, ``Retry-After``
+    above ``max_retry_after``, a deadline that leaves no room for the wait); it only skips
+    the wait, yielding to the event loop once instead, and notes the seconds it would have
+    waited in the list the block gives. The policy's own ``sleep`` is not called. Blocks
+    nest; the innermost applies. Not thread-safe, like the rest of a test's setup.
+
+    Args:
+        max_attempts: Cap every policy's ``max_attempts`` at this many (``None``: as is).
+
+    Raises:
+        ValueError: ``max_attempts`` is below 1.
+
+    .. versionadded:: Unreleased
+    """
+    if max_attempts is not None and (isinstance(max_attempts, bool) or max_attempts < 1):
+        raise ValueError(f"max_attempts must be >= 1 or None, got {max_attempts!r}")
+    instant = _Instant(max_attempts, [])
+    _instant.append(instant)
+    try:
+        yield instant.waits
+    finally:
+        _instant.remove(instant)
 
 
 def is_transient(exc: VBotError) -> bool:
@@ -69,6 +116,8 @@ async def call_with_retries(
     Returns:
         The first successful result.
 
+    Waits go through ``policy.sleep``, or are skipped inside `instant_retries`.
+
     Raises:
         VBotError: The last failure, when it is not transient, when ``max_attempts`` are
             spent, when the deadline leaves no room for the wait, or at once when the server
@@ -81,7 +130,11 @@ async def call_with_retries(
             return await attempt()
         except VBotError as exc:
             failed += 1
-            if not is_transient(exc) or failed >= policy.max_attempts:
+            instant = _instant[-1] if _instant else None
+            attempts = policy.max_attempts
+            if instant is not None and instant.max_attempts is not None:
+                attempts = min(attempts, instant.max_attempts)
+            if not is_transient(exc) or failed >= attempts:
                 raise
             retry_after = exc.retry_after if isinstance(exc, APIError) else None
             if retry_after is not None and retry_after > policy.max_retry_after:
@@ -94,9 +147,13 @@ async def call_with_retries(
                 exc.endpoint,
                 type(exc).__name__,
                 failed + 1,
-                policy.max_attempts,
+                attempts,
                 wait,
             )
             if on_retry is not None:
                 on_retry(exc, failed, wait)
-            await _sleep(wait)
+            if instant is None:
+                await policy.sleep(wait)
+            else:
+                instant.waits.append(wait)
+                await asyncio.sleep(0)

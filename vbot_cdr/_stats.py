@@ -34,8 +34,12 @@ class IterationStats:
         recounts: ``countAll`` requests sent to verify and repair (0 on a complete read).
         repair_pages: ``getAll`` requests sent to verify and repair.
         repaired: Records the repair found that the pages had missed.
+        in_flight_limit: The most requests the iteration lets be in flight now: its
+            ``concurrency``, halved by each 429, grown back by successes. The paging stage.
+        in_flight_cuts: Times a 429 halved the in-flight limit. The paging stage.
 
-    .. versionadded:: Unreleased ``replans``, ``recounts``, ``repair_pages``, ``repaired``.
+    .. versionadded:: Unreleased ``replans``, ``recounts``, ``repair_pages``, ``repaired``,
+       ``in_flight_limit``, ``in_flight_cuts``.
     """
 
     requests: int = 0
@@ -52,3 +56,5 @@ class IterationStats:
     recounts: int = 0
     repair_pages: int = 0
     repaired: int = 0
+    in_flight_limit: int = 0
+    in_flight_cuts: int = 0

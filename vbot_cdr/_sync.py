@@ -9,12 +9,14 @@ overlap for late calls without handing out again the calls it already did.
 The file is only ever replaced whole (temporary file in the same directory, fsync, rename,
 fsync of the directory), so a crash at any instant leaves the old state or the new one.
 
-Where the state lives is a `StateStore`: `FileStateStore` is the state file; a database sink
-keeps the same document in a table of its own, saved in the transaction that holds the rows.
+Where the state lives is a `StateStore`: `FileStateStore` is the state file; a
+`DocumentStateStore` keeps the same document under a key elsewhere (a database sink keeps it
+in a table of its own, saved in the transaction that holds the rows).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import datetime as dt
@@ -30,6 +32,7 @@ import attrs
 import orjson
 
 from ._errors import StateError
+from ._files import fsync_directory
 from ._iteration import CallIterator, Iteration, OpenIteration
 from ._models import CallFilter, TimeUnit, to_epoch
 from ._windows import Windows
@@ -37,6 +40,7 @@ from ._windows import Windows
 __all__ = [
     "STATE_VERSION",
     "CallSync",
+    "DocumentStateStore",
     "FileStateStore",
     "StateStore",
     "SyncState",
@@ -160,16 +164,6 @@ def encode_state(state: SyncState, *, purpose: Mapping[str, str], time_unit: Tim
     return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
 
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return  # directories cannot be opened for fsync elsewhere; the rename is atomic
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_state(
     path: Path, state: SyncState, *, purpose: Mapping[str, str], time_unit: TimeUnit
 ) -> None:
@@ -195,7 +189,7 @@ def write_state(
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except OSError as exc:
         raise StateError(f"cannot write the sync state {path}: {exc}") from exc
 
@@ -223,6 +217,47 @@ class StateStore(Protocol):
             StateError: It could not be saved; the previous state is intact.
         """
         ...
+
+
+class DocumentStateStore(abc.ABC):
+    """A `StateStore` keeping the state file's JSON document under a key, elsewhere than in a
+    file: subclass it and say where (`read_document`, `write_document`).
+
+    The key is a fingerprint of what the state is for (the criteria, ``vbot_id``,
+    ``project_code``, ``time_unit``), so one table or bucket can hold the states of many
+    syncs. The document is checked on `load` as a state file is. ``str()`` of the store
+    names it in messages.
+
+    .. versionadded:: Unreleased
+    """
+
+    @abc.abstractmethod
+    def read_document(self, key: str) -> bytes | str | None:
+        """The document saved under ``key``; ``None`` if there is none.
+
+        Raises:
+            VBotError: The store cannot be read (e.g. `DatabaseError`).
+        """
+
+    @abc.abstractmethod
+    def write_document(self, key: str, document: bytes) -> None:
+        """Make ``document`` the one saved under ``key``, durably, or leave the old one whole.
+
+        Raises:
+            VBotError: It could not be saved (e.g. `StateError`, `DatabaseError`).
+        """
+
+    def load(self, *, purpose: Mapping[str, str], now: int) -> SyncState | None:
+        """The state saved for ``purpose``, checked as `load_state` checks a state file."""
+        document = self.read_document(fingerprint(purpose))
+        if document is None:
+            return None
+        return decode_state(document, where=str(self), purpose=purpose, now=now)
+
+    def save(self, state: SyncState, *, purpose: Mapping[str, str], time_unit: TimeUnit) -> None:
+        """`write_document` of the state's document under ``purpose``'s fingerprint."""
+        document = encode_state(state, purpose=purpose, time_unit=time_unit)
+        self.write_document(fingerprint(purpose), document)
 
 
 @attrs.frozen

@@ -18,24 +18,36 @@ from vbot_cdr import (
     AuthenticationError,
     BotConversation,
     CallFilter,
+    CallPageIterator,
     CallRecord,
     CallSync,
     CollectedField,
     DatabaseLoad,
+    DatabaseSync,
+    DocumentStateStore,
     Hotline,
     IncompleteError,
+    IterationStats,
     Member,
     PasswordAuth,
     RateLimitError,
     ResponseFormatError,
     RetryPolicy,
+    StateStore,
     Transport,
     TransportError,
     VBotClient,
     VBotError,
+    open_database_sync,
     sync_to_database,
 )
-from vbot_cdr.testing import FakeVBotServer, Fault, PagingHabits
+from vbot_cdr.testing import (
+    FakeVBotServer,
+    Fault,
+    PagingHabits,
+    instant_retries,
+    remembered_ids,
+)
 
 
 async def fetch_token() -> str:
@@ -273,3 +285,40 @@ async def database_sink() -> None:
         shown: str = done.database
         assert_type(done.windows, int)
         del loaded, skipped, shown
+
+
+async def seams() -> None:
+    async def sleep(delay: float) -> None:
+        pass
+
+    policy = RetryPolicy(max_attempts=2, sleep=sleep)
+    with instant_retries(max_attempts=2) as waits, remembered_ids(0):
+        assert_type(waits, list[float])
+        async with VBotClient("token", base_url="https://x", retry=policy) as client:
+            pages = client.iter_call_pages(limit=10, window=dt.timedelta(hours=1))
+            assert_type(pages, CallPageIterator)
+            assert_type(pages.stats.in_flight_limit, int)
+            assert_type(pages.stats.in_flight_cuts, int)
+            client.iter_call_pages(limit="10")  # type: ignore[arg-type]
+
+
+class Documents(DocumentStateStore):
+    def __init__(self) -> None:
+        self.saved: dict[str, bytes] = {}
+
+    def read_document(self, key: str) -> bytes | None:
+        return self.saved.get(key)
+
+    def write_document(self, key: str, document: bytes) -> None:
+        self.saved[key] = document
+
+
+async def followed_database_sink() -> None:
+    async with VBotClient("token", base_url="https://api.example.vn") as client:
+        async with open_database_sync(client, "calls.duckdb", start_date=1_764_547_200) as load:
+            assert_type(load, DatabaseSync)
+            assert_type(load.stats, IterationStats)
+            assert_type(load.windows, Sequence[tuple[int, int]])
+            assert_type(await load.run(), DatabaseLoad)
+        store: StateStore = Documents()
+        assert_type(client.sync(store, start_date=1_764_547_200), CallSync)

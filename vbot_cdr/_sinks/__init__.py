@@ -4,13 +4,21 @@ Above the client: they use `VBotClient.sync` and a `StateStore` of their own, an
 their drivers only when a database of theirs is opened.
 """
 
-from ._load import DatabaseLoad, DatabaseStateStore, sync_to_database
+from ._load import (
+    DatabaseLoad,
+    DatabaseStateStore,
+    DatabaseSync,
+    open_database_sync,
+    sync_to_database,
+)
 from ._url import DatabaseURL, parse_database_url
 
 __all__ = [
     "DatabaseLoad",
     "DatabaseStateStore",
+    "DatabaseSync",
     "DatabaseURL",
+    "open_database_sync",
     "parse_database_url",
     "sync_to_database",
 ]

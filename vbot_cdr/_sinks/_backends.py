@@ -1,7 +1,7 @@
 """The three databases: connect, create the tables, add columns, upsert rows, keep the state.
 
 Each `Database` holds one connection and one open transaction. `upsert` and `add_columns`
-write into it; `save_state` writes the state row and commits it, rows and state together;
+write into it; `commit_with_state` writes the state row and commits it, rows and state together;
 anything else (an error, a kill) leaves the transaction to be rolled back. The methods
 block: the sink calls them in worker threads, and they take turns on the connection (`lock`).
 
@@ -221,8 +221,9 @@ class Database(abc.ABC):
             )
         return None if not rows else str(rows[0][0])
 
-    def save_state(self, fingerprint: str, document: str) -> None:
-        """Write the state row and commit it with every row loaded since the last commit."""
+    def commit_with_state(self, fingerprint: str, document: str) -> None:
+        """Write the state row and commit the transaction: the rows loaded since the last
+        commit and the state past them, together (a window's load, made durable)."""
         with self.lock, self.failing_as("commit the calls and the sync state to"):
             self.execute(
                 f"INSERT INTO {quote(self.state_table)} (fingerprint, state, saved_at) "

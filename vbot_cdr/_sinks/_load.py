@@ -1,58 +1,66 @@
 """``sync_to_database``: the calls new since the last run, loaded exactly once.
 
 The sync's state lives in the database (`DatabaseStateStore`), and a window's rows and the
-state past that window are committed in one transaction. A run killed at any instant leaves
-the database as of its last commit: the rows of whole windows and the state that covers them
-exactly. The next run starts at that state, and a call loaded again (by the lookback, or
-because its window was rolled back) updates its row instead of adding one.
+state past that window are committed in one transaction (`DatabaseSync.commit_window`). A
+run killed at any instant leaves the database as of its last commit: the rows of whole
+windows and the state that covers them exactly. The next run starts at that state, and a
+call loaded again (by the lookback, or because its window was rolled back) updates its row
+instead of adding one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
 from typing import Any, Final
 
 import attrs
 
 from .._client import VBotClient
 from .._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
-from .._models import CallFilter, CallRecord, TimeUnit
-from .._sync import CallSync, SyncState, decode_state, encode_state, fingerprint
+from .._models import CallFilter, CallRecord
+from .._stats import IterationStats
+from .._sync import CallSync, DocumentStateStore
 from ._backends import Database, open_database
 from ._columns import RECORD_COLUMNS, columns_of
 from ._url import parse_database_url
 
-__all__ = ["DatabaseLoad", "DatabaseStateStore", "sync_to_database"]
+__all__ = [
+    "DatabaseLoad",
+    "DatabaseStateStore",
+    "DatabaseSync",
+    "open_database_sync",
+    "sync_to_database",
+]
 
 #: Rows sent to the database at a time, inside a window's transaction (memory stays flat).
 BATCH_ROWS: Final = 5_000
 
 
-@attrs.frozen
-class DatabaseStateStore:
-    """A `StateStore` in ``<table>_sync_state``: one row per fingerprint of `made_for`.
+class DatabaseStateStore(DocumentStateStore):
+    """A `StateStore` in ``<table>_sync_state``: one row per fingerprint of what the state is
+    for, holding the document a state file holds.
 
-    `save` writes the row and commits the transaction that already holds the window's rows.
+    Saving the state commits the open transaction, which holds the window's rows: see
+    `Database.commit_with_state`.
     """
 
-    database: Database
+    def __init__(self, database: Database):
+        self.database = database
 
     def __str__(self) -> str:
         return f"{self.database.state_table} in {self.database.url}"
 
-    def load(self, *, purpose: Mapping[str, str], now: int) -> SyncState | None:
-        """The state saved for ``purpose``, checked as a state file is."""
-        document = self.database.read_state(fingerprint(purpose))
-        if document is None:
-            return None
-        return decode_state(document, where=str(self), purpose=purpose, now=now)
+    def read_document(self, key: str) -> str | None:
+        """The state document saved under ``key``, if any."""
+        return self.database.read_state(key)
 
-    def save(self, state: SyncState, *, purpose: Mapping[str, str], time_unit: TimeUnit) -> None:
-        """Save ``state`` and commit it with the rows loaded since the last save."""
-        document = encode_state(state, purpose=purpose, time_unit=time_unit).decode()
-        self.database.save_state(fingerprint(purpose), document)
+    def write_document(self, key: str, document: bytes) -> None:
+        """Commit the rows loaded since the last commit with the state ``document``."""
+        self.database.commit_with_state(key, document.decode())
 
 
 @attrs.frozen
@@ -76,24 +84,102 @@ class DatabaseLoad:
     database: str
 
 
-class _Loader:
-    """Rows in batches into the database's open transaction, off the event loop."""
+class DatabaseSync:
+    """A load into a database in progress: what `sync_to_database` runs, to follow it live.
 
-    def __init__(self, database: Database):
+    Usage::
+
+        async with open_database_sync(client, url, campaign_code="C1") as load:
+            show(load.stats)            # live counters of the sync, as it runs
+            done = await load.run()     # a DatabaseLoad
+
+    `run` loads the calls new since the saved state, each window's rows committed with the
+    state past that window (`commit_window`); closing rolls back what is not committed and
+    closes the connection (after a load running in a worker thread is done).
+
+    Args:
+        sync: The sync, its state kept by a `DatabaseStateStore` of ``database``.
+        database: The open database (`open_database_sync` opens it).
+
+    Attributes:
+        loaded: Calls written so far (inserted or updated).
+        without_trans_id: Calls skipped so far for want of a ``trans_id``.
+
+    .. versionadded:: Unreleased
+    """
+
+    def __init__(self, sync: CallSync, database: Database):
+        self._sync = sync
         self._database = database
         self._records: list[CallRecord] = []
         self.loaded = 0
         self.without_trans_id = 0
 
-    async def add(self, record: CallRecord) -> None:
+    @property
+    def stats(self) -> IterationStats:
+        """The sync's live counters (``stats.yielded``: calls read so far)."""
+        return self._sync.stats
+
+    @property
+    def windows(self) -> Sequence[tuple[int, int]]:
+        """The planned windows (computed as read); ``stats.windows_done`` of them are done."""
+        return self._sync.windows
+
+    async def run(self) -> DatabaseLoad:
+        """Load every call of the sync, committing each window with its state.
+
+        Raises:
+            DatabaseError: The database refuses a load; the window being loaded is rolled
+                back (when the load is closed).
+            VBotError: As for `VBotClient.sync`; committed windows stay committed.
+        """
+        sync = self._sync
+        async for record in sync:
+            if sync.committable:  # the calls before this one end a window
+                await self.commit_window()
+            await self._add(record)
+        await self.commit_window()
+        database = self._database
+        return DatabaseLoad(
+            self.loaded, self.without_trans_id, len(sync.windows), database.table, str(database.url)
+        )
+
+    async def commit_window(self) -> None:
+        """Commit the rows of the windows read in full, and the state past them, in one
+        transaction: the rows go into the open transaction, then `CallSync.commit` saves the
+        state through the `DatabaseStateStore`, which commits both (a no-op if no window was
+        completed since the last commit)."""
+        await self._flush()
+        await self._sync.commit()
+
+    async def aclose(self) -> None:
+        """Stop the sync, roll back what is not committed, and close the connection."""
+        try:
+            await self._sync.aclose()
+        finally:
+            await asyncio.to_thread(self._database.finish)
+
+    async def __aenter__(self) -> DatabaseSync:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _add(self, record: CallRecord) -> None:
         if not record.trans_id:  # an empty one is no key either: it would merge calls
             self.without_trans_id += 1
             return
         self._records.append(record)
         if len(self._records) >= BATCH_ROWS:
-            await self.flush()
+            await self._flush()
 
-    async def flush(self) -> None:
+    async def _flush(self) -> None:
+        """Send the rows held into the open transaction (off the event loop)."""
         # Keyed by trans_id: one INSERT ... ON CONFLICT may not touch a row twice.
         records = list({record.trans_id: record for record in self._records}.values())
         self._records = []
@@ -102,7 +188,8 @@ class _Loader:
             self.loaded += len(records)
 
 
-async def sync_to_database(
+@contextlib.asynccontextmanager
+async def open_database_sync(
     client: VBotClient,
     url: str,
     filter: CallFilter | None = None,
@@ -115,45 +202,14 @@ async def sync_to_database(
     page_size: int | None = None,
     concurrency: int | None = None,
     deadline: float | None = None,
-    watch: Callable[[CallSync], object] | None = None,
     **filters: Any,
-) -> DatabaseLoad:
-    """Load the calls new since the last run into a table of ``url``, each exactly once.
+) -> AsyncIterator[DatabaseSync]:
+    """Open the database and the sync (the state read, the windows planned; no request is
+    sent yet), as a `DatabaseSync` to `~DatabaseSync.run`; closed on leaving the block.
 
-    Usage::
+    The arguments and errors are those of `sync_to_database`.
 
-        async with VBotClient(token) as client:
-            done = await sync_to_database(client, "postgresql://etl@db/calls", campaign_code="C1")
-
-    The run is `VBotClient.sync` with its state in the table ``<table>_sync_state`` of the
-    same database (one row per set of criteria), and each window's rows committed in the
-    transaction that moves the state past it. The calls table (created if missing) has
-    ``trans_id`` as primary key and typed columns (see the README, "Loading into a
-    database"); a call
-    loaded again updates its row; a field the table lacks becomes a new nullable column.
-    A call without ``trans_id`` is skipped and counted in the result.
-
-    Args:
-        client: An open client.
-        url: ``postgresql://...``, ``duckdb:///PATH``, ``sqlite:///PATH``, or a path ending
-            in ``.duckdb``, ``.db`` or ``.sqlite``.
-        filter, lookback, settle, window, reset, page_size, concurrency, deadline, filters:
-            As for `VBotClient.sync`; ``reset`` ignores the state saved in the database.
-        table: The calls table.
-        watch: Called with the `CallSync` once it is made, before its first request, to
-            follow the load as it runs (its ``stats`` and ``windows``).
-
-    Returns:
-        What was loaded.
-
-    Raises:
-        ValueError: ``url`` is not a database URL (before anything is opened).
-        DatabaseError: The driver is missing (``pip install 'vbot_cdr[db]'``), or the
-            database cannot be reached or refuses a load; the window being loaded is rolled
-            back.
-        StateError, VBotError: As for `VBotClient.sync`; committed windows stay committed.
-
-    .. versionadded:: 0.1
+    .. versionadded:: Unreleased
     """
     target = parse_database_url(url)
     database = await asyncio.to_thread(open_database, target, table, RECORD_COLUMNS)
@@ -170,21 +226,75 @@ async def sync_to_database(
             deadline=deadline,
             **filters,
         )
-        if watch is not None:
-            watch(sync)
-        loader = _Loader(database)
-        try:
-            async for record in sync:
-                if sync.committable:  # the rows so far end a window: commit them with the state
-                    await loader.flush()
-                    await sync.commit()
-                await loader.add(record)
-            await loader.flush()
-            await sync.commit()
-        finally:
-            await sync.aclose()
-    finally:
-        await asyncio.to_thread(database.finish)  # rolls back what is not committed
-    return DatabaseLoad(
-        loader.loaded, loader.without_trans_id, len(sync.windows), table, str(target)
-    )
+    except BaseException:
+        await asyncio.to_thread(database.finish)
+        raise
+    async with DatabaseSync(sync, database) as load:
+        yield load
+
+
+async def sync_to_database(
+    client: VBotClient,
+    url: str,
+    filter: CallFilter | None = None,
+    *,
+    table: str = "vbot_calls",
+    lookback: dt.timedelta = DEFAULT_LOOKBACK,
+    settle: dt.timedelta = DEFAULT_SETTLE,
+    window: dt.timedelta = DEFAULT_WINDOW,
+    reset: bool = False,
+    page_size: int | None = None,
+    concurrency: int | None = None,
+    deadline: float | None = None,
+    **filters: Any,
+) -> DatabaseLoad:
+    """Load the calls new since the last run into a table of ``url``, each exactly once.
+
+    Usage::
+
+        async with VBotClient(token) as client:
+            done = await sync_to_database(client, "postgresql://etl@db/calls", campaign_code="C1")
+
+    The run is `VBotClient.sync` with its state in the table ``<table>_sync_state`` of the
+    same database (one row per set of criteria), and each window's rows committed in the
+    transaction that moves the state past it. The calls table (created if missing) has
+    ``trans_id`` as primary key and typed columns (see the README, "Loading into a
+    database"); a call loaded again updates its row; a field the table lacks becomes a new
+    nullable column. A call without ``trans_id`` is skipped and counted in the result.
+    To follow the load as it runs, use `open_database_sync` instead.
+
+    Args:
+        client: An open client.
+        url: ``postgresql://...``, ``duckdb:///PATH``, ``sqlite:///PATH``, or a path ending
+            in ``.duckdb``, ``.db`` or ``.sqlite``.
+        filter, lookback, settle, window, reset, page_size, concurrency, deadline, filters:
+            As for `VBotClient.sync`; ``reset`` ignores the state saved in the database.
+        table: The calls table.
+
+    Returns:
+        What was loaded.
+
+    Raises:
+        ValueError: ``url`` is not a database URL (before anything is opened).
+        DatabaseError: The driver is missing (``pip install 'vbot_cdr[db]'``), or the
+            database cannot be reached or refuses a load; the window being loaded is rolled
+            back.
+        StateError, VBotError: As for `VBotClient.sync`; committed windows stay committed.
+
+    .. versionadded:: 0.1
+    """
+    async with open_database_sync(
+        client,
+        url,
+        filter,
+        table=table,
+        lookback=lookback,
+        settle=settle,
+        window=window,
+        reset=reset,
+        page_size=page_size,
+        concurrency=concurrency,
+        deadline=deadline,
+        **filters,
+    ) as load:
+        return await load.run()

@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import orjson
 
+from .._files import fsync_directory
 from .._models import CallRecord
 from .._schema import EXTRAS, arrow_schema, record_shape
 from ._status import UsageError
@@ -374,7 +375,7 @@ def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -
             os.fsync(stream.fileno())
         os.replace(temporary, target)
         result.complete = True
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
     finally:
         if not result.complete:
             _keep_partial(Path(temporary), target, result)
@@ -398,16 +399,6 @@ def _keep_partial(temporary: Path, target: Path, result: ExportFile) -> None:
             result.partial = partial
         else:
             temporary.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    # So that the rename survives a crash of the machine (POSIX; Windows cannot open one).
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 # -- the file sync appends to ------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """``vbot-cdr sync --to URL``: load the calls new since the last run into a database table,
-each call exactly once, the state kept in the same database (`sync_to_database`)."""
+each call exactly once, the state kept in the same database (`open_database_sync`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._errors import StateError
-from .._sinks import parse_database_url, sync_to_database
-from .._sync import CallSync
+from .._sinks import DatabaseSync, open_database_sync, parse_database_url
 from ._options import DatabaseSyncOptions
 from ._progress import progress_lines
 from ._settings import open_client
@@ -33,7 +32,7 @@ def _removed_if_refused(url: str) -> Iterator[None]:
     try:
         target = parse_database_url(url)
     except ValueError:
-        target = None  # sync_to_database says what is wrong with it
+        target = None  # open_database_sync says what is wrong with it
     new: list[Path] = []
     if target is not None and target.backend != "postgresql":
         path = Path(target.target)
@@ -50,30 +49,24 @@ def _removed_if_refused(url: str) -> Iterator[None]:
 async def _load(options: DatabaseSyncOptions, context: Context) -> int:
     summary = context.summary
     started = time.monotonic()
-    followed: list[CallSync] = []
-
-    def follow(sync: CallSync) -> None:
-        followed.append(sync)
-        summary.stats = sync.stats
-
+    load: DatabaseSync | None = None
     async with open_client(options.connection, context, options.paging) as client:
         try:
-            async with progress_lines(context, quiet=options.quiet):
-                done = await sync_to_database(
-                    client,
-                    options.to,
-                    options.filter,
-                    table=options.table,
-                    watch=follow,
-                    **options.settings(),
-                )
+            async with (
+                progress_lines(context, quiet=options.quiet),
+                open_database_sync(
+                    client, options.to, options.filter, table=options.table, **options.settings()
+                ) as load,
+            ):
+                summary.stats = load.stats
+                done = await load.run()
         except StateError as exc:  # before any request: the state or the filters must change
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:  # a bad URL or bad options, before anything is opened
             raise UsageError(str(exc)) from None
         finally:
             # The calls read so far: the summary of a run that fails or is stopped says it.
-            summary.records = followed[0].stats.yielded if followed else 0
+            summary.records = load.stats.yielded if load is not None else 0
     summary.records = done.loaded
     summary.tables.append(f"{done.database} {done.table}")
     if done.without_trans_id:

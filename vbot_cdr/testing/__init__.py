@@ -3,11 +3,14 @@
 Everything importable from here is public and stable. `FakeVBotServer` serves seeded
 synthetic data (`generate_records`) with faults on demand (`Fault`, `FaultMix`); the pytest
 plugin ``vbot_cdr.testing.pytest_plugin`` gives tests a running one as the ``vbot_server``
-fixture.
+fixture. `instant_retries` makes every client's retries wait zero seconds, and
+`remembered_ids` shrinks the exactly-once stage's memory so small data exercise its pruning.
 """
 
 from __future__ import annotations
 
+from .._exactly_once import remembered_ids
+from .._retry import instant_retries
 from ._data import generate_records, make_conversation
 from ._server import (
     ENDPOINTS,
@@ -28,5 +31,7 @@ __all__ = [
     "PagingHabits",
     "RecordedRequest",
     "generate_records",
+    "instant_retries",
     "make_conversation",
+    "remembered_ids",
 ]
