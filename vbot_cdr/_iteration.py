@@ -4,7 +4,10 @@ One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
 `Iteration.next_page`, then the public iterators):
 
 1. **time windows** (`_windows`): the range's slices, oldest first; a plain ``iter_calls``
-   is one window, the filter's own dates. Each window is counted once (``countAll``).
+   is one window, the filter's own dates. Each window is counted once (``countAll``), for
+   each of the filter's `CallFilter.variants` (a criterion given several values is read one
+   value at a time, each a range of its own, counted, paged and verified); the empty windows
+   after an empty one are skipped by counting spans of them;
 2. **concurrent pages** (`_pagination.Paginator`): the window's pages, at most
    ``concurrency`` requests in flight under one `InFlightLimit` that the whole iteration
    shares, so a slowdown learned from 429s carries from one window to the next;
@@ -52,9 +55,11 @@ class Iteration:
 
     Args:
         port: Counts and fetches (``countAll``, ``getAll``).
-        filter: The criteria; its dates, when set, must be epoch ints in the records' unit.
+        filter: The criteria; its dates, when set, must be epoch ints in the records' unit;
+            criteria of several values are read one `CallFilter.variants` at a time.
         windows: The time windows ``(start, end)``, oldest first (``None``: one window, the
-            filter's own dates; the iteration is then not sliced by time).
+            filter's own dates; the iteration is then not sliced by time), a `Windows` or
+            any sequence: read by index, never copied.
         first_page: The number of the first page (0 or 1, as the server counts).
         page_size: Records per page.
         concurrency: Most requests in flight at once, and most pages fetched ahead of the
