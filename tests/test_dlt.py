@@ -15,7 +15,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from tests._sync_worker import START
 from vbot_cdr._dialects import Api
 from vbot_cdr.dlt import vbot_source
-from vbot_cdr.testing import FakeVBotServer
+from vbot_cdr.testing import FakeVBotServer, Fault
 from vbot_cdr.testing._data import RecordGenerator
 
 SPACING = 37  # seconds between generated records
@@ -36,7 +36,7 @@ def credential(server: FakeVBotServer) -> dict[str, Any]:
     return {"token": None, "api_key": server.api_key, "api": server.api}
 
 
-def run_pipeline(home: Path, server: FakeVBotServer, **options: bool) -> None:
+def run_pipeline(home: Path, server: FakeVBotServer, **options: Any) -> None:
     """One run of a dlt pipeline into DuckDB (in a worker thread: dlt runs its own loop)."""
     pipeline = dlt.pipeline(
         pipeline_name="vbot_tenant_test",
@@ -49,8 +49,7 @@ def run_pipeline(home: Path, server: FakeVBotServer, **options: bool) -> None:
         start_date=dt.datetime.fromtimestamp(START, dt.timezone.utc),
         **credential(server),
         window=dt.timedelta(hours=6),
-        client_options={"first_page": server.first_page},
-        **options,
+        **{"client_options": {"first_page": server.first_page}, **options},
     )
     pipeline.run(source)
 
@@ -93,6 +92,24 @@ async def test_conversations_transformer_loads_one_per_call(dlt_home: Path) -> N
         await asyncio.to_thread(run_pipeline, dlt_home, server, conversations=True)
         conversations = loaded(dlt_home, "conversations")
         assert sorted(conversations) == sorted(r["trans_id"] for r in server.records)
+
+
+async def test_conversations_are_bounded_by_the_client_concurrency(dlt_home: Path) -> None:
+    """However many pages dlt transforms at once, at most the client's concurrency of
+    conversation requests are in flight (plus the calls' own pages); a 404 is a null row."""
+    async with FakeVBotServer(count=400, latency=0.01) as server:
+        server.inject(Fault(status=404), endpoint="getBotConversation")
+        options = {"first_page": server.first_page, "concurrency": 3}
+        await asyncio.to_thread(
+            run_pipeline, dlt_home, server, conversations=True, client_options=options
+        )
+        assert sorted(loaded(dlt_home, "conversations")) == sorted(
+            r["trans_id"] for r in server.records
+        )
+        assert server.peak_in_flight <= 3 + 3
+    with duckdb.connect(str(dlt_home / "calls.duckdb")) as connection:
+        empty = connection.execute("SELECT count(*) FROM vbot.conversations WHERE raw IS NULL")
+        assert empty.fetchone() == (1,)
 
 
 async def test_calls_without_a_trans_id_fail_the_load_instead_of_merging(dlt_home: Path) -> None:

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
+import re
 from collections.abc import Mapping, Sequence
-from typing import overload
+from typing import Final, overload
 
 import attrs
 
 from ._models import TimeUnit
 
-__all__ = ["Checkpoint", "Windows", "plan_windows", "to_units"]
+__all__ = ["Checkpoint", "Windows", "parse_duration", "plan_windows", "to_units"]
 
 
 _UNIT = {"s": dt.timedelta(seconds=1), "ms": dt.timedelta(milliseconds=1)}
@@ -45,6 +46,26 @@ def to_units(delta: dt.timedelta, time_unit: TimeUnit) -> int:
     if delta < dt.timedelta(0):
         raise ValueError(f"expected a duration >= 0, got {delta}")
     return delta // _UNIT[time_unit]
+
+
+_DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION: Final = re.compile(r"(\d+(?:\.\d*)?)([smhdw]?)")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``90s``, ``10m``, ``6h``, ``1d``, ``2w``, or a number of seconds (a window, a lookback).
+
+    Raises:
+        ValueError: Neither, or too long a duration.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use 90s, 10m, 6h, 1d or 2w)")
+    number, unit = match.groups()
+    try:
+        return dt.timedelta(seconds=float(number) * _DURATION_UNITS[unit or "s"])
+    except OverflowError:
+        raise ValueError(f"too long a duration: {text!r}") from None
 
 
 class Windows(Sequence[tuple[int, int]]):

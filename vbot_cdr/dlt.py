@@ -16,7 +16,8 @@ again are merged on ``trans_id``, so the destination holds each call once. A cal
 ``trans_id`` (or with an empty one) fails the load, as dlt's primary key cannot be null,
 instead of being merged into another call's row. It stops ``settle``
 before now, as `VBotClient.sync` does. With ``conversations=True``, a ``conversations``
-transformer adds the bot conversation of each call.
+transformer adds the bot conversation of each call (``raw`` null for a call the server has
+none for), with at most the client's ``concurrency`` requests in flight across all pages.
 
 dlt keeps the cursor in the pipeline's state, at the destination: one pipeline (name and
 state) per tenant and set of criteria.
@@ -34,9 +35,11 @@ import dlt
 from dlt.extract import DltResource
 
 from ._client import VBotClient
-from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
+from ._config import DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from ._dialects import Api
+from ._errors import APIError
 from ._models import CallFilter, to_epoch
+from ._wire import finds_nothing
 
 __all__ = ["vbot_source"]
 
@@ -114,17 +117,26 @@ def vbot_source(
                         row["trans_id"] = None
                 yield rows
 
+    # dlt may transform several pages at once: one bound for all of them, the client's.
+    in_flight = asyncio.Semaphore(options.get("concurrency", DEFAULT_CONCURRENCY))
+
     @dlt.transformer(name="conversations", primary_key="trans_id", write_disposition="merge")
     async def bot_conversations(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
         async with open_client() as client:
-            found = await asyncio.gather(
-                *(
-                    client.get_bot_conversation(call["trans_id"], bot_id=call.get("bot_id"))
-                    for call in page
-                    if call.get("trans_id")
-                )
-            )
-        return [{"trans_id": c.trans_id, "raw": c.raw} for c in found]
+
+            async def row(call: dict[str, Any]) -> dict[str, Any]:
+                async with in_flight:
+                    try:
+                        found = await client.get_bot_conversation(
+                            call["trans_id"], bot_id=call.get("bot_id")
+                        )
+                    except APIError as exc:
+                        if not finds_nothing(exc):
+                            raise
+                        return {"trans_id": call["trans_id"], "raw": None}  # it has none
+                return {"trans_id": found.trans_id, "raw": found.raw}
+
+            return list(await asyncio.gather(*(row(c) for c in page if c.get("trans_id"))))
 
     calls_read = calls()
     resources: list[DltResource] = [calls_read]

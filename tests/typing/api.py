@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
@@ -17,6 +18,8 @@ from vbot_cdr import (
     APIError,
     AuthenticationError,
     BotConversation,
+    CallConversation,
+    CallError,
     CallFilter,
     CallPageIterator,
     CallRecord,
@@ -31,6 +34,8 @@ from vbot_cdr import (
     Member,
     PasswordAuth,
     RateLimitError,
+    Recording,
+    RecordingDownload,
     ResponseFormatError,
     RetryPolicy,
     StateStore,
@@ -285,6 +290,29 @@ async def database_sink() -> None:
         shown: str = done.database
         assert_type(done.windows, int)
         del loaded, skipped, shown
+
+
+async def bulk_reads() -> None:
+    async with VBotClient("token", base_url="https://api.example.vn") as client:
+        async with client.iter_conversations(campaign_code="C1", concurrency=16) as items:
+            async for item in items:
+                assert_type(item, CallConversation)
+                assert_type(item.conversation, BotConversation | None)
+                assert_type(item.trans_id, str | None)
+            assert_type(items.total, int | None)
+        one = await client.download_recording("TX1", Path("a.mp3"), max_bytes=1 << 20)
+        assert_type(one, Recording)
+        assert_type(one.sha256, str | None)
+        download = client.download_recordings("out", CallFilter(bot_id="B1"), max_bytes=1000)
+        assert_type(download, RecordingDownload)
+        async for recording in download:
+            assert_type(recording.reason, str | None)
+            assert_type(recording.reused, bool)
+    try:
+        pass
+    except CallError as exc:
+        assert_type(exc.trans_id, str)
+        assert_type(exc.error, VBotError)
 
 
 async def seams() -> None:

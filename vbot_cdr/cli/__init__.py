@@ -7,6 +7,8 @@ Usage::
     vbot-cdr sync --to postgresql://...|duckdb:///PATH|sqlite:///PATH [--table T] [FILTERS] ...
     vbot-cdr count [FILTERS]
     vbot-cdr conversation TRANS_ID [--bot-id BOT]
+    vbot-cdr conversations [--out FILE] [--format jsonl|csv] [FILTERS] [--concurrency N] ...
+    vbot-cdr recordings --out DIR [FILTERS] [--max-bytes N] [--concurrency N] ...
     vbot-cdr schema
     vbot-cdr serve-fake [--records N] [--latency SECONDS] [--arrivals-per-second R] ...
     vbot-cdr --print-completion bash|zsh
@@ -21,8 +23,10 @@ Usage::
 - `_settings`: environment, secret files and credentials, made into a client (or a demo).
 - `_progress`: progress bar and lines; `_runlog`: log lines; `_summary`: ``--summary``.
 - `_outputs`: the file formats and files that are never torn.
+- `_turns`: the rows of ``conversations``, one per turn.
 - One module per command family: `_export`, `_sync_file`, `_sync_database`, `_count`
-  (count and conversation), `_print_schema`, `_serve_fake`.
+  (count and conversation), `_bulk` (conversations and recordings), `_print_schema`,
+  `_serve_fake`.
 
 Imports flow downward: the command modules import the shared steps, never this module, and
 none imports the package face `vbot_cdr`; the fake server (`vbot_cdr.testing`) is imported only

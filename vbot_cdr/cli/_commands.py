@@ -10,14 +10,17 @@ from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
+from ._bulk import run_conversations, run_recordings
 from ._count import run_conversation, run_count
 from ._export import run_export
 from ._options import (
     ConversationOptions,
+    ConversationsOptions,
     CountOptions,
     DatabaseSyncOptions,
     ExportOptions,
     FileSyncOptions,
+    RecordingsOptions,
     SchemaOptions,
     ServeFakeOptions,
     build,
@@ -73,6 +76,8 @@ TABLE: Final[Mapping[str, Command[Any]]] = {
     "sync": _command(sync_options, _sync),
     "count": _command(functools.partial(build, CountOptions), run_count),
     "conversation": _command(functools.partial(build, ConversationOptions), run_conversation),
+    "conversations": _command(functools.partial(build, ConversationsOptions), run_conversations),
+    "recordings": _command(functools.partial(build, RecordingsOptions), run_recordings),
     "schema": _command(functools.partial(build, SchemaOptions), run_schema),
     "serve-fake": _command(functools.partial(build, ServeFakeOptions), run_serve_fake),
 }

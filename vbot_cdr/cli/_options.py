@@ -27,12 +27,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ConnectionOptions",
     "ConversationOptions",
+    "ConversationsOptions",
     "CountOptions",
     "DatabaseSyncOptions",
     "ExportOptions",
     "FileSyncOptions",
     "OutputOptions",
     "PagingOptions",
+    "RecordingsOptions",
     "RunOptions",
     "SchemaOptions",
     "ServeFakeOptions",
@@ -212,6 +214,32 @@ class ConversationOptions:
     connection: ConnectionOptions
     trans_id: str
     bot_id: str | None
+
+
+@attrs.frozen(kw_only=True)
+class ConversationsOptions:
+    """``vbot-cdr conversations``."""
+
+    run: RunOptions
+    connection: ConnectionOptions
+    filter: CallFilter
+    paging: PagingOptions
+    output: OutputOptions
+    window: dt.timedelta | None
+
+
+@attrs.frozen(kw_only=True)
+class RecordingsOptions:
+    """``vbot-cdr recordings``."""
+
+    run: RunOptions
+    connection: ConnectionOptions
+    filter: CallFilter
+    paging: PagingOptions
+    out: Path
+    max_bytes: int
+    window: dt.timedelta | None
+    quiet: bool
 
 
 @attrs.frozen(kw_only=True)

@@ -23,19 +23,21 @@ import gzip
 import io
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 import orjson
 
+from .._arrow import arrow_rows
 from .._files import fsync_directory
 from .._models import CallRecord
 from .._schema import EXTRAS, arrow_schema, record_shape
 from ._status import UsageError
 
 if TYPE_CHECKING:
+    import pyarrow
     import pyarrow.parquet
 
 __all__ = [
@@ -43,10 +45,12 @@ __all__ = [
     "FORMATS",
     "PARQUET_ROW_GROUP",
     "PARTIAL_SUFFIX",
+    "Encoder",
     "ExportFile",
     "Output",
     "OutputError",
     "OutputFormat",
+    "Rows",
     "append_file",
     "append_output",
     "choose_format",
@@ -145,14 +149,14 @@ def _extras(record: CallRecord) -> dict[str, Any] | None:
     return dict(record.extras) if record.extras else None
 
 
-class _Encoder(Protocol):
-    """Turns calls into bytes of one line-based format."""
+class Encoder(Protocol):
+    """Turns rows (calls, by default) into bytes of one line-based format."""
 
     def header(self) -> bytes:
         """What starts the output."""
         ...
 
-    def encode(self, records: Sequence[CallRecord]) -> bytes:
+    def encode(self, records: Sequence[Any]) -> bytes:
         """Whole lines for ``records``."""
         ...
 
@@ -216,7 +220,7 @@ class _Csv:
         return row
 
 
-def _encoder(output_format: OutputFormat) -> _Encoder:
+def _encoder(output_format: OutputFormat) -> Encoder:
     if output_format.name == "csv":
         return _Csv(excel=output_format.excel)
     return _JsonLines()
@@ -231,8 +235,9 @@ class Output(Protocol):
     #: How messages name it.
     name: str
 
-    def write(self, records: Sequence[CallRecord]) -> None:
-        """Write ``records`` in full (whole lines), or raise `OSError`."""
+    def write(self, records: Sequence[Any]) -> None:
+        """Write ``records`` (calls, or the rows of its encoder) in full (whole lines), or
+        raise `OSError`."""
         ...
 
 
@@ -247,14 +252,14 @@ class _LineOutput:
     A gzip stream is closed by `close` (its trailer written); the file under it is not.
     """
 
-    def __init__(self, stream: _ByteSink, encoder: _Encoder, name: str, *, header: bool = True):
+    def __init__(self, stream: _ByteSink, encoder: Encoder, name: str, *, header: bool = True):
         self._stream = stream
         self._encoder = encoder
         self.name = name
         if header:
             stream.write(encoder.header())
 
-    def write(self, records: Sequence[CallRecord]) -> None:
+    def write(self, records: Sequence[Any]) -> None:
         # One write per batch: a stop between batches leaves only whole lines.
         self._stream.write(self._encoder.encode(records))
         self._stream.flush()
@@ -266,22 +271,30 @@ class _LineOutput:
             self._stream.flush()
 
 
-class _ParquetOutput:
-    """Parquet, one row group per `PARQUET_ROW_GROUP` calls."""
+@attrs.frozen
+class Rows:
+    """How rows other than calls are written: ``encoder`` makes the line-based formats'
+    encoder; ``arrow_schema`` and ``arrow_rows`` give Parquet its schema and rows."""
 
-    def __init__(self, stream: IO[bytes], name: str):
+    encoder: Callable[[OutputFormat], Encoder]
+    arrow_schema: Callable[[], pyarrow.Schema]
+    arrow_rows: Callable[[Sequence[Any]], Iterable[dict[str, Any]]]
+
+
+class _ParquetOutput:
+    """Parquet, one row group per `PARQUET_ROW_GROUP` rows (calls, or those of ``rows``)."""
+
+    def __init__(self, stream: IO[bytes], name: str, rows: Rows | None = None):
         import pyarrow.parquet as pq
 
-        self._schema = arrow_schema()
+        self._schema = arrow_schema() if rows is None else rows.arrow_schema()
+        self._arrow_rows = arrow_rows if rows is None else rows.arrow_rows
         self._writer: pyarrow.parquet.ParquetWriter = pq.ParquetWriter(stream, self._schema)
         self._rows: list[dict[str, Any]] = []
         self.name = name
 
-    def write(self, records: Sequence[CallRecord]) -> None:
-        for record in records:
-            row = record.to_dict()
-            extras = _extras(record)
-            row[EXTRAS] = None if extras is None else orjson.dumps(extras).decode()
+    def write(self, records: Sequence[Any]) -> None:
+        for row in self._arrow_rows(records):
             self._rows.append(row)
             if len(self._rows) >= PARQUET_ROW_GROUP:
                 self._flush()
@@ -299,9 +312,12 @@ class _ParquetOutput:
 
 
 @contextlib.contextmanager
-def stream_output(stream: IO[bytes], output_format: OutputFormat) -> Iterator[Output]:
-    """Standard output (``stream``), written page by page as the calls come."""
-    output = _LineOutput(stream, _encoder(output_format), "standard output")
+def stream_output(
+    stream: IO[bytes], output_format: OutputFormat, *, rows: Rows | None = None
+) -> Iterator[Output]:
+    """Standard output (``stream``), written page by page as the calls (or ``rows``) come."""
+    encoder = _encoder(output_format) if rows is None else rows.encoder(output_format)
+    output = _LineOutput(stream, encoder, "standard output")
     yield output
     output.close()
 
@@ -330,26 +346,31 @@ class _CountingOutput:
         self._result = result
         self.name = inner.name
 
-    def write(self, records: Sequence[CallRecord]) -> None:
+    def write(self, records: Sequence[Any]) -> None:
         self._inner.write(records)
         self._result.records += len(records)
 
 
 def _file_writer(
-    stream: IO[bytes], output_format: OutputFormat, name: str
+    stream: IO[bytes], output_format: OutputFormat, name: str, rows: Rows | None
 ) -> _LineOutput | _ParquetOutput:
     if output_format.name == "parquet":
-        return _ParquetOutput(stream, name)
+        return _ParquetOutput(stream, name, rows)
+    encoder = _encoder(output_format) if rows is None else rows.encoder(output_format)
     if output_format.gzip:
         # mtime=0: the same calls give the same bytes.
         compressed = gzip.GzipFile(fileobj=stream, mode="wb", mtime=0)
-        return _LineOutput(compressed, _encoder(output_format), name)
-    return _LineOutput(stream, _encoder(output_format), name)
+        return _LineOutput(compressed, encoder, name)
+    return _LineOutput(stream, encoder, name)
 
 
 @contextlib.contextmanager
-def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -> Iterator[Output]:
+def export_file(
+    target: Path, output_format: OutputFormat, result: ExportFile, *, rows: Rows | None = None
+) -> Iterator[Output]:
     """Write to a temporary file beside ``target``; rename it into place on a clean exit.
+
+    ``rows`` writes rows other than calls.
 
     On a clean exit the file is closed, fsynced and renamed onto ``target`` (and its
     directory fsynced). When the block raises, ``target`` is left as it was: what was written
@@ -366,7 +387,7 @@ def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -
         # mkstemp makes the file private; give it the permissions a plain open would have.
         os.chmod(temporary, _file_mode(target))
         with open(descriptor, "wb") as stream:
-            writer = _file_writer(stream, output_format, str(target))
+            writer = _file_writer(stream, output_format, str(target), rows)
             try:
                 yield _CountingOutput(writer, result)
             finally:

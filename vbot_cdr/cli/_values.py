@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from .._models import CallFilter
+from .._windows import parse_duration
 
 if TYPE_CHECKING:
     from vbot_cdr.testing import FaultMix
@@ -67,20 +67,12 @@ def timeout(text: str) -> float:
     return value
 
 
-_DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-_DURATION: Final = re.compile(r"(\d+(?:\.\d*)?)([smhdw]?)")
-
-
 def duration(text: str) -> dt.timedelta:
     """``90s``, ``10m``, ``6h``, ``1d``, ``2w``, or a number of seconds."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use 90s, 10m, 6h, 1d or 2w)")
-    number, unit = match.groups()
     try:
-        return dt.timedelta(seconds=float(number) * _DURATION_UNITS[unit or "s"])
-    except OverflowError:
-        raise argparse.ArgumentTypeError(f"too long a duration: {text!r}") from None
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def window(text: str) -> dt.timedelta:
