@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from tests._sync_worker import START
 from vbot_cdr._dialects import Api
+from vbot_cdr._models import epoch_to_datetime
+from vbot_cdr._table import CALL_COLUMNS
 from vbot_cdr.dlt import vbot_source
 from vbot_cdr.testing import FakeVBotServer, Fault
 from vbot_cdr.testing._data import RecordGenerator
@@ -120,3 +123,46 @@ async def test_calls_without_a_trans_id_fail_the_load_instead_of_merging(dlt_hom
     async with FakeVBotServer(records=records) as server:
         with pytest.raises(PipelineStepFailed, match="trans_id"):
             await asyncio.to_thread(run_pipeline, dlt_home, server)
+
+
+#: DuckDB's name of each kind of column, as dlt creates them.
+DUCKDB_TYPES = {
+    "text": "VARCHAR",
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "json": "JSON",
+}
+
+
+@pytest.mark.parametrize("api", ["v2", "v3"])
+async def test_calls_table_has_the_one_table_shape(
+    dlt_home: Path, api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """dlt's calls table has the columns of CALL_COLUMNS, typed from the schema (times as
+    UTC timestamps, codes as text, JSON columns, no child table), then dlt's own columns,
+    which start with ``_``; from v2 and v3 alike, and no column is left for dlt to infer
+    (v2 sends none of v3's own fields)."""
+    caplog.set_level(logging.WARNING, logger="dlt")
+    async with FakeVBotServer(count=40, api=api) as server:
+        await asyncio.to_thread(run_pipeline, dlt_home, server)
+        newest = max(server.records, key=lambda r: r["create_at"])
+    with duckdb.connect(str(dlt_home / "calls.duckdb")) as connection:
+        columns = connection.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'vbot' AND table_name = 'calls' ORDER BY ordinal_position"
+        ).fetchall()
+        tables = connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'vbot'"
+        ).fetchall()
+        created, phone = connection.execute(
+            "SELECT create_at, phone FROM vbot.calls WHERE trans_id = ?", [newest["trans_id"]]
+        ).fetchone() or (None, None)
+    ours = [(name, kind) for name, kind in columns if not name.startswith("_")]
+    assert ours == [(c.name, DUCKDB_TYPES[c.kind]) for c in CALL_COLUMNS]
+    assert all(name.startswith("_") for name, _ in columns[len(ours) :])
+    assert sorted(t for (t,) in tables if not t.startswith("_")) == ["calls"]
+    assert created == epoch_to_datetime(newest["create_at"])
+    assert phone == newest["phone"]
+    assert "could not have their types inferred" not in caplog.text

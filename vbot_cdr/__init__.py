@@ -33,6 +33,7 @@ from ._recordings import Recording, RecordingDownload
 from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
 from ._stats import IterationStats
 from ._sync import CallSync, DocumentStateStore, StateStore
+from ._table import CallColumn, call_columns, table_row
 from ._transport import AiohttpTransport, StreamingTransport, Transport
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "AiohttpTransport",
     "AuthenticationError",
     "BotConversation",
+    "CallColumn",
     "CallConversation",
     "CallError",
     "CallFilter",
@@ -70,8 +72,10 @@ __all__ = [
     "TransportError",
     "VBotClient",
     "VBotError",
+    "call_columns",
     "open_database_sync",
     "sync_to_database",
+    "table_row",
 ]
 
 

@@ -18,6 +18,7 @@ from vbot_cdr import (
     APIError,
     AuthenticationError,
     BotConversation,
+    CallColumn,
     CallConversation,
     CallError,
     CallFilter,
@@ -43,8 +44,10 @@ from vbot_cdr import (
     TransportError,
     VBotClient,
     VBotError,
+    call_columns,
     open_database_sync,
     sync_to_database,
+    table_row,
 )
 from vbot_cdr.testing import (
     FakeVBotServer,
@@ -350,3 +353,13 @@ async def followed_database_sink() -> None:
             assert_type(await load.run(), DatabaseLoad)
         store: StateStore = Documents()
         assert_type(client.sync(store, start_date=1_764_547_200), CallSync)
+
+
+def one_table_shape(record: CallRecord) -> None:
+    """The columns of every tabular output, and a call as their values."""
+    columns = call_columns()
+    assert_type(columns, tuple[CallColumn, ...])
+    kinds: list[str] = [column.kind for column in columns]
+    row = table_row(record, tz="UTC")
+    assert_type(row, dict[str, Any])
+    del kinds, row

@@ -2,7 +2,7 @@
 
 Usage::
 
-    vbot-cdr export [--out FILE] [--format jsonl|csv|parquet] [FILTERS] [--limit N] ...
+    vbot-cdr export [--out FILE] [--format jsonl|csv|parquet|xlsx] [--tz ZONE] [FILTERS] ...
     vbot-cdr sync --state FILE --out DIR_OR_FILE [FILTERS] [--lookback 10m] [--reset] ...
     vbot-cdr sync --to postgresql://...|duckdb:///PATH|sqlite:///PATH [--table T] [FILTERS] ...
     vbot-cdr count [FILTERS]
@@ -16,6 +16,7 @@ Usage::
 ``vbot-cdr --help`` and the commands' ``--help`` are the manual. One module per concern:
 
 - `_main`: the entry point; every outcome mapped to an exit status in one place.
+- `_timezone`: the run's zone (`--tz`), in which dates without an offset are read.
 - `_status`: the exit statuses, the errors that pick them, the run's context.
 - `_commands`: the command table: options builder and body of each command.
 - `_parser`: the options as argparse parsers (help, defaults, suggestions, completion).
@@ -51,6 +52,7 @@ from ._settings import (
     resolve_credential,
 )
 from ._status import EXIT_STATUSES, CommandError, UsageError
+from ._timezone import ENV_TZ
 from ._values import parse_date
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "ENV_PASSWORD",
     "ENV_PROJECT_CODE",
     "ENV_TOKEN",
+    "ENV_TZ",
     "ENV_USERNAME",
     "ENV_VBOT_ID",
     "EXIT_STATUSES",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Generic, TypeVar
 
@@ -32,6 +33,7 @@ from ._serve_fake import run_serve_fake
 from ._status import Context
 from ._sync_database import run_database_sync
 from ._sync_file import run_file_sync
+from ._timezone import apply_zone
 
 __all__ = ["COMMANDS", "TABLE", "Command", "parse_options"]
 
@@ -93,4 +95,5 @@ def parse_options(argv: Sequence[str]) -> Any:
         UsageError: The options do not go together.
     """
     namespace = build_parser().parse_args(argv)
+    apply_zone(namespace, os.environ)
     return TABLE[namespace.command].options(vars(namespace))

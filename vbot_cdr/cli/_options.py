@@ -67,11 +67,13 @@ def build(kind: type[_Options], values: Mapping[str, Any]) -> _Options:
 
 @attrs.frozen(kw_only=True)
 class RunOptions:
-    """Logs and summary, for every command: ``-v``, ``--log-format``, ``--summary``."""
+    """Logs, summary and time zone, for every command: ``-v``, ``--log-format``,
+    ``--summary``, ``--tz``."""
 
     verbose: bool
     log_format: str
     summary: Path | None
+    tz: str | None
 
 
 @attrs.frozen(kw_only=True)

@@ -34,7 +34,8 @@ from .._config import (
     DEFAULT_WINDOW,
 )
 from .._recordings import DEFAULT_MAX_RECORDING_BYTES
-from ._outputs import FORMATS, PARQUET_ROW_GROUP
+from .._table import DEFAULT_TZ
+from ._outputs import APPENDABLE, FORMATS, PARQUET_ROW_GROUP
 from ._runlog import ENV_LOG, LOG_FORMATS
 from ._settings import (
     APIS,
@@ -48,6 +49,7 @@ from ._settings import (
     ENVIRONMENT,
 )
 from ._status import EXIT_STATUSES, EXIT_USAGE
+from ._timezone import ENV_TZ
 from ._turns import TURN_FORMATS
 from ._values import FILTERS, count, duration, fault_mix, positive_int, seconds, timeout, window
 
@@ -143,9 +145,16 @@ def _run_options() -> Parser:
             type=Path,
             metavar="FILE",
             help="when the run ends, whatever the outcome, write one JSON object to FILE: "
-            "command, times, records, pages, requests, retries, windows, files, complete, exit "
-            "code, error (default: none)",
+            "command, time zone, times, records, pages, requests, retries, windows, files, "
+            "complete, exit code, error (default: none)",
         )
+    )
+    parser.add_argument_group("time").add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="the IANA time zone in which dates without an offset are read and times are shown "
+        f"(logs, summary, JSON Lines, CSV, xlsx) (default: ${ENV_TZ}, else {DEFAULT_TZ}, "
+        "VBot's own zone; never the machine's)",
     )
     return parser
 
@@ -277,13 +286,14 @@ def _add_output_options(
         "--format",
         choices=formats,
         help="the output format (default: from FILE's suffix: .jsonl or .json, .csv, each "
-        "optionally .gz, or .parquet; any other suffix needs --format)",
+        "optionally .gz, .parquet or .xlsx; any other suffix needs --format)",
     )
     group.add_argument(
         "--excel",
         action="store_true",
-        help="CSV for Excel: a UTF-8 byte-order mark (so Vietnamese text shows right) and a "
-        "<time>_local column of local time (TZ) after each epoch column (default: off)",
+        help="CSV for Excel: a UTF-8 byte-order mark (so Vietnamese text shows right), times "
+        "as 2025-12-01 07:00:00 in --tz and codes of digits as =\"0912...\" (so Excel keeps "
+        "their leading zeros); the same columns (default: off)",
     )
     group.add_argument(
         "-q",
@@ -378,7 +388,7 @@ def build_parser() -> Parser:
         sync,
         out_help="a directory DIR/ (one new file per run) or a FILE to append to; with --state "
         "(required)",
-        formats=("jsonl", "csv"),
+        formats=APPENDABLE,
     )
     _add_sync_options(sync)
 
