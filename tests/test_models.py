@@ -167,18 +167,6 @@ def test_start_after_end_is_value_error(start: int | dt.datetime, end: int | dt.
         CallFilter(start_date=start, end_date=end)
 
 
-def test_start_after_end_says_both_dates_in_iso_8601() -> None:
-    """The message shows dates as a person reads them, never Python reprs; an epoch also as
-    it was given."""
-    start = dt.datetime(2025, 12, 2, tzinfo=dt.timezone(dt.timedelta(hours=7)))
-    with pytest.raises(ValueError, match="is after end_date") as refused:
-        CallFilter(start_date=start, end_date=1_764_547_200_000)
-    assert str(refused.value) == (
-        "start_date (2025-12-02T00:00:00+07:00) is after end_date "
-        "(1764547200000, 2025-12-01T00:00:00+00:00)"
-    )
-
-
 def test_start_equal_to_end_is_allowed() -> None:
     """A range of one instant is a valid filter."""
     moment = dt.datetime(2025, 1, 1, tzinfo=UTC)
@@ -194,7 +182,7 @@ def test_start_equal_to_end_is_allowed() -> None:
         {"start_date": "2025-01-01"},
         {"start_date": 1.5},
         {"end_date": True},
-        {"campaign_code": ["A", "B"]},
+        {"campaign_code": ["A", 2]},
     ],
     ids=[
         "int-bot-id",
@@ -203,7 +191,7 @@ def test_start_equal_to_end_is_allowed() -> None:
         "string-date",
         "float-date",
         "bool-date",
-        "list",
+        "list-with-an-int",
     ],
 )
 def test_wrong_criterion_type_is_type_error(criteria: dict[str, Any]) -> None:

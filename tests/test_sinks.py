@@ -606,26 +606,6 @@ async def test_cli_refuses_file_options_with_to(
     assert not (tmp_path / "calls.db").exists()
 
 
-@pytest.mark.parametrize("name", ["calls.db", "calls.duckdb"])
-async def test_cli_a_refused_sync_leaves_no_new_database_behind(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A first sync without --start-date is refused (exit 2) after the database was opened:
-    the file it made is gone; a database that was there before stays."""
-    url = str(tmp_path / name)
-    assert await run("sync", "--demo", "--to", url) == 2
-    assert "no sync state" in one_line(capsys.readouterr().err)
-    for left in (name, f"{name}-journal", f"{name}.wal"):
-        assert not (tmp_path / left).exists()
-    argv = ["sync", "--demo", "--demo-records", "20", "--to", url]
-    assert await run(*argv, "--start-date", "2025-12-01") == 0
-    capsys.readouterr()
-    assert await run(*argv, "--table", "other") == 2
-    assert "no sync state" in one_line(capsys.readouterr().err)
-    assert (tmp_path / name).is_file()
-    assert len(loaded_ids(url)) == 20
-
-
 async def test_cli_says_an_unreachable_database_in_one_line_with_status_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -753,3 +733,27 @@ async def test_a_first_load_without_a_start_date_is_refused_before_any_request(
         assert fake.requests == []
         done = await load(client, url)
     assert done.loaded == 1  # the refused opening left the database usable
+
+
+async def test_an_int_beyond_64_bits_is_refused_alike_then_a_rerun_loads_each_call_once(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """duration 2**64 - 1 in the 2nd window: every sink stops at the same typed error, having
+    committed no more than the 1st window; once the server is fixed, the rerun loads every
+    call once."""
+    records = calls_at("C", list(range(START, START + 3 * WINDOW, 600)))
+    bad = next(r for r in records if r["create_at"] >= START + WINDOW)
+    clock = Clock(START + 4 * WINDOW)
+    async with FakeVBotServer(
+        records=[r | {"duration": 2**64 - 1} if r is bad else r for r in records]
+    ) as hostile:
+        with pytest.raises(ResponseFormatError, match="within 64 bits") as info:
+            await load(make_client(hostile, clock=clock), database)
+    assert str(info.value.field).endswith(".duration")
+    first_window = {r["trans_id"] for r in records if r["create_at"] < START + WINDOW}
+    assert set(loaded_ids(database)) <= first_window
+    async with FakeVBotServer(records=records) as fixed:
+        await load(make_client(fixed, clock=clock), database)
+    ids = loaded_ids(database)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {r["trans_id"] for r in records}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .._errors import StateError
@@ -18,11 +19,37 @@ __all__ = ["run_database_sync"]
 
 
 async def run_database_sync(options: DatabaseSyncOptions, context: Context) -> int:
-    """Sync into a database; the one line on stderr says how many calls went where."""
+    """Sync into a database; the one line on stderr says how many calls went where. A refused
+    run (exit 2) leaves no new database file behind."""
+    with _removed_if_refused(options.to):
+        return await _load(options, context)
+
+
+@contextlib.contextmanager
+def _removed_if_refused(url: str) -> Iterator[None]:
+    """Remove the database file of ``url`` (and its journals) if the run made it and is
+    refused: opening a SQLite or DuckDB file creates it, before the state can be checked."""
+    try:
+        target = parse_database_url(url)
+    except ValueError:
+        target = None  # open_database_sync says what is wrong with it
+    new: list[Path] = []
+    if target is not None and target.backend != "postgresql":
+        path = Path(target.target)
+        files = [path, *(Path(f"{path}{end}") for end in ("-journal", "-wal", ".wal"))]
+        new = [file for file in files if not file.exists()]
+    try:
+        yield
+    except UsageError:
+        for file in new:
+            file.unlink(missing_ok=True)
+        raise
+
+
+async def _load(options: DatabaseSyncOptions, context: Context) -> int:
     summary = context.summary
     started = time.monotonic()
     load: DatabaseSync | None = None
-    new_file = _new_database_file(options.to)
     async with open_client(options.connection, context, options.paging) as client:
         try:
             async with (
@@ -34,10 +61,8 @@ async def run_database_sync(options: DatabaseSyncOptions, context: Context) -> i
                 summary.stats = load.stats
                 done = await load.run()
         except StateError as exc:  # before any request: the state or the filters must change
-            _remove(new_file)
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:  # a bad URL or bad options, before anything is opened
-            _remove(new_file)
             raise UsageError(str(exc)) from None
         finally:
             # The calls read so far: the summary of a run that fails or is stopped says it.
@@ -53,25 +78,3 @@ async def run_database_sync(options: DatabaseSyncOptions, context: Context) -> i
             f"({done.windows} windows, each committed with the state)"
         )
     return 0
-
-
-def _new_database_file(url: str) -> Path | None:
-    """The file a SQLite or DuckDB ``url`` names, if it does not exist yet (a refused run
-    removes it again); else ``None``."""
-    try:
-        parsed = parse_database_url(url)
-    except ValueError:
-        return None  # refused before anything is opened
-    if parsed.backend == "postgresql":
-        return None
-    path = Path(parsed.target)
-    return None if path.exists() else path
-
-
-def _remove(path: Path | None) -> None:
-    """Remove the database file a refused run made, with the journals beside it."""
-    if path is None:
-        return
-    for suffix in ("", "-journal", "-wal", "-shm", ".wal"):
-        with contextlib.suppress(FileNotFoundError):
-            path.with_name(path.name + suffix).unlink()
