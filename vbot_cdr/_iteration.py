@@ -38,6 +38,7 @@ import attrs
 from ._decoding import CallRow, build_records
 from ._exactly_once import ExactlyOnce
 from ._models import CallFilter, CallRecord
+from ._occupied import occupied_windows
 from ._pagination import InFlightLimit, Paginator
 from ._port import CallsPort
 from ._reconcile import Reconciler
@@ -140,38 +141,72 @@ class Iteration:
 
     async def _windows_pages(self) -> AsyncGenerator[list[CallRow], None]:
         """Stages 1 to 4: each window's new records, from its pages, then from its repair."""
+        async with contextlib.aclosing(self._counted_spans()) as spans:
+            async for start, end, count, covered in spans:
+                window = self._window_pages(start, end, count)
+                async with contextlib.aclosing(window):
+                    async for page in window:
+                        yield page
+                        # Handed over: drop this frame's reference before waiting for the
+                        # next page, so it is freed now rather than kept one page too long.
+                        del page
+                # Only now has the consumer asked past the window's last record.
+                kept = self._once.close_window()
+                if self._sliced and end is not None:
+                    self.checkpoint = Checkpoint(end, kept)
+                    self.stats.windows_done += covered
+
+    async def _window_pages(
+        self, start: int | None, end: int | None, count: int
+    ) -> AsyncGenerator[list[CallRow], None]:
+        """Stages 2 to 4 over one window (or an empty stretch) whose count is ``count``."""
         once = self._once
+        window_filter = self._range(start, end)
+        once.open_window(end)
+        self.total = (self.total or 0) + count
+        pages = self._paging.pages(
+            window_filter, count, wanted=self._remaining, keep_new=once.keep_new
+        )
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield page
+                del page
+        repair = Reconciler(
+            self._port,
+            window_filter,
+            first_page=self._first_page,
+            page_size=self._paging.page_size,
+            in_flight=self._in_flight,
+            stats=self.stats,
+        ).repair(count, once)
+        async with contextlib.aclosing(repair):
+            async for page in repair:
+                yield page
+                del page
+
+    def _range(self, start: int | None, end: int | None) -> CallFilter:
+        return attrs.evolve(self._filter, start_date=start, end_date=end)
+
+    async def _count(self, start: int | None, end: int | None) -> int:
+        return await self._port.count(self._range(start, end))
+
+    async def _counted_spans(
+        self,
+    ) -> AsyncGenerator[tuple[int | None, int | None, int, int], None]:
+        """Stage 1: ``(start, end, count, windows covered)`` of each range to read, in turn.
+
+        Sliced by time, the windows holding calls, each counted just before it is read, and
+        the stretches of windows counted empty in one request each (`occupied_windows`);
+        else the filter's own dates, counted once.
+        """
+        if self._sliced:
+            occupied = occupied_windows(self.windows, self._count)
+            async with contextlib.aclosing(occupied):
+                async for span in occupied:
+                    yield span
+            return
         for start, end in self._spans:
-            window_filter = attrs.evolve(self._filter, start_date=start, end_date=end)
-            once.open_window(end)
-            count = await self._port.count(window_filter)
-            self.total = (self.total or 0) + count
-            pages = self._paging.pages(
-                window_filter, count, wanted=self._remaining, keep_new=once.keep_new
-            )
-            async with contextlib.aclosing(pages):
-                async for page in pages:
-                    yield page
-                    # Handed over: drop this frame's reference before waiting for the next
-                    # page, so the page is freed now rather than kept alive one page too long.
-                    del page
-            repair = Reconciler(
-                self._port,
-                window_filter,
-                first_page=self._first_page,
-                page_size=self._paging.page_size,
-                in_flight=self._in_flight,
-                stats=self.stats,
-            ).repair(count, once)
-            async with contextlib.aclosing(repair):
-                async for page in repair:
-                    yield page
-                    del page
-            # Only now has the consumer asked past the window's last record.
-            kept = once.close_window()
-            if self._sliced and end is not None:
-                self.checkpoint = Checkpoint(end, kept)
-                self.stats.windows_done += 1
+            yield start, end, await self._count(start, end), 1
 
 
 def _own_dates(filter: CallFilter) -> list[tuple[int | None, int | None]]:
