@@ -3,8 +3,10 @@ r"""The iteration pipeline: every record of a range, exactly once, verified, as 
 One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
 `Iteration.next_page`, then the public iterators):
 
-1. **time windows** (`_windows`): the range's slices, oldest first; a plain ``iter_calls``
-   is one window, the filter's own dates. Each window is counted once (``countAll``).
+1. **time windows** (`_windows`, `_occupied`): the range's slices, oldest first; a plain
+   ``iter_calls`` is one window, the filter's own dates. Each window read is counted once
+   (``countAll``), just before it is read; a stretch of windows without calls is passed over
+   on one count of the whole stretch.
 2. **concurrent pages** (`_pagination.Paginator`): the window's pages, at most
    ``concurrency`` requests in flight under one `InFlightLimit` that the whole iteration
    shares, so a slowdown learned from 429s carries from one window to the next;
