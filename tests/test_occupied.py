@@ -95,3 +95,17 @@ async def test_a_sparse_year_reads_its_calls_once_with_a_few_counts(
             assert [r async for r in it] == []
         assert it.stats.windows_done == 365
         assert (server.count("countAll"), server.count("getAll")) == (1, 0)
+
+
+async def test_calls_on_the_last_days_cost_a_few_counts_and_dense_ones_two_more() -> None:
+    """20,000 calls on the last 9 days of a year: a few dozen counts. Calls on every day:
+    one count a day, and two for the plan (the range and its older half)."""
+    windows = plan_windows(0, 365 * DAY, DAY)
+    last_days = [356 * DAY + 1 + i * 37 for i in range(20_000)]
+    spans, asked = await _spans(last_days, windows, 4096)
+    assert sum(calls for _, _, calls, _ in spans) == 20_000
+    assert len(asked) <= 40
+    every_day = [d * DAY + 1 for d in range(365)]
+    spans, asked = await _spans(every_day, windows, 4096)
+    assert len(spans) == len(windows)
+    assert len(asked) == len(windows) + 2

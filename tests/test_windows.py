@@ -230,8 +230,8 @@ async def test_windowed_iteration_yields_the_unsliced_set_once(
         assert it.stats.windows == it.stats.windows_done == len(windows) == 14
         assert it.stats.duplicates == len(windows) - 1  # one call on each inner edge
         assert it.total == 2801 + len(windows) - 1  # the sum of the windows' counts
-        # The whole range once (vbot_cdr._occupied), then, every window holding calls, each.
-        assert server.count("countAll") == len(windows) + 1
+        # The range and its older half (vbot_cdr._occupied), then each window (all hold calls).
+        assert server.count("countAll") == len(windows) + 2
         # Each window: 201 records (both edges), so 5 pages of 50.
         assert_pages_fit_their_windows(server, dict.fromkeys(windows, 201), 50)
         assert set(pages_by_window(server)) == set(windows)
@@ -240,7 +240,8 @@ async def test_windowed_iteration_yields_the_unsliced_set_once(
 async def test_pages_per_window_are_counted_in_stats(
     make_client: Callable[..., VBotClient],
 ) -> None:
-    """stats counts every window's count and pages: requests = windows + pages."""
+    """stats counts every window's count and pages: requests = windows + pages, and the two
+    counts that plan them (the range and its older half: every window holds calls)."""
     async with FakeVBotServer(count=1000) as server:
         client = make_client(server, page_size=100)
         the_filter = CallFilter(start_date=DEFAULT_START, end_date=DEFAULT_START + 999 * SPACING)
@@ -248,8 +249,8 @@ async def test_pages_per_window_are_counted_in_stats(
             batches = [len(page) async for page in it]
         asked = pages_by_window(server)
         assert it.stats.pages == sum(len(p) for p in asked.values()) == server.count("getAll")
-        assert it.stats.requests == 1 + it.stats.windows + it.stats.pages
-        assert it.stats.windows == len(asked) == server.count("countAll") - 1 == 4
+        assert it.stats.requests == 2 + it.stats.windows + it.stats.pages
+        assert it.stats.windows == len(asked) == server.count("countAll") - 2 == 4
         assert sum(batches) == it.stats.yielded == 1000
 
 

@@ -4,9 +4,9 @@ A sync over months in one-day windows would otherwise ask ``countAll`` once a da
 days without calls. `occupied_windows` counts a whole stretch of the planned windows as one
 range first: a stretch whose count is 0 costs that one request and is passed over as a whole;
 one with calls is split in halves, each counted in turn, down to the single windows that hold
-calls, as the repair narrows a range (`_reconcile`). Where calls are dense (a stretch holds at
-least as many calls as windows), halving would not pay: its windows are counted one by one,
-as a plan without this step does.
+calls, as the repair narrows a range (`_reconcile`). Where calls are dense (both halves of a
+stretch hold calls, and the stretch at least as many calls as windows), halving would not
+pay: its windows are counted one by one, as a plan without this step does, two counts more.
 
 Every decision rests on a count of that very range, never on a difference of two counts, so a
 call written meanwhile is never skipped: a stretch is passed over only when the server said
@@ -49,18 +49,24 @@ async def occupied_windows(
     """
     planned = iter(windows)
     while chunk := list(itertools.islice(planned, stretch)):
-        # Stretches of chunk indices [lo, hi) still to look at, the oldest on top.
-        todo = [(0, len(chunk))]
+        # Stretches of chunk indices [lo, hi) still to look at, the oldest on top, each with
+        # its count if just taken (else it is counted when its turn comes).
+        todo: list[tuple[int, int, int | None]] = [(0, len(chunk), None)]
         while todo:
-            lo, hi = todo.pop()
+            lo, hi, calls = todo.pop()
             start, end = chunk[lo][0], chunk[hi - 1][1]
-            calls = await count(start, end)
+            if calls is None:
+                calls = await count(start, end)
             if hi - lo == 1 or calls == 0:
                 yield start, end, calls, hi - lo
-            elif calls >= hi - lo:
-                # As many calls as windows or more: most windows may hold some, so each is
-                # counted on its own, as without this step, and halving costs nothing more.
-                todo += [(i, i + 1) for i in reversed(range(lo, hi))]
+                continue
+            mid = lo + (hi - lo) // 2
+            older = await count(chunk[lo][0], chunk[mid - 1][1])
+            if older and calls > older and calls >= hi - lo:
+                # Calls in both halves, and as many as windows or more: most windows may
+                # hold some, so halving would not pay; each is counted on its own.
+                todo += [(i, i + 1, None) for i in reversed(range(lo, hi))]
             else:
-                mid = lo + (hi - lo) // 2
-                todo += [(mid, hi), (lo, mid)]
+                # The newer half is counted when its turn comes: a difference of two counts
+                # never passes a stretch over.
+                todo += [(mid, hi, None), (lo, mid, older)]
