@@ -1,255 +1,246 @@
-"""The bulk paths against the loops users write by hand: whole processes, side by side.
+"""Bulk reads: `iter_conversations` and `download_recordings` against a hand-written loop.
 
 Usage (from the repository root)::
 
-    python benchmarks/bulk.py            # 200,000 calls, 5 repetitions (about 15 minutes)
-    python benchmarks/bulk.py --quick    # 20,000 calls, 3 repetitions (under two minutes)
-    python benchmarks/bulk.py --only export,typed,memory --runs 5 --records 200000
+    python benchmarks/bulk.py            # a few minutes; prints the tables (Markdown)
+    python benchmarks/bulk.py --quick    # about a minute, smaller sizes
 
-Parts:
+How it measures:
 
-- **export**: ``vbot-cdr export --format jsonl|csv|parquet`` (a whole process, start-up
-  included) against ``bulk_hand.py`` (aiohttp ``gather`` + ``orjson.loads``, then the same
-  writer, in the export's columns and schema), both writing every call of the fake server
-  to a file; client CPU (user + system of the child, from ``wait4``) and peak RSS.
-- **typed**: `iter_calls` against the dict loop (``clients.py``, CPU of the stream alone),
-  concurrency 1 and 8.
-- **memory**: the peak RSS of `iter_calls` at 100,000 and 1,000,000 calls (``--quick``:
-  10,000 and 100,000), and the growth between them.
-
-As ``run.py`` does: the fake server in its own process pinned to the last core, the clients
-on the others; each repetition runs every case once, the two clients side by side (which goes
-first alternates); ratios are taken inside each repetition and reported as median (min-max).
-The load average is printed before and after. Prints a Markdown report; writes nothing.
+- The fake server (`FakeVBotServer`, 50 ms before each answer, recordings of 8,000 bytes
+  per second of call) runs in its own process, one per number of calls.
+- Every measurement is a fresh client process (this script with ``--client``), which
+  reports its wall time (imports and start-up excluded), its requests, the bytes written
+  and its peak RSS.
+- *hand* is the loop users write: the calls' pages gathered under a semaphore, then one
+  request per call gathered under the same semaphore (``orjson.loads`` of the conversation
+  envelope; a recording streamed to a file): no retries, no manifest, no checksum, no fsync.
+- Repetitions are interleaved (each runs every case once, both clients side by side,
+  alternating which goes first); the table gives medians with (min-max), and the ratio
+  of the library to the hand loop inside each repetition.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import os
+import asyncio
+import json
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from run import HERE, Case, fake_server, measure, pinning
-
-FORMATS = ("jsonl", "csv", "parquet")
-ROOT = HERE.parent
-
-
-_SHAPE = """
-import base64, json, sys
-from vbot_cdr._schema import arrow_schema
-from vbot_cdr.cli._outputs import CSV_COLUMNS
-schema = base64.b64encode(arrow_schema().serialize().to_pybytes()).decode()
-json.dump({"csv_columns": list(CSV_COLUMNS), "arrow_schema": schema}, sys.stdout)
-"""
+HERE = Path(__file__).resolve().parent
+LATENCY = 0.05
+PAGE_SIZE = 100
+HEADS = "peak RSS (MiB) | wall: library / hand"
 
 
-def shape_file(directory: Path) -> Path:
-    """The CSV columns and the Arrow schema of the export, for ``bulk_hand.py``.
+# -- the server process -----------------------------------------------------------------------
 
-    Found by a child process: the peak RSS a child reports starts at its parent's (Linux
-    copies it at fork), so this process imports neither pyarrow nor `vbot_cdr`.
-    """
-    path = directory / "shape.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    path.write_bytes(
-        subprocess.run(
-            [sys.executable, "-c", _SHAPE], env=env, check=True, capture_output=True
-        ).stdout
+
+async def serve(count: int) -> None:
+    from vbot_cdr.testing import FakeVBotServer, RecordingHabits, generate_records
+
+    records = generate_records(count)  # up front: a page costs the server little CPU
+    habits = RecordingHabits(bytes_per_second=8000)
+    async with FakeVBotServer(records, latency=LATENCY, recordings=habits) as server:
+        print(json.dumps({"base_url": server.base_url, "token": server.token}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+@contextmanager
+def server(count: int) -> Iterator[dict[str, str]]:
+    """A fake server of ``count`` calls in its own process, until the block ends."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    return path
-
-
-def whole_process(
-    command: list[str], cores: set[int] | None, env: dict[str, str]
-) -> dict[str, float]:
-    """Run ``command`` to its end; its CPU seconds (user + system), wall seconds, peak RSS."""
-    if cores is not None:
-        command = ["taskset", "--cpu-list", ",".join(map(str, sorted(cores))), *command]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise SystemExit(f"{command} exited with {process.returncode}")
-    return {
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "wall_s": wall,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
-    }
-
-
-def rows_in(path: Path, kind: str) -> int:
-    if kind == "jsonl":
-        with path.open("rb") as file:
-            return sum(1 for _ in file)
-    if kind == "csv":
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            return sum(1 for _ in csv.reader(file)) - 1
-    # In a child, so that this process does not import pyarrow (see `shape_file`).
-    count = (
-        "import pyarrow.parquet as pq, sys; print(pq.ParquetFile(sys.argv[1]).metadata.num_rows)"
-    )
-    return int(
-        subprocess.run(
-            [sys.executable, "-c", count, str(path)], check=True, capture_output=True
-        ).stdout
-    )
-
-
-def export_once(
-    client: str, kind: str, case: Case, server: tuple[str, str], cores: set[int] | None,
-    directory: Path, shape: Path, trees: dict[str, Path],
-) -> dict[str, float]:  # fmt: skip
-    base_url, token = server
-    out = directory / f"{client}.{kind}"
-    out.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(trees.get(client, ROOT))}
-    sizes = [f"--page-size={case.page_size}", f"--concurrency={case.concurrency}"]
-    if client == "hand":
-        command = [
-            sys.executable, str(HERE / "bulk_hand.py"), kind, base_url, token, str(out),
-            f"--shape={shape}", *sizes,
-        ]  # fmt: skip
-    else:
-        env["VBOT_TOKEN"] = token
-        command = [
-            sys.executable, "-m", "vbot_cdr", "export", "--base-url", base_url, "-q",
-            "--format", kind, "-o", str(out), *sizes,
-        ]  # fmt: skip
-    figures = whole_process(command, cores, env)
-    written = rows_in(out, kind)
-    if written != case.records:
-        raise SystemExit(f"{client} {kind} wrote {written} calls, expected {case.records}")
-    return figures
-
-
-def typed_once(
-    client: str, case: Case, server: tuple[str, str], cores: set[int] | None,
-    trees: dict[str, Path],
-) -> dict[str, float]:  # fmt: skip
-    """``clients.py`` (CPU of the stream alone), importing ``vbot_cdr`` from the client's tree."""
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(trees.get(client, ROOT))
     try:
-        return measure("hand" if client == "hand" else "iter_calls", case, *server, cores)
+        assert process.stdout is not None
+        yield json.loads(process.stdout.readline())
     finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+# -- the clients -------------------------------------------------------------------------------
+
+
+async def library(
+    kind: str, base_url: str, token: str, concurrency: int, out: Path
+) -> dict[str, int]:
+    from vbot_cdr import VBotClient
+
+    async with VBotClient(token, base_url=base_url, page_size=PAGE_SIZE) as client:
+        if kind == "conversations":
+            async with client.iter_conversations(concurrency=concurrency) as conversations:
+                items = 0
+                async for _ in conversations:
+                    items += 1
+            return {"items": items, "requests": conversations.stats.requests, "bytes": 0}
+        async with client.download_recordings(out, concurrency=concurrency) as download:
+            items = written = 0
+            async for recording in download:
+                items += recording.file is not None
+                written += recording.bytes or 0
+        return {"items": items, "requests": download.stats.requests, "bytes": written}
+
+
+async def hand(kind: str, base_url: str, token: str, concurrency: int, out: Path) -> dict[str, int]:
+    import aiohttp
+    import orjson
+
+    headers = {"Authorization": f"Bearer {token}"}
+    cdr = base_url + "/api/campaignCall/cdr/"
+    semaphore = asyncio.Semaphore(concurrency)
+    requests = 0
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def get_json(url: str, params: dict[str, str]) -> Any:
+            nonlocal requests
+            async with semaphore, session.get(url, params=params) as response:
+                requests += 1
+                return orjson.loads(await response.read())
+
+        total = (await get_json(cdr + "countAll", {}))["data"]
+        pages = range(1, (total + PAGE_SIZE - 1) // PAGE_SIZE + 1)
+        answers = await asyncio.gather(
+            *(get_json(cdr + "getAll", {"page": str(p), "size": str(PAGE_SIZE)}) for p in pages)
+        )
+        calls = [call for answer in answers for call in answer["data"]]
+        if kind == "conversations":
+            url = cdr + "getBotConversation"
+            conversations = await asyncio.gather(
+                *(get_json(url, {"trans_id": call["trans_id"]}) for call in calls)
+            )
+            return {"items": len(conversations), "requests": requests, "bytes": 0}
+
+        async def download(trans_id: str) -> int:
+            nonlocal requests
+            url = f"{base_url}/api/crm/historycall/record/{trans_id}"
+            async with semaphore, session.get(url) as response:
+                requests += 1
+                if response.status != 200:
+                    return -1
+                written = 0
+                with open(out / f"{trans_id}.audio", "wb") as file:  # noqa: ASYNC230
+                    async for chunk in response.content.iter_chunked(256 * 1024):
+                        file.write(chunk)
+                        written += len(chunk)
+                return written
+
+        sizes = await asyncio.gather(*(download(c["trans_id"]) for c in calls if c["is_record"]))
+        found = [size for size in sizes if size >= 0]
+        return {"items": len(found), "requests": requests, "bytes": sum(found)}
+
+
+def run_client(args: argparse.Namespace) -> None:
+    import aiohttp  # noqa: F401  (imports before the clock starts, for both clients)
+    import orjson  # noqa: F401
+
+    import vbot_cdr  # noqa: F401
+
+    out = Path(tempfile.mkdtemp(prefix="vbot-bulk-"))
+    run = library if args.client == "library" else hand
+    try:
+        started = time.perf_counter()
+        result = asyncio.run(run(args.kind, args.base_url, args.token, args.concurrency, out))
+        wall = time.perf_counter() - started
+    finally:
+        shutil.rmtree(out)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({**result, "wall": wall, "rss_mib": peak}))
+
+
+def measure(client: str, kind: str, site: dict[str, str], concurrency: int) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--client", client, "--kind", kind]
+    command += ["--base-url", site["base_url"], "--token", site["token"]]
+    command += ["--concurrency", str(concurrency)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def cases(quick: bool) -> list[tuple[str, int, int]]:
+    """``(kind, calls, concurrency)``: about five seconds of latency each (quick: one)."""
+    seconds = 1 if quick else 5
+    conversations = [("conversations", int(seconds / LATENCY) * c, c) for c in (1, 8, 32)]
+    # About 55 % of the generated calls have a recording.
+    recordings = [("recordings", int(seconds / LATENCY / 0.55) * c, c) for c in (1, 8, 32)]
+    return conversations + recordings
+
+
+def spread(values: list[float], form: str) -> str:
+    return f"{statistics.median(values):{form}} ({min(values):{form}}-{max(values):{form}})"
+
+
+def report(kind: str, calls: int, concurrency: int, runs: dict[str, list[dict[str, Any]]]) -> str:
+    lib, ref = runs["library"], runs["hand"]
+    ratios = [a["wall"] / b["wall"] for a, b in zip(lib, ref, strict=True)]
+    rows = []
+    for name, measured in (("library", lib), ("hand", ref)):
+        walls = [m["wall"] for m in measured]
+        if kind == "conversations":
+            rate = spread([m["items"] / m["wall"] for m in measured], ",.0f") + " conv/s"
         else:
-            os.environ["PYTHONPATH"] = saved
-
-
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
-def load() -> str:
-    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+            rate = spread([m["bytes"] / m["wall"] / 1e6 for m in measured], ".1f") + " MB/s"
+        ratio = f"**{spread(ratios, '.2f')}**" if name == "library" else ""
+        rows.append(
+            f"| {kind} | {calls:,} calls, c{concurrency} | {name} | {measured[0]['items']:,} "
+            f"| {measured[0]['requests']:,} | {spread(walls, '.2f')} | {rate} "
+            f"| {spread([m['rss_mib'] for m in measured], '.0f')} | {ratio} |"
+        )
+    return "\n".join(rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--records", type=int)
-    parser.add_argument("--only", default="export,typed,memory")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=("conversations", "recordings"), default=None)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("--kind", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--before", type=Path, help="a source tree of vbot_cdr to run side by side, as 'before'"
+        "--big", action="store_true", help="also 10,000 conversations, 1,000 recordings"
     )
     args = parser.parse_args()
-    parts = set(args.only.split(","))
-    runs = args.runs or (3 if args.quick else 5)
-    records = args.records or (20_000 if args.quick else 200_000)
-    typed_records = 10_000 if args.quick else 50_000
-    trees = {"library": ROOT}
-    if args.before:
-        trees["before"] = args.before.resolve()
-    clients = ("hand", *trees)
-    server_cores, client_cores = pinning()
-    print(f"Load average before: {load()}; server on {server_cores}, clients on {client_cores}\n")
-    # label -> client -> figures per repetition
-    samples: dict[str, dict[str, list[dict[str, float]]]] = {}
-    plans: list[tuple[str, str, Case]] = []  # (label, format or "typed", case)
-    if "export" in parts:
-        case = Case("export", records, 500, 8)
-        plans += [(f"export {kind}, {records:,} calls, c8", kind, case) for kind in FORMATS]
-    if "typed" in parts:
-        plans += [
-            (
-                f"iter_calls, {typed_records:,} calls, c{c}",
-                "typed",
-                Case("cpu", typed_records, 500, c),
-            )
-            for c in (1, 8)
-        ]
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        directory = Path(tmp)
-        shape = shape_file(directory)
-        servers: dict[int, tuple[str, str]] = {}
-        for _, _, case in plans:
-            if case.records not in servers:
-                servers[case.records] = stack.enter_context(fake_server(case, server_cores))
-        for repetition in range(runs):
-            shift = repetition % max(1, len(plans))
-            for label, kind, case in plans[shift:] + plans[:shift]:
-                # Which client goes first rotates too.
-                turn = repetition % len(clients)
-                for client in clients[turn:] + clients[:turn]:
-                    server = servers[case.records]
-                    if kind == "typed":
-                        figures = typed_once(client, case, server, client_cores, trees)
-                    else:
-                        figures = export_once(
-                            client, kind, case, server, client_cores, directory, shape, trees
-                        )
-                    samples.setdefault(label, {}).setdefault(client, []).append(figures)
-            print(f"repetition {repetition + 1}/{runs} done", file=sys.stderr)
-    ratios = [(c, "hand") for c in trees] + ([("library", "before")] if args.before else [])
-    if samples:
-        heads = " | ".join(f"{c} CPU s" for c in clients)
-        heads += " | " + " | ".join(f"{a} / {b} CPU" for a, b in ratios)
-        print(f"| case | {heads} | library / hand wall | peak RSS MiB (library, hand) |")
-        print("|---|" + "---:|" * (len(clients) + len(ratios) + 2))
-    for label, by_client in samples.items():
-        cells = [spread([m["cpu_s"] for m in by_client[c]]) for c in clients]
-        for a, b in ratios:
-            pairs = zip(by_client[a], by_client[b], strict=True)
-            cells.append(f"**{spread([x['cpu_s'] / y['cpu_s'] for x, y in pairs])}**")
-        pairs = zip(by_client["library"], by_client["hand"], strict=True)
-        cells.append(spread([x["wall_s"] / y["wall_s"] for x, y in pairs]))
-        rss = [
-            statistics.median(m["peak_rss_mib"] for m in by_client[c]) for c in ("library", "hand")
-        ]
-        cells.append(f"{rss[0]:.1f}, {rss[1]:.1f}")
-        print(f"| {label} | " + " | ".join(cells) + " |")
-    if "memory" in parts:
-        sizes = (10_000, 100_000) if args.quick else (100_000, 1_000_000)
-        peaks: dict[tuple[str, int], list[float]] = {}
-        for size in sizes:
-            case = Case("stream", size, 500, 8)
-            with fake_server(case, server_cores) as server:
-                for _ in range(min(runs, 3)):
-                    for client in trees:
-                        figures = typed_once(client, case, server, client_cores, trees)
-                        peaks.setdefault((client, size), []).append(figures["peak_rss_mib"])
-        print()
-        for client in trees:
-            small, large = (statistics.median(peaks[client, size]) for size in sizes)
-            print(
-                f"Peak RSS of iter_calls ({client}): {sizes[0]:,} calls "
-                f"{spread(peaks[client, sizes[0]])} MiB, {sizes[1]:,} calls "
-                f"{spread(peaks[client, sizes[1]])} MiB: growth **{large / small:.3f}x**"
-            )
-    print(f"\nLoad average after: {load()}")
+    if args.serve is not None:
+        asyncio.run(serve(args.serve))
+        return
+    if args.client is not None:
+        run_client(args)
+        return
+    plan = [case for case in cases(args.quick) if args.only in (None, case[0])]
+    if args.big:
+        plan += [("conversations", 10_000, 32), ("recordings", 1_820, 8)]
+    print(f"| kind | case | client | items | requests | wall (s) | rate | {HEADS} |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for kind, calls, concurrency in plan:
+        runs: dict[str, list[dict[str, Any]]] = {"library": [], "hand": []}
+        with server(calls) as site:
+            for repetition in range(args.runs if calls < 10_000 else 1):
+                order = ["library", "hand"] if repetition % 2 == 0 else ["hand", "library"]
+                for client in order:
+                    runs[client].append(measure(client, kind, site, concurrency))
+        print(report(kind, calls, concurrency, runs), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import attrs
 
 from vbot_cdr import Hotline, Member
+from vbot_cdr._models import epoch_to_datetime
+from vbot_cdr._table import DEFAULT_TZ, zone
 
 #: The fields only the v3 CDR endpoints send.
 V3_FIELDS = {
@@ -26,6 +29,20 @@ def exported(raw: dict[str, Any]) -> dict[str, Any]:
     for name, cls in _NESTED.items():
         if isinstance(record.get(name), dict):
             record[name] = {**dict.fromkeys(a.name for a in attrs.fields(cls)), **record[name]}
+    return record
+
+
+#: The zone the command line shows times in unless told otherwise.
+VIETNAM = zone(DEFAULT_TZ)
+
+
+def exported_line(raw: dict[str, Any], tz: dt.tzinfo = VIETNAM) -> dict[str, Any]:
+    """A served record as a JSON Lines export writes it: `exported`, with its times as ISO
+    8601 text with their offset in ``tz`` (null for a time that never came)."""
+    record = exported(raw)
+    for name in ("create_at", "answer_at", "end_call_at"):
+        moment = epoch_to_datetime(record.get(name), tz)
+        record[name] = None if moment is None else moment.isoformat()
     return record
 
 

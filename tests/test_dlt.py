@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from tests._sync_worker import START
 from vbot_cdr._dialects import Api
+from vbot_cdr._models import epoch_to_datetime
+from vbot_cdr._table import CALL_COLUMNS
 from vbot_cdr.dlt import vbot_source
-from vbot_cdr.testing import FakeVBotServer
+from vbot_cdr.testing import FakeVBotServer, Fault
 from vbot_cdr.testing._data import RecordGenerator
 
 SPACING = 37  # seconds between generated records
@@ -36,7 +39,7 @@ def credential(server: FakeVBotServer) -> dict[str, Any]:
     return {"token": None, "api_key": server.api_key, "api": server.api}
 
 
-def run_pipeline(home: Path, server: FakeVBotServer, **options: bool) -> None:
+def run_pipeline(home: Path, server: FakeVBotServer, **options: Any) -> None:
     """One run of a dlt pipeline into DuckDB (in a worker thread: dlt runs its own loop)."""
     pipeline = dlt.pipeline(
         pipeline_name="vbot_tenant_test",
@@ -49,8 +52,7 @@ def run_pipeline(home: Path, server: FakeVBotServer, **options: bool) -> None:
         start_date=dt.datetime.fromtimestamp(START, dt.timezone.utc),
         **credential(server),
         window=dt.timedelta(hours=6),
-        client_options={"first_page": server.first_page},
-        **options,
+        **{"client_options": {"first_page": server.first_page}, **options},
     )
     pipeline.run(source)
 
@@ -95,6 +97,24 @@ async def test_conversations_transformer_loads_one_per_call(dlt_home: Path) -> N
         assert sorted(conversations) == sorted(r["trans_id"] for r in server.records)
 
 
+async def test_conversations_are_bounded_by_the_client_concurrency(dlt_home: Path) -> None:
+    """However many pages dlt transforms at once, at most the client's concurrency of
+    conversation requests are in flight (plus the calls' own pages); a 404 is a null row."""
+    async with FakeVBotServer(count=400, latency=0.01) as server:
+        server.inject(Fault(status=404), endpoint="getBotConversation")
+        options = {"first_page": server.first_page, "concurrency": 3}
+        await asyncio.to_thread(
+            run_pipeline, dlt_home, server, conversations=True, client_options=options
+        )
+        assert sorted(loaded(dlt_home, "conversations")) == sorted(
+            r["trans_id"] for r in server.records
+        )
+        assert server.peak_in_flight <= 3 + 3
+    with duckdb.connect(str(dlt_home / "calls.duckdb")) as connection:
+        empty = connection.execute("SELECT count(*) FROM vbot.conversations WHERE raw IS NULL")
+        assert empty.fetchone() == (1,)
+
+
 async def test_calls_without_a_trans_id_fail_the_load_instead_of_merging(dlt_home: Path) -> None:
     """Two calls with an empty ``trans_id`` are not merged into one row: the load fails."""
     generator = RecordGenerator(seed=5, id_prefix="K")
@@ -103,3 +123,46 @@ async def test_calls_without_a_trans_id_fail_the_load_instead_of_merging(dlt_hom
     async with FakeVBotServer(records=records) as server:
         with pytest.raises(PipelineStepFailed, match="trans_id"):
             await asyncio.to_thread(run_pipeline, dlt_home, server)
+
+
+#: DuckDB's name of each kind of column, as dlt creates them.
+DUCKDB_TYPES = {
+    "text": "VARCHAR",
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "json": "JSON",
+}
+
+
+@pytest.mark.parametrize("api", ["v2", "v3"])
+async def test_calls_table_has_the_one_table_shape(
+    dlt_home: Path, api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """dlt's calls table has the columns of CALL_COLUMNS, typed from the schema (times as
+    UTC timestamps, codes as text, JSON columns, no child table), then dlt's own columns,
+    which start with ``_``; from v2 and v3 alike, and no column is left for dlt to infer
+    (v2 sends none of v3's own fields)."""
+    caplog.set_level(logging.WARNING, logger="dlt")
+    async with FakeVBotServer(count=40, api=api) as server:
+        await asyncio.to_thread(run_pipeline, dlt_home, server)
+        newest = max(server.records, key=lambda r: r["create_at"])
+    with duckdb.connect(str(dlt_home / "calls.duckdb")) as connection:
+        columns = connection.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'vbot' AND table_name = 'calls' ORDER BY ordinal_position"
+        ).fetchall()
+        tables = connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'vbot'"
+        ).fetchall()
+        created, phone = connection.execute(
+            "SELECT create_at, phone FROM vbot.calls WHERE trans_id = ?", [newest["trans_id"]]
+        ).fetchone() or (None, None)
+    ours = [(name, kind) for name, kind in columns if not name.startswith("_")]
+    assert ours == [(c.name, DUCKDB_TYPES[c.kind]) for c in CALL_COLUMNS]
+    assert all(name.startswith("_") for name, _ in columns[len(ours) :])
+    assert sorted(t for (t,) in tables if not t.startswith("_")) == ["calls"]
+    assert created == epoch_to_datetime(newest["create_at"])
+    assert phone == newest["phone"]
+    assert "could not have their types inferred" not in caplog.text

@@ -15,6 +15,7 @@ import pytest
 
 from vbot_cdr._decoding import structure_record
 from vbot_cdr._models import CallRecord
+from vbot_cdr._table import DEFAULT_TZ, json_document, zone
 from vbot_cdr.cli._outputs import (
     CSV_COLUMNS,
     ExportFile,
@@ -28,6 +29,8 @@ from vbot_cdr.cli._outputs import (
     stream_output,
 )
 from vbot_cdr.testing import generate_records
+
+VIETNAM = zone(DEFAULT_TZ)
 
 
 def records(count: int) -> list[CallRecord]:
@@ -71,7 +74,8 @@ def test_choose_format_reads_the_suffix_unless_told(
 @pytest.mark.parametrize(
     ("out", "given", "excel", "message"),
     [
-        ("calls.xlsx", None, False, "cannot tell the format of calls.xlsx"),
+        ("calls.xls", None, False, "cannot tell the format of calls.xls"),
+        ("-", "xlsx", False, "xlsx needs --out FILE"),
         ("-", "parquet", False, "parquet needs --out FILE"),
         ("calls.parquet.gz", None, False, "parquet needs --out FILE"),
         ("calls.jsonl", None, True, "--excel applies to CSV only"),
@@ -99,7 +103,7 @@ def test_a_complete_export_replaces_the_file_keeping_its_mode(tmp_path: Path) ->
     assert result.records == 3
     assert result.partial is None
     lines = target.read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line) for line in lines] == [r.to_dict() for r in records(3)]
+    assert [json.loads(line) for line in lines] == [json_document(r, VIETNAM) for r in records(3)]
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert os.listdir(tmp_path) == ["calls.jsonl"]
 
@@ -119,7 +123,8 @@ def test_a_failed_export_keeps_what_it_wrote_as_partial(tmp_path: Path, name: st
     assert target.read_bytes() == b"previous"
     data = result.partial.read_bytes()
     text = gzip.decompress(data).decode() if out_format.gzip else data.decode()
-    assert [json.loads(line) for line in text.splitlines()] == [r.to_dict() for r in records(4)]
+    expected = [json_document(r, VIETNAM) for r in records(4)]
+    assert [json.loads(line) for line in text.splitlines()] == expected
     assert sorted(os.listdir(tmp_path)) == sorted([name, f"{name}.partial"])
 
 
@@ -134,7 +139,7 @@ def test_a_failed_export_that_wrote_nothing_leaves_nothing(tmp_path: Path) -> No
 
 
 def test_csv_has_the_columns_and_excel_a_byte_order_mark() -> None:
-    """CSV starts with CSV_COLUMNS; --excel adds a BOM and a local-time column per epoch."""
+    """CSV starts with CSV_COLUMNS; --excel adds a BOM and keeps the same columns."""
     plain, excel = io.BytesIO(), io.BytesIO()
     for stream, out_format in (
         (plain, OutputFormat("csv")),
@@ -148,7 +153,7 @@ def test_csv_has_the_columns_and_excel_a_byte_order_mark() -> None:
     text = excel.getvalue().decode("utf-8")
     assert text.startswith("\ufeff")
     header = next(csv.reader(io.StringIO(text[1:])))
-    assert header[header.index("create_at") + 1] == "create_at_local"
+    assert tuple(header) == CSV_COLUMNS
 
 
 def test_drop_torn_tail_cuts_a_partial_last_line(tmp_path: Path) -> None:
@@ -183,9 +188,10 @@ def test_appending_writes_the_csv_header_only_to_a_new_file(tmp_path: Path) -> N
     assert len(rows) == 5
 
 
-def test_appending_refuses_gzip_and_parquet(tmp_path: Path) -> None:
-    """A compressed stream or a Parquet file cannot be appended to."""
+def test_appending_refuses_gzip_parquet_and_xlsx(tmp_path: Path) -> None:
+    """A compressed stream, a Parquet file or a workbook cannot be appended to."""
     with append_file(tmp_path / "calls") as stream:
-        for out_format in (OutputFormat("jsonl", gzip=True), OutputFormat("parquet")):
+        formats = (OutputFormat("jsonl", gzip=True), OutputFormat("parquet"), OutputFormat("xlsx"))
+        for out_format in formats:
             with pytest.raises(OutputError):
                 append_output(stream, out_format, "calls", new=True)

@@ -10,10 +10,12 @@ import attrs
 import pyarrow as pa
 import pytest
 
-from tests._records import CAMEL_EXAMPLE, EXAMPLE
-from vbot_cdr import CallRecord, CollectedField, Hotline, Member, _models, _schema
+from tests._records import CAMEL_EXAMPLE, EXAMPLE, VIETNAM
+from vbot_cdr import CallRecord, CollectedField, Hotline, Member, _models, call_columns
+from vbot_cdr._arrow import arrow_schema
 from vbot_cdr._decoding import structure_record
 from vbot_cdr._schema import EXTRAS, Shape, _shape, json_schema, record_shape
+from vbot_cdr._table import json_document
 from vbot_cdr.testing import generate_records
 
 #: Each JSON Schema type name and the Python types of the values ``to_dict`` gives for it.
@@ -70,6 +72,8 @@ def test_json_schema_has_a_property_per_field_in_model_order() -> None:
         ("duration", {"type": ["integer", "null"]}),
         ("postage", {"type": ["number", "null"]}),
         ("is_record", {"type": ["boolean", "null"]}),
+        ("create_at", {"type": ["string", "null"], "format": "date-time"}),
+        ("answer_at", {"type": ["string", "null"], "format": "date-time"}),
         (
             "member",
             {
@@ -100,18 +104,20 @@ def test_json_schema_has_a_property_per_field_in_model_order() -> None:
     ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_json_schema_types_follow_the_annotations(field: str, expected: dict[str, Any]) -> None:
-    """``T | None`` is nullable, a tuple is a (non-null) array, a nested class an object."""
+    """``T | None`` is nullable, a tuple is a (non-null) array, a nested class an object, an
+    epoch (an int named ``*_at``) a date-time."""
     assert json_schema()["properties"][field] == expected
 
 
 def test_every_field_type_maps_to_the_annotation() -> None:
-    """Each field's JSON type is the one its annotation names (str, int, float, bool)."""
+    """Each field's JSON type is the one its annotation names (str, int, float, bool), but
+    for the epochs, which are date-times."""
     hints = typing.get_type_hints(CallRecord, globalns=vars(_models))
     by_type = {str: "string", int: "integer", float: "number", bool: "boolean"}
     properties = json_schema()["properties"]
     for name in names(CallRecord):
         inner = [a for a in typing.get_args(hints[name]) if a is not type(None)]
-        if len(inner) == 1 and inner[0] in by_type:
+        if len(inner) == 1 and inner[0] in by_type and not name.endswith("_at"):
             assert properties[name]["type"] == [by_type[inner[0]], "null"], name
 
 
@@ -126,8 +132,8 @@ def test_every_field_type_maps_to_the_annotation() -> None:
     ],
 )
 def test_exported_records_conform_to_the_json_schema(data: dict[str, Any]) -> None:
-    """What ``to_dict`` gives (the JSON Lines export) is valid under the schema."""
-    assert conforms(structure_record(data).to_dict(), json_schema()) == []
+    """What the JSON Lines export writes is valid under the schema."""
+    assert conforms(json_document(structure_record(data), VIETNAM), json_schema()) == []
 
 
 def test_the_checker_catches_a_wrong_type() -> None:
@@ -140,32 +146,18 @@ def test_the_checker_catches_a_wrong_type() -> None:
     assert conforms({"call_collected_data": [{"cfkey": 1}]}, schema) != []
 
 
-def test_arrow_schema_has_a_typed_column_per_field_then_extras() -> None:
-    """The Parquet schema is the record's fields, typed, then extras as JSON text."""
-    schema = _schema.arrow_schema()
-    assert schema.names == [*names(CallRecord), EXTRAS]
+def test_arrow_schema_is_the_one_table_shape() -> None:
+    """The Parquet schema is the columns of the table shape, typed: times UTC timestamps in
+    milliseconds, codes strings, nested records flattened, JSON columns as text."""
+    schema = arrow_schema()
+    assert tuple(schema.names) == tuple(column.name for column in call_columns())
     assert schema.field("duration").type == pa.int64()
     assert schema.field("postage").type == pa.float64()
     assert schema.field("is_record").type == pa.bool_()
+    assert schema.field("create_at").type == pa.timestamp("ms", tz="UTC")
+    assert schema.field("member_name").type == pa.string()
+    assert schema.field("call_collected_data").type == pa.string()
     assert schema.field(EXTRAS).type == pa.string()
-    assert schema.field("member").type == pa.struct(
-        [pa.field(name, pa.string()) for name in names(Member)]
-    )
-    collected = schema.field("call_collected_data").type
-    assert collected == pa.list_(
-        pa.struct([pa.field(n, pa.string()) for n in names(CollectedField)])
-    )
-
-
-def test_exported_records_fit_the_arrow_schema() -> None:
-    """Rows of ``to_dict`` (extras as text) build a table of exactly that schema."""
-    rows = []
-    for data in [EXAMPLE, CAMEL_EXAMPLE, *generate_records(10)]:
-        row = structure_record(data).to_dict()
-        rows.append({**{n: row[n] for n in names(CallRecord)}, EXTRAS: None})
-    table = pa.Table.from_pylist(rows, schema=_schema.arrow_schema())
-    assert table.num_rows == len(rows)
-    assert table.column("trans_id").to_pylist() == [r["trans_id"] for r in rows]
 
 
 def test_record_shape_is_the_model() -> None:

@@ -46,6 +46,7 @@ from vbot_cdr._sinks import DatabaseStateStore, parse_database_url
 from vbot_cdr._sinks._backends import _SQLite
 from vbot_cdr._sinks._columns import RECORD_COLUMNS
 from vbot_cdr._sync import SyncState
+from vbot_cdr._table import CALL_COLUMNS
 from vbot_cdr.testing import FakeVBotServer
 from vbot_cdr.testing._data import RecordGenerator
 
@@ -232,19 +233,19 @@ async def test_a_call_loaded_again_updates_its_row(
 # -- columns -----------------------------------------------------------------------------------
 
 
-async def test_columns_are_typed_with_times_as_sent_and_as_timestamps(
+async def test_columns_are_typed_with_times_as_timestamps(
     database: str, make_client: Callable[..., VBotClient]
 ) -> None:
-    """Scalars, member/hotline parts, JSON collected data, epoch and UTC timestamp columns."""
+    """Scalars, member/hotline parts, JSON collected data, times as UTC timestamps."""
     (record,) = calls_at("T", [START + 60])
     async with FakeVBotServer(records=[record]) as fake:
         await load(make_client(fake, clock=Clock(START + WINDOW)), database)
     (row,) = query(
         database,
         "SELECT duration, member_name, hotline_code, call_collected_data, create_at, "
-        "create_at_utc, is_record FROM vbot_calls",
+        "is_record FROM vbot_calls",
     )
-    duration, member, hotline, collected, create_at, created, is_record = row
+    duration, member, hotline, collected, created, is_record = row
     assert duration == record["duration"]
     assert member == record["member"]["name"]
     assert hotline == record["hotline"]["code"]
@@ -253,7 +254,6 @@ async def test_columns_are_typed_with_times_as_sent_and_as_timestamps(
     assert [field["cfkey"] for field in collected] == [
         field["cfkey"] for field in record["call_collected_data"]
     ]
-    assert create_at == START + 60
     expected = dt.datetime.fromtimestamp(START + 60, UTC)
     if isinstance(created, str):  # SQLite has no timestamp type: ISO 8601 text
         created = dt.datetime.fromisoformat(created)
@@ -262,7 +262,8 @@ async def test_columns_are_typed_with_times_as_sent_and_as_timestamps(
 
 
 #: Epochs the database turns into timestamps: seconds, milliseconds (a fraction of a second,
-#: before 1970), the 0 of a time that never came, and times out of a datetime's years 1-9999.
+#: before 1970), the 0 of a time that never came, and the last and first seconds a datetime
+#: holds (years 9999 and 1).
 EPOCHS = [
     START + 61,
     (START + 61) * 1000 + 7,
@@ -272,28 +273,29 @@ EPOCHS = [
     0,
     None,
     253_402_300_799_000,
-    253_402_300_800_000,
-    -62_135_596_801,
+    -62_135_596_800,
 ]
 
 
 async def test_timestamp_columns_read_epochs_as_the_models_do(
     database: str, make_client: Callable[..., VBotClient]
 ) -> None:
-    """The database computes ``answer_at_utc`` from the epoch exactly as `epoch_to_datetime`
-    does: seconds or milliseconds by magnitude, NULL for 0 and for times it cannot hold."""
+    """The database computes ``answer_at`` from the epoch exactly as `epoch_to_datetime`
+    does: seconds or milliseconds by magnitude, to the first and last second of years 1 and
+    9999, NULL for 0 and null."""
     records = calls_at("E", [START + 60] * len(EPOCHS))
     for record, epoch in zip(records, EPOCHS, strict=True):
         record["answer_at"] = epoch
     async with FakeVBotServer(records=records) as fake:
         await load(make_client(fake, clock=Clock(START + WINDOW)), database)
-    rows = dict(query(database, "SELECT answer_at, answer_at_utc FROM vbot_calls"))
+    epoch_of = {record["trans_id"]: record["answer_at"] for record in records}
+    rows = {
+        epoch_of[key]: value
+        for key, value in query(database, "SELECT trans_id, answer_at FROM vbot_calls")
+    }
 
     def expected(epoch: int | None) -> dt.datetime | None:
-        try:
-            return epoch_to_datetime(epoch)
-        except ResponseFormatError:
-            return None
+        return epoch_to_datetime(epoch)
 
     def read(value: Any) -> Any:  # SQLite has no timestamp type: ISO 8601 text
         return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -307,11 +309,25 @@ async def test_timestamp_columns_read_epochs_as_the_models_do(
         }
 
 
-async def test_a_new_field_becomes_a_nullable_column(
+@pytest.mark.parametrize("epoch", [253_402_300_800_000, -62_135_596_801, 2**63 - 1])
+async def test_a_time_no_datetime_can_hold_fails_the_load_as_every_output_does(
+    database: str, make_client: Callable[..., VBotClient], epoch: int
+) -> None:
+    """An epoch beyond the years 1-9999 is refused with ResponseFormatError naming it, as the
+    file outputs and dlt refuse it, not loaded as NULL; its window is not committed."""
+    records = calls_at("R", [START + 60, START + 120])
+    records[1]["end_call_at"] = epoch
+    async with FakeVBotServer(records=records) as fake:
+        with pytest.raises(ResponseFormatError, match=str(epoch)):
+            await load(make_client(fake, clock=Clock(START + WINDOW)), database)
+    assert loaded_ids(database) == []
+
+
+async def test_a_new_field_is_kept_in_the_extras_column(
     database: str, make_client: Callable[..., VBotClient]
 ) -> None:
-    """A field the server starts to send (one the models do not know) becomes a nullable
-    column of its own; older rows hold NULL there."""
+    """A field the server starts to send (one the models do not know) is kept, as sent, in
+    the JSON column ``extras``; the table's shape does not change, older rows hold NULL."""
     old = calls_at("OLD", [START + 60, START + 120])
     new = calls_at("NEW", [START + WINDOW + 60], mood="positive", mood_score=42)
     async with FakeVBotServer(records=old) as fake:
@@ -319,7 +335,7 @@ async def test_a_new_field_becomes_a_nullable_column(
     async with FakeVBotServer(records=old + new) as fake:
         done = await load(make_client(fake, clock=Clock(START + 2 * WINDOW)), database)
     assert done.loaded == 1
-    rows = query(database, "SELECT trans_id, mood, mood_score FROM vbot_calls ORDER BY create_at")
+    rows = query(database, "SELECT trans_id, extras FROM vbot_calls ORDER BY create_at")
     as_text = not database.startswith("postgresql")  # psycopg decodes jsonb itself
 
     def decoded(value: Any) -> Any:
@@ -327,10 +343,82 @@ async def test_a_new_field_becomes_a_nullable_column(
 
     values = [(key, *map(decoded, rest)) for key, *rest in rows]
     assert values == [
-        (old[0]["trans_id"], None, None),
-        (old[1]["trans_id"], None, None),
-        (new[0]["trans_id"], "positive", 42),
+        (old[0]["trans_id"], None),
+        (old[1]["trans_id"], None),
+        (new[0]["trans_id"], {"mood": "positive", "mood_score": 42}),
     ]
+    assert [name for name, _ in table_columns(database)] == [c.name for c in CALL_COLUMNS]
+
+
+def table_columns(url: str) -> list[tuple[str, str]]:
+    """The calls table's columns and their types, as the database itself reports them."""
+    if url.startswith("sqlite"):
+        return [(row[1], row[2]) for row in query(url, "PRAGMA table_info(vbot_calls)")]
+    rows = query(
+        url,
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'vbot_calls' AND table_schema = current_schema() "
+        "ORDER BY ordinal_position",
+    )
+    return [(name, kind) for name, kind in rows]
+
+
+#: Each database's name of each kind of column, as it reports them.
+REPORTED_TYPES: dict[str, dict[str, str]] = {
+    "sqlite": {
+        "text": "TEXT",
+        "integer": "INTEGER",
+        "float": "REAL",
+        "bool": "BOOLEAN",
+        "timestamp": "TIMESTAMPTZ",
+        "json": "JSON",
+    },
+    "duckdb": {
+        "text": "VARCHAR",
+        "integer": "BIGINT",
+        "float": "DOUBLE",
+        "bool": "BOOLEAN",
+        "timestamp": "TIMESTAMP WITH TIME ZONE",
+        "json": "JSON",
+    },
+    "postgresql": {
+        "text": "text",
+        "integer": "bigint",
+        "float": "double precision",
+        "bool": "boolean",
+        "timestamp": "timestamp with time zone",
+        "json": "jsonb",
+    },
+}
+
+
+async def test_every_database_has_the_one_table_shape(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """The calls table of every database has the columns of CALL_COLUMNS, in order, each of
+    its kind's type (codes as text, times as timestamps with a zone)."""
+    async with FakeVBotServer(records=calls_at("S", [START + 60])) as fake:
+        await load(make_client(fake, clock=Clock(START + WINDOW)), database)
+    types = REPORTED_TYPES[parse_database_url(database).backend]
+    assert table_columns(database) == [(c.name, types[c.kind]) for c in CALL_COLUMNS]
+    kinds = {c.name: c.kind for c in CALL_COLUMNS}
+    codes = ["phone", "sip_code", "trans_id", "customer_uid", "hotline_phone_number"]
+    assert {name: kinds[name] for name in codes} == dict.fromkeys(codes, "text")
+    assert {kinds["create_at"], kinds["answer_at"], kinds["end_call_at"]} == {"timestamp"}
+    ((phone,),) = query(database, "SELECT phone FROM vbot_calls")
+    assert phone.startswith("0")
+
+
+async def test_a_table_of_epochs_made_before_is_refused(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """A calls table whose times are integers (made by an older version) is refused with a
+    message saying what to do, and nothing is loaded into it."""
+    query(database, "CREATE TABLE vbot_calls (trans_id TEXT PRIMARY KEY, create_at BIGINT)")
+    async with FakeVBotServer(records=calls_at("O", [START + 60])) as fake:
+        with pytest.raises(DatabaseError, match=r"create_at as .*before 0\.2.*new table"):
+            await load(make_client(fake, clock=Clock(START + WINDOW)), database)
+    assert query(database, "SELECT count(*) FROM vbot_calls") == [(0,)]
 
 
 async def test_a_table_of_fewer_columns_gains_the_missing_ones(

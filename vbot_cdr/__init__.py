@@ -14,9 +14,11 @@ import attrs
 from ._auth import PasswordAuth
 from ._client import VBotClient
 from ._config import RetryPolicy
+from ._conversations import CallConversation, ConversationIterator
 from ._errors import (
     APIError,
     AuthenticationError,
+    CallError,
     DatabaseError,
     IncompleteError,
     RateLimitError,
@@ -27,22 +29,28 @@ from ._errors import (
 )
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
+from ._recordings import Recording, RecordingDownload
 from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
 from ._stats import IterationStats
 from ._sync import CallSync, DocumentStateStore, StateStore
-from ._transport import AiohttpTransport, Transport
+from ._table import CallColumn, call_columns, table_row
+from ._transport import AiohttpTransport, StreamingTransport, Transport
 
 __all__ = [
     "APIError",
     "AiohttpTransport",
     "AuthenticationError",
     "BotConversation",
+    "CallColumn",
+    "CallConversation",
+    "CallError",
     "CallFilter",
     "CallIterator",
     "CallPageIterator",
     "CallRecord",
     "CallSync",
     "CollectedField",
+    "ConversationIterator",
     "DatabaseError",
     "DatabaseLoad",
     "DatabaseSync",
@@ -53,16 +61,21 @@ __all__ = [
     "Member",
     "PasswordAuth",
     "RateLimitError",
+    "Recording",
+    "RecordingDownload",
     "ResponseFormatError",
     "RetryPolicy",
     "StateError",
     "StateStore",
+    "StreamingTransport",
     "Transport",
     "TransportError",
     "VBotClient",
     "VBotError",
+    "call_columns",
     "open_database_sync",
     "sync_to_database",
+    "table_row",
 ]
 
 

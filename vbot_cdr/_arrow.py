@@ -1,34 +1,57 @@
-"""Calls as Arrow data: the one step from `CallRecord` to a row of `_schema.arrow_schema`.
+"""Calls as Arrow data: the one table shape of a call (`vbot_cdr._table.CALL_COLUMNS`) as
+an Arrow schema and its rows.
 
 The Parquet export and the Spark data source both build their tables here, so a Spark
 DataFrame and a Parquet file of the same calls hold the same columns and values, and keep
-doing so when the schema changes.
+doing so when the schema changes: times ``timestamp[ms, tz=UTC]``, codes ``string``,
+``member`` and ``hotline`` flattened, JSON columns as JSON text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import TYPE_CHECKING, Any, Final
 
 from ._models import CallRecord
-from ._schema import EXTRAS
+from ._table import CALL_COLUMNS, Kind, epoch_milliseconds, json_text, row_encoder
 
 if TYPE_CHECKING:
     import pyarrow
 
-__all__ = ["arrow_rows", "record_batch"]
+__all__ = ["arrow_rows", "arrow_schema", "record_batch"]
+
+
+def arrow_schema() -> pyarrow.Schema:
+    """The Arrow schema of the table shape: `CALL_COLUMNS`, typed.
+
+    Raises:
+        ImportError: pyarrow is not installed (the ``parquet`` extra).
+    """
+    import pyarrow as pa
+
+    types: dict[Kind, pyarrow.DataType] = {
+        "text": pa.string(),
+        "integer": pa.int64(),
+        "float": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("ms", tz="UTC"),
+        "json": pa.string(),
+    }
+    return pa.schema([pa.field(column.name, types[column.kind]) for column in CALL_COLUMNS])
+
+
+_NAMES: Final = tuple(column.name for column in CALL_COLUMNS)
+# Times as the milliseconds of their instant (what a timestamp[ms] holds), JSON as text.
+_encode: Final = row_encoder({"timestamp": epoch_milliseconds, "json": json_text})
 
 
 def arrow_rows(records: Sequence[CallRecord]) -> list[dict[str, Any]]:
-    """``records`` as rows of `arrow_schema`: the API's fields, then `EXTRAS` as JSON text."""
-    rows = []
-    for record in records:
-        row = record.to_dict()
-        row[EXTRAS] = orjson.dumps(dict(record.extras)).decode() if record.extras else None
-        rows.append(row)
-    return rows
+    """``records`` as rows of `arrow_schema`, by column name.
+
+    Raises:
+        ResponseFormatError: A time is outside what a datetime can hold.
+    """
+    return [dict(zip(_NAMES, _encode(record), strict=True)) for record in records]
 
 
 def record_batch(
@@ -37,10 +60,12 @@ def record_batch(
     constants: Mapping[str, Any] | None = None,
 ) -> pyarrow.RecordBatch:
     """``records`` as one Arrow record batch of ``schema``: `arrow_schema`, or it with more
-    columns, each given one value for every row by ``constants`` (or left null).
+    columns, each given one value for every row by ``constants`` (or left null), and its
+    times in any unit (Spark's are microseconds).
 
     Raises:
         ImportError: pyarrow is not installed.
+        ResponseFormatError: A time is outside what a datetime can hold.
     """
     import pyarrow as pa
 
@@ -48,4 +73,16 @@ def record_batch(
     if constants:
         for row in rows:
             row.update(constants)
-    return pa.RecordBatch.from_pylist(rows, schema=schema)
+    # The rows hold times as milliseconds: build them as such, then cast to the unit asked.
+    built = pa.schema(
+        [
+            field.with_type(pa.timestamp("ms", tz=field.type.tz))
+            if pa.types.is_timestamp(field.type)
+            else field
+            for field in schema
+        ]
+    )
+    batch = pa.RecordBatch.from_pylist(rows, schema=built)
+    if built == schema or not rows:
+        return batch if built == schema else pa.RecordBatch.from_pylist([], schema=schema)
+    return pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]

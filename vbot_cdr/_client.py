@@ -16,7 +16,7 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, Union
@@ -39,16 +39,26 @@ from ._config import (
     RetryPolicy,
     normalize_base_url,
 )
+from ._conversations import ConversationIterator
 from ._decoding import CallRow, build_records
 from ._dialects import V2, V3, Api, Dialect, dialect_for
 from ._errors import AuthenticationError, ResponseFormatError, TransportError
 from ._iteration import CallIterator, CallPageIterator, Iteration, OpenIteration
 from ._models import BotConversation, CallFilter, CallRecord, TimeUnit, to_epoch
 from ._port import InFlightSlot
+from ._recordings import (
+    DEFAULT_MAX_RECORDING_BYTES,
+    ReadStream,
+    Recording,
+    RecordingDownload,
+    RecordingRequest,
+    RecordingWriter,
+    recording_request,
+)
 from ._retry import call_with_retries
 from ._stats import IterationStats
 from ._sync import CallSync, FileStateStore, StateStore, open_sync
-from ._transport import AiohttpTransport, Answer, Transport
+from ._transport import AiohttpTransport, Answer, Stream, StreamingTransport, Transport
 from ._windows import plan_windows, to_units
 
 __all__ = ["VBotClient"]
@@ -99,6 +109,11 @@ class _Deadline:
         if self._at is None:
             self._at = asyncio.get_running_loop().time() + self._seconds
         return self._at
+
+
+async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
+    """A whole body as a stream of one chunk."""
+    yield body
 
 
 def _utc_now() -> dt.datetime:
@@ -413,24 +428,57 @@ class VBotClient:
         ``deadline``: the attempt's timeout is what is left of it once they are over.
         """
         async with in_flight:
-            if self._rate_limiter is not None:
-                if deadline is None:
-                    await self._rate_limiter.acquire()
-                else:
-                    try:
-                        await asyncio.wait_for(
-                            self._rate_limiter.acquire(), _time_left(request, deadline)
-                        )
-                    except asyncio.TimeoutError:
-                        raise _deadline_passed(request) from None
-            timeout = self._timeout
-            if deadline is not None:
-                timeout = min(timeout, _time_left(request, deadline))
+            timeout = await self._pace(request, deadline)
             headers = self._dialect.auth_headers(token)
             answer = await self._transmit(
                 "GET", request, timeout, params=request.params, headers=headers
             )
             return read_answer(request, *answer, secrets=(token,))
+
+    async def _pace(self, request: _wire.Request, deadline: float | None) -> float:
+        """Wait for the rate limiter (within ``deadline``); return the attempt's timeout."""
+        if self._rate_limiter is not None:
+            if deadline is None:
+                await self._rate_limiter.acquire()
+            else:
+                try:
+                    await asyncio.wait_for(
+                        self._rate_limiter.acquire(), _time_left(request, deadline)
+                    )
+                except asyncio.TimeoutError:
+                    raise _deadline_passed(request) from None
+        if deadline is None:
+            return self._timeout
+        return min(self._timeout, _time_left(request, deadline))
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self, request: RecordingRequest, token: str, deadline: float | None
+    ) -> AsyncIterator[Stream]:
+        """One paced attempt of ``request``, its body streamed (through `Transport.send`,
+        whole, when the transport cannot stream). The timeout (cut to ``deadline``) bounds
+        connecting and each wait for a chunk, not the whole body: a long recording may
+        take longer.
+
+        Raises:
+            TransportError, ResponseFormatError: As `_transmit`.
+        """
+        timeout = await self._pace(request, deadline)
+        headers = self._dialect.auth_headers(token)
+        transport = self._open()
+        if not isinstance(transport, StreamingTransport):
+            status, answer_headers, body = await self._transmit(
+                "GET", request, timeout, headers=headers
+            )
+            yield status, answer_headers, _one_chunk(body)
+            return
+        try:
+            async with transport.stream(
+                "GET", self._base_url + request.path, headers=headers, timeout=timeout
+            ) as (status, answer_headers, chunks):
+                yield status, answer_headers, chunks
+        except TransportError as exc:
+            raise TransportError(exc.args[0], endpoint=request.endpoint) from exc.__cause__
 
     async def _exchange_token(self, request: _wire.TokenRequest) -> _wire.TokenGrant:
         """POST a token request (with the client's retries) and return the grant."""
@@ -499,6 +547,24 @@ class VBotClient:
         per-call ``deadline``: each attempt's timeout is cut to the time left, and no retry is
         scheduled past it.
         """
+
+        async def send(token: str, deadline: float | None) -> T:
+            return read(
+                request, await self._send(request, token, in_flight, deadline, read_answer)
+            )
+
+        return await self._retrying(request, send, stats=stats, deadline=deadline)
+
+    async def _retrying(
+        self,
+        request: _wire.Request,
+        send: Callable[[str, float | None], Awaitable[T]],
+        *,
+        stats: IterationStats | None,
+        deadline: float | None,
+    ) -> T:
+        """``send(token, deadline)`` with retries and one token renewal after a 401; see
+        `_call`."""
         loop = asyncio.get_running_loop()
         if self._deadline is not None:
             own = loop.time() + self._deadline
@@ -509,7 +575,7 @@ class VBotClient:
                 _time_left(request, deadline)  # past it: no attempt, no request counted
             if stats is not None:
                 stats.requests += 1
-            return read(request, await self._send(request, token, in_flight, deadline, read_answer))
+            return await send(token, deadline)
 
         def count_retry(*_: object) -> None:
             if stats is not None:
@@ -615,6 +681,192 @@ class VBotClient:
             dialect=self._dialect,
         )
         return await self._call(request, _wire.conversation_reader(trans_id))
+
+    async def _fetch_recording(
+        self, trans_id: str, read: ReadStream, *, stats: IterationStats | None = None
+    ) -> Recording:
+        """Ask for the recording of ``trans_id`` (with the client's retries, rate limit and
+        credential); return what ``read`` makes of the streamed answer."""
+        request = recording_request(trans_id, self._dialect)
+
+        async def send(token: str, deadline: float | None) -> Recording:
+            async with self._stream(request, token, deadline) as (status, headers, chunks):
+                return await read(request, status, headers, chunks, (token,))
+
+        return await self._retrying(request, send, stats=stats, deadline=None)
+
+    async def download_recording(
+        self,
+        trans_id: str,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = DEFAULT_MAX_RECORDING_BYTES,
+    ) -> Recording:
+        """Download the recording of the call ``trans_id`` to ``path``.
+
+        ``GET {base_url}/api/crm/historycall/record/{trans_id}`` with the client's credential
+        (Bearer token or ``X-API-Key``), retries and rate limit. The body is streamed to
+        ``path + ".partial"`` (hashed and counted as it comes, never held whole), fsynced,
+        then renamed to ``path``, which therefore only ever holds a whole recording.
+
+        Args:
+            trans_id: The call.
+            path: Where to write it (its directory must exist); the name is used as given,
+                whatever the Content-Type.
+            max_bytes: A larger recording is refused (announced, or as it arrives).
+
+        Returns:
+            What was written: the path, bytes, SHA-256 and media type.
+
+        Raises:
+            ValueError: ``trans_id`` is empty, or ``max_bytes`` < 1 (before any request).
+            APIError: The server refused; ``http_status`` 404 (or ``error_code`` 404): the
+                call has no recording.
+            ResponseFormatError: The body is not audio (an HTML page, a JSON body), or is
+                larger than ``max_bytes``. Not retried.
+            TransportError: No whole answer after the retries.
+
+        .. versionadded:: Unreleased
+        """
+        if not isinstance(trans_id, str) or not trans_id:
+            raise ValueError(f"trans_id must be a non-empty string, got {trans_id!r}")
+        _positive_int("max_bytes", max_bytes)
+        target = Path(path)
+        return await self._fetch_recording(
+            trans_id, RecordingWriter(lambda _: target, max_bytes=max_bytes)
+        )
+
+    def download_recordings(
+        self,
+        directory: str | os.PathLike[str],
+        filter: CallFilter | None = None,
+        *,
+        max_bytes: int = DEFAULT_MAX_RECORDING_BYTES,
+        concurrency: int | None = None,
+        page_size: int | None = None,
+        window: dt.timedelta | None = None,
+        **filters: Any,
+    ) -> RecordingDownload:
+        """Download the recording of every call the filter selects into ``directory``.
+
+        Usage::
+
+            async with client.download_recordings("recordings/", campaign_code="CMP01") as it:
+                async for recording in it:
+                    print(recording.trans_id, recording.file or recording.reason)
+
+        Each call once: its recording, streamed as `download_recording` does, is written to
+        ``{trans_id}{extension of its Content-Type}``, and a line of ``manifest.jsonl``
+        records it (or why there is none). Run it again to resume: only what is missing or
+        does not match the manifest is fetched. See `RecordingDownload`.
+
+        Args:
+            directory: Where to write (made if missing).
+            filter: A `CallFilter`, or give its criteria as keywords instead.
+            max_bytes: A larger recording is refused.
+            concurrency: Most recordings downloading at once (the client's default if
+                ``None``); the calls are read besides, one page at a time.
+            page_size, window: As for `iter_calls`.
+
+        Raises:
+            ValueError, TypeError: Bad arguments, at once (before any request).
+            CallError: During iteration: a recording that could not be had; it names the
+                call.
+            VBotError: During iteration, reading the calls failed.
+
+        .. versionadded:: Unreleased
+        """
+        _positive_int("max_bytes", max_bytes)
+        width = self._width(concurrency)
+        calls = self._calls_for_bulk(filter, filters, page_size=page_size, window=window)
+
+        def fetch(trans_id: str, read: ReadStream) -> Awaitable[Recording]:
+            return self._fetch_recording(trans_id, read, stats=calls.stats)
+
+        return RecordingDownload(
+            calls, fetch, Path(directory), concurrency=width, max_bytes=max_bytes
+        )
+
+    def iter_conversations(
+        self,
+        filter: CallFilter | None = None,
+        *,
+        concurrency: int | None = None,
+        page_size: int | None = None,
+        window: dt.timedelta | None = None,
+        **filters: Any,
+    ) -> ConversationIterator:
+        """The bot conversation of every call the filter selects, each call once.
+
+        Usage::
+
+            async with client.iter_conversations(campaign_code="CMP01") as conversations:
+                async for item in conversations:
+                    print(item.trans_id, item.conversation.turns if item.conversation else None)
+
+        The calls are read as `iter_calls` reads them (complete, or an error), one page at a
+        time; each call's ``getBotConversation`` is asked with at most ``concurrency`` in
+        flight (so ``concurrency + 1`` requests at most, with the page being read), under the
+        client's rate limit, a 5xx retried. A call without a conversation (the server answers
+        404 for it) comes with ``conversation=None``. Items come as their answers arrive, not
+        in the server's order; memory does not grow with the number of calls.
+
+        Args:
+            filter: A `CallFilter`, or give its criteria as keywords instead.
+            concurrency: Most conversation requests in flight (the client's default if
+                ``None``).
+            page_size, window: As for `iter_calls`.
+
+        Raises:
+            ValueError, TypeError: Bad arguments, at once (before any request).
+            CallError: During iteration: a conversation that could not be fetched after its
+                retries; it names the call.
+            VBotError: During iteration, reading the calls failed.
+
+        .. versionadded:: Unreleased
+        """
+        width = self._width(concurrency)
+        calls = self._calls_for_bulk(filter, filters, page_size=page_size, window=window)
+
+        def fetch(trans_id: str, bot_id: str | None) -> Awaitable[BotConversation]:
+            request = _wire.conversation_request(
+                trans_id,
+                bot_id=bot_id,
+                vbot_id=self._vbot_id,
+                project_code=self._project_code,
+                dialect=self._dialect,
+            )
+            return self._call(request, _wire.conversation_reader(trans_id), stats=calls.stats)
+
+        return ConversationIterator(calls, fetch, concurrency=width)
+
+    def _width(self, concurrency: int | None) -> int:
+        if concurrency is None:
+            return self._concurrency
+        return _positive_int("concurrency", concurrency)
+
+    def _calls_for_bulk(
+        self,
+        filter: CallFilter | None,
+        filters: Mapping[str, Any],
+        *,
+        page_size: int | None,
+        window: dt.timedelta | None,
+    ) -> CallPageIterator:
+        """The calls of a bulk read: a page at a time (their requests are few beside the
+        one per call that follows), in the server's order."""
+        return CallPageIterator(
+            self._iteration(
+                filter,
+                filters,
+                limit=None,
+                page_size=page_size,
+                concurrency=1,
+                ordered=True,
+                deadline=None,
+                window=window,
+            )
+        )
 
     # -- iteration -------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ Every error the public API raises derives from `VBotError`::
     ├── ResponseFormatError      an answer that is not the documented envelope or record shape
     ├── IncompleteError          an iteration whose pages could not be made to match countAll
     ├── StateError               a sync state file that cannot be used
-    └── DatabaseError            a database sink that cannot connect, load or commit
+    ├── DatabaseError            a database sink that cannot connect, load or commit
+    └── CallError                a bulk read's request about one call (its conversation, its
+                                 recording) failed: names the call; the failure is its cause
 
 No exception ever carries the access token, the refresh token or a password: messages are
 built from the endpoint name, the page, status codes and (truncated) response bodies only.
@@ -21,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "CallError",
     "DatabaseError",
     "IncompleteError",
     "RateLimitError",
@@ -207,3 +210,25 @@ class DatabaseError(VBotError):
     The message names the database by its URL with the password masked; the transaction of
     the window being loaded is rolled back, so the next run loads that window again.
     """
+
+
+class CallError(VBotError):
+    """A bulk read (`iter_conversations`, `download_recordings`) could not get what it asked
+    about one call, after the retries.
+
+    The bulk read stops there (the other requests in flight are cancelled); what it handed
+    out so far stands. The failure itself is `error` (and the ``__cause__``).
+
+    Attributes:
+        trans_id: The call.
+        error: The failure (`APIError`, `TransportError`, `ResponseFormatError`...).
+
+    .. versionadded:: Unreleased
+    """
+
+    def __init__(self, trans_id: str, error: VBotError):
+        self.trans_id = trans_id
+        self.error = error
+        super().__init__(f"call {trans_id}: {error}")
+        # The error's own message already names its endpoint; the attributes still say it.
+        self.endpoint, self.page = error.endpoint, error.page

@@ -49,8 +49,9 @@ MILLISECONDS_THRESHOLD: Final = 10**11
 NO_EXTRAS: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
-def epoch_to_datetime(value: int | None) -> dt.datetime | None:
-    """Turn a Unix epoch in seconds or milliseconds (told apart by magnitude) into aware UTC.
+def epoch_to_datetime(value: int | None, tz: dt.tzinfo = dt.timezone.utc) -> dt.datetime | None:
+    """Turn a Unix epoch in seconds or milliseconds (told apart by magnitude) into an aware
+    datetime in ``tz`` (UTC unless given).
 
     ``None`` and 0 give ``None``: the API sends 0 for a time that never came (a call that was
     not answered has ``answer_at`` 0), and no call was made at the epoch itself.
@@ -62,7 +63,7 @@ def epoch_to_datetime(value: int | None) -> dt.datetime | None:
         return None
     seconds = value / 1000 if abs(value) >= MILLISECONDS_THRESHOLD else value
     try:
-        return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(seconds, tz)
     except (OverflowError, OSError, ValueError):
         # The record itself parsed; only this reading of one of its times is impossible.
         raise ResponseFormatError(f"epoch {value} is outside the datetime range") from None

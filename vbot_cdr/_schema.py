@@ -2,8 +2,12 @@
 
 `record_shape` walks the type hints of `CallRecord` (and of the classes it nests) into a
 small tree of `Shape`\\ s; `json_schema` renders that tree as the JSON Schema of a record as
-``vbot-cdr export`` writes it (`CallRecord.to_dict`), and `arrow_schema` as the one typed
-schema of the Parquet export. A field added to the models appears in both with no edit here.
+``vbot-cdr export`` writes it to JSON Lines, and `vbot_cdr._table` flattens it into the one
+table shape of every other output. A field added to the models appears in both with no edit
+here.
+
+A time is a time: an epoch field (an ``int`` field named ``*_at``) has the shape
+``"timestamp"``, whatever unit a dialect sends it in.
 """
 
 from __future__ import annotations
@@ -11,19 +15,16 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Union
+from typing import Any, Final, Union
 
 import attrs
 
 from ._models import CallRecord
 
-if TYPE_CHECKING:
-    import pyarrow
+__all__ = ["EXTRAS", "Shape", "json_schema", "record_shape"]
 
-__all__ = ["EXTRAS", "Shape", "arrow_schema", "json_schema", "record_shape"]
-
-#: The column of the Parquet and CSV exports that holds, as a JSON object, the fields the
-#: models do not list.
+#: The column of the table shape that holds, as a JSON object, the fields the models do not
+#: list (JSON Lines keeps them as fields of the record).
 EXTRAS: Final = "extras"
 
 _SCALARS: Final[Mapping[type, str]] = {
@@ -38,7 +39,8 @@ _SCALARS: Final[Mapping[type, str]] = {
 class Shape:
     """One field's type: a JSON type name, and for objects their fields, for arrays their item.
 
-    ``kind`` is ``"string"``, ``"integer"``, ``"number"``, ``"boolean"``, ``"object"`` or
+    ``kind`` is ``"string"``, ``"integer"``, ``"number"``, ``"boolean"``, ``"timestamp"`` (an
+    epoch as the server sends it, an instant as the exports write it), ``"object"`` or
     ``"array"``; ``nullable`` says whether ``null`` is a value of it.
     """
 
@@ -74,8 +76,17 @@ def _fields(cls: type) -> dict[str, Shape]:
     hints = typing.get_type_hints(cls, localns=dict(_ANNOTATION_NAMES))
     # `CallRecord.extras` is not a field of the API: its contents are merged into the record.
     return {
-        field.name: _shape(hints[field.name]) for field in attrs.fields(cls) if field.name != EXTRAS
+        field.name: _timestamp_if_epoch(field.name, _shape(hints[field.name]))
+        for field in attrs.fields(cls)
+        if field.name != EXTRAS
     }
+
+
+def _timestamp_if_epoch(name: str, shape: Shape) -> Shape:
+    """An ``int`` field named ``*_at`` is an epoch (``create_at``...): a time, not a number."""
+    if shape.kind == "integer" and name.endswith("_at"):
+        return attrs.evolve(shape, kind="timestamp")
+    return shape
 
 
 def record_shape() -> Shape:
@@ -84,8 +95,11 @@ def record_shape() -> Shape:
 
 
 def _json_type(shape: Shape) -> dict[str, Any]:
-    kind: str | list[str] = [shape.kind, "null"] if shape.nullable else shape.kind
+    name = "string" if shape.kind == "timestamp" else shape.kind
+    kind: str | list[str] = [name, "null"] if shape.nullable else name
     schema: dict[str, Any] = {"type": kind}
+    if shape.kind == "timestamp":
+        schema["format"] = "date-time"
     if shape.kind == "object":
         schema["properties"] = {name: _json_type(field) for name, field in shape.fields.items()}
     if shape.item is not None:
@@ -105,36 +119,9 @@ def json_schema() -> dict[str, Any]:
         "title": "CallRecord",
         "description": (
             "One call of the VBot call history, as vbot-cdr export writes it (one JSON Lines "
-            "line). Times are Unix epochs as the server sent them. See docs/fields.md."
+            "line). Times are ISO 8601 date-times with their offset, in the zone of the "
+            "export (--tz, default Asia/Ho_Chi_Minh). See docs/fields.md."
         ),
         **schema,
         "additionalProperties": True,
     }
-
-
-def _arrow_type(shape: Shape) -> pyarrow.DataType:
-    import pyarrow as pa
-
-    scalars = {
-        "string": pa.string(),
-        "integer": pa.int64(),
-        "number": pa.float64(),
-        "boolean": pa.bool_(),
-    }
-    if shape.kind == "object":
-        return pa.struct([pa.field(n, _arrow_type(f)) for n, f in shape.fields.items()])
-    if shape.item is not None:
-        return pa.list_(_arrow_type(shape.item))
-    return scalars[shape.kind]
-
-
-def arrow_schema() -> pyarrow.Schema:
-    """The Arrow schema of the Parquet export: a column per field, then `EXTRAS` as JSON text.
-
-    Raises:
-        ImportError: pyarrow is not installed (the ``parquet`` extra).
-    """
-    import pyarrow as pa
-
-    columns = [pa.field(name, _arrow_type(shape)) for name, shape in record_shape().fields.items()]
-    return pa.schema([*columns, pa.field(EXTRAS, pa.string())])

@@ -10,18 +10,23 @@ or delays what goes out, without touching the client's private names.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Final, Protocol, runtime_checkable
 
 import aiohttp
 
 from ._config import DEFAULT_MAX_RESPONSE_BYTES
 from ._errors import ResponseFormatError, TransportError
 
-__all__ = ["AiohttpTransport", "Answer", "Transport"]
+__all__ = ["AiohttpTransport", "Answer", "Stream", "StreamingTransport", "Transport"]
 
 #: What a transport returns: the HTTP status, the headers, and the whole body.
 Answer = tuple[int, Mapping[str, str], bytes]
+#: What a streaming transport gives: the HTTP status, the headers, and the body's chunks.
+Stream = tuple[int, Mapping[str, str], AsyncIterator[bytes]]
+#: The most bytes a streamed body hands over at once.
+_CHUNK_BYTES: Final = 256 * 1024
 
 
 class Transport(Protocol):
@@ -50,8 +55,29 @@ class Transport(Protocol):
         """Release what the transport holds (connections). Idempotent."""
 
 
+@runtime_checkable
+class StreamingTransport(Transport, Protocol):
+    """A `Transport` that can also hand a body over as it arrives (for recordings: files
+    larger than one would hold in memory). A transport without `stream` is still used for
+    them, through `send`, within its own body limit.
+    """
+
+    def stream(
+        self, method: str, url: str, *, headers: Mapping[str, str], timeout: float
+    ) -> contextlib.AbstractAsyncContextManager[Stream]:
+        """Send one request; within the block, its status, headers and body chunks.
+
+        ``timeout`` bounds connecting and each wait for the next chunk (not the whole body).
+
+        Raises:
+            TransportError: No answer, or the body broke off or stalled past ``timeout``
+                (from the chunks).
+        """
+        ...
+
+
 class AiohttpTransport:
-    """A `Transport` over an aiohttp session.
+    """A `Transport` (and `StreamingTransport`) over an aiohttp session.
 
     Args:
         session: A session to use as is, never closed here. Without one, the transport
@@ -94,13 +120,8 @@ class AiohttpTransport:
         timeout: float,
     ) -> Answer:
         """See `Transport.send`."""
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections),
-                trace_configs=self._trace_configs,
-            )
         try:
-            async with self.session.request(
+            async with self._session().request(
                 method,
                 url,
                 params=params,
@@ -121,6 +142,42 @@ class AiohttpTransport:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         raise failure
 
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, method: str, url: str, *, headers: Mapping[str, str], timeout: float
+    ) -> AsyncIterator[Stream]:
+        """See `StreamingTransport.stream`. The body is not bounded here: its reader is."""
+        try:
+            response = await self._session().request(
+                method,
+                url,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+                allow_redirects=False,
+            )
+        except asyncio.TimeoutError as exc:
+            raise TransportError(f"no answer within {timeout:.3g}s") from exc
+        except aiohttp.ClientResponseError as exc:
+            # Not chained: its request_info holds the request's headers (see `send`).
+            failure = TransportError(f"{type(exc).__name__}: {exc}")
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        else:
+            try:
+                yield response.status, response.headers, _chunks(response, timeout)
+            finally:
+                response.release()  # a body left unread closes the connection
+            return
+        raise failure
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                trace_configs=self._trace_configs,
+            )
+        return self.session
+
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         cap = self._max_response_bytes
         length = response.content_length
@@ -138,6 +195,17 @@ class AiohttpTransport:
                 raise _too_large(cap)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+async def _chunks(response: aiohttp.ClientResponse, timeout: float) -> AsyncIterator[bytes]:
+    """The body of ``response`` as it arrives; a broken or stalled body is a `TransportError`."""
+    try:
+        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+            yield chunk
+    except asyncio.TimeoutError as exc:
+        raise TransportError(f"body stalled for more than {timeout:.3g}s") from exc
+    except aiohttp.ClientError as exc:
+        raise TransportError(f"body broke off: {type(exc).__name__}: {exc}") from exc
 
 
 def _too_large(cap: int) -> ResponseFormatError:

@@ -47,7 +47,13 @@ from ._dialects import (
     read_error_envelope,
     read_v3_envelope,
 )
-from ._errors import APIError, AuthenticationError, RateLimitError, ResponseFormatError
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    RateLimitError,
+    ResponseFormatError,
+    VBotError,
+)
 from ._models import BotConversation, CallFilter, CallRecord, TimeUnit
 from ._redact import redact
 
@@ -64,6 +70,7 @@ __all__ = [
     "count_request",
     "decode_record_page",
     "error_for_status",
+    "finds_nothing",
     "list_request",
     "parse_retry_after",
     "password_grant",
@@ -199,6 +206,12 @@ def refuses_token(exc: AuthenticationError) -> bool:
     """Whether ``exc`` refuses the credential itself (HTTP 401, or an envelope's 401), so a
     renewed token may succeed where a 403 ("not allowed") will not."""
     return exc.http_status == 401 or exc.error_code == 401
+
+
+def finds_nothing(exc: VBotError) -> bool:
+    """Whether ``exc`` is the server saying that what was asked for does not exist: HTTP 404,
+    or a failure envelope with code 404 (a call without a conversation or a recording)."""
+    return isinstance(exc, APIError) and 404 in (exc.http_status, exc.error_code)
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:

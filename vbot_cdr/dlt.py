@@ -9,14 +9,18 @@ Usage::
     pipeline.run(vbot_source(token, base_url, start_date=1_764_547_200, campaign_code="C1"))
     # v3: vbot_source(api_key=key, base_url=..., start_date=..., campaign_code="C1")
 
-The ``calls`` resource reads the calls created since dlt's last run of the pipeline: its
-incremental cursor is ``create_at``, and each run reads again ``lookback`` before the largest
-``create_at`` loaded (dlt's ``lag``), for calls whose records were written late. Calls read
+The ``calls`` resource has the one table shape of a call (`vbot_cdr.CALL_COLUMNS`), with
+explicit column types: times are timestamps with a zone (UTC), codes are text,
+``call_collected_data`` and ``extras`` are JSON columns (no child tables). It reads the
+calls created since dlt's last run of the pipeline: its incremental cursor is ``create_at``,
+and each run reads again ``lookback`` before the largest ``create_at`` loaded (dlt's
+``lag``), for calls whose records were written late. Calls read
 again are merged on ``trans_id``, so the destination holds each call once. A call without a
 ``trans_id`` (or with an empty one) fails the load, as dlt's primary key cannot be null,
 instead of being merged into another call's row. It stops ``settle``
 before now, as `VBotClient.sync` does. With ``conversations=True``, a ``conversations``
-transformer adds the bot conversation of each call.
+transformer adds the bot conversation of each call (``raw`` null for a call the server has
+none for), with at most the client's ``concurrency`` requests in flight across all pages.
 
 dlt keeps the cursor in the pipeline's state, at the destination: one pipeline (name and
 state) per tenant and set of criteria.
@@ -34,11 +38,37 @@ import dlt
 from dlt.extract import DltResource
 
 from ._client import VBotClient
-from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
+from ._config import DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from ._dialects import Api
-from ._models import CallFilter, to_epoch
+from ._errors import APIError
+from ._models import CallFilter, epoch_to_datetime
+from ._table import CALL_COLUMNS, Kind, plain_json, row_encoder
+from ._wire import finds_nothing
 
 __all__ = ["vbot_source"]
+
+#: dlt's type of each kind of column.
+_DLT_TYPES: dict[Kind, str] = {
+    "text": "text",
+    "integer": "bigint",
+    "float": "double",
+    "bool": "bool",
+    "timestamp": "timestamp",
+    "json": "json",
+}
+
+_COLUMN_HINTS: dict[str, dict[str, Any]] = {
+    column.name: {
+        "data_type": _DLT_TYPES[column.kind],
+        "nullable": column.name != "trans_id",
+        **({"timezone": True} if column.kind == "timestamp" else {}),
+    }
+    for column in CALL_COLUMNS
+}
+
+
+_encode_row = row_encoder({"timestamp": epoch_to_datetime, "json": plain_json})
+_NAMES = tuple(column.name for column in CALL_COLUMNS)
 
 
 @dlt.source(name="vbot")
@@ -66,11 +96,11 @@ def vbot_source(
             secrets if not given). Exactly one of ``token`` and ``api_key``, as for
             `VBotClient`.
         api: The API dialect, as for `VBotClient` (``None``: inferred from the credential).
-        start_date: Where the first run starts (an epoch in the client's ``time_unit``: the
-            dialect's unless ``client_options`` sets one; or an aware datetime); later runs
-            start from dlt's cursor.
+        start_date: Where the first run starts (an aware datetime, or a Unix epoch in
+            seconds or milliseconds, told apart by magnitude); later runs start from dlt's
+            cursor, the largest ``create_at`` loaded (a UTC timestamp).
         lookback: How far before the largest ``create_at`` loaded a run reads again (dlt's
-            ``lag``, in the unit of ``create_at``).
+            ``lag``).
         settle: How far behind now a run stops.
         window: The width of each time window of the reads (see `VBotClient.iter_calls`).
         conversations: Add the ``conversations`` transformer: one request per call.
@@ -87,17 +117,19 @@ def vbot_source(
     def open_client() -> VBotClient:
         return VBotClient(token, **options)
 
-    # Built here only to check the settings and learn the unit of the dates (v3 sends ms).
-    unit = open_client().time_unit
-    scale = 1000 if unit == "ms" else 1
+    # Built here only to check the settings.
+    open_client()
+    first = start_date if isinstance(start_date, dt.datetime) else epoch_to_datetime(start_date)
 
-    @dlt.resource(name="calls", primary_key="trans_id", write_disposition="merge")
+    @dlt.resource(
+        name="calls", primary_key="trans_id", write_disposition="merge", columns=_COLUMN_HINTS
+    )
     async def calls(
         # dlt's idiom: the default declares the cursor, and dlt passes in its state.
-        created: dlt.sources.incremental[int] = dlt.sources.incremental(  # noqa: B008
+        created: dlt.sources.incremental[dt.datetime] = dlt.sources.incremental(  # noqa: B008
             "create_at",
-            initial_value=to_epoch(start_date, unit),  # noqa: B008
-            lag=lookback.total_seconds() * scale,  # noqa: B008
+            initial_value=first,
+            lag=lookback.total_seconds(),  # noqa: B008
         ),
     ) -> AsyncIterator[list[dict[str, Any]]]:
         start = created.start_value
@@ -106,7 +138,7 @@ def vbot_source(
         read = attrs.evolve(call_filter, start_date=start, end_date=upper)
         async with open_client() as client:
             async for page in client.iter_call_pages(read, window=window):
-                rows = [record.to_dict() for record in page]
+                rows = [dict(zip(_NAMES, _encode_row(record), strict=True)) for record in page]
                 for row in rows:
                     if not row.get("trans_id"):
                         # An empty id is no key: merged on it, such calls would collapse
@@ -114,17 +146,26 @@ def vbot_source(
                         row["trans_id"] = None
                 yield rows
 
+    # dlt may transform several pages at once: one bound for all of them, the client's.
+    in_flight = asyncio.Semaphore(options.get("concurrency", DEFAULT_CONCURRENCY))
+
     @dlt.transformer(name="conversations", primary_key="trans_id", write_disposition="merge")
     async def bot_conversations(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
         async with open_client() as client:
-            found = await asyncio.gather(
-                *(
-                    client.get_bot_conversation(call["trans_id"], bot_id=call.get("bot_id"))
-                    for call in page
-                    if call.get("trans_id")
-                )
-            )
-        return [{"trans_id": c.trans_id, "raw": c.raw} for c in found]
+
+            async def row(call: dict[str, Any]) -> dict[str, Any]:
+                async with in_flight:
+                    try:
+                        found = await client.get_bot_conversation(
+                            call["trans_id"], bot_id=call.get("bot_id")
+                        )
+                    except APIError as exc:
+                        if not finds_nothing(exc):
+                            raise
+                        return {"trans_id": call["trans_id"], "raw": None}  # it has none
+                return {"trans_id": found.trans_id, "raw": found.raw}
+
+            return list(await asyncio.gather(*(row(c) for c in page if c.get("trans_id"))))
 
     calls_read = calls()
     resources: list[DltResource] = [calls_read]

@@ -60,7 +60,6 @@ import json
 import os
 import types
 import typing
-import zoneinfo
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Union
@@ -79,13 +78,14 @@ except ImportError as exc:  # no pyspark, or one older than 4.0 (no Python data 
         "vbot_cdr.spark needs pyspark 4.0 or later: pip install 'vbot_cdr[spark]'"
     ) from exc
 
-from ._arrow import record_batch
+from ._arrow import arrow_schema, record_batch
 from ._client import VBotClient
 from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from ._dialects import Api
 from ._errors import VBotError
 from ._models import CallFilter, CallRecord
-from ._schema import arrow_schema
+from ._table import DEFAULT_TZ
+from ._table import zone as table_zone
 from ._windows import parse_duration
 
 if TYPE_CHECKING:
@@ -99,9 +99,6 @@ NAME: Final = "vbot_cdr"
 
 #: The column that names the account of each call, with ``tenants``.
 TENANT: Final = "tenant"
-
-#: The zone of dates given without an offset, unless ``tz`` says otherwise: VBot's own.
-DEFAULT_TZ: Final = "Asia/Ho_Chi_Minh"
 
 #: The most partitions one read plans (a window too narrow for the range is refused).
 MAX_PARTITIONS: Final = 100_000
@@ -335,13 +332,12 @@ def _settings(options: Mapping[str, str]) -> _Settings:
     unknown = sorted(set(options) - _KNOWN)
     if unknown:
         raise ValueError(f"unknown options {unknown}; known: {sorted(_KNOWN)}")
+    # The zone of dates given without an offset, unless ``tz`` says otherwise: VBot's own.
     tz_name = options.get("tz", DEFAULT_TZ)
     try:
-        zone = zoneinfo.ZoneInfo(tz_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"tz must be an IANA zone name such as {DEFAULT_TZ}, got {tz_name!r}"
-        ) from None
+        zone = table_zone(tz_name)
+    except ValueError as exc:
+        raise ValueError(f"tz: {exc}") from None
     if not options.get("start_date"):
         raise ValueError("start_date is required: where the first window begins")
 
@@ -606,7 +602,15 @@ class VBotDataSource(DataSource):
     def _arrow_schema(self, settings: _Settings) -> pyarrow.Schema:
         import pyarrow as pa
 
-        calls = arrow_schema()
+        # The Parquet export's columns, with Spark's unit of time (microseconds).
+        calls = pa.schema(
+            [
+                field.with_type(pa.timestamp("us", tz="UTC"))
+                if pa.types.is_timestamp(field.type)
+                else field
+                for field in arrow_schema()
+            ]
+        )
         if not settings.tenants:
             return calls
         return pa.schema([pa.field(TENANT, pa.string()), *calls])

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests._records import exported
+from tests._records import exported_line
 from tests.conftest import SERVED_DIALECTS
 from vbot_cdr.cli import main
 from vbot_cdr.testing import FakeVBotServer
@@ -72,7 +72,7 @@ async def test_export_in_every_dialect(
     unit = 1000 if server.api != "v2" else 1
     expected = [r for r in server.records if r["create_at"] >= since.timestamp() * unit]
     assert 0 < len(expected) < 250
-    assert read_jsonl(out) == [exported(r) for r in expected]
+    assert read_jsonl(out) == [exported_line(r) for r in expected]
     [count] = [r for r in server.requests if r.endpoint == "countAll"]
     assert count.params == {"start_date": str(int(since.timestamp()) * unit)}
     assert KEY not in capsys.readouterr().err

@@ -11,7 +11,6 @@ import json
 import os
 from pathlib import Path
 
-import attrs
 import pytest
 
 from tests._cli import (
@@ -23,9 +22,11 @@ from tests._cli import (
     run,
     spawn,
 )
-from vbot_cdr import CallRecord
 from vbot_cdr._decoding import structure_record
+from vbot_cdr._models import epoch_to_datetime
+from vbot_cdr._table import json_document, zone
 from vbot_cdr.cli import CSV_COLUMNS, main
+from vbot_cdr.cli._outputs import ExportFile, OutputFormat, export_file
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
 
 
@@ -36,7 +37,9 @@ def test_demo_export_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     records = read_jsonl(out)
     assert [r["trans_id"] for r in records] == [f"TX0-{i:08d}" for i in reversed(range(250))]
     # The seed's shape, plus the fields only v3 sends (null here).
-    assert records[-1] == structure_record(generate_records(1)[0]).to_dict()
+    first = structure_record(generate_records(1)[0])
+    assert records[-1] == json_document(first, zone("Asia/Ho_Chi_Minh"))
+    assert records[-1]["create_at"] == "2025-12-01T07:00:00+07:00"
     assert set(records[-1]) - set(generate_records(1)[0]) == {
         "external_call_id",
         "campaign_id",
@@ -77,22 +80,25 @@ def test_export_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_export_csv(tmp_path: Path) -> None:
-    """CSV flattens members and hotlines into dotted columns and keeps collected data as JSON."""
+    """CSV has the one table shape: members and hotlines flattened into ``member_name``...,
+    collected data as JSON, times as ISO 8601 in Vietnam time (the default zone)."""
     out = tmp_path / "calls.csv"
     assert main(["export", "--demo", "--demo-records", "40", "--out", str(out), "-q"]) == 0
     with out.open(newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert tuple(rows[0]) == CSV_COLUMNS
-    assert "member.vbot_id" in CSV_COLUMNS
+    assert "member_vbot_id" in CSV_COLUMNS
     assert CSV_COLUMNS[-1] == "extras"
     assert len(rows) == 40
     for row, record in zip(rows, reversed(generate_records(40)), strict=True):
         assert row["trans_id"] == record["trans_id"]
-        assert row["member.name"] == record["member"]["name"]
-        assert row["hotline.phone_number"] == record["hotline"]["phone_number"]
+        assert row["member_name"] == record["member"]["name"]
+        assert row["hotline_phone_number"] == record["hotline"]["phone_number"]
         assert json.loads(row["call_collected_data"]) == record["call_collected_data"]
         assert row["is_record"] == ("true" if record["is_record"] else "false")
-        assert row["answer_at"] == ("" if record["answer_at"] is None else str(record["answer_at"]))
+        answered = epoch_to_datetime(record["answer_at"], zone("Asia/Ho_Chi_Minh"))
+        assert row["answer_at"] == ("" if answered is None else answered.isoformat())
+        assert dt.datetime.fromisoformat(row["create_at"]).utcoffset() == dt.timedelta(hours=7)
         assert row["extras"] == ""
 
 
@@ -169,26 +175,31 @@ async def test_parquet_export_has_one_typed_schema_in_row_groups(tmp_path: Path)
     rows = table.to_pylist()
     expected = list(reversed(generate_records(120)))
     assert [r["trans_id"] for r in rows] == [r["trans_id"] for r in expected]
-    assert rows[0]["member"] == expected[0]["member"]
-    assert rows[0]["call_collected_data"] == expected[0]["call_collected_data"]
+    assert rows[0]["member_name"] == expected[0]["member"]["name"]
+    assert json.loads(rows[0]["call_collected_data"]) == expected[0]["call_collected_data"]
+    assert rows[0]["create_at"] == dt.datetime.fromtimestamp(
+        expected[0]["create_at"], dt.timezone.utc
+    )
     types = {field.name: str(field.type) for field in table.schema}
-    assert types["create_at"] == "int64"
+    assert types["create_at"] == "timestamp[ms, tz=UTC]"
+    assert types["phone"] == "string"
     assert types["postage"] == "double"
     assert types["is_record"] == "bool"
     assert types["extras"] == "string"
-    assert list(types)[:-1] == [f.name for f in attrs.fields(CallRecord) if f.name != "extras"]
+    assert tuple(types) == CSV_COLUMNS
 
 
-def test_parquet_writes_row_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parquet holds at most PARQUET_ROW_GROUP calls in memory: one row group each."""
+def test_parquet_writes_row_groups(tmp_path: Path) -> None:
+    """Parquet holds at most ``parquet_row_group`` calls in memory: one row group each."""
     pq = pytest.importorskip("pyarrow.parquet")
-    from vbot_cdr.cli import _outputs
-
-    monkeypatch.setattr(_outputs, "PARQUET_ROW_GROUP", 40)
-    out = tmp_path / "calls.data"
-    argv = ["export", "--demo", "--demo-records", "100", "--format", "parquet", "-o", str(out)]
-    assert main([*argv, "-q"]) == 0
+    out = tmp_path / "calls.parquet"
+    result = ExportFile(out)
+    records = [structure_record(raw) for raw in generate_records(100)]
+    with export_file(out, OutputFormat("parquet", parquet_row_group=40), result) as writer:
+        writer.write(records)
+    assert result.complete
     assert pq.ParquetFile(out).metadata.num_row_groups == 3
+    assert pq.ParquetFile(out).metadata.num_rows == 100
 
 
 async def test_extras_reach_csv_and_parquet(
@@ -217,29 +228,37 @@ def test_gzip_json_lines(tmp_path: Path, name: str) -> None:
 
 
 def test_csv_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--excel starts the CSV with a byte-order mark and adds local times next to the epochs."""
-    monkeypatch.setenv("TZ", "Asia/Ho_Chi_Minh")
+    """--excel starts the CSV with a byte-order mark and writes times as Excel reads them,
+    in Vietnam time (the default zone, not the machine's), and codes of digits as text
+    formulas (so Excel keeps their leading zeros), in the same columns."""
+    monkeypatch.setenv("TZ", "UTC")
     out = tmp_path / "calls.csv.gz"
     assert main(["export", "--demo", "--demo-records", "5", "-o", str(out), "--excel", "-q"]) == 0
     text = gzip.decompress(out.read_bytes()).decode("utf-8")
     assert text.startswith("\ufeffphone,name,")
-    header, first = (line.split(",") for line in text[1:].splitlines()[:2])
-    assert header[header.index("create_at") + 1] == "create_at_local"
+    rows = list(csv.DictReader(io.StringIO(text[1:])))
+    assert tuple(rows[0]) == CSV_COLUMNS
     record = generate_records(5)[4]
-    local = dt.datetime.fromtimestamp(record["create_at"]).strftime("%Y-%m-%d %H:%M:%S")
-    assert local in text.splitlines()[1]
-    assert first[0] == record["phone"]
+    vietnam = dt.timezone(dt.timedelta(hours=7))
+    local = dt.datetime.fromtimestamp(record["create_at"], vietnam)
+    assert rows[0]["create_at"] == f"{local:%Y-%m-%d %H:%M:%S}"
+    assert record["phone"].startswith("0")
+    assert rows[0]["phone"] == f'="{record["phone"]}"'
+    assert rows[0]["sip_code"] == record["sip_code"]  # 200: no zero to lose
+    assert rows[0]["name"] == record["name"]
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["-o", "calls.xlsx"], "cannot tell the format of calls.xlsx"),
+        (["-o", "calls.xls"], "cannot tell the format of calls.xls"),
         (["-o", "calls.parquet.gz"], "parquet needs --out FILE"),
         (["--format", "parquet"], "parquet needs --out FILE"),
+        (["-o", "calls.xlsx.gz"], "xlsx needs --out FILE"),
+        (["--format", "xlsx"], "xlsx needs --out FILE"),
         (["-o", "calls.jsonl", "--excel"], "--excel applies to CSV only"),
     ],
-    ids=["unknown-suffix", "parquet-gz", "parquet-stdout", "excel-jsonl"],
+    ids=["unknown-suffix", "parquet-gz", "parquet-stdout", "xlsx-gz", "xlsx-stdout", "excel-jsonl"],
 )
 def test_formats_are_never_guessed(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

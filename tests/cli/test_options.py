@@ -81,11 +81,12 @@ def test_parse_date(text: str, expected: int) -> None:
     assert (value if isinstance(value, int) else int(value.timestamp())) == expected
 
 
-def test_dates_without_offset_are_local() -> None:
-    """An ISO date without an offset is an aware datetime in the local time zone."""
+def test_dates_without_offset_are_left_for_the_run_zone() -> None:
+    """An ISO date without an offset is a naive datetime, its midnight: the run's zone
+    (--tz) is applied to it later, never the machine's."""
     value = parse_date("2025-12-01")
     assert not isinstance(value, int)
-    assert value.tzinfo is not None
+    assert value.tzinfo is None
     assert (value.year, value.month, value.day, value.hour) == (2025, 12, 1, 0)
 
 
@@ -319,7 +320,8 @@ def test_options_are_typed_frozen_and_default_from_the_library() -> None:
     assert isinstance(export, _options.ExportOptions)
     assert export.limit == 5
     assert isinstance(export.filter, CallFilter)
-    assert export.filter.start_date == dt.datetime(2025, 12, 1).astimezone()
+    vietnam = dt.timezone(dt.timedelta(hours=7))  # the default zone, not the machine's
+    assert export.filter.start_date == dt.datetime(2025, 12, 1, tzinfo=vietnam)
     assert export.paging == _options.PagingOptions(
         concurrency=DEFAULT_CONCURRENCY, page_size=DEFAULT_PAGE_SIZE
     )

@@ -25,7 +25,7 @@ async def test_schema_is_generated_from_the_models() -> None:
     schema = json.loads(stdout)
     fields = [f.name for f in attrs.fields(CallRecord) if f.name != "extras"]
     assert list(schema["properties"]) == fields
-    assert schema["properties"]["create_at"] == {"type": ["integer", "null"]}
+    assert schema["properties"]["create_at"] == {"type": ["string", "null"], "format": "date-time"}
     member = schema["properties"]["member"]
     assert list(member["properties"]) == [f.name for f in attrs.fields(Member)]
     item = schema["properties"]["call_collected_data"]["items"]

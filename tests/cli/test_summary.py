@@ -37,6 +37,8 @@ async def test_summary_of_a_failure_redacts_secrets(tmp_path: Path) -> None:
     assert report["requests"] == 0  # count runs no iteration: the counters stay at zero
     for key in ("started_at", "ended_at"):
         assert ISO_TIME.fullmatch(report[key])
+        assert report[key].endswith("+07:00")  # the run's zone, not the machine's
+    assert report["tz"] == "Asia/Ho_Chi_Minh"
 
 
 async def test_summary_of_options_that_do_not_parse(tmp_path: Path) -> None:

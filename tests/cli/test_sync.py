@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -65,7 +66,7 @@ def test_demo_sync_into_a_directory(tmp_path: Path, capsys: pytest.CaptureFixtur
     calls, state = tmp_path / "calls", tmp_path / "state.json"
     calls.mkdir()
     argv = ["sync", "--demo", "--demo-records", "300", "--state", str(state)]
-    argv += ["--out", f"{calls}/", "--start-date", "2025-12-01", "--window", "1h"]
+    argv += ["--out", f"{calls}/", "--start-date", "2025-12-01T00:00Z", "--window", "1h"]
     assert main([*argv, "--end-date", "2025-12-01T05:00Z"]) == 0
     [written] = calls.iterdir()
     assert written.name == "calls-20251201T000000Z-20251201T050000Z.jsonl"
@@ -73,7 +74,7 @@ def test_demo_sync_into_a_directory(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert read_state(state)["watermark"] == DEFAULT_START + 5 * HOUR
     said = one_line(capsys.readouterr().err)
     assert said.startswith(f"vbot-cdr: synced 300 new calls to {written} in ")
-    assert said.endswith(f"s (5 windows); state saved in {state}")
+    assert said.endswith(f"s (5 windows, times in Asia/Ho_Chi_Minh); state saved in {state}")
     # Up to date: nothing to read. Later, with no new call: no empty file is left behind.
     assert main([*argv, "--end-date", "2025-12-01T05:00Z"]) == 0
     assert "nothing to sync yet" in capsys.readouterr().err
@@ -155,7 +156,7 @@ def test_progress_shows_windows_and_calls(monkeypatch: pytest.MonkeyPatch, tmp_p
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     argv = ["sync", "--demo", "--demo-records", "300", "--state", str(tmp_path / "s.json")]
-    argv += ["--out", str(tmp_path / "calls.jsonl"), "--start-date", "2025-12-01"]
+    argv += ["--out", str(tmp_path / "calls.jsonl"), "--start-date", "2025-12-01T00:00Z"]
     assert main([*argv, "--end-date", "2025-12-01T04:00Z", "--window", "1h"]) == 0
     shown = terminal.getvalue()
     assert "sync window 4/4" in shown
@@ -252,7 +253,12 @@ async def test_stopped_mid_window_then_rerun_loses_nothing(
     whole = before[: before.rfind(b"\n") + 1].decode().splitlines()
     written_before = [json.loads(line) for line in whole]
     twice = {key for key in ids if ids.count(key) == 2}
-    assert twice == {r["trans_id"] for r in written_before if r["create_at"] > watermark}
+    after = dt.datetime.fromtimestamp(watermark, dt.timezone.utc)
+    assert twice == {
+        r["trans_id"]
+        for r in written_before
+        if dt.datetime.fromisoformat(r["create_at"]) > after
+    }
     assert len(twice) <= 10  # at most the page of window 3 handed over before the stop
     assert read_state(state)["watermark"] == start + 3 * HOUR
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
@@ -17,6 +18,9 @@ from vbot_cdr import (
     APIError,
     AuthenticationError,
     BotConversation,
+    CallColumn,
+    CallConversation,
+    CallError,
     CallFilter,
     CallPageIterator,
     CallRecord,
@@ -31,6 +35,8 @@ from vbot_cdr import (
     Member,
     PasswordAuth,
     RateLimitError,
+    Recording,
+    RecordingDownload,
     ResponseFormatError,
     RetryPolicy,
     StateStore,
@@ -38,8 +44,10 @@ from vbot_cdr import (
     TransportError,
     VBotClient,
     VBotError,
+    call_columns,
     open_database_sync,
     sync_to_database,
+    table_row,
 )
 from vbot_cdr.testing import (
     FakeVBotServer,
@@ -283,6 +291,29 @@ async def database_sink() -> None:
         del loaded, skipped, shown
 
 
+async def bulk_reads() -> None:
+    async with VBotClient("token", base_url="https://api.example.vn") as client:
+        async with client.iter_conversations(campaign_code="C1", concurrency=16) as items:
+            async for item in items:
+                assert_type(item, CallConversation)
+                assert_type(item.conversation, BotConversation | None)
+                assert_type(item.trans_id, str | None)
+            assert_type(items.total, int | None)
+        one = await client.download_recording("TX1", Path("a.mp3"), max_bytes=1 << 20)
+        assert_type(one, Recording)
+        assert_type(one.sha256, str | None)
+        download = client.download_recordings("out", CallFilter(bot_id="B1"), max_bytes=1000)
+        assert_type(download, RecordingDownload)
+        async for recording in download:
+            assert_type(recording.reason, str | None)
+            assert_type(recording.reused, bool)
+    try:
+        pass
+    except CallError as exc:
+        assert_type(exc.trans_id, str)
+        assert_type(exc.error, VBotError)
+
+
 async def seams() -> None:
     async def sleep(delay: float) -> None:
         pass
@@ -318,3 +349,13 @@ async def followed_database_sink() -> None:
             assert_type(await load.run(), DatabaseLoad)
         store: StateStore = Documents()
         assert_type(client.sync(store, start_date=1_764_547_200), CallSync)
+
+
+def one_table_shape(record: CallRecord) -> None:
+    """The columns of every tabular output, and a call as their values."""
+    columns = call_columns()
+    assert_type(columns, tuple[CallColumn, ...])
+    kinds: list[str] = [column.kind for column in columns]
+    row = table_row(record, tz="UTC")
+    assert_type(row, dict[str, Any])
+    del kinds, row

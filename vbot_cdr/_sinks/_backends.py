@@ -15,9 +15,9 @@ Bulk loads:
 - SQLite: ``executemany`` of one ``INSERT ... ON CONFLICT`` statement.
 
 Each record goes to the driver as the values of a generated `encoder` (JSON encoded by
-msgspec, which reads the nested records as they are), and each database computes the
-timestamp columns from the epochs in the statement that upserts: a datetime per time built
-in Python, then formatted for the driver, cost more than the rest of a row.
+msgspec, which reads the nested records as they are, a time as its epoch), and each database
+computes the timestamps from the epochs in the statement that upserts: a datetime per time
+built in Python, then formatted for the driver, cost more than the rest of a row.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-import msgspec
 import orjson
 
 from .._errors import DatabaseError
 from .._models import MILLISECONDS_THRESHOLD, CallRecord
-from ._columns import KEY, Column, Kind, encoder, loaded
+from .._table import json_text
+from ._columns import KEY, Column, Kind, encoder
 from ._url import DatabaseURL
 
 __all__ = ["Database", "open_database"]
@@ -51,16 +51,9 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-_encode_json: Final = msgspec.json.Encoder().encode
-
-
-def json_text(value: Any) -> str | None:
-    """``value`` (attrs records, tuples, dicts, scalars) as JSON text; ``None`` stays ``None``."""
-    return None if value is None else _encode_json(value).decode()
-
-
 def _json_fragment(value: Any) -> orjson.Fragment | None:
-    return None if value is None else orjson.Fragment(_encode_json(value))
+    text = json_text(value)
+    return None if text is None else orjson.Fragment(text)
 
 
 #: The epochs `epoch_to_datetime` can turn into a datetime (years 1 to 9999), in seconds.
@@ -88,7 +81,7 @@ class Database(abc.ABC):
     Attributes:
         url: The database, for messages (its `str` masks the password).
         table: The calls table; the state lives in ``<table>_sync_state``.
-        columns: The calls table's columns: name → whether it holds JSON.
+        columns: The calls table's columns: name → its type, as the database names it.
         lock: Held while a thread uses the connection. A task cancelled (by a signal) while
             its load runs in a worker thread cannot stop that thread: `finish` waits for it
             rather than closing the connection under it.
@@ -102,7 +95,7 @@ class Database(abc.ABC):
         self.url = url
         self.table = table
         self.state_table = f"{table}_sync_state"
-        self.columns: dict[str, bool] = {}
+        self.columns: dict[str, str] = {}
         self.lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -123,8 +116,8 @@ class Database(abc.ABC):
         """Run one statement in the open transaction; its rows (empty if none)."""
 
     @abc.abstractmethod
-    def existing_columns(self) -> dict[str, bool]:
-        """The calls table's columns as the database has them: name → whether JSON."""
+    def existing_columns(self) -> dict[str, str]:
+        """The calls table's columns as the database has them: name → type."""
 
     @abc.abstractmethod
     def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
@@ -164,6 +157,19 @@ class Database(abc.ABC):
             )
             self.commit()
             self.columns = self.existing_columns()
+        self._check_times(columns)
+
+    def _check_times(self, columns: Sequence[Column]) -> None:
+        """Refuse a table whose time columns hold something else (made before 0.2, when
+        they held the server's epochs): its rows would mix two meanings under one name."""
+        for column in columns:
+            kind = self.columns.get(column.name)
+            if column.kind == "timestamp" and kind is not None and "TIME" not in kind.upper():
+                raise DatabaseError(
+                    f"the table {self.table} in {self.url} has {column.name} as {kind}, made "
+                    "by a vbot_cdr before 0.2 (times were epochs then): load into a new "
+                    "table (--table) or rename this one"
+                )
 
     def upsert(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
         """Add the columns the table lacks, then upsert ``records`` by `KEY` (one record per
@@ -182,21 +188,23 @@ class Database(abc.ABC):
                         f"ALTER TABLE {quote(self.table)} "
                         f"ADD COLUMN {quote(column.name)} {self.types[column.kind]}"
                     )
-                    self.columns[column.name] = column.kind == "json"
+                    self.columns[column.name] = self.types[column.kind]
             self.load(columns, records)
 
     def encoder(self, columns: Sequence[Column]) -> Callable[[CallRecord], tuple[Any, ...]]:
-        """A record as the driver's values of ``loaded(columns)`` (see `encoder`)."""
-        json_columns = frozenset(name for name, is_json in self.columns.items() if is_json)
-        return encoder(tuple(columns), json_columns, self.json)
+        """A record as the driver's values of ``columns`` (see `encoder`)."""
+        return encoder(columns, type(self).json)
+
+    def source_type(self, column: Column) -> str:
+        """The type of ``column``'s value as the driver sends it: a time's is its epoch's."""
+        return self.types["integer" if column.kind == "timestamp" else column.kind]
 
     def values(self, columns: Sequence[Column], sources: Sequence[str]) -> list[str]:
-        """The SQL values of ``columns`` when ``sources`` are those of ``loaded(columns)``:
-        a loaded column's source, or the timestamp of its epoch's source."""
-        source_of = dict(zip((c.name for c in loaded(columns)), sources, strict=True))
+        """The SQL values of ``columns`` from ``sources``, the driver's values of them: a
+        source as it is, or the timestamp of a time's epoch."""
         return [
-            self.timestamp(source_of[c.field]) if c.kind == "timestamp" else source_of[c.name]
-            for c in columns
+            self.timestamp(source) if column.kind == "timestamp" else source
+            for column, source in zip(columns, sources, strict=True)
         ]
 
     def upsert_sql(self, columns: Sequence[Column], source: str) -> str:
@@ -239,8 +247,8 @@ class _PostgreSQL(Database):
     types: ClassVar[dict[Kind, str]] = {
         "text": "text",
         "integer": "bigint",
-        "real": "double precision",
-        "boolean": "boolean",
+        "float": "double precision",
+        "bool": "boolean",
         "json": "jsonb",
         "timestamp": "timestamptz",
     }
@@ -263,24 +271,24 @@ class _PostgreSQL(Database):
             cursor.execute(sql.encode(), parameters or None)
             return cursor.fetchall() if cursor.description else []
 
-    def existing_columns(self) -> dict[str, bool]:
+    def existing_columns(self) -> dict[str, str]:
         rows = self.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_name = %s AND table_schema = current_schema()",
             (self.table,),
         )
         self._connection.commit()
-        return {name: kind in ("jsonb", "json") for name, kind in rows}
+        return dict(rows)
 
     def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
-        sources = [quote(c.name) for c in loaded(columns)]
+        sources = [quote(c.name) for c in columns]
         names = ", ".join(sources)
         staging = quote(self._staging)
         self.execute(f"DROP TABLE IF EXISTS pg_temp.{staging}")
-        self.execute(
-            f"CREATE TEMPORARY TABLE {staging} ON COMMIT DROP AS "
-            f"SELECT {names} FROM {quote(self.table)} WITH NO DATA"
+        definitions = ", ".join(
+            f"{source} {self.source_type(c)}" for c, source in zip(columns, sources, strict=True)
         )
+        self.execute(f"CREATE TEMPORARY TABLE {staging} ({definitions}) ON COMMIT DROP")
         encode = self.encoder(columns)
         with (
             self._connection.cursor() as cursor,
@@ -307,8 +315,8 @@ class _DuckDB(Database):
     types: ClassVar[dict[Kind, str]] = {
         "text": "VARCHAR",
         "integer": "BIGINT",
-        "real": "DOUBLE",
-        "boolean": "BOOLEAN",
+        "float": "DOUBLE",
+        "bool": "BOOLEAN",
         "json": "JSON",
         "timestamp": "TIMESTAMPTZ",
     }
@@ -330,26 +338,26 @@ class _DuckDB(Database):
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, list(parameters)).fetchall()
 
-    def existing_columns(self) -> dict[str, bool]:
+    def existing_columns(self) -> dict[str, str]:
         rows = self.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_name = ? AND table_schema = current_schema()",
             (self.table,),
         )
-        return {name: kind == "JSON" for name, kind in rows}
+        return dict(rows)
 
     def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
         # One JSON object per batch, a list of values per column, read by read_json with the
         # table's types and unnested side by side into rows: a list per column is read
         # faster than an object per row, and zip(*rows) builds it in C. JSON columns take
         # any value, as JSON (orjson writes msgspec's JSON into the lists as it is).
-        sources = [quote(c.name) for c in loaded(columns)]
+        sources = [quote(c.name) for c in columns]
         types = ", ".join(
-            f"{source}: '{'JSON' if self.columns[c.name] else self.types[c.kind]}[]'"
-            for c, source in zip(loaded(columns), sources, strict=True)
+            f"{source}: '{self.source_type(c)}[]'"
+            for c, source in zip(columns, sources, strict=True)
         )
         values = zip(*map(self.encoder(columns), records), strict=True)
-        names = [c.name for c in loaded(columns)]
+        names = [c.name for c in columns]
         document = orjson.dumps(dict(zip(names, values, strict=True)))
         fd, path = tempfile.mkstemp(dir=self._directory, prefix=".vbot_cdr_load.", suffix=".json")
         try:
@@ -385,8 +393,8 @@ class _SQLite(Database):
     types: ClassVar[dict[Kind, str]] = {
         "text": "TEXT",
         "integer": "INTEGER",
-        "real": "REAL",
-        "boolean": "BOOLEAN",
+        "float": "REAL",
+        "bool": "BOOLEAN",
         "json": "JSON",
         "timestamp": "TIMESTAMPTZ",
     }
@@ -406,12 +414,12 @@ class _SQLite(Database):
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, tuple(parameters)).fetchall()
 
-    def existing_columns(self) -> dict[str, bool]:
+    def existing_columns(self) -> dict[str, str]:
         rows = self.execute(f"PRAGMA table_info({quote(self.table)})")
-        return {row[1]: row[2].upper() == "JSON" for row in rows}
+        return {row[1]: row[2] for row in rows}
 
     def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
-        marks = [f"?{number}" for number in range(1, len(loaded(columns)) + 1)]
+        marks = [f"?{number}" for number in range(1, len(columns) + 1)]
         sql = self.upsert_sql(columns, f"VALUES ({', '.join(self.values(columns, marks))})")
         self._connection.executemany(sql, map(self.encoder(columns), records))
 

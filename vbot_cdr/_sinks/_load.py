@@ -25,7 +25,7 @@ from .._models import CallFilter, CallRecord
 from .._stats import IterationStats
 from .._sync import CallSync, DocumentStateStore
 from ._backends import Database, open_database
-from ._columns import RECORD_COLUMNS, columns_of
+from ._columns import RECORD_COLUMNS
 from ._url import parse_database_url
 
 __all__ = [
@@ -184,7 +184,7 @@ class DatabaseSync:
         records = list({record.trans_id: record for record in self._records}.values())
         self._records = []
         if records:
-            await asyncio.to_thread(self._database.upsert, columns_of(records), records)
+            await asyncio.to_thread(self._database.upsert, RECORD_COLUMNS, records)
             self.loaded += len(records)
 
 

@@ -2,11 +2,13 @@
 
 Usage::
 
-    vbot-cdr export [--out FILE] [--format jsonl|csv|parquet] [FILTERS] [--limit N] ...
+    vbot-cdr export [--out FILE] [--format jsonl|csv|parquet|xlsx] [--tz ZONE] [FILTERS] ...
     vbot-cdr sync --state FILE --out DIR_OR_FILE [FILTERS] [--lookback 10m] [--reset] ...
     vbot-cdr sync --to postgresql://...|duckdb:///PATH|sqlite:///PATH [--table T] [FILTERS] ...
     vbot-cdr count [FILTERS]
     vbot-cdr conversation TRANS_ID [--bot-id BOT]
+    vbot-cdr conversations [--out FILE] [--format jsonl|csv] [FILTERS] [--concurrency N] ...
+    vbot-cdr recordings --out DIR [FILTERS] [--max-bytes N] [--concurrency N] ...
     vbot-cdr schema
     vbot-cdr serve-fake [--records N] [--latency SECONDS] [--arrivals-per-second R] ...
     vbot-cdr --print-completion bash|zsh
@@ -14,6 +16,7 @@ Usage::
 ``vbot-cdr --help`` and the commands' ``--help`` are the manual. One module per concern:
 
 - `_main`: the entry point; every outcome mapped to an exit status in one place.
+- `_timezone`: the run's zone (`--tz`), in which dates without an offset are read.
 - `_status`: the exit statuses, the errors that pick them, the run's context.
 - `_commands`: the command table: options builder and body of each command.
 - `_parser`: the options as argparse parsers (help, defaults, suggestions, completion).
@@ -21,8 +24,10 @@ Usage::
 - `_settings`: environment, secret files and credentials, made into a client (or a demo).
 - `_progress`: progress bar and lines; `_runlog`: log lines; `_summary`: ``--summary``.
 - `_outputs`: the file formats and files that are never torn.
+- `_turns`: the rows of ``conversations``, one per turn.
 - One module per command family: `_export`, `_sync_file`, `_sync_database`, `_count`
-  (count and conversation), `_print_schema`, `_serve_fake`.
+  (count and conversation), `_bulk` (conversations and recordings), `_print_schema`,
+  `_serve_fake`.
 
 Imports flow downward: the command modules import the shared steps, never this module, and
 none imports the package face `vbot_cdr`; the fake server (`vbot_cdr.testing`) is imported only
@@ -47,6 +52,7 @@ from ._settings import (
     resolve_credential,
 )
 from ._status import EXIT_STATUSES, CommandError, UsageError
+from ._timezone import ENV_TZ
 from ._values import parse_date
 
 __all__ = [
@@ -57,6 +63,7 @@ __all__ = [
     "ENV_PASSWORD",
     "ENV_PROJECT_CODE",
     "ENV_TOKEN",
+    "ENV_TZ",
     "ENV_USERNAME",
     "ENV_VBOT_ID",
     "EXIT_STATUSES",

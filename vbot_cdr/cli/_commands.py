@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
+from ._bulk import run_conversations, run_recordings
 from ._count import run_conversation, run_count
 from ._export import run_export
 from ._options import (
     ConversationOptions,
+    ConversationsOptions,
     CountOptions,
     DatabaseSyncOptions,
     ExportOptions,
     FileSyncOptions,
+    RecordingsOptions,
     SchemaOptions,
     ServeFakeOptions,
     build,
@@ -29,6 +33,7 @@ from ._serve_fake import run_serve_fake
 from ._status import Context
 from ._sync_database import run_database_sync
 from ._sync_file import run_file_sync
+from ._timezone import apply_zone
 
 __all__ = ["COMMANDS", "TABLE", "Command", "parse_options"]
 
@@ -73,6 +78,8 @@ TABLE: Final[Mapping[str, Command[Any]]] = {
     "sync": _command(sync_options, _sync),
     "count": _command(functools.partial(build, CountOptions), run_count),
     "conversation": _command(functools.partial(build, ConversationOptions), run_conversation),
+    "conversations": _command(functools.partial(build, ConversationsOptions), run_conversations),
+    "recordings": _command(functools.partial(build, RecordingsOptions), run_recordings),
     "schema": _command(functools.partial(build, SchemaOptions), run_schema),
     "serve-fake": _command(functools.partial(build, ServeFakeOptions), run_serve_fake),
 }
@@ -88,4 +95,5 @@ def parse_options(argv: Sequence[str]) -> Any:
         UsageError: The options do not go together.
     """
     namespace = build_parser().parse_args(argv)
+    apply_zone(namespace, os.environ)
     return TABLE[namespace.command].options(vars(namespace))

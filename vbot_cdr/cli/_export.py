@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ._options import ExportOptions
-from ._outputs import ExportFile, choose_format, export_file, stream_output
+from ._outputs import ExportFile, choose_format, export_file, shown_zone, stream_output
 from ._progress import progress_bar, progress_lines, reporting, show_windows
 from ._runlog import RunSummary
 from ._settings import open_client
@@ -22,7 +22,7 @@ __all__ = ["run_export"]
 async def run_export(options: ExportOptions, context: Context) -> int:
     """Export; the one line on stderr says how many calls went where."""
     output, summary = options.output, context.summary
-    out_format = choose_format(output.out, output.format, excel=output.excel)
+    out_format = choose_format(output.out, output.format, excel=output.excel, tz=context.tz)
     started = time.monotonic()
     async with open_client(options.connection, context, options.paging) as client:
         if options.window is not None and options.filter.start_date is None:
@@ -69,7 +69,10 @@ async def run_export(options: ExportOptions, context: Context) -> int:
                     bar.update(len(page))
     if not output.quiet:
         elapsed = time.monotonic() - started
-        context.log.say(f"exported {summary.records} calls to {writer.name} in {elapsed:.1f}s")
+        context.log.say(
+            f"exported {summary.records} calls to {writer.name} in {elapsed:.1f}s "
+            f"(times in {shown_zone(out_format)})"
+        )
     return 0
 
 

@@ -30,6 +30,7 @@ from ._status import (
     stopped_status,
 )
 from ._summary import summarize_bad_options, write_summary
+from ._timezone import apply_zone
 
 __all__ = ["main"]
 
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = EXIT_FAILED
     try:
         level = _log_level(options, os.environ)
+        context.tz = context.log.tz = context.summary.tz = apply_zone(namespace, os.environ)
     except UsageError as exc:
         context.log.say(f"error: {exc}", level="error")
         return EXIT_USAGE

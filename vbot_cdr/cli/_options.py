@@ -27,12 +27,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ConnectionOptions",
     "ConversationOptions",
+    "ConversationsOptions",
     "CountOptions",
     "DatabaseSyncOptions",
     "ExportOptions",
     "FileSyncOptions",
     "OutputOptions",
     "PagingOptions",
+    "RecordingsOptions",
     "RunOptions",
     "SchemaOptions",
     "ServeFakeOptions",
@@ -65,11 +67,13 @@ def build(kind: type[_Options], values: Mapping[str, Any]) -> _Options:
 
 @attrs.frozen(kw_only=True)
 class RunOptions:
-    """Logs and summary, for every command: ``-v``, ``--log-format``, ``--summary``."""
+    """Logs, summary and time zone, for every command: ``-v``, ``--log-format``,
+    ``--summary``, ``--tz``."""
 
     verbose: bool
     log_format: str
     summary: Path | None
+    tz: str | None
 
 
 @attrs.frozen(kw_only=True)
@@ -212,6 +216,32 @@ class ConversationOptions:
     connection: ConnectionOptions
     trans_id: str
     bot_id: str | None
+
+
+@attrs.frozen(kw_only=True)
+class ConversationsOptions:
+    """``vbot-cdr conversations``."""
+
+    run: RunOptions
+    connection: ConnectionOptions
+    filter: CallFilter
+    paging: PagingOptions
+    output: OutputOptions
+    window: dt.timedelta | None
+
+
+@attrs.frozen(kw_only=True)
+class RecordingsOptions:
+    """``vbot-cdr recordings``."""
+
+    run: RunOptions
+    connection: ConnectionOptions
+    filter: CallFilter
+    paging: PagingOptions
+    out: Path
+    max_bytes: int
+    window: dt.timedelta | None
+    quiet: bool
 
 
 @attrs.frozen(kw_only=True)

@@ -1,13 +1,18 @@
 """Where the command line writes calls: formats, compression, and files that are never torn.
 
-- Formats: JSON Lines (`CallRecord.to_dict`, one call per line), CSV (`CSV_COLUMNS`) and
-  Parquet (`vbot_cdr._schema.arrow_schema`, row groups of `PARQUET_ROW_GROUP` calls, so memory
-  stays flat). `choose_format` reads the format from ``--format`` or from a suffix it knows,
-  and refuses to guess otherwise.
+- Formats: JSON Lines (`vbot_cdr._table.json_document`, one call per line), and the one
+  table shape of a call (`vbot_cdr._table.CALL_COLUMNS`) as CSV, Parquet (its
+  `vbot_cdr._arrow.arrow_schema`, row groups of `PARQUET_ROW_GROUP` calls, so memory stays
+  flat) and xlsx (XlsxWriter in its constant-memory mode: each row goes to disk as it is
+  written). Times are ISO 8601 with their offset in the output's zone (`OutputFormat.tz`) in
+  JSON Lines and CSV, UTC timestamps in Parquet, and Excel datetimes in that zone in xlsx.
+  `choose_format` reads the format from ``--format`` or from a suffix it knows, and refuses
+  to guess otherwise.
 - `export_file`: an export is written to a temporary file beside its target and renamed
   into place only once complete, so a failed or interrupted export never replaces or truncates
   an existing file. What it had written is kept as ``<target>.partial`` (whole lines only, a
-  valid gzip stream or Parquet file), a name no ``*.jsonl`` or ``*.csv`` glob picks up.
+  valid gzip stream, Parquet file or workbook), a name no ``*.jsonl`` or ``*.csv`` glob picks
+  up.
 - `stream_output`: standard output, streamed page by page.
 - `append_file`: the file ``sync`` appends to, window by window; its durability belongs to
   the sync protocol (`make_durable` before each commit, `drop_torn_tail` on reopening).
@@ -19,49 +24,78 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
+import errno
+import functools
 import gzip
+import importlib.util
 import io
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 import orjson
 
-from .._arrow import arrow_rows
+from .._arrow import arrow_rows, arrow_schema
 from .._files import fsync_directory
-from .._models import CallRecord
-from .._schema import EXTRAS, arrow_schema, record_shape
+from .._models import CallRecord, epoch_to_datetime
+from .._table import (
+    CALL_COLUMNS,
+    DEFAULT_TZ,
+    Kind,
+    json_document,
+    json_text,
+    row_encoder,
+    zone,
+)
 from ._status import UsageError
 
 if TYPE_CHECKING:
+    import pyarrow
     import pyarrow.parquet
 
 __all__ = [
+    "APPENDABLE",
     "CSV_COLUMNS",
     "FORMATS",
     "PARQUET_ROW_GROUP",
     "PARTIAL_SUFFIX",
+    "Encoder",
     "ExportFile",
     "Output",
     "OutputError",
     "OutputFormat",
+    "Rows",
     "append_file",
     "append_output",
     "choose_format",
     "drop_torn_tail",
     "export_file",
     "make_durable",
+    "shown_zone",
     "stream_output",
 ]
 
 #: The formats of ``--format``.
-FORMATS: Final = ("jsonl", "csv", "parquet")
+FORMATS: Final = ("jsonl", "csv", "parquet", "xlsx")
+#: The formats ``sync`` can append to (uncompressed).
+APPENDABLE: Final = ("jsonl", "csv")
 
-#: The suffixes a format is read from (each but ``.parquet`` also with ``.gz`` after it).
-_SUFFIXES: Final = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+#: The suffixes a format is read from (JSON Lines and CSV also with ``.gz`` after it).
+_SUFFIXES: Final = {
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".xlsx": "xlsx",
+}
+
+#: The formats that are whole files (compressed by themselves), and the module and extra each
+#: needs.
+_FILE_FORMATS: Final = {"parquet": ("pyarrow", "parquet"), "xlsx": ("xlsxwriter", "xlsx")}
 
 #: Calls per Parquet row group: the most the Parquet writer holds in memory.
 PARQUET_ROW_GROUP: Final = 10_000
@@ -76,23 +110,31 @@ class OutputError(UsageError):
 
 @attrs.frozen
 class OutputFormat:
-    """How calls are written: ``name`` (one of `FORMATS`), gzip-compressed or not, for Excel."""
+    """How calls are written: ``name`` (one of `FORMATS`), gzip-compressed or not, for Excel,
+    and the zone ``tz`` in which times are shown (Parquet's are UTC whatever it is)."""
 
     name: str
     gzip: bool = False
     excel: bool = False
+    tz: dt.tzinfo = attrs.field(factory=lambda: zone(DEFAULT_TZ))
+    #: Parquet: the rows held in memory and written as one row group.
+    parquet_row_group: int = PARQUET_ROW_GROUP
 
 
-def choose_format(out: str | None, given: str | None, *, excel: bool = False) -> OutputFormat:
-    """The format of ``--out`` ``out`` (``None`` or ``-``: standard output).
+def choose_format(
+    out: str | None, given: str | None, *, excel: bool = False, tz: dt.tzinfo | None = None
+) -> OutputFormat:
+    """The format of ``--out`` ``out`` (``None`` or ``-``: standard output), times in ``tz``
+    (``None``: `DEFAULT_TZ`).
 
     ``given`` (``--format``) wins; otherwise the suffix decides: ``.jsonl`` or ``.json``,
-    ``.csv``, each optionally followed by ``.gz``, or ``.parquet``. Standard output defaults
-    to JSON Lines. A ``.gz`` target is gzip-compressed whatever the format.
+    ``.csv``, each optionally followed by ``.gz``, ``.parquet`` or ``.xlsx``. Standard output
+    defaults to JSON Lines. A ``.gz`` target is gzip-compressed whatever the format.
 
     Raises:
-        OutputError: An unknown suffix without ``given``; Parquet to standard output or
-            gzip-compressed; ``excel`` with another format than CSV.
+        OutputError: An unknown suffix without ``given``; Parquet or xlsx to standard output,
+            gzip-compressed, or without the package that writes it (the message names the
+            extra to install); ``excel`` with another format than CSV.
     """
     to_stdout = out in (None, "-")
     path = Path(out or "-")
@@ -103,92 +145,98 @@ def choose_format(out: str | None, given: str | None, *, excel: bool = False) ->
         known = ", ".join([*_SUFFIXES, ".jsonl.gz", ".json.gz", ".csv.gz"])
         raise OutputError(
             f"cannot tell the format of {out} from its name (known: {known}): "
-            "pass --format jsonl, csv or parquet"
+            "pass --format jsonl, csv, parquet or xlsx"
         )
-    if name == "parquet" and (to_stdout or compressed):
-        raise OutputError("parquet needs --out FILE (it compresses its columns itself)")
+    if name in _FILE_FORMATS:
+        if to_stdout or compressed:
+            raise OutputError(f"{name} needs --out FILE (it compresses its contents itself)")
+        module, extra = _FILE_FORMATS[name]
+        if importlib.util.find_spec(module) is None:
+            raise OutputError(f"{name} output needs {module}: pip install 'vbot_cdr[{extra}]'")
     if excel and name != "csv":
         raise OutputError("--excel applies to CSV only")
-    return OutputFormat(name, gzip=compressed, excel=excel)
+    return OutputFormat(name, gzip=compressed, excel=excel, tz=zone(tz or DEFAULT_TZ))
 
 
 # -- encoding ----------------------------------------------------------------------------------
 
-
-def _columns() -> tuple[str, ...]:
-    columns: list[str] = []
-    for name, shape in record_shape().fields.items():
-        if shape.kind == "object":  # member, hotline: a dotted column per part
-            columns += [f"{name}.{part}" for part in shape.fields]
-        else:
-            columns.append(name)
-    return (*columns, EXTRAS)
+#: The columns of the CSV, Parquet and xlsx exports, in order (`vbot_cdr._table.CALL_COLUMNS`).
+CSV_COLUMNS: Final = tuple(column.name for column in CALL_COLUMNS)
 
 
-#: The columns of the CSV export, in order (see the CLI's documentation).
-CSV_COLUMNS: Final = _columns()
-
-#: With ``--excel``: a column of ISO 8601 local time after each of these epoch columns.
-_LOCAL_TIMES: Final = {"create_at": "created", "answer_at": "answered", "end_call_at": "ended"}
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return orjson.dumps(value).decode()
-    return str(value)
-
-
-def _extras(record: CallRecord) -> dict[str, Any] | None:
-    return dict(record.extras) if record.extras else None
-
-
-class _Encoder(Protocol):
-    """Turns calls into bytes of one line-based format."""
+class Encoder(Protocol):
+    """Turns rows (calls, by default) into bytes of one line-based format."""
 
     def header(self) -> bytes:
         """What starts the output."""
         ...
 
-    def encode(self, records: Sequence[CallRecord]) -> bytes:
+    def encode(self, records: Sequence[Any]) -> bytes:
         """Whole lines for ``records``."""
         ...
 
 
 class _JsonLines:
-    """One JSON object per line, in the API's shape."""
+    """One JSON object per line, nested as the API's records, times in ISO 8601 in ``tz``."""
+
+    def __init__(self, tz: dt.tzinfo):
+        self._tz = tz
 
     def header(self) -> bytes:
         return b""
 
     def encode(self, records: Sequence[CallRecord]) -> bytes:
         return b"".join(
-            orjson.dumps(record.to_dict(), option=orjson.OPT_APPEND_NEWLINE) for record in records
+            orjson.dumps(json_document(record, self._tz), option=orjson.OPT_APPEND_NEWLINE)
+            for record in records
         )
 
 
-class _Csv:
-    """`CSV_COLUMNS`, one row per call; for Excel, a byte-order mark and local times too.
+def _iso_time(value: int | None, tz: dt.tzinfo) -> str | None:
+    moment = epoch_to_datetime(value, tz)
+    return None if moment is None else moment.isoformat()
 
-    Excel reads a UTF-8 file as the machine's legacy code page unless it starts with a
-    byte-order mark, which garbles Vietnamese; and it shows epochs as bare numbers. The local
-    times are written ``YYYY-MM-DD HH:MM:SS`` (ISO 8601 with a space, which Excel reads as
-    a date and time) in the machine's time zone (``TZ``), next to the epochs, which stay.
+
+def _excel_time(value: int | None, tz: dt.tzinfo) -> str | None:
+    moment = epoch_to_datetime(value, tz)
+    return None if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+def _csv_bool(value: bool | None) -> str | None:
+    return None if value is None else ("true" if value else "false")
+
+
+def _excel_text(value: str | None) -> str | None:
+    """Digits Excel would read as a number (dropping a leading 0, or rounding past 15
+    digits) as the formula ``="..."``, which Excel shows as that text."""
+    if value and value.isdigit() and (value[0] == "0" or len(value) > 15):
+        return f'="{value}"'
+    return value
+
+
+class _Csv:
+    """`CSV_COLUMNS`, one row per call, times in ISO 8601 with their offset in ``tz``.
+
+    For Excel: a byte-order mark (Excel reads a UTF-8 file as the machine's legacy code page
+    unless it starts with one, which garbles Vietnamese), times as ``YYYY-MM-DD HH:MM:SS``
+    in ``tz`` (ISO 8601 with a space and no offset, which Excel reads as a date and time;
+    with an offset it reads text), and codes of digits that Excel would read as a number
+    (``0912345678``) as ``="0912345678"``, which it shows as text. The columns are the same.
     """
 
-    def __init__(self, *, excel: bool = False):
+    def __init__(self, tz: dt.tzinfo, *, excel: bool = False):
         self._excel = excel
-        columns: list[str] = []
-        for column in CSV_COLUMNS:
-            columns.append(column)
-            if excel and column in _LOCAL_TIMES:
-                columns.append(f"{column}_local")
-        self.columns = tuple(columns)
+        self.columns = CSV_COLUMNS
+        converters: dict[Kind, Callable[[Any], Any]] = {
+            "timestamp": functools.partial(_excel_time if excel else _iso_time, tz=tz),
+            "json": json_text,
+            "bool": _csv_bool,
+        }
+        if excel:
+            converters["text"] = _excel_text
+        self._encode = row_encoder(converters)
 
-    def _rows(self, rows: Sequence[Sequence[str]]) -> bytes:
+    def _rows(self, rows: Sequence[Sequence[Any]]) -> bytes:
         text = io.StringIO()
         csv.writer(text).writerows(rows)
         return text.getvalue().encode("utf-8")
@@ -197,30 +245,18 @@ class _Csv:
         return ("\ufeff".encode() if self._excel else b"") + self._rows([self.columns])
 
     def encode(self, records: Sequence[CallRecord]) -> bytes:
-        return self._rows([self._row(record) for record in records])
-
-    def _row(self, record: CallRecord) -> list[str]:
-        data = record.to_dict()
-        row: list[str] = []
-        for column in CSV_COLUMNS:
-            if column == EXTRAS:
-                row.append(_cell(_extras(record)))
-                continue
-            parent, _, child = column.partition(".")
-            value = data.get(parent)
-            if child:
-                value = value.get(child) if isinstance(value, dict) else None
-            row.append(_cell(value))
-            if self._excel and column in _LOCAL_TIMES:
-                moment = getattr(record, _LOCAL_TIMES[column])
-                row.append("" if moment is None else f"{moment.astimezone():%Y-%m-%d %H:%M:%S}")
-        return row
+        return self._rows(list(map(self._encode, records)))
 
 
-def _encoder(output_format: OutputFormat) -> _Encoder:
+def _encoder(output_format: OutputFormat) -> Encoder:
     if output_format.name == "csv":
-        return _Csv(excel=output_format.excel)
-    return _JsonLines()
+        return _Csv(output_format.tz, excel=output_format.excel)
+    return _JsonLines(output_format.tz)
+
+
+def shown_zone(output_format: OutputFormat) -> str:
+    """The zone of the times ``output_format`` writes, as a run's closing line names it."""
+    return "UTC" if output_format.name == "parquet" else str(output_format.tz)
 
 
 # -- writers -----------------------------------------------------------------------------------
@@ -232,8 +268,9 @@ class Output(Protocol):
     #: How messages name it.
     name: str
 
-    def write(self, records: Sequence[CallRecord]) -> None:
-        """Write ``records`` in full (whole lines), or raise `OSError`."""
+    def write(self, records: Sequence[Any]) -> None:
+        """Write ``records`` (calls, or the rows of its encoder) in full (whole lines), or
+        raise `OSError`."""
         ...
 
 
@@ -248,14 +285,14 @@ class _LineOutput:
     A gzip stream is closed by `close` (its trailer written); the file under it is not.
     """
 
-    def __init__(self, stream: _ByteSink, encoder: _Encoder, name: str, *, header: bool = True):
+    def __init__(self, stream: _ByteSink, encoder: Encoder, name: str, *, header: bool = True):
         self._stream = stream
         self._encoder = encoder
         self.name = name
         if header:
             stream.write(encoder.header())
 
-    def write(self, records: Sequence[CallRecord]) -> None:
+    def write(self, records: Sequence[Any]) -> None:
         # One write per batch: a stop between batches leaves only whole lines.
         self._stream.write(self._encoder.encode(records))
         self._stream.flush()
@@ -267,21 +304,33 @@ class _LineOutput:
             self._stream.flush()
 
 
-class _ParquetOutput:
-    """Parquet, one row group per `PARQUET_ROW_GROUP` calls."""
+@attrs.frozen
+class Rows:
+    """How rows other than calls are written: ``encoder`` makes the line-based formats'
+    encoder; ``arrow_schema`` and ``arrow_rows`` give Parquet its schema and rows."""
 
-    def __init__(self, stream: IO[bytes], name: str):
+    encoder: Callable[[OutputFormat], Encoder]
+    arrow_schema: Callable[[], pyarrow.Schema]
+    arrow_rows: Callable[[Sequence[Any]], Iterable[dict[str, Any]]]
+
+
+class _ParquetOutput:
+    """Parquet, one row group per ``row_group`` rows (calls, or those of ``rows``)."""
+
+    def __init__(self, stream: IO[bytes], name: str, row_group: int, rows: Rows | None = None):
         import pyarrow.parquet as pq
 
-        self._schema = arrow_schema()
+        self._row_group = row_group
+        self._schema = arrow_schema() if rows is None else rows.arrow_schema()
+        self._arrow_rows = arrow_rows if rows is None else rows.arrow_rows
         self._writer: pyarrow.parquet.ParquetWriter = pq.ParquetWriter(stream, self._schema)
         self._rows: list[dict[str, Any]] = []
         self.name = name
 
-    def write(self, records: Sequence[CallRecord]) -> None:
-        for row in arrow_rows(records):
+    def write(self, records: Sequence[Any]) -> None:
+        for row in self._arrow_rows(records):
             self._rows.append(row)
-            if len(self._rows) >= PARQUET_ROW_GROUP:
+            if len(self._rows) >= self._row_group:
                 self._flush()
 
     def _flush(self) -> None:
@@ -296,10 +345,113 @@ class _ParquetOutput:
         self._writer.close()
 
 
+#: The most rows an Excel sheet holds (the header row included).
+XLSX_MAX_ROWS: Final = 1_048_576
+#: The most characters an Excel cell holds.
+_XLSX_MAX_TEXT: Final = 32_767
+
+
+class _XlsxOutput:
+    """An Excel workbook: `CSV_COLUMNS` on a sheet ``calls`` with a header row and an
+    autofilter, written by XlsxWriter in its constant-memory mode (each row is flushed to a
+    temporary file as soon as the next starts, so memory stays flat whatever the count).
+
+    Text (phone numbers and codes with their leading zeros) is written as text, never read
+    as a number or a formula; times as Excel datetimes in ``tz`` (Excel has no zones);
+    ``json`` columns as JSON text. Calls beyond a sheet's ``max_rows`` (`XLSX_MAX_ROWS`,
+    Excel's limit, the header included) go on to a sheet ``calls 2``, and so on: nothing is
+    cut off.
+    """
+
+    def __init__(
+        self, stream: IO[bytes], name: str, tz: dt.tzinfo, *, max_rows: int = XLSX_MAX_ROWS
+    ):
+        import xlsxwriter
+
+        self._book = xlsxwriter.Workbook(
+            stream,
+            {
+                "constant_memory": True,
+                "strings_to_numbers": False,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+            },
+        )
+        self._header = self._book.add_format({"bold": True})
+        self._text = self._book.add_format({"num_format": "@"})
+        self._time = self._book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        self._encode = row_encoder(
+            {"timestamp": functools.partial(_naive_time, tz=tz), "json": json_text}
+        )
+        self._max_rows = max_rows
+        self._sheets = 0
+        self._row = max_rows  # a sheet is added with the first call
+        self.name = name
+
+    def _cell_writers(self, sheet: Any) -> list[tuple[Callable[..., int], Any]]:
+        by_kind: dict[Kind, tuple[Callable[..., int], Any]] = {
+            "text": (sheet.write_string, self._text),
+            "integer": (sheet.write_number, None),
+            "float": (sheet.write_number, None),
+            "bool": (sheet.write_boolean, None),
+            "timestamp": (sheet.write_datetime, self._time),
+            "json": (sheet.write_string, self._text),
+        }
+        return [by_kind[column.kind] for column in CALL_COLUMNS]
+
+    def _next_sheet(self) -> None:
+        self._close_sheet()
+        self._sheets += 1
+        title = "calls" if self._sheets == 1 else f"calls {self._sheets}"
+        self._sheet = self._book.add_worksheet(title)
+        self._sheet.freeze_panes(1, 0)
+        for index, column in enumerate(CALL_COLUMNS):
+            self._sheet.write_string(0, index, column.name, self._header)
+            width = 20 if column.kind == "timestamp" else max(12, len(column.name) + 2)
+            self._sheet.set_column(index, index, width)
+        self._writers = self._cell_writers(self._sheet)
+        self._row = 1
+
+    def _close_sheet(self) -> None:
+        if self._sheets:
+            self._sheet.autofilter(0, 0, self._row - 1, len(CALL_COLUMNS) - 1)
+
+    def write(self, records: Sequence[CallRecord]) -> None:
+        for record in records:
+            if self._row >= self._max_rows:
+                self._next_sheet()
+            row = self._row
+            for index, value in enumerate(self._encode(record)):
+                if value is None:
+                    continue
+                write, cell_format = self._writers[index]
+                if write(row, index, value, cell_format) == -2:  # a string beyond a cell
+                    raise OSError(
+                        errno.EFBIG,
+                        f"a {CSV_COLUMNS[index]} of {len(value)} characters does not fit an "
+                        f"Excel cell ({_XLSX_MAX_TEXT} at most)",
+                    )
+            self._row += 1
+
+    def close(self) -> None:
+        if not self._sheets:
+            self._next_sheet()  # a workbook of no calls still has its header
+        self._close_sheet()
+        self._book.close()
+
+
+def _naive_time(value: int | None, tz: dt.tzinfo) -> dt.datetime | None:
+    moment = epoch_to_datetime(value, tz)
+    return None if moment is None else moment.replace(tzinfo=None)
+
+
 @contextlib.contextmanager
-def stream_output(stream: IO[bytes], output_format: OutputFormat) -> Iterator[Output]:
-    """Standard output (``stream``), written page by page as the calls come."""
-    output = _LineOutput(stream, _encoder(output_format), "standard output")
+def stream_output(
+    stream: IO[bytes], output_format: OutputFormat, *, rows: Rows | None = None
+) -> Iterator[Output]:
+    """Standard output (``stream``), written page by page as the calls (or ``rows``) come."""
+    encoder = _encoder(output_format) if rows is None else rows.encoder(output_format)
+    output = _LineOutput(stream, encoder, "standard output")
     yield output
     output.close()
 
@@ -323,31 +475,40 @@ class ExportFile:
 
 
 class _CountingOutput:
-    def __init__(self, inner: _LineOutput | _ParquetOutput, result: ExportFile):
+    def __init__(self, inner: _LineOutput | _ParquetOutput | _XlsxOutput, result: ExportFile):
         self._inner = inner
         self._result = result
         self.name = inner.name
 
-    def write(self, records: Sequence[CallRecord]) -> None:
+    def write(self, records: Sequence[Any]) -> None:
         self._inner.write(records)
         self._result.records += len(records)
 
 
 def _file_writer(
-    stream: IO[bytes], output_format: OutputFormat, name: str
-) -> _LineOutput | _ParquetOutput:
+    stream: IO[bytes], output_format: OutputFormat, name: str, rows: Rows | None
+) -> _LineOutput | _ParquetOutput | _XlsxOutput:
     if output_format.name == "parquet":
-        return _ParquetOutput(stream, name)
+        return _ParquetOutput(stream, name, output_format.parquet_row_group, rows)
+    if output_format.name == "xlsx":
+        if rows is not None:
+            raise OutputError("xlsx holds calls only: pass --format jsonl, csv or parquet")
+        return _XlsxOutput(stream, name, output_format.tz)
+    encoder = _encoder(output_format) if rows is None else rows.encoder(output_format)
     if output_format.gzip:
         # mtime=0: the same calls give the same bytes.
         compressed = gzip.GzipFile(fileobj=stream, mode="wb", mtime=0)
-        return _LineOutput(compressed, _encoder(output_format), name)
-    return _LineOutput(stream, _encoder(output_format), name)
+        return _LineOutput(compressed, encoder, name)
+    return _LineOutput(stream, encoder, name)
 
 
 @contextlib.contextmanager
-def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -> Iterator[Output]:
+def export_file(
+    target: Path, output_format: OutputFormat, result: ExportFile, *, rows: Rows | None = None
+) -> Iterator[Output]:
     """Write to a temporary file beside ``target``; rename it into place on a clean exit.
+
+    ``rows`` writes rows other than calls.
 
     On a clean exit the file is closed, fsynced and renamed onto ``target`` (and its
     directory fsynced). When the block raises, ``target`` is left as it was: what was written
@@ -364,7 +525,7 @@ def export_file(target: Path, output_format: OutputFormat, result: ExportFile) -
         # mkstemp makes the file private; give it the permissions a plain open would have.
         os.chmod(temporary, _file_mode(target))
         with open(descriptor, "wb") as stream:
-            writer = _file_writer(stream, output_format, str(target))
+            writer = _file_writer(stream, output_format, str(target), rows)
             try:
                 yield _CountingOutput(writer, result)
             finally:
@@ -421,7 +582,7 @@ def append_output(
     Raises:
         OutputError: The format cannot be appended to (Parquet, gzip).
     """
-    if output_format.name == "parquet" or output_format.gzip:
+    if output_format.name not in APPENDABLE or output_format.gzip:
         raise OutputError("sync appends JSON Lines or CSV, uncompressed")
     return _LineOutput(stream, _encoder(output_format), name, header=new)
 

@@ -33,7 +33,9 @@ from .._config import (
     DEFAULT_TIMEOUT,
     DEFAULT_WINDOW,
 )
-from ._outputs import FORMATS, PARQUET_ROW_GROUP
+from .._recordings import DEFAULT_MAX_RECORDING_BYTES
+from .._table import DEFAULT_TZ
+from ._outputs import APPENDABLE, FORMATS, PARQUET_ROW_GROUP
 from ._runlog import ENV_LOG, LOG_FORMATS
 from ._settings import (
     APIS,
@@ -47,6 +49,8 @@ from ._settings import (
     ENVIRONMENT,
 )
 from ._status import EXIT_STATUSES, EXIT_USAGE
+from ._timezone import ENV_TZ
+from ._turns import TURN_FORMATS
 from ._values import FILTERS, count, duration, fault_mix, positive_int, seconds, timeout, window
 
 __all__ = ["PROG", "BadOptions", "Parser", "build_parser"]
@@ -141,9 +145,16 @@ def _run_options() -> Parser:
             type=Path,
             metavar="FILE",
             help="when the run ends, whatever the outcome, write one JSON object to FILE: "
-            "command, times, records, pages, requests, retries, windows, files, complete, exit "
-            "code, error (default: none)",
+            "command, time zone, times, records, pages, requests, retries, windows, files, "
+            "complete, exit code, error (default: none)",
         )
+    )
+    parser.add_argument_group("time").add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="the IANA time zone in which dates without an offset are read and times are shown "
+        f"(logs, summary, JSON Lines, CSV, xlsx) (default: ${ENV_TZ}, else {DEFAULT_TZ}, "
+        "VBot's own zone; never the machine's)",
     )
     return parser
 
@@ -273,13 +284,14 @@ def _add_output_options(
         "--format",
         choices=formats,
         help="the output format (default: from FILE's suffix: .jsonl or .json, .csv, each "
-        "optionally .gz, or .parquet; any other suffix needs --format)",
+        "optionally .gz, .parquet or .xlsx; any other suffix needs --format)",
     )
     group.add_argument(
         "--excel",
         action="store_true",
-        help="CSV for Excel: a UTF-8 byte-order mark (so Vietnamese text shows right) and a "
-        "<time>_local column of local time (TZ) after each epoch column (default: off)",
+        help="CSV for Excel: a UTF-8 byte-order mark (so Vietnamese text shows right), times "
+        "as 2025-12-01 07:00:00 in --tz and codes of digits as =\"0912...\" (so Excel keeps "
+        "their leading zeros); the same columns (default: off)",
     )
     group.add_argument(
         "-q",
@@ -374,7 +386,7 @@ def build_parser() -> Parser:
         sync,
         out_help="a directory DIR/ (one new file per run) or a FILE to append to; with --state "
         "(required)",
-        formats=("jsonl", "csv"),
+        formats=APPENDABLE,
     )
     _add_sync_options(sync)
 
@@ -393,6 +405,67 @@ def build_parser() -> Parser:
     )
     conversation.add_argument("trans_id", metavar="TRANS_ID", help="the call's transaction id")
     conversation.add_argument("--bot-id", metavar="BOT", help="the bot code (default: not sent)")
+
+    conversations = commands.add_parser(
+        "conversations",
+        parents=[connection, filters, _paging_options(limit=False), run],
+        help="write the bot conversation of every matching call, one row per turn",
+        description=(
+            "Write the bot conversation of every call matching the filters, one row per turn "
+            "(trans_id, turn, role, content, create_at, created), to JSON Lines, CSV or "
+            "Parquet; a "
+            "call without a conversation is one row with no turn. Each call once, "
+            "--concurrency conversations asked at a time. A file is replaced only once "
+            "complete, as export does."
+        ),
+    )
+    _add_output_options(
+        conversations,
+        out_help="write to FILE, replaced only once complete; '-' is standard output "
+        "(default: standard output)",
+        formats=TURN_FORMATS,
+    )
+    _add_window(conversations, None)
+
+    recordings = commands.add_parser(
+        "recordings",
+        parents=[connection, filters, _paging_options(limit=False), run],
+        help="download the recording of every matching call into a directory",
+        description=(
+            "Download the recording of every call matching the filters into DIR, one file "
+            "per call named by its trans_id and the extension of its Content-Type, each "
+            "written whole (NAME.partial, then renamed), with DIR/manifest.jsonl listing "
+            "every call: its file, bytes and SHA-256, or why it has none (not found, not "
+            "recorded). Run it again to resume: only what is missing or does not match the "
+            "manifest is fetched."
+        ),
+    )
+    group = recordings.add_argument_group("output")
+    _complete_files(
+        group.add_argument(
+            "-o",
+            "--out",
+            metavar="DIR",
+            type=Path,
+            required=True,
+            help="the directory of the recordings and their manifest, made if missing (required)",
+        )
+    )
+    group.add_argument(
+        "--max-bytes",
+        type=positive_int,
+        default=DEFAULT_MAX_RECORDING_BYTES,
+        metavar="N",
+        help="refuse a recording larger than N bytes (default: "
+        f"{DEFAULT_MAX_RECORDING_BYTES // (1024 * 1024)} MiB)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar, progress lines or closing line on stderr (default: off)",
+    )
+    _add_window(recordings, None)
 
     commands.add_parser(
         "schema",

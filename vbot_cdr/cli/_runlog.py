@@ -29,6 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .._redact import redact
 from .._stats import IterationStats
+from .._table import DEFAULT_TZ, zone
 
 __all__ = [
     "ENV_LOG",
@@ -59,7 +60,11 @@ _LOGGER: Final = "vbot_cdr"
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).astimezone()
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _default_zone() -> dt.tzinfo:
+    return zone(DEFAULT_TZ)
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -72,7 +77,7 @@ class _Formatter(logging.Formatter):
         self._run_log = run_log
 
     def format(self, record: logging.LogRecord) -> str:
-        moment = dt.datetime.fromtimestamp(record.created, dt.timezone.utc).astimezone()
+        moment = dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
         return self._run_log.line(record.getMessage(), level=record.levelname.lower(), at=moment)
 
 
@@ -84,18 +89,20 @@ class RunLog:
         json: One JSON object per line instead of text.
         secrets: Strings never written (tokens, passwords), hidden (see `redact`).
         stream: Where lines go (stderr).
+        tz: The zone of the lines' times (``--tz``), never the machine's.
     """
 
     json: bool = False
     secrets: list[str] = attrs.field(factory=list)
     stream: IO[str] = attrs.field(factory=lambda: sys.stderr)
+    tz: dt.tzinfo = attrs.field(factory=_default_zone)
 
     def line(
         self, message: str, *, level: str = "info", at: dt.datetime | None = None, **fields: Any
     ) -> str:
         """One line: ``<time> <LEVEL> <message>``, or a JSON object of those and ``fields``."""
         message = redact(message, self.secrets)
-        moment = _iso(at or _now())
+        moment = _iso((at or _now()).astimezone(self.tz))
         if self.json:
             entry = {"time": moment, "level": level, "message": message, **fields}
             return orjson.dumps(entry).decode()
@@ -145,10 +152,12 @@ class RunSummary:
 
     The command fills it in as it goes: ``stats`` are the counters of its iteration, the
     files and tables it wrote are listed as they are written (a database sink appends its
-    tables to ``tables``), and `finish` records the outcome.
+    tables to ``tables``), and `finish` records the outcome. ``tz`` is the zone of the run
+    (``--tz``): the summary's times are in it, and it names it.
     """
 
     command: str
+    tz: dt.tzinfo = attrs.field(factory=_default_zone, kw_only=True)
     started_at: dt.datetime = attrs.field(factory=_now)
     ended_at: dt.datetime | None = None
     records: int = 0
@@ -202,8 +211,9 @@ class RunSummary:
         ended = self.ended_at or _now()
         return {
             "command": self.command,
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(ended),
+            "tz": str(self.tz),
+            "started_at": _iso(self.started_at.astimezone(self.tz)),
+            "ended_at": _iso(ended.astimezone(self.tz)),
             "duration_s": round((ended - self.started_at).total_seconds(), 3),
             "records": self.records,
             "pages": numbers["pages"],

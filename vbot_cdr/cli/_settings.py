@@ -24,9 +24,11 @@ from typing import Any, Final
 
 from .._auth import PasswordAuth
 from .._client import VBotClient
+from .._table import DEFAULT_TZ
 from ._options import ConnectionOptions, PagingOptions
 from ._runlog import ENV_LOG
 from ._status import CommandError, Context, UsageError
+from ._timezone import ENV_TZ
 
 __all__ = [
     "APIS",
@@ -65,6 +67,7 @@ ENVIRONMENT: Final = (
     (ENV_VBOT_ID, "your VBotID (--vbot-id wins)"),
     (ENV_PROJECT_CODE, "your group code (--project-code wins)"),
     (ENV_LOG, "log level: debug, info or warning (default: warning; -v is info)"),
+    (ENV_TZ, f"the time zone of dates and times shown (--tz wins; default: {DEFAULT_TZ})"),
 )
 
 

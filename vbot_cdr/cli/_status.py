@@ -8,12 +8,14 @@ SIGTERM (143) or SIGHUP (129) stopped it, after which the output holds only whol
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 from collections.abc import Mapping
 from typing import Final
 
 import attrs
 
+from .._table import DEFAULT_TZ, zone
 from ._runlog import RunLog, RunSummary
 
 __all__ = [
@@ -70,6 +72,7 @@ class Context:
         environ: The environment variables.
         log: Its stderr.
         summary: What it did so far (for ``--summary`` and the progress lines).
+        tz: The run's zone (``--tz``): of dates without an offset, and of the times shown.
         stopped_by: The signal that stopped it, if one did.
         error: What ended it, if it failed.
     """
@@ -77,6 +80,7 @@ class Context:
     environ: Mapping[str, str]
     log: RunLog
     summary: RunSummary
+    tz: dt.tzinfo = attrs.field(factory=lambda: zone(DEFAULT_TZ))
     stopped_by: int | None = None
     error: BaseException | None = None
 

@@ -16,12 +16,14 @@ from .._errors import StateError
 from .._sync import CallSync
 from ._options import FileSyncOptions
 from ._outputs import (
+    APPENDABLE,
     OutputFormat,
     append_file,
     append_output,
     choose_format,
     drop_torn_tail,
     make_durable,
+    shown_zone,
 )
 from ._progress import progress_bar, progress_lines, reporting, show_windows
 from ._settings import open_client
@@ -36,7 +38,7 @@ _RESUMES = "the state is saved up to the last whole window; the next run resumes
 
 async def run_file_sync(options: FileSyncOptions, context: Context) -> int:
     """Sync to a file; the one line on stderr says how many calls went where."""
-    out_format = _sync_format(options)
+    out_format = _sync_format(options, context.tz)
     summary = context.summary
     started = time.monotonic()
     async with open_client(options.connection, context, options.paging) as client:
@@ -78,7 +80,8 @@ async def run_file_sync(options: FileSyncOptions, context: Context) -> int:
         where = f" to {target}" if summary.records else ""
         context.log.say(
             f"synced {summary.records} new calls{where} in {elapsed:.1f}s "
-            f"({len(sync.windows)} windows); state saved in {options.state}"
+            f"({len(sync.windows)} windows, times in {shown_zone(out_format)}); "
+            f"state saved in {options.state}"
         )
     return 0
 
@@ -87,12 +90,12 @@ def _is_directory(out: str) -> bool:
     return out.endswith(("/", os.sep)) or os.path.isdir(out)
 
 
-def _sync_format(options: FileSyncOptions) -> OutputFormat:
+def _sync_format(options: FileSyncOptions, tz: dt.tzinfo) -> OutputFormat:
     if _is_directory(options.out):
         # A directory gets a file per run, named for the format: JSON Lines unless told.
-        return OutputFormat(options.format or "jsonl", excel=options.excel)
-    out_format = choose_format(options.out, options.format, excel=options.excel)
-    if out_format.gzip or out_format.name == "parquet":
+        return OutputFormat(options.format or "jsonl", excel=options.excel, tz=tz)
+    out_format = choose_format(options.out, options.format, excel=options.excel, tz=tz)
+    if out_format.gzip or out_format.name not in APPENDABLE:
         raise UsageError("sync appends uncompressed JSON Lines or CSV; export writes the others")
     return out_format
 

@@ -95,7 +95,8 @@ def parse_date(text: str) -> int | dt.datetime:
 
     Digits are a Unix epoch, sent as given. Anything else is an ISO 8601 date or date-time
     (``2025-12-01``, ``2025-12-01T08:30``, ``2025-12-01T08:30+07:00``, ``...Z``); one
-    without an offset is in the machine's local time zone, and a date alone is its midnight.
+    without an offset is a naive datetime, which the run reads in its zone (``--tz``, see
+    `vbot_cdr.cli._timezone`), and a date alone is its midnight.
 
     Raises:
         argparse.ArgumentTypeError: Neither.
@@ -109,7 +110,7 @@ def parse_date(text: str) -> int | dt.datetime:
         raise argparse.ArgumentTypeError(
             f"not a date: {text!r} (use 2025-12-01, 2025-12-01T08:30+07:00 or a Unix epoch)"
         ) from None
-    return value if value.tzinfo is not None else value.astimezone()
+    return value
 
 
 #: How each `CallFilter` criterion is read from its option; the rest are plain text.

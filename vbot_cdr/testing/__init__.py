@@ -12,6 +12,7 @@ from __future__ import annotations
 from .._exactly_once import remembered_ids
 from .._retry import instant_retries
 from ._data import generate_records, make_conversation
+from ._recordings import RecordingHabits
 from ._server import (
     ENDPOINTS,
     FakeVBotServer,
@@ -30,6 +31,7 @@ __all__ = [
     "FaultMix",
     "PagingHabits",
     "RecordedRequest",
+    "RecordingHabits",
     "generate_records",
     "instant_retries",
     "make_conversation",

@@ -68,15 +68,17 @@ import orjson
 from aiohttp import web
 
 from .._dialects import Api
+from .._recordings import RECORDING
 from .._wire import COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN
 from ._data import RecordGenerator
 from ._dialects import ServedDialect, served_dialect
+from ._recordings import RECORDING_PREFIX, RecordingHabits, Recordings, served_recording
 from ._token import FakeTokenEndpoint
 
 __all__ = ["ENDPOINTS", "FakeVBotServer", "Fault", "FaultMix", "RecordedRequest"]
 
 #: The endpoint names, as `RecordedRequest.endpoint`, `inject` and `FaultMix` know them.
-ENDPOINTS: Final = frozenset({COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN})
+ENDPOINTS: Final = frozenset({COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, RECORDING, TOKEN})
 _SERVER_ERRORS: Final = (500, 502, 503, 504)
 #: How many filtered views (lists of matching positions) the server keeps.
 _VIEW_CACHE_SIZE: Final = 32
@@ -588,11 +590,13 @@ class FakeVBotServer:
         paging: How ``getAll`` pages (see `PagingHabits`); settable later.
         time_unit: The unit of the generated records' times, ``"s"`` or ``"ms"``; ``None``:
             the dialect's (seconds for v2, milliseconds for v3 and v3-legacy).
+        recordings: How the calls' recordings are served (`RecordingHabits()` if ``None``).
         host, port: Where to listen (loopback, any free port by default).
 
     Attributes:
         token, api_key, first_page, latency, max_page_size, max_in_flight, echo_credentials:
             As given; may be changed while the server runs.
+        recordings: The `RecordingHabits`; may be changed while the server runs.
         api: The dialect spoken.
         base_url: ``http://host:port`` once started.
         requests: Every request seen since the last `reset_counters`, in arrival order.
@@ -621,6 +625,7 @@ class FakeVBotServer:
         api_key: str = "fake-vbot-api-key",
         envelope_status: bool = True,
         echo_credentials: bool = False,
+        recordings: RecordingHabits | None = None,
     ):
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count!r}")
@@ -656,6 +661,8 @@ class FakeVBotServer:
         self._idle = asyncio.Event()
         self.base_url = ""
         self.token_endpoint = FakeTokenEndpoint()
+        self.recordings = recordings or RecordingHabits()
+        self._recordings = Recordings()
 
     @property
     def fault_mix(self) -> FaultMix | None:
@@ -852,6 +859,7 @@ class FakeVBotServer:
         """The routes served; every one gets the counters, latency and faults."""
         return [
             web.get(self._dialect.prefix + "{endpoint}", self._api),
+            web.get(RECORDING_PREFIX + "{trans_id}", self._recording),
             web.post("/" + TOKEN, self.token_endpoint.handle),
         ]
 
@@ -885,6 +893,8 @@ class FakeVBotServer:
 
     def _endpoint(self, request: web.Request) -> str:
         """The seed name of the endpoint ``request`` asks for (its last segment if unknown)."""
+        if request.path.startswith(RECORDING_PREFIX):
+            return RECORDING
         segment = request.path.rsplit("/", 1)[-1]
         if request.path.startswith(self._dialect.prefix):
             return self._dialect.endpoints.get(segment, segment)
@@ -1006,6 +1016,26 @@ class FakeVBotServer:
             return self._failure(request, 404, "Không tìm thấy cuộc gọi")
         return _json(self._dialect.envelope(self._dialect.conversation(record)))
 
+    # -- recordings (see `vbot_cdr.testing._recordings`) ----------------------------------------
+
+    async def _recording(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._failure(request, 401, "Unauthorized", status=401)
+        trans_id = request.match_info["trans_id"]
+        delay = self._recordings.delay(trans_id, self.recordings)
+        if delay:
+            await asyncio.sleep(delay)
+        not_found = self._failure(request, 404, "recording not found", status=404)
+        record = self._store.find(trans_id)
+        return self._recordings.answer(trans_id, record, self.recordings, not_found)
+
+    def recording(self, trans_id: str) -> tuple[str, bytes] | None:
+        """The media type and bytes of the recording of ``trans_id``, as served (faults
+        aside); ``None`` when the call has none (or is unknown)."""
+        return served_recording(self._store.find(trans_id), self.recordings)
+
+    # -- misbehaviour ----------------------------------------------------------------------------
+
     async def _misbehave(
         self, request: web.Request, fault: Fault, response: web.StreamResponse
     ) -> web.StreamResponse:
@@ -1026,7 +1056,9 @@ class FakeVBotServer:
             body = fault.body
         if not isinstance(body, bytes):
             body = b""
-        headers = {"Content-Type": "application/json"}
+        # A fault that keeps the normal body keeps its type (a recording cut short is audio).
+        kept = isinstance(response, web.Response) and body is response.body
+        headers = {"Content-Type": response.content_type if kept else "application/json"}
         if fault.retry_after is not None:
             headers["Retry-After"] = fault.retry_after
         if not fault.truncate:

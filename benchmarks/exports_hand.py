@@ -1,14 +1,14 @@
 """The bulk loop users write by hand, as one whole process: every call of the server to a file.
 
-Usage: ``python benchmarks/bulk_hand.py {jsonl,csv,parquet} BASE_URL TOKEN OUT --shape FILE
+Usage: ``python benchmarks/exports_hand.py {jsonl,csv,parquet} BASE_URL TOKEN OUT --shape FILE
 --page-size 500 --concurrency 8``
 
 aiohttp ``gather`` of every page under a semaphore, each page decoded with ``orjson.loads``
 into dicts and written as it arrives by the same writer the export uses: JSON Lines with
 ``orjson.dumps``, CSV with the `csv` module in the export's columns, Parquet with pyarrow's
 ``ParquetWriter`` in the export's schema (row groups of 10,000). No types, no validation, no
-order, no retries, no de-duplication. ``--shape`` is a JSON file written by ``bulk.py``: the
-CSV columns and the Arrow schema (serialized), so this process does not import `vbot_cdr`.
+order, no retries, no de-duplication. ``--shape`` is a JSON file written by ``exports.py``: the
+columns and the Arrow schema (serialized), so this process does not import `vbot_cdr`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import argparse
 import asyncio
 import base64
 import csv
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import orjson
@@ -29,43 +31,61 @@ COUNT_ALL = "/api/campaignCall/cdr/countAll"
 ROW_GROUP = 10_000
 
 
-def _cell(value: Any) -> str:
+ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+TIMES = ("answer_at", "end_call_at", "create_at")
+
+
+def _iso(value: int | None) -> str | None:
+    """An epoch (seconds, as the fake's v2 sends) as ISO 8601 in Vietnam's zone."""
+    return dt.datetime.fromtimestamp(value, ZONE).isoformat() if value else None
+
+
+def _cell(value: Any, kind: str) -> Any:
     if value is None:
-        return ""
-    if value is True or value is False:
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
+        return None
+    if kind == "timestamp":
+        return _iso(value)
+    if kind == "json":
         return orjson.dumps(value).decode()
-    return str(value)
+    if kind == "bool":
+        return "true" if value else "false"
+    return value
 
 
 def writer(
     kind: str, out: IO[bytes], shape: dict[str, Any]
 ) -> tuple[Callable[[list[Any]], None], Callable[[], None]]:
-    """``(write a page of dicts, close)`` for ``kind``."""
+    """``(write a page of dicts, close)`` for ``kind``, in the export's shape: JSON Lines
+    nested as the API sends it with ISO 8601 times; CSV and Parquet one flat column per
+    field (``member_name``...), JSON text for lists, times as ISO text (CSV) or instants."""
     if kind == "jsonl":
         newline = orjson.OPT_APPEND_NEWLINE
 
         def write_jsonl(records: list[Any]) -> None:
-            out.write(b"".join([orjson.dumps(r, option=newline) for r in records]))
+            lines = []
+            for record in records:
+                for name in TIMES:
+                    record[name] = _iso(record.get(name))
+                lines.append(orjson.dumps(record, option=newline))
+            out.write(b"".join(lines))
 
         return write_jsonl, out.flush
+    columns = [(field, part, kind) for _, kind, field, part in shape["columns"]]
     if kind == "csv":
         import io
 
-        columns = [c.partition(".") for c in shape["csv_columns"]]
         text = io.StringIO()
         rows = csv.writer(text)
-        rows.writerow(shape["csv_columns"])
+        rows.writerow([name for name, *_ in shape["columns"]])
 
         def write_csv(records: list[Any]) -> None:
             for record in records:
                 row = []
-                for parent, _, child in columns:
-                    value = record.get(parent)
-                    if child:
-                        value = value.get(child) if isinstance(value, dict) else None
-                    row.append(_cell(value))
+                for field, part, column_kind in columns:
+                    value = record.get(field)
+                    if part is not None:
+                        value = value.get(part) if value is not None else None
+                    row.append(_cell(value, column_kind))
                 rows.writerow(row)
             out.write(text.getvalue().encode())
             text.seek(0)
@@ -76,6 +96,7 @@ def writer(
     import pyarrow.parquet as pq
 
     schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(shape["arrow_schema"])))
+    names = [name for name, *_ in shape["columns"]]
     parquet = pq.ParquetWriter(out, schema)
     pending: list[Any] = []
 
@@ -86,7 +107,17 @@ def writer(
 
     def write_parquet(records: list[Any]) -> None:
         for record in records:
-            pending.append(record)
+            row = {}
+            for name, (field, part, column_kind) in zip(names, columns, strict=True):
+                value = record.get(field)
+                if part is not None:
+                    value = value.get(part) if value is not None else None
+                if value is not None and column_kind == "timestamp":
+                    value = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+                elif value is not None and column_kind == "json":
+                    value = orjson.dumps(value).decode()
+                row[name] = value
+            pending.append(row)
             if len(pending) >= ROW_GROUP:
                 flush()
 

@@ -1,0 +1,120 @@
+"""`iter_conversations`: the bot conversation of every call a filter selects, each once.
+
+The calls come from the ordinary iteration (`iter_call_pages`: complete, or an error), read
+one page at a time; each call's ``getBotConversation`` is then asked by `fan_out`, with at
+most the client's ``concurrency`` of them in flight, under its rate limit and retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from types import TracebackType
+from typing import TypeVar
+
+import attrs
+
+from . import _wire
+from ._errors import CallError, VBotError
+from ._fanout import fan_out
+from ._iteration import CallPageIterator
+from ._models import BotConversation, CallRecord
+from ._stats import IterationStats
+
+__all__ = ["CallConversation", "ConversationIterator", "FetchConversation"]
+
+_Self = TypeVar("_Self", bound="ConversationIterator")
+
+#: Fetches the conversation of one call (``client.get_bot_conversation`` with the
+#: iteration's counters).
+FetchConversation = Callable[[str, str | None], Awaitable[BotConversation]]
+
+
+@attrs.frozen
+class CallConversation:
+    """One call and its bot conversation.
+
+    Attributes:
+        call: The call, as `iter_calls` yields it.
+        conversation: Its conversation; ``None`` when the call has none: the server answers
+            "not found" (HTTP 404, or a failure envelope with code 404) for it, or the
+            record has no ``trans_id`` to ask with.
+
+    .. versionadded:: Unreleased
+    """
+
+    call: CallRecord
+    conversation: BotConversation | None
+
+    @property
+    def trans_id(self) -> str | None:
+        """The call's ``trans_id``."""
+        return self.call.trans_id
+
+
+class ConversationIterator:
+    """``async for item in client.iter_conversations(...)``: a `CallConversation` per call.
+
+    Every call the filter selects comes once, in the order its conversation arrives (not the
+    server's order). Use it as ``async with`` (or call `aclose`) so that stopping early
+    cancels the requests in flight.
+
+    .. versionadded:: Unreleased
+    """
+
+    def __init__(self, calls: CallPageIterator, fetch: FetchConversation, *, concurrency: int):
+        self._calls = calls
+        self._fetch = fetch
+        self._items: AsyncGenerator[CallConversation, None] = fan_out(
+            calls, self._conversation_of, width=concurrency
+        )
+
+    @property
+    def total(self) -> int | None:
+        """The number of calls (``countAll``; ``None`` before the first step)."""
+        return self._calls.total
+
+    @property
+    def stats(self) -> IterationStats:
+        """Live counters: ``requests`` counts the conversations' requests too; ``yielded``
+        the calls read so far (a few more than the conversations handed out)."""
+        return self._calls.stats
+
+    async def _conversation_of(self, call: CallRecord) -> CallConversation:
+        if call.trans_id is None:
+            return CallConversation(call, None)
+        try:
+            conversation = await self._fetch(call.trans_id, call.bot_id)
+        except VBotError as exc:
+            if _wire.finds_nothing(exc):
+                return CallConversation(call, None)
+            raise CallError(call.trans_id, exc) from exc
+        return CallConversation(call, conversation)
+
+    def __aiter__(self: _Self) -> _Self:
+        return self
+
+    async def __anext__(self) -> CallConversation:
+        """The next call and its conversation.
+
+        Raises:
+            CallError: A call's conversation could not be fetched (not a 404) after the
+                retries; it names the call.
+            VBotError: Reading the calls failed (`IncompleteError`, ...).
+        """
+        return await self._items.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
+        await self._items.aclose()
+        await self._calls.aclose()
+
+    async def __aenter__(self: _Self) -> _Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
