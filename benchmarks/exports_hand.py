@@ -7,8 +7,10 @@ aiohttp ``gather`` of every page under a semaphore, each page decoded with ``orj
 into dicts and written as it arrives by the same writer the export uses: JSON Lines with
 ``orjson.dumps``, CSV with the `csv` module in the export's columns, Parquet with pyarrow's
 ``ParquetWriter`` in the export's schema (row groups of 10,000). No types, no validation, no
-order, no retries, no de-duplication. ``--shape`` is a JSON file written by ``exports.py``: the
-columns and the Arrow schema (serialized), so this process does not import `vbot_cdr`.
+order, no retries, no de-duplication. The rows are the export's, but for JSON Lines the
+null fields the server did not send (v3's own), which the hand loop does not add.
+``--shape`` is a JSON file written by ``exports.py``: the columns and the Arrow schema
+(serialized), so this process does not import `vbot_cdr`.
 """
 
 from __future__ import annotations
