@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from vbot_cdr import Hotline, Member
-from vbot_cdr._models import epoch_to_datetime
+from vbot_cdr._models import WEBHOOK_ONLY, epoch_to_datetime
 from vbot_cdr._table import DEFAULT_TZ, zone
 
 #: The fields only the v3 CDR endpoints send.
@@ -24,8 +24,9 @@ _NESTED = {"member": Member, "hotline": Hotline}
 
 def exported(raw: dict[str, Any]) -> dict[str, Any]:
     """A served record (snake_case) as ``CallRecord.to_dict()`` gives it back: the fields the
-    dialect did not send (v3's own; v3-legacy's ``member.vbot_id``) null."""
-    record = {**dict.fromkeys(V3_FIELDS), **raw}
+    dialect did not send (v3's own; v3-legacy's ``member.vbot_id``; the webhook's own) null."""
+    pushed = {name: None for name in WEBHOOK_ONLY if "." not in name}
+    record = {**dict.fromkeys(V3_FIELDS), **pushed, **raw}
     for name, cls in _NESTED.items():
         if isinstance(record.get(name), dict):
             record[name] = {**dict.fromkeys(a.name for a in attrs.fields(cls)), **record[name]}

@@ -459,11 +459,11 @@ class SlowSQLite(_SQLite):
         self.loading, self.release, self.finishing = (threading.Event() for _ in range(3))
         self.order: list[str] = []
 
-    def load(self, columns: Any, records: Any) -> None:
+    def load(self, columns: Any, records: Any, *, pushed: bool = False) -> None:
         self.loading.set()
         self.release.wait(PATIENCE)
         self.order.append("load done")
-        super().load(columns, records)
+        super().load(columns, records, pushed=pushed)
 
     def close(self) -> None:
         self.order.append("close")

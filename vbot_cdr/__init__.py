@@ -26,15 +26,18 @@ from ._errors import (
     StateError,
     TransportError,
     VBotError,
+    WebhookError,
 )
 from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
+from ._receiver import WebhookSink, WebhookStats, webhook_app
 from ._recordings import Recording, RecordingDownload
 from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
 from ._stats import IterationStats
 from ._sync import CallSync, DocumentStateStore, StateStore
 from ._table import CallColumn, call_columns, table_row
 from ._transport import AiohttpTransport, StreamingTransport, Transport
+from ._webhooks import CallEvent, OtherEvent, parse_webhook
 
 __all__ = [
     "APIError",
@@ -44,6 +47,7 @@ __all__ = [
     "CallColumn",
     "CallConversation",
     "CallError",
+    "CallEvent",
     "CallFilter",
     "CallIterator",
     "CallPageIterator",
@@ -59,6 +63,7 @@ __all__ = [
     "IncompleteError",
     "IterationStats",
     "Member",
+    "OtherEvent",
     "PasswordAuth",
     "RateLimitError",
     "Recording",
@@ -72,10 +77,15 @@ __all__ = [
     "TransportError",
     "VBotClient",
     "VBotError",
+    "WebhookError",
+    "WebhookSink",
+    "WebhookStats",
     "call_columns",
     "open_database_sync",
+    "parse_webhook",
     "sync_to_database",
     "table_row",
+    "webhook_app",
 ]
 
 

@@ -30,7 +30,7 @@ import cattrs
 import msgspec
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._models import NO_EXTRAS, CallRecord, CollectedField, Hotline, Member
+from ._models import NO_EXTRAS, WEBHOOK_ONLY, CallRecord, CollectedField, Hotline, Member
 
 __all__ = [
     "STRUCTURE_ERRORS",
@@ -106,6 +106,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(int | None, _strict(int))
     converter.register_structure_hook(bool | None, _strict(bool))
     converter.register_structure_hook(float | None, _float_or_none)
+    converter.register_structure_hook(Mapping[str, Any] | None, _strict(dict))
     for cls in (Member, Hotline, CollectedField):
         converter.register_structure_hook(
             cls, _only_json_objects(make_dict_structure_fn(cls, converter), _ALIASES[cls])
@@ -289,11 +290,14 @@ def _compile_reader(
     *,
     extras: str | None = None,
     optional: frozenset[str] = frozenset(),
+    absent: frozenset[str] = frozenset(),
 ) -> Callable[[Any], Any]:
     """Generate the reader of ``cls`` (see above); ``extras`` names the unknown-keys field,
-    ``optional`` the fields an object may leave out all together and still be read directly."""
+    ``optional`` the fields an object may leave out all together and still be read directly,
+    ``absent`` those no pulled object has (`WEBHOOK_ONLY`): they are set to ``None``, and an
+    object that has one goes to the converter."""
     hints = typing.get_type_hints(cls)
-    names = [a.name for a in attrs.fields(cls) if a.name != extras]
+    names = [a.name for a in attrs.fields(cls) if a.name != extras and a.name not in absent]
     env: dict[str, Any] = {
         "cls": cls,
         "_Invalid": _Invalid,
@@ -322,6 +326,7 @@ def _compile_reader(
             for name, v in values.items()
             if _optional(hints[name]) not in (str, int, bool) or name in optional
         ]
+        stores += [f"    d[{name!r}] = None" for name in sorted(absent)]
         if extras is not None:
             stores.append(f"    d[{extras!r}] = EMPTY")
         build = _BUILD_FROM_COPY.format(stores="\n".join(stores))
@@ -347,15 +352,19 @@ def _compile_reader(
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), env)
     read: Callable[[Any], Any] = env["read"]
-    env["reshape"] = _reshaper(read, names, extras, _ALIASES[cls])
+    env["reshape"] = _reshaper(read, names, extras, _ALIASES[cls], absent)
     return read
 
 
 def _reshaper(
-    read: Callable[[Any], Any], names: list[str], extras: str | None, aliases: Mapping[str, str]
+    read: Callable[[Any], Any],
+    names: list[str],
+    extras: str | None,
+    aliases: Mapping[str, str],
+    absent: frozenset[str],
 ) -> Any:
     """Read an object with camelCase field names, missing fields (read as null) or unknown
-    ones (kept in ``extras`` as sent)."""
+    ones (kept in ``extras`` as sent); leave one with an ``absent`` field to the converter."""
 
     def reshape(data: dict[str, Any]) -> Any:
         known: dict[str, Any] = dict.fromkeys(names)
@@ -364,6 +373,9 @@ def _reshaper(
             name = aliases.get(key, key)
             if name in known:
                 known[name] = value
+            elif name in absent:
+                if value is not None:
+                    raise _Invalid
             else:
                 unknown[key] = value
         instance = read(known)
@@ -391,11 +403,32 @@ _LEFT_OUT: Final[Mapping[type, frozenset[str]]] = MappingProxyType(
 )
 
 
+#: The fields of each class that only the webhook sends (`WEBHOOK_ONLY`): no pulled object
+#: has them, so the readers do not look for them.
+_ABSENT: Final[Mapping[type, frozenset[str]]] = MappingProxyType(
+    {
+        CallRecord: frozenset(name for name in WEBHOOK_ONLY if "." not in name),
+        Member: frozenset(n.partition(".")[2] for n in WEBHOOK_ONLY if n.startswith("member.")),
+    }
+)
+
+
 def _compile_readers() -> Callable[[Any], Any]:
     readers: dict[type, Any] = {}
     for cls in (Member, Hotline, CollectedField):
-        readers[cls] = _compile_reader(cls, readers, optional=_LEFT_OUT.get(cls, frozenset()))
-    return _compile_reader(CallRecord, readers, extras="extras", optional=_LEFT_OUT[CallRecord])
+        readers[cls] = _compile_reader(
+            cls,
+            readers,
+            optional=_LEFT_OUT.get(cls, frozenset()),
+            absent=_ABSENT.get(cls, frozenset()),
+        )
+    return _compile_reader(
+        CallRecord,
+        readers,
+        extras="extras",
+        optional=_LEFT_OUT[CallRecord],
+        absent=_ABSENT[CallRecord],
+    )
 
 
 _read_record: Final = _compile_readers()

@@ -11,8 +11,9 @@ Every error the public API raises derives from `VBotError`::
     ├── IncompleteError          an iteration whose pages could not be made to match countAll
     ├── StateError               a sync state file that cannot be used
     ├── DatabaseError            a database sink that cannot connect, load or commit
-    └── CallError                a bulk read's request about one call (its conversation, its
-                                 recording) failed: names the call; the failure is its cause
+    ├── CallError                a bulk read's request about one call (its conversation, its
+    │                            recording) failed: names the call; the failure is its cause
+    └── WebhookError             a webhook body that cannot be read (also a ValueError)
 
 No exception ever carries the access token, the refresh token or a password: messages are
 built from the endpoint name, the page, status codes and (truncated) response bodies only.
@@ -31,6 +32,7 @@ __all__ = [
     "StateError",
     "TransportError",
     "VBotError",
+    "WebhookError",
 ]
 
 #: How much of a response body an error keeps, in characters.
@@ -232,3 +234,11 @@ class CallError(VBotError):
         super().__init__(f"call {trans_id}: {error}")
         # The error's own message already names its endpoint; the attributes still say it.
         self.endpoint, self.page = error.endpoint, error.page
+
+
+class WebhookError(VBotError, ValueError):
+    """A webhook body that cannot be read: not JSON, not an object, an auto call without
+    ``transId``, or a field of the wrong type. A receiver answers it with HTTP 400.
+
+    The message says what is wrong and where (``autoCallLog.duration``), never the body.
+    """

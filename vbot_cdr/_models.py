@@ -29,6 +29,8 @@ __all__ = [
     "FILTER_NAMES",
     "MILLISECONDS_THRESHOLD",
     "NO_EXTRAS",
+    "WEBHOOK_FIELDS",
+    "WEBHOOK_ONLY",
     "BotConversation",
     "CallFilter",
     "CallRecord",
@@ -47,6 +49,53 @@ MILLISECONDS_THRESHOLD: Final = 10**11
 
 #: The `CallRecord.extras` of a record that has none.
 NO_EXTRAS: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+#: The fields only the webhook sends (a nested record's as ``member.acc_id``): the pull
+#: leaves them ``None``, so a pulled row never blanks what a push filled in them.
+WEBHOOK_ONLY: Final = frozenset(
+    {
+        "postage_service",
+        "telco_code",
+        "call_net",
+        "project_code",
+        "meta_data",
+        "record_url",
+        "member.acc_id",
+        "member.number",
+    }
+)
+
+
+#: Every field an ``AUTO_CALL_COMPLETE`` webhook may fill (`WEBHOOK_ONLY` among them): a
+#: pulled row keeps what a push wrote in these where the pull has nothing.
+WEBHOOK_FIELDS: Final = WEBHOOK_ONLY | frozenset(
+    {
+        "trans_id",
+        "external_call_id",
+        "phone",
+        "duration",
+        "billsec",
+        "disposition",
+        "create_at",
+        "answer_at",
+        "end_call_at",
+        "postage",
+        "service_charge",
+        "postage_bot_service",
+        "hotline.code",
+        "member.name",
+        "bot_id",
+        "template_script_code",
+        "template_script_name",
+        "campaign_name",
+        "campaign_group_name",
+        "input_log",
+        "voice_text",
+        "call_collected_data",
+        "extras",  # metaDataDescription, which no model lists
+    }
+)
 
 
 def epoch_to_datetime(value: int | None, tz: dt.tzinfo = dt.timezone.utc) -> dt.datetime | None:
@@ -76,6 +125,9 @@ class Member:
     name: str | None = None
     color: str | None = None
     vbot_id: str | None = None
+    # Sent by the webhook only (``memberAccId``, ``memberNo``): None for a pulled call.
+    acc_id: str | None = None
+    number: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -145,6 +197,14 @@ class CallRecord:
     campaign_group_id: int | None = None
     template_script_id: int | None = None
     bot_member_status_connect: str | None = None
+    # Sent by the webhook (``AUTO_CALL_COMPLETE``) only: None for a call that was only pulled.
+    postage_service: float | None = None
+    telco_code: str | None = None
+    call_net: str | None = None
+    project_code: str | None = None
+    # Out of the hash, as `extras`: a JSON object (the script's inputs) is an unhashable dict.
+    meta_data: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
+    record_url: str | None = None
     # Out of the hash (still in eq): a mapping is unhashable, and without this every
     # record, being frozen, would raise on hash() and could not go in a set.
     extras: Mapping[str, Any] = attrs.field(default=NO_EXTRAS, repr=False, hash=False)

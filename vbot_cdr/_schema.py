@@ -40,8 +40,9 @@ class Shape:
     """One field's type: a JSON type name, and for objects their fields, for arrays their item.
 
     ``kind`` is ``"string"``, ``"integer"``, ``"number"``, ``"boolean"``, ``"timestamp"`` (an
-    epoch as the server sends it, an instant as the exports write it), ``"object"`` or
-    ``"array"``; ``nullable`` says whether ``null`` is a value of it.
+    epoch as the server sends it, an instant as the exports write it), ``"object"``,
+    ``"array"`` or ``"json"`` (a JSON object of any keys, such as `CallRecord.meta_data`);
+    ``nullable`` says whether ``null`` is a value of it.
     """
 
     kind: str
@@ -60,6 +61,8 @@ def _shape(annotation: Any) -> Shape:
     if origin is tuple:
         item, *_ = typing.get_args(annotation)
         return Shape("array", item=_shape(item))
+    if origin in (Mapping, dict):
+        return Shape("json")
     if annotation in _SCALARS:
         return Shape(_SCALARS[annotation])
     if attrs.has(annotation):
@@ -95,7 +98,7 @@ def record_shape() -> Shape:
 
 
 def _json_type(shape: Shape) -> dict[str, Any]:
-    name = "string" if shape.kind == "timestamp" else shape.kind
+    name = {"timestamp": "string", "json": "object"}.get(shape.kind, shape.kind)
     kind: str | list[str] = [name, "null"] if shape.nullable else name
     schema: dict[str, Any] = {"type": kind}
     if shape.kind == "timestamp":

@@ -23,7 +23,7 @@ from tests._cli import (
     spawn,
 )
 from vbot_cdr._decoding import structure_record
-from vbot_cdr._models import epoch_to_datetime
+from vbot_cdr._models import WEBHOOK_ONLY, epoch_to_datetime
 from vbot_cdr._table import json_document, zone
 from vbot_cdr.cli import CSV_COLUMNS, main
 from vbot_cdr.cli._outputs import ExportFile, OutputFormat, export_file
@@ -36,7 +36,7 @@ def test_demo_export_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["export", "--demo", "--demo-records", "250", "--out", str(out)]) == 0
     records = read_jsonl(out)
     assert [r["trans_id"] for r in records] == [f"TX0-{i:08d}" for i in reversed(range(250))]
-    # The seed's shape, plus the fields only v3 sends (null here).
+    # The seed's shape, plus the fields only v3 sends and only the webhook sends (null here).
     first = structure_record(generate_records(1)[0])
     assert records[-1] == json_document(first, zone("Asia/Ho_Chi_Minh"))
     assert records[-1]["create_at"] == "2025-12-01T07:00:00+07:00"
@@ -46,6 +46,7 @@ def test_demo_export_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
         "campaign_group_id",
         "template_script_id",
         "bot_member_status_connect",
+        *(name for name in WEBHOOK_ONLY if "." not in name),
     }
     captured = capsys.readouterr()
     assert captured.out == ""

@@ -85,3 +85,57 @@ async def test_serve_fake_arrivals_feed_sync(tmp_path: Path) -> None:
         _, stderr = await asyncio.wait_for(child.communicate(), PATIENCE)
     assert child.returncode == 0
     assert "50 new calls a second" in said[0]
+
+
+@POSIX
+async def test_serve_fake_pushes_each_new_call_to_a_webhook() -> None:
+    """serve-fake --webhook-url posts each call it writes as AUTO_CALL_COMPLETE, with the
+    header given; the pushed calls are those its getAll serves."""
+    from aiohttp import web
+
+    from vbot_cdr import CallEvent, parse_webhook
+
+    pushed: list[str] = []
+    enough = asyncio.Event()
+
+    async def receive(request: web.Request) -> web.Response:
+        assert request.headers["X-Hook"] == "local"
+        event = parse_webhook(await request.read())
+        assert isinstance(event, CallEvent)
+        assert event.record.trans_id is not None
+        pushed.append(event.record.trans_id)
+        if len(pushed) >= 5:
+            enough.set()
+        return web.Response(text="stored")
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    child = await spawn(
+        "serve-fake",
+        "--records",
+        "0",
+        "--arrivals-per-second",
+        "50",
+        "--webhook-url",
+        f"http://{host}:{port}/hook",
+        "--webhook-header",
+        "X-Hook: local",
+    )
+    try:
+        assert child.stdout is not None
+        lines = [(await asyncio.wait_for(child.stdout.readline(), PATIENCE)).decode() for _ in "12"]
+        settings = dict(line.strip().removeprefix("export ").split("=", 1) for line in lines)
+        await asyncio.wait_for(enough.wait(), PATIENCE)
+        async with VBotClient(settings["VBOT_TOKEN"], base_url=settings["VBOT_BASE_URL"]) as client:
+            served = {call.trans_id async for call in client.iter_calls()}
+        assert set(pushed[:5]) <= served
+    finally:
+        child.send_signal(signal.SIGINT)
+        await asyncio.wait_for(child.communicate(), PATIENCE)
+        await runner.cleanup()
+    assert child.returncode == 0

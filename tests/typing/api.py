@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
+import aiohttp.web
 from typing_extensions import assert_type
 
 from vbot_cdr import (
@@ -21,6 +22,7 @@ from vbot_cdr import (
     CallColumn,
     CallConversation,
     CallError,
+    CallEvent,
     CallFilter,
     CallPageIterator,
     CallRecord,
@@ -33,6 +35,7 @@ from vbot_cdr import (
     IncompleteError,
     IterationStats,
     Member,
+    OtherEvent,
     PasswordAuth,
     RateLimitError,
     Recording,
@@ -44,10 +47,15 @@ from vbot_cdr import (
     TransportError,
     VBotClient,
     VBotError,
+    WebhookError,
+    WebhookSink,
+    WebhookStats,
     call_columns,
     open_database_sync,
+    parse_webhook,
     sync_to_database,
     table_row,
+    webhook_app,
 )
 from vbot_cdr.testing import (
     FakeVBotServer,
@@ -359,3 +367,26 @@ def one_table_shape(record: CallRecord) -> None:
     row = table_row(record, tz="UTC")
     assert_type(row, dict[str, Any])
     del kinds, row
+
+
+async def webhooks(body: bytes) -> None:
+    event = parse_webhook(body)
+    if isinstance(event, CallEvent):
+        assert_type(event.record, CallRecord)
+        assert_type(event.record.meta_data, Mapping[str, Any] | None)
+        assert_type(event.record.telco_code, str | None)
+    else:
+        assert_type(event, OtherEvent)
+        assert_type(event.name, str)
+    try:
+        parse_webhook(b"[]")
+    except WebhookError as exc:
+        assert_type(exc, WebhookError)
+    sink = WebhookSink("postgresql://etl@db/calls", table="vbot_calls")
+    app = webhook_app(sink, header="X-VBot-Token: s3cret", path="/vbot")
+    assert_type(app, aiohttp.web.Application)
+    assert_type(sink.stats, WebhookStats)
+    assert_type(sink.stats.as_dict(), dict[str, Any])
+    if isinstance(event, CallEvent):
+        assert_type(await sink.store(event.record), bool)
+    await sink.close()

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Final
 import orjson
 
 from .._errors import DatabaseError
-from .._models import MILLISECONDS_THRESHOLD, CallRecord
+from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS, CallRecord
 from .._table import json_text
 from ._columns import KEY, Column, Kind, encoder
 from ._url import DatabaseURL
@@ -120,8 +120,11 @@ class Database(abc.ABC):
         """The calls table's columns as the database has them: name → type."""
 
     @abc.abstractmethod
-    def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
-        """Upsert ``records`` into the open transaction by `KEY` (one record per key)."""
+    def load(
+        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+    ) -> None:
+        """Upsert ``records`` into the open transaction by `KEY` (one record per key), as
+        `upsert_sql` merges them."""
 
     @abc.abstractmethod
     def timestamp(self, epoch: str) -> str:
@@ -171,9 +174,11 @@ class Database(abc.ABC):
                     "table (--table) or rename this one"
                 )
 
-    def upsert(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
+    def upsert(
+        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+    ) -> None:
         """Add the columns the table lacks, then upsert ``records`` by `KEY` (one record per
-        key); nothing is committed.
+        key), pulled or ``pushed`` (see `upsert_sql`); nothing is committed.
 
         A value goes into a JSON column as JSON whatever its field's type (a field that was
         once an extra keeps its JSON column).
@@ -189,7 +194,16 @@ class Database(abc.ABC):
                         f"ADD COLUMN {quote(column.name)} {self.types[column.kind]}"
                     )
                     self.columns[column.name] = self.types[column.kind]
-            self.load(columns, records)
+            self.load(columns, records, pushed=pushed)
+
+    def commit_pushed(self) -> None:
+        """`commit` the pushed calls upserted since the last commit.
+
+        Raises:
+            DatabaseError: The database refused or is gone; nothing was committed.
+        """
+        with self.lock, self.failing_as("commit calls to"):
+            self.commit()
 
     def encoder(self, columns: Sequence[Column]) -> Callable[[CallRecord], tuple[Any, ...]]:
         """A record as the driver's values of ``columns`` (see `encoder`)."""
@@ -207,12 +221,29 @@ class Database(abc.ABC):
             for column, source in zip(columns, sources, strict=True)
         ]
 
-    def upsert_sql(self, columns: Sequence[Column], source: str) -> str:
-        """``INSERT INTO table (columns) <source> ON CONFLICT (key) DO UPDATE SET ...``."""
+    def upsert_sql(self, columns: Sequence[Column], source: str, *, pushed: bool = False) -> str:
+        """``INSERT INTO table (columns) <source> ON CONFLICT (key) DO UPDATE SET ...``.
+
+        The merge is order-free: a pulled row sets every column, except that where it has
+        nothing (NULL) it keeps what a push wrote in the columns a webhook fills
+        (`WEBHOOK_FIELDS`: the dialect may lack ``external_call_id``, and the CDR lacks the
+        webhook's own fields); a ``pushed`` row fills only the columns that are still NULL,
+        so it never blanks nor overrides what the pull (or an earlier push) wrote, and the
+        same push twice changes nothing.
+        """
         names = ", ".join(quote(c.name) for c in columns)
-        updates = ", ".join(
-            f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns if c.name != KEY
-        )
+        table = quote(self.table)
+
+        def update(column: Column) -> str:
+            name = quote(column.name)
+            path = column.field if column.part is None else f"{column.field}.{column.part}"
+            if pushed:
+                return f"{name} = COALESCE({table}.{name}, excluded.{name})"
+            if path in WEBHOOK_FIELDS:
+                return f"{name} = COALESCE(excluded.{name}, {table}.{name})"
+            return f"{name} = excluded.{name}"
+
+        updates = ", ".join(update(c) for c in columns if c.name != KEY)
         return (
             f"INSERT INTO {quote(self.table)} ({names}) {source} "
             f"ON CONFLICT ({quote(KEY)}) DO UPDATE SET {updates}"
@@ -280,7 +311,9 @@ class _PostgreSQL(Database):
         self._connection.commit()
         return dict(rows)
 
-    def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
+    def load(
+        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+    ) -> None:
         sources = [quote(c.name) for c in columns]
         names = ", ".join(sources)
         staging = quote(self._staging)
@@ -297,7 +330,7 @@ class _PostgreSQL(Database):
             for record in records:
                 copy.write_row(encode(record))
         values = ", ".join(self.values(columns, sources))
-        self.execute(self.upsert_sql(columns, f"SELECT {values} FROM {staging}"))
+        self.execute(self.upsert_sql(columns, f"SELECT {values} FROM {staging}", pushed=pushed))
         self.execute(f"DROP TABLE {staging}")
 
     def timestamp(self, epoch: str) -> str:
@@ -346,7 +379,9 @@ class _DuckDB(Database):
         )
         return dict(rows)
 
-    def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
+    def load(
+        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+    ) -> None:
         # One JSON object per batch, a list of values per column, read by read_json with the
         # table's types and unnested side by side into rows: a list per column is read
         # faster than an object per row, and zip(*rows) builds it in C. JSON columns take
@@ -369,7 +404,7 @@ class _DuckDB(Database):
                 f"columns = {{{types}}})"
             )
             source = f"SELECT {', '.join(self.values(columns, sources))} FROM ({rows})"
-            self.execute(self.upsert_sql(columns, source), (path,))
+            self.execute(self.upsert_sql(columns, source, pushed=pushed), (path,))
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -418,9 +453,12 @@ class _SQLite(Database):
         rows = self.execute(f"PRAGMA table_info({quote(self.table)})")
         return {row[1]: row[2] for row in rows}
 
-    def load(self, columns: Sequence[Column], records: Sequence[CallRecord]) -> None:
+    def load(
+        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+    ) -> None:
         marks = [f"?{number}" for number in range(1, len(columns) + 1)]
-        sql = self.upsert_sql(columns, f"VALUES ({', '.join(self.values(columns, marks))})")
+        values = f"VALUES ({', '.join(self.values(columns, marks))})"
+        sql = self.upsert_sql(columns, values, pushed=pushed)
         self._connection.executemany(sql, map(self.encoder(columns), records))
 
     def timestamp(self, epoch: str) -> str:

@@ -1,4 +1,4 @@
-"""The ``vbot-cdr`` command line: export, sync, count and read VBot call history.
+"""The ``vbot-cdr`` command line: export, sync, count, read and receive VBot call history.
 
 Usage::
 
@@ -11,6 +11,7 @@ Usage::
     vbot-cdr recordings --out DIR [FILTERS] [--max-bytes N] [--concurrency N] ...
     vbot-cdr schema
     vbot-cdr serve-fake [--records N] [--latency SECONDS] [--arrivals-per-second R] ...
+    vbot-cdr listen --to URL [--host H] [--port P] [--path /] [--reconcile-every 10m] ...
     vbot-cdr --print-completion bash|zsh
 
 ``vbot-cdr --help`` and the commands' ``--help`` are the manual. One module per concern:
@@ -27,7 +28,7 @@ Usage::
 - `_turns`: the rows of ``conversations``, one per turn.
 - One module per command family: `_export`, `_sync_file`, `_sync_database`, `_count`
   (count and conversation), `_bulk` (conversations and recordings), `_print_schema`,
-  `_serve_fake`.
+  `_serve_fake`, `_listen` (the webhook receiver).
 
 Imports flow downward: the command modules import the shared steps, never this module, and
 none imports the package face `vbot_cdr`; the fake server (`vbot_cdr.testing`) is imported only

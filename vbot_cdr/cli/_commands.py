@@ -14,6 +14,7 @@ import attrs
 from ._bulk import run_conversations, run_recordings
 from ._count import run_conversation, run_count
 from ._export import run_export
+from ._listen import run_listen
 from ._options import (
     ConversationOptions,
     ConversationsOptions,
@@ -21,6 +22,7 @@ from ._options import (
     DatabaseSyncOptions,
     ExportOptions,
     FileSyncOptions,
+    ListenOptions,
     RecordingsOptions,
     SchemaOptions,
     ServeFakeOptions,
@@ -82,6 +84,7 @@ TABLE: Final[Mapping[str, Command[Any]]] = {
     "recordings": _command(functools.partial(build, RecordingsOptions), run_recordings),
     "schema": _command(functools.partial(build, SchemaOptions), run_schema),
     "serve-fake": _command(functools.partial(build, ServeFakeOptions), run_serve_fake),
+    "listen": _command(functools.partial(build, ListenOptions), run_listen),
 }
 #: The commands' names.
 COMMANDS: Final = tuple(TABLE)

@@ -22,7 +22,7 @@ from .._models import CallFilter
 from ._status import UsageError
 
 if TYPE_CHECKING:
-    from vbot_cdr.testing import FaultMix
+    from vbot_cdr.testing import FaultMix, PushHabits
 
 __all__ = [
     "ConnectionOptions",
@@ -32,6 +32,7 @@ __all__ = [
     "DatabaseSyncOptions",
     "ExportOptions",
     "FileSyncOptions",
+    "ListenOptions",
     "OutputOptions",
     "PagingOptions",
     "RecordingsOptions",
@@ -267,3 +268,43 @@ class ServeFakeOptions:
     arrivals_per_second: float
     api: Api
     faults: FaultMix | None
+    webhook_url: str | None
+    webhook_header: str | None
+    webhook_habits: PushHabits | None
+
+
+@attrs.frozen(kw_only=True)
+class ListenOptions:
+    """``vbot-cdr listen --to URL``: the webhook receiver, and its reconciling pull."""
+
+    run: RunOptions
+    connection: ConnectionOptions
+    filter: CallFilter
+    paging: PagingOptions
+    to: str
+    table: str
+    host: str
+    port: int
+    path: str
+    webhook_header_file: Path | None
+    allow_unauthenticated: bool
+    reconcile_every: dt.timedelta | None
+    lookback: dt.timedelta
+    settle: dt.timedelta
+    window: dt.timedelta
+
+    def __attrs_post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError(f"--path must start with /, got {self.path!r}")
+        if self.reconcile_every is not None and not self.reconcile_every:
+            raise ValueError("--reconcile-every must be longer than 0")
+
+    def pull_settings(self) -> dict[str, Any]:
+        """The keyword arguments of `sync_to_database` for the reconciling pull."""
+        return {
+            "lookback": self.lookback,
+            "settle": self.settle,
+            "window": self.window,
+            "page_size": self.paging.page_size,
+            "concurrency": self.paging.concurrency,
+        }

@@ -46,12 +46,23 @@ from ._settings import (
     ENV_TOKEN,
     ENV_USERNAME,
     ENV_VBOT_ID,
+    ENV_WEBHOOK_HEADER,
     ENVIRONMENT,
 )
 from ._status import EXIT_STATUSES, EXIT_USAGE
 from ._timezone import ENV_TZ
 from ._turns import TURN_FORMATS
-from ._values import FILTERS, count, duration, fault_mix, positive_int, seconds, timeout, window
+from ._values import (
+    FILTERS,
+    count,
+    duration,
+    fault_mix,
+    positive_int,
+    push_habits,
+    seconds,
+    timeout,
+    window,
+)
 
 __all__ = ["PROG", "BadOptions", "Parser", "build_parser"]
 
@@ -301,7 +312,9 @@ def _add_output_options(
     )
 
 
-def _add_window(parser: argparse.ArgumentParser, default: dt.timedelta | None) -> None:
+def _add_window(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: dt.timedelta | None
+) -> None:
     shown = "none" if default is None else _shown(default)
     parser.add_argument(
         "--window",
@@ -487,8 +500,88 @@ def build_parser() -> Parser:
         ),
     )
     _add_serve_fake(serve)
+
+    listen = commands.add_parser(
+        "listen",
+        parents=[connection, filters, _paging_options(limit=False), run],
+        help="receive VBot's webhooks into a database, reconciled by the pull",
+        description=(
+            "Serve VBot's webhooks (AUTO_CALL_COMPLETE, AUTO_CALL_LOG) over HTTP and commit "
+            "each pushed call into the table sync --to loads, before answering 200. Other "
+            "events are counted. The request must carry the header configured in VBot's "
+            f"console, given as ${ENV_WEBHOOK_HEADER}=\"Name: value\" or in "
+            "--webhook-header-file. With --reconcile-every, the pull (as sync --to, with its "
+            "own state) runs over every closed window into the same table, finding the calls "
+            "never pushed and completing the pushed ones. SIGTERM stops accepting, finishes "
+            "the requests in flight, commits, and exits 0."
+        ),
+    )
+    _add_listen(listen)
     parser.commands = dict(commands.choices)
     return parser
+
+
+def _add_listen(listen: argparse.ArgumentParser) -> None:
+    group = listen.add_argument_group("listen")
+    group.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the database, as for sync --to: postgresql://USER@HOST/DB, duckdb:///PATH, "
+        "sqlite:///PATH, or a path ending in .duckdb, .db or .sqlite (required)",
+    )
+    group.add_argument(
+        "--table", default="vbot_calls", help="the table of calls (default: vbot_calls)"
+    )
+    group.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    group.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    group.add_argument("--path", default="/", help="where VBot posts (default: /)")
+    _complete_files(
+        group.add_argument(
+            "--webhook-header-file",
+            type=Path,
+            metavar="FILE",
+            help=f'read the header "Name: value" from FILE\'s first line (default: '
+            f"${ENV_WEBHOOK_HEADER}; one of them is required)",
+        )
+    )
+    group.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="DANGEROUS: accept posts without a header, so anyone who can reach the port "
+        "writes calls into the table (default: refused)",
+    )
+    group.add_argument(
+        "--reconcile-every",
+        type=window,
+        metavar="DURATION",
+        help="run the pull over the closed windows this often (e.g. 10m), with the "
+        "connection options and filters (default: never; a cron'd sync --to does the same)",
+    )
+    _add_pull_timing(group)
+
+
+def _add_pull_timing(group: argparse._ArgumentGroup) -> None:
+    """``--lookback``, ``--settle``, ``--window``: where a database sync's windows lie."""
+    group.add_argument(
+        "--lookback",
+        type=duration,
+        default=DEFAULT_LOOKBACK,
+        metavar="DURATION",
+        help="how far before the last run's end to look again for late calls "
+        f"(default: {_shown(DEFAULT_LOOKBACK)})",
+    )
+    group.add_argument(
+        "--settle",
+        type=duration,
+        default=DEFAULT_SETTLE,
+        metavar="DURATION",
+        help="how far behind now to stop, for calls still being written "
+        f"(default: {_shown(DEFAULT_SETTLE)})",
+    )
+    _add_window(group, DEFAULT_WINDOW)
 
 
 def _add_sync_options(sync: argparse.ArgumentParser) -> None:
@@ -521,23 +614,7 @@ def _add_sync_options(sync: argparse.ArgumentParser) -> None:
         help="ignore the state file (unusable, or made for other filters): start at "
         "--start-date (default: off)",
     )
-    group.add_argument(
-        "--lookback",
-        type=duration,
-        default=DEFAULT_LOOKBACK,
-        metavar="DURATION",
-        help="how far before the last run's end to look again for late calls "
-        f"(default: {_shown(DEFAULT_LOOKBACK)})",
-    )
-    group.add_argument(
-        "--settle",
-        type=duration,
-        default=DEFAULT_SETTLE,
-        metavar="DURATION",
-        help="how far behind now to stop, for calls still being written "
-        f"(default: {_shown(DEFAULT_SETTLE)})",
-    )
-    _add_window(sync, DEFAULT_WINDOW)
+    _add_pull_timing(group)
 
 
 def _add_serve_fake(serve: argparse.ArgumentParser) -> None:
@@ -592,5 +669,24 @@ def _add_serve_fake(serve: argparse.ArgumentParser) -> None:
         type=fault_mix,
         metavar="NAME=VALUE,...",
         help="random faults: FaultMix fields, e.g. seed=1,server_error=0.05,rate_limit=0.02 "
+        "(default: none)",
+    )
+    serve.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="post each new call (--arrivals-per-second) to URL as VBot's AUTO_CALL_COMPLETE "
+        "webhook (default: none)",
+    )
+    serve.add_argument(
+        "--webhook-header",
+        metavar='"NAME: VALUE"',
+        help="the static header those posts carry (default: none)",
+    )
+    serve.add_argument(
+        "--webhook-habits",
+        type=push_habits,
+        metavar="NAME=VALUE,...",
+        help="how the posts misbehave: PushHabits fields, e.g. "
+        "drop=0.05,duplicate=0.05,reorder=0.1,other_events=0.1,delay=0.2,seed=1 "
         "(default: none)",
     )

@@ -153,7 +153,8 @@ class RunSummary:
     The command fills it in as it goes: ``stats`` are the counters of its iteration, the
     files and tables it wrote are listed as they are written (a database sink appends its
     tables to ``tables``), and `finish` records the outcome. ``tz`` is the zone of the run
-    (``--tz``): the summary's times are in it, and it names it.
+    (``--tz``): the summary's times are in it, and it names it. ``listen`` puts what its
+    receiver and its pulls saw in ``webhooks`` (left out of the JSON when ``None``).
     """
 
     command: str
@@ -170,6 +171,7 @@ class RunSummary:
     exit_code: int | None = None
     error_type: str | None = None
     error_message: str | None = None
+    webhooks: dict[str, Any] | None = None
 
     def finish(self, exit_code: int, error: BaseException | None, secrets: Iterable[str]) -> None:
         """Record how the run ended; the error's message has ``secrets`` redacted."""
@@ -209,6 +211,7 @@ class RunSummary:
         """The summary as one JSON object (times ISO 8601, durations in seconds)."""
         numbers = self._counters()
         ended = self.ended_at or _now()
+        webhooks = {} if self.webhooks is None else {"webhooks": self.webhooks}
         return {
             "command": self.command,
             "tz": str(self.tz),
@@ -231,6 +234,7 @@ class RunSummary:
                 if self.error_type is None
                 else {"type": self.error_type, "message": self.error_message}
             ),
+            **webhooks,
         }
 
     def write(self, path: Path) -> None:

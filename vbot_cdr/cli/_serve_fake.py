@@ -35,6 +35,9 @@ async def run_serve_fake(options: ServeFakeOptions, context: Context) -> int:
         fault_mix=options.faults,
         host=options.host,
         port=options.port,
+        webhook_url=options.webhook_url,
+        webhook_header=options.webhook_header,
+        webhook_habits=options.webhook_habits,
     )
     try:
         async with server:
@@ -48,6 +51,8 @@ async def run_serve_fake(options: ServeFakeOptions, context: Context) -> int:
                 context.log.say("it speaks v3-legacy: pass --api v3-legacy to the client commands")
             rate = options.arrivals_per_second
             arriving = f", {rate:g} new calls a second" if rate else ""
+            if options.webhook_url:
+                arriving += f", each pushed to {options.webhook_url}"
             context.log.say(
                 f"serving {options.records} fake calls on {server.base_url}{arriving}; Ctrl-C stops"
             )

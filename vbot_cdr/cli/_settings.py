@@ -41,9 +41,11 @@ __all__ = [
     "ENV_TOKEN",
     "ENV_USERNAME",
     "ENV_VBOT_ID",
+    "ENV_WEBHOOK_HEADER",
     "open_client",
     "resolve_api_key",
     "resolve_credential",
+    "webhook_header",
 ]
 
 ENV_TOKEN: Final = "VBOT_TOKEN"
@@ -53,6 +55,8 @@ ENV_PASSWORD: Final = "VBOT_PASSWORD"
 ENV_BASE_URL: Final = "VBOT_BASE_URL"
 ENV_VBOT_ID: Final = "VBOT_ID"
 ENV_PROJECT_CODE: Final = "VBOT_PROJECT_CODE"
+#: ``listen``'s static header, ``"Name: value"``, as configured in VBot's console.
+ENV_WEBHOOK_HEADER: Final = "VBOT_WEBHOOK_HEADER"
 #: The API dialects (`VBotClient`'s ``api``).
 APIS: Final = ("v2", "v3", "v3-legacy")
 #: How many calls ``--demo`` and ``serve-fake`` generate unless told.
@@ -66,6 +70,7 @@ ENVIRONMENT: Final = (
     (ENV_PASSWORD, "... with this password (asked for on a terminal when unset)"),
     (ENV_VBOT_ID, "your VBotID (--vbot-id wins)"),
     (ENV_PROJECT_CODE, "your group code (--project-code wins)"),
+    (ENV_WEBHOOK_HEADER, 'listen: the webhook header "Name: value" (--webhook-header-file wins)'),
     (ENV_LOG, "log level: debug, info or warning (default: warning; -v is info)"),
     (ENV_TZ, f"the time zone of dates and times shown (--tz wins; default: {DEFAULT_TZ})"),
 )
@@ -223,3 +228,15 @@ async def _demo_server(options: ConnectionOptions) -> AsyncIterator[dict[str, An
             yield {"base_url": server.base_url, "token": server.token, "api": "v2"}
         else:
             yield {"base_url": server.base_url, "api_key": server.api_key, "api": server.api}
+
+
+def webhook_header(file: Path | None, environ: Mapping[str, str]) -> str | None:
+    """``listen``'s header, ``"Name: value"``: ``file``'s first line, else
+    `ENV_WEBHOOK_HEADER`, else ``None``.
+
+    Raises:
+        CommandError: The file cannot be read, or is empty.
+    """
+    if file is not None:
+        return _first_line(file, "webhook header")
+    return environ.get(ENV_WEBHOOK_HEADER, "").strip() or None

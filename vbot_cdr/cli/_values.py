@@ -16,7 +16,7 @@ from .._models import CallFilter
 from .._windows import parse_duration
 
 if TYPE_CHECKING:
-    from vbot_cdr.testing import FaultMix
+    from vbot_cdr.testing import FaultMix, PushHabits
 
 __all__ = [
     "FILTERS",
@@ -25,6 +25,7 @@ __all__ = [
     "fault_mix",
     "parse_date",
     "positive_int",
+    "push_habits",
     "seconds",
     "timeout",
     "window",
@@ -139,19 +140,34 @@ def fault_mix(text: str) -> FaultMix:
     # Imported here: the fake server is for serve-fake only, not for every run.
     from vbot_cdr.testing import FaultMix
 
-    fields = {f.name: f for f in attrs.fields(FaultMix) if f.name != "endpoints"}
+    mix: FaultMix = _from_pairs(FaultMix, text, "fault", skip=frozenset({"endpoints"}))
+    return mix
+
+
+def push_habits(text: str) -> PushHabits:
+    """`PushHabits` from ``name=value`` pairs of its fields."""
+    from vbot_cdr.testing import PushHabits
+
+    habits: PushHabits = _from_pairs(PushHabits, text, "habit")
+    return habits
+
+
+def _from_pairs(cls: type, text: str, what: str, skip: frozenset[str] = frozenset()) -> Any:
+    """An instance of the attrs class ``cls`` from ``name=value`` pairs of its number and
+    text fields (each read as its default's type); an unknown ``what`` is refused."""
+    fields = {f.name: f for f in attrs.fields(cls) if f.name not in skip}
     options: dict[str, Any] = {}
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
         field = fields.get(name.strip())
         if field is None:
-            raise argparse.ArgumentTypeError(f"unknown fault {name!r}; known: {sorted(fields)}")
+            raise argparse.ArgumentTypeError(f"unknown {what} {name!r}; known: {sorted(fields)}")
         kind = type(field.default) if field.default is not None else str
         try:
             options[field.name] = kind(value.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"bad value for {name}: {value!r}") from None
     try:
-        return FaultMix(**options)
+        return cls(**options)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None

@@ -72,6 +72,7 @@ from .._recordings import RECORDING
 from .._wire import COUNT_ALL, GET_ALL, GET_BOT_CONVERSATION, TOKEN
 from ._data import RecordGenerator
 from ._dialects import ServedDialect, served_dialect
+from ._pusher import PushHabits, WebhookPusher
 from ._recordings import RECORDING_PREFIX, RecordingHabits, Recordings, served_recording
 from ._token import FakeTokenEndpoint
 
@@ -592,6 +593,11 @@ class FakeVBotServer:
             the dialect's (seconds for v2, milliseconds for v3 and v3-legacy).
         recordings: How the calls' recordings are served (`RecordingHabits()` if ``None``).
         host, port: Where to listen (loopback, any free port by default).
+        webhook_url: Post each call written from now on (`add_records`, `arrive`,
+            `arrive_now`, ``insert_after``, a `FaultMix`'s arrivals) to this URL as
+            ``AUTO_CALL_COMPLETE``, as VBot's webhook does (see `WebhookPusher`).
+        webhook_header: The static header those posts carry, ``"Name: value"``.
+        webhook_habits: How the posts misbehave (`PushHabits`; none by default).
 
     Attributes:
         token, api_key, first_page, latency, max_page_size, max_in_flight, echo_credentials:
@@ -603,6 +609,8 @@ class FakeVBotServer:
         in_flight, peak_in_flight: Requests being answered now, and the most at once.
         token_endpoint: ``POST /token`` (`FakeTokenEndpoint`): its users, the tokens it
             issued (which the API accepts besides ``token``), and their expiry.
+        webhooks: The `WebhookPusher` posting to ``webhook_url``, or ``None``; `stop`
+            waits for its posts (`WebhookPusher.drain` waits for them meanwhile).
     """
 
     def __init__(
@@ -626,6 +634,9 @@ class FakeVBotServer:
         envelope_status: bool = True,
         echo_credentials: bool = False,
         recordings: RecordingHabits | None = None,
+        webhook_url: str | None = None,
+        webhook_header: str | None = None,
+        webhook_habits: PushHabits | None = None,
     ):
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count!r}")
@@ -663,6 +674,17 @@ class FakeVBotServer:
         self.token_endpoint = FakeTokenEndpoint()
         self.recordings = recordings or RecordingHabits()
         self._recordings = Recordings()
+        self.webhooks = (
+            None
+            if webhook_url is None
+            else WebhookPusher(webhook_url, webhook_header, webhook_habits or PushHabits())
+        )
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        """Write ``records`` into the store, and push them if a webhook is set."""
+        self._store.add(records)
+        if self.webhooks is not None:
+            self.webhooks.push(records)
 
     @property
     def fault_mix(self) -> FaultMix | None:
@@ -700,7 +722,7 @@ class FakeVBotServer:
 
     def add_records(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Write calls now, each at its place in the server's order (as late CDRs arrive)."""
-        self._store.add(records)
+        self._write([dict(record) for record in records])
 
     def remove_records(self, predicate: Callable[[Mapping[str, Any]], bool]) -> int:
         """Delete the records ``predicate`` selects; return how many.
@@ -723,7 +745,7 @@ class FakeVBotServer:
             created = self._arrival_rng.randint(*span)
             calls.append(self._late.record(self._arrived_calls, created=created))
             self._arrived_calls += 1
-        self._store.add(calls)
+        self._write(calls)
         return calls
 
     def arrive_now(self, count: int = 1) -> list[dict[str, Any]]:
@@ -738,7 +760,7 @@ class FakeVBotServer:
         for _ in range(count):
             calls.append(self._late.record(self._arrived_calls, created=created))
             self._arrived_calls += 1
-        self._store.add(calls)
+        self._write(calls)
         return calls
 
     def insert_after(self, requests: int, records: Iterable[Mapping[str, Any]]) -> None:
@@ -1096,6 +1118,8 @@ class FakeVBotServer:
     async def stop(self) -> None:
         """Release hanging requests, stop listening and close every connection."""
         self._stopping.set()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
