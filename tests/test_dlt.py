@@ -166,3 +166,22 @@ async def test_calls_table_has_the_one_table_shape(
     assert created == epoch_to_datetime(newest["create_at"])
     assert phone == newest["phone"]
     assert "could not have their types inferred" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("start_date", "error"),
+    [
+        ("2025-12-01", TypeError),
+        (True, TypeError),
+        (0, TypeError),
+        (dt.datetime(2025, 12, 1), ValueError),  # naive: which day?
+        (10**20, ValueError),  # beyond any datetime
+    ],
+    ids=["string", "bool", "zero", "naive", "out-of-range"],
+)
+def test_bad_start_date_is_refused_when_the_source_is_built(
+    start_date: object, error: type[Exception]
+) -> None:
+    """A start_date the cursor cannot hold fails at vbot_source(), not at extract time."""
+    with pytest.raises(error, match="start_date"):
+        vbot_source("token", "http://127.0.0.1:9", start_date=start_date)  # type: ignore[arg-type]

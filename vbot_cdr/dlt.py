@@ -40,7 +40,7 @@ from dlt.extract import DltResource
 from ._client import VBotClient
 from ._config import DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from ._dialects import Api
-from ._errors import APIError
+from ._errors import APIError, ResponseFormatError
 from ._models import CallFilter, epoch_to_datetime
 from ._table import CALL_COLUMNS, Kind, plain_json, row_encoder
 from ._wire import finds_nothing
@@ -69,6 +69,32 @@ _COLUMN_HINTS: dict[str, dict[str, Any]] = {
 
 _encode_row = row_encoder({"timestamp": epoch_to_datetime, "json": plain_json})
 _NAMES = tuple(column.name for column in CALL_COLUMNS)
+
+
+def _first_start(start_date: object) -> dt.datetime:
+    """``start_date`` as the cursor's initial value, checked when the source is built.
+
+    Raises:
+        TypeError: Neither an aware datetime nor an epoch int (a date string, say).
+        ValueError: A naive datetime, or an epoch no datetime can hold.
+    """
+    if isinstance(start_date, dt.datetime):
+        if start_date.utcoffset() is None:
+            raise ValueError(
+                f"start_date {start_date.isoformat()} has no time zone; give it one "
+                "(e.g. zoneinfo.ZoneInfo('Asia/Ho_Chi_Minh')) so it means one instant"
+            )
+        return start_date
+    if isinstance(start_date, bool) or not isinstance(start_date, int) or start_date <= 0:
+        raise TypeError(
+            f"start_date must be an aware datetime or a positive Unix epoch int, got {start_date!r}"
+        )
+    try:
+        first = epoch_to_datetime(start_date)
+    except ResponseFormatError as exc:
+        raise ValueError(f"start_date: {exc}") from None
+    assert first is not None  # a positive epoch
+    return first
 
 
 @dlt.source(name="vbot")
@@ -108,18 +134,19 @@ def vbot_source(
         filters: Criteria of `CallFilter`, other than the dates.
 
     Raises:
-        ValueError, TypeError: Bad criteria, or not exactly one credential (before any
-            request).
+        ValueError, TypeError: Bad criteria, a ``start_date`` that is not an aware datetime or
+            an epoch int (a date string, a naive datetime), or not exactly one credential
+            (before any request).
     """
     options = {**(client_options or {}), "api_key": api_key, "base_url": base_url, "api": api}
     call_filter = CallFilter(**filters)
+    first = _first_start(start_date)
 
     def open_client() -> VBotClient:
         return VBotClient(token, **options)
 
     # Built here only to check the settings.
     open_client()
-    first = start_date if isinstance(start_date, dt.datetime) else epoch_to_datetime(start_date)
 
     @dlt.resource(
         name="calls", primary_key="trans_id", write_disposition="merge", columns=_COLUMN_HINTS
