@@ -54,14 +54,18 @@ def parse_header(text: str) -> tuple[str, str]:
 
     Raises:
         ValueError: No ``:``, an empty name or value, or a name that is not a header name.
-            The message never holds the value.
+            The message holds no part of ``text`` (a malformed name may be the value).
     """
     name, separator, value = text.partition(":")
     name, value = name.strip(), value.strip()
     if not separator or not name or not value:
         raise ValueError('the webhook header must be "Name: value", with both parts non-empty')
     if any(c.isspace() or not c.isprintable() or not c.isascii() for c in name):
-        raise ValueError(f"the webhook header's name {name!r} is not a header name")
+        # Not echoed: a name with a space is likely the value pasted without one.
+        raise ValueError(
+            'the webhook header must be "Name: value", its name one word of printable ASCII '
+            "(this one is not: it is not shown, as it may hold the value)"
+        )
     return name, value
 
 

@@ -40,10 +40,19 @@ async def test_listen_refuses_to_start_without_a_header(
     assert not (tmp_path / "calls.db").exists()
 
 
+@pytest.mark.parametrize(
+    "given",
+    [HEADER_VALUE, f"Bearer {HEADER_VALUE}:tail"],
+    ids=["no colon", "value with a space before a colon"],
+)
 async def test_a_malformed_header_is_refused_without_showing_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    given: str,
 ) -> None:
-    monkeypatch.setenv("VBOT_WEBHOOK_HEADER", HEADER_VALUE)  # the value alone, no name
+    """A header that is not "Name: value" stops listen with status 2, no part of it shown."""
+    monkeypatch.setenv("VBOT_WEBHOOK_HEADER", given)  # the value alone, no name
     status = await run("listen", "--to", str(tmp_path / "calls.db"), "--port", "0")
     assert status == 2
     err = capsys.readouterr().err
