@@ -53,6 +53,7 @@ async def run_listen(options: ListenOptions, context: Context) -> int:
         "completed_by_pull": 0,
         "incomplete": 0,
         "failed": 0,
+        "without_trans_id": 0,
     }
 
     def report() -> None:
@@ -175,6 +176,7 @@ async def _reconcile(
         context.log.say(f"reconcile failed: {exc}", level="error")
         return
     reconciled["pulled"] += done.loaded
+    reconciled["without_trans_id"] += done.without_trans_id
     reconciled["missing_from_push"] += only_after - only_before
     reconciled["completed_by_pull"] += both_after - both_before
     context.log.say(
@@ -182,6 +184,11 @@ async def _reconcile(
         f"{only_after - only_before} missing from the push, "
         f"{both_after - both_before} pushed calls completed"
     )
+    if done.without_trans_id:  # no key, no exactly-once: said, as sync --to says it
+        context.log.say(
+            f"warning: {done.without_trans_id} calls without trans_id were not loaded",
+            level="warning",
+        )
 
 
 def _write_summary(context: Context, options: ListenOptions) -> None:
