@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._client import VBotClient
 from .._errors import IncompleteError, StateError, VBotError
-from .._receiver import WebhookSink, parse_header, webhook_app
+from .._receiver import WebhookSink, webhook_app
 from .._sinks import sync_to_database
+from .._webhooks import parse_header
 from ._options import ListenOptions
 from ._settings import ENV_WEBHOOK_HEADER, open_client, webhook_header
 from ._status import CommandError, Context, UsageError
