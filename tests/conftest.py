@@ -70,7 +70,7 @@ def wire_name(fake: FakeVBotServer, criterion: str) -> str:
 
 def answered(fake: FakeVBotServer) -> str:
     """The disposition of an answered call in ``fake``'s dialect."""
-    return "ANSWER" if fake.api == "v3" else "ANSWERED"
+    return "ANSWER" if fake.api == "v3" else "answer"
 
 
 @pytest.fixture

@@ -170,7 +170,7 @@ FILTERS: list[tuple[dict[str, Any], Callable[[Record], bool]]] = [
         {"template_script_code": "TPL_XACNHAN_03"},
         lambda r: r["template_script_code"] == "TPL_XACNHAN_03",
     ),
-    ({"disposition": "NO ANSWER"}, lambda r: r["disposition"] == "NO ANSWER"),
+    ({"disposition": "noanswer"}, lambda r: r["disposition"] == "noanswer"),
     ({"status": 3}, lambda r: r["status"] == 3),
     ({"member": "Trần Thu Hà"}, lambda r: r["member"]["name"] == "Trần Thu Hà"),
     ({"member": "VB0001-NV02"}, lambda r: r["member"]["vbot_id"] == "VB0001-NV02"),
@@ -184,10 +184,10 @@ FILTERS: list[tuple[dict[str, Any], Callable[[Record], bool]]] = [
     ({"end_date": MIDDLE}, lambda r: r["create_at"] <= MIDDLE),
     ({"start_date": MIDDLE, "end_date": MIDDLE}, lambda r: r["create_at"] == MIDDLE),
     (
-        {"end_date": MIDDLE, "disposition": "ANSWERED", "hotline": "HL_HN_01"},
+        {"end_date": MIDDLE, "disposition": "answer", "hotline": "HL_HN_01"},
         lambda r: (
             r["create_at"] <= MIDDLE
-            and r["disposition"] == "ANSWERED"
+            and r["disposition"] == "answer"
             and r["hotline"]["code"] == "HL_HN_01"
         ),
     ),
@@ -359,7 +359,7 @@ async def test_insert_after_a_request(fake: FakeVBotServer, raw: Raw) -> None:
 async def test_remove_records(fake: FakeVBotServer, raw: Raw) -> None:
     """Removed records are no longer counted, paged or found."""
     gone = fake.records[7]["trans_id"]
-    busy = sum(r["disposition"] == "BUSY" for r in fake.records)
+    busy = sum(r["disposition"] == "busy" for r in fake.records)  # BUSY in the seed's shape
     assert fake.remove_records(lambda r: r["disposition"] == "BUSY" or r["trans_id"] == gone) == (
         busy + 1
     )

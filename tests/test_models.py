@@ -182,7 +182,7 @@ def test_start_equal_to_end_is_allowed() -> None:
         {"start_date": "2025-01-01"},
         {"start_date": 1.5},
         {"end_date": True},
-        {"campaign_code": ["A", "B"]},
+        {"campaign_code": ["A", 2]},
     ],
     ids=[
         "int-bot-id",
@@ -191,7 +191,7 @@ def test_start_equal_to_end_is_allowed() -> None:
         "string-date",
         "float-date",
         "bool-date",
-        "list",
+        "list-with-an-int",
     ],
 )
 def test_wrong_criterion_type_is_type_error(criteria: dict[str, Any]) -> None:

@@ -733,3 +733,27 @@ async def test_a_first_load_without_a_start_date_is_refused_before_any_request(
         assert fake.requests == []
         done = await load(client, url)
     assert done.loaded == 1  # the refused opening left the database usable
+
+
+async def test_an_int_beyond_64_bits_is_refused_alike_then_a_rerun_loads_each_call_once(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """duration 2**64 - 1 in the 2nd window: every sink stops at the same typed error, having
+    committed no more than the 1st window; once the server is fixed, the rerun loads every
+    call once."""
+    records = calls_at("C", list(range(START, START + 3 * WINDOW, 600)))
+    bad = next(r for r in records if r["create_at"] >= START + WINDOW)
+    clock = Clock(START + 4 * WINDOW)
+    async with FakeVBotServer(
+        records=[r | {"duration": 2**64 - 1} if r is bad else r for r in records]
+    ) as hostile:
+        with pytest.raises(ResponseFormatError, match="within 64 bits") as info:
+            await load(make_client(hostile, clock=clock), database)
+    assert str(info.value.field).endswith(".duration")
+    first_window = {r["trans_id"] for r in records if r["create_at"] < START + WINDOW}
+    assert set(loaded_ids(database)) <= first_window
+    async with FakeVBotServer(records=records) as fixed:
+        await load(make_client(fixed, clock=clock), database)
+    ids = loaded_ids(database)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {r["trans_id"] for r in records}

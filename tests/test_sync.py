@@ -371,8 +371,9 @@ async def test_other_filters_are_named_in_the_error(
             open_sync(client, path, filter=other)
         with pytest.raises(StateError, match="was made for"):
             open_sync(make_client(server, clock=clock, vbot_id="VB9"), path, filter=campaign)
+        in_ms = CallFilter(start_date=dt.datetime.fromtimestamp(START, UTC), campaign_code="CMP_A")
         with pytest.raises(StateError, match=r"'time_unit': 's'.*'time_unit': 'ms'"):
-            open_sync(make_client(server, clock=clock, time_unit="ms"), path, filter=campaign)
+            open_sync(make_client(server, clock=clock, time_unit="ms"), path, filter=in_ms)
         assert server.count("countAll") == 1  # the first sync's single window only
 
 

@@ -23,7 +23,6 @@ from typing import Any, Literal, ParamSpec, Protocol, TypeVar, Union
 
 import aiohttp
 import aiolimiter
-import attrs
 
 from . import _wire
 from ._auth import ApiKey, Credential, PasswordAuth, TokenSource, api_key_source, token_source
@@ -600,15 +599,17 @@ class VBotClient:
     # -- the endpoints ---------------------------------------------------------------------
 
     def _filter(self, filter: CallFilter | None, criteria: Mapping[str, Any]) -> CallFilter:
-        """The filter given either way, checked against the dialect before any request.
+        """The filter given either way, as the dialect takes it (its dispositions in the
+        dialect's spelling, its dates epoch ints in the client's ``time_unit``), checked
+        before any request.
 
         Raises:
             TypeError: Both a filter and criteria, or an unknown criterion.
-            ValueError: A criterion the dialect does not have.
+            ValueError: A criterion the dialect does not have, a disposition it does not
+                know, or a date in the other epoch unit or after the end date.
         """
-        call_filter = CallFilter.coalesce(filter, criteria)
-        self._dialect.filter_params(call_filter, self._time_unit)
-        return call_filter
+        call_filter = CallFilter.coalesce(filter, criteria).in_unit(self._time_unit)
+        return self._dialect.wire_filter(call_filter, self._time_unit)
 
     def _count_request(self, filter: CallFilter) -> _wire.Request:
         return _wire.count_request(
@@ -623,17 +624,21 @@ class VBotClient:
         return _wire.list_request(self._count_request(filter), page=page, size=size)
 
     async def count_calls(self, filter: CallFilter | None = None, **filters: Any) -> int:
-        """How many calls match (``countAll``).
+        """How many calls match (``countAll``; one per combination of the values of criteria
+        given several, summed).
 
         Args:
             filter: A `CallFilter`, or give its criteria as keywords instead.
 
         Raises:
             TypeError: Both a filter and keyword criteria, or an unknown criterion.
+            ValueError: A criterion the dialect does not take (before any request).
             VBotError: The request failed (see the exception tree).
         """
-        request = self._count_request(self._filter(filter, filters))
-        return await self._call(request, _wire.read_count)
+        total = 0
+        for variant in self._filter(filter, filters).variants():
+            total += await self._call(self._count_request(variant), _wire.read_count)
+        return total
 
     async def get_calls(
         self,
@@ -651,11 +656,19 @@ class VBotClient:
             size: Records per page (the client's ``page_size`` by default).
 
         Raises:
-            ValueError: ``page`` below ``first_page``, or ``size`` < 1.
+            ValueError: ``page`` below ``first_page``, ``size`` < 1, a criterion given
+                several values (a page is of one query: use `iter_calls`), or one the dialect
+                does not take.
             TypeError: Both a filter and keyword criteria, or an unknown criterion.
             VBotError: The request failed (see the exception tree).
         """
         call_filter = self._filter(filter, filters)
+        several = call_filter.several()
+        if several:
+            raise ValueError(
+                f"get_calls reads one page of one query, but {', '.join(several)} has several "
+                "values (or an outcome the dialect sends as several): use iter_calls"
+            )
         _positive_int("page", page, minimum=self._first_page)
         size = self._page_size if size is None else _positive_int("size", size)
         request = self._list_request(call_filter, page, size)
@@ -877,15 +890,6 @@ class VBotClient:
             raise TypeError(f"clock must return an aware datetime, got {now!r}")
         return to_epoch(now, self._time_unit)
 
-    def _epoch_dates(self, filter: CallFilter) -> CallFilter:
-        """``filter`` with its dates as the epoch ints sent, as the iteration counts in them."""
-        start, end = filter.start_date, filter.end_date
-        return attrs.evolve(
-            filter,
-            start_date=None if start is None else to_epoch(start, self._time_unit),
-            end_date=None if end is None else to_epoch(end, self._time_unit),
-        )
-
     def _window_width(self, window: dt.timedelta) -> int:
         width = to_units(window, self._time_unit)
         if width < 1:
@@ -911,7 +915,7 @@ class VBotClient:
         return functools.partial(
             Iteration,
             _IterationPort(self, stats, deadline),
-            self._epoch_dates(filter),
+            filter,
             first_page=self._first_page,
             page_size=size,
             concurrency=width,

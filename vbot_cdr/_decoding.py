@@ -79,6 +79,23 @@ def _strict(*types: type) -> Any:
     return structure
 
 
+#: The ints a record may hold: what every database sink stores (a signed 64-bit integer).
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+
+def _int64_or_none(value: Any, _: Any) -> int | None:
+    """An int within 64 bits, or null: a larger one is refused when the page is read, so
+    that no sink (SQLite, PostgreSQL, DuckDB, Parquet) meets it, and all refuse it alike."""
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise TypeError(f"expected int or null, got {type(value).__name__} {value!r:.40}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise TypeError(f"expected an int within 64 bits (signed), got {value}")
+    return value
+
+
 def _float_or_none(value: Any, _: Any) -> float | None:
     kind = type(value)
     if value is None or kind is float:
@@ -103,7 +120,7 @@ def _only_json_objects(hook: Any, aliases: Mapping[str, str]) -> Any:
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
     converter.register_structure_hook(str | None, _strict(str))
-    converter.register_structure_hook(int | None, _strict(int))
+    converter.register_structure_hook(int | None, _int64_or_none)
     converter.register_structure_hook(bool | None, _strict(bool))
     converter.register_structure_hook(float | None, _float_or_none)
     converter.register_structure_hook(Mapping[str, Any] | None, _strict(dict))
@@ -180,6 +197,13 @@ _EXACT_OR_NULL: Final = """
     if {v}.__class__ is not {kind} and {v} is not None:
         raise _Invalid
 """
+_INT64_OR_NULL: Final = f"""
+    if {{v}}.__class__ is not int:
+        if {{v}} is not None:
+            raise _Invalid
+    elif not {INT64_MIN} <= {{v}} <= {INT64_MAX}:
+        raise _Invalid
+"""
 _NUMBER_OR_NULL: Final = """
     if {v}.__class__ is not float and {v} is not None:
         if {v}.__class__ is not int:
@@ -209,7 +233,9 @@ _ANY_OTHER: Final = """
 def _check_source(v: str, hint: Any, readers: Mapping[type, Any], env: dict[str, Any]) -> str:
     """The code that checks ``v``, the value of a field of type ``hint``; fills ``env``."""
     inner, args = _optional(hint), typing.get_args(hint)
-    if inner in (str, int, bool):
+    if inner is int:
+        return _INT64_OR_NULL.format(v=v)
+    if inner in (str, bool):
         return _EXACT_OR_NULL.format(v=v, kind=inner.__name__)
     if inner is float:
         return _NUMBER_OR_NULL.format(v=v)
@@ -468,6 +494,14 @@ def _structure_with_converter(data: Any) -> CallRecord:
     return record
 
 
+def _reason(exc: BaseException, kind: Any) -> str:
+    """Why a value was refused: the strict hooks' own words (they say what was expected and
+    what came), else cattrs'."""
+    if isinstance(exc, TypeError) and str(exc).startswith("expected "):
+        return str(exc)
+    return cattrs.v.format_exception(exc, kind)
+
+
 def describe_structure_error(exc: Exception, path: str, data: Any = None) -> tuple[str, str]:
     """The field path and reason of a failure to structure ``data`` (found at ``path``).
 
@@ -475,7 +509,7 @@ def describe_structure_error(exc: Exception, path: str, data: Any = None) -> tup
     snake_case record, ``data[3].createAt`` for a camelCase one.
     """
     if isinstance(exc, cattrs.BaseValidationError):
-        message = cattrs.transform_error(exc, path=path)[0]
+        message = cattrs.transform_error(exc, path=path, format_exception=_reason)[0]
         reason, _, where = message.rpartition(" @ ")
         return _path_as_sent(data, path, where), reason
     return path, str(exc)
@@ -518,7 +552,7 @@ def _path_as_sent(data: Any, root: str, where: str) -> str:
 # extras, or the error naming the field.
 
 # orjson reads ints up to 2**64 - 1; msgspec bounds only go to 2**63 - 1, so the few ints
-# between take the readers too.
+# between take the readers, which refuse them too (`INT64_MAX`): no sink could store them.
 _INT64: Final = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _NESTED: Final[tuple[type, ...]] = (Member, Hotline)
 

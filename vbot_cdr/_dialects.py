@@ -118,6 +118,50 @@ if not _V3_ONLY | _V3_NAMES.keys() <= set(FILTER_NAMES):
     raise TypeError("_V3_ONLY and _V3_NAMES must name CallFilter criteria")
 
 
+def _outcome_key(spelling: str) -> str:
+    """A disposition as typed, folded so that every documented spelling of an outcome meets:
+    case, spaces, ``_`` and ``-`` do not count (``NO ANSWER``, ``no_answer``, ``noanswer``)."""
+    return "".join(ch for ch in spelling.casefold() if ch not in " _-")
+
+
+#: The spellings of a call outcome VBot documents (v2's lowercase, v3's uppercase, the v3
+#: page's other revision ``ANSWERED``, ``NO ANSWER``, ``FAILED``), folded, to the outcome.
+_OUTCOMES: Final = MappingProxyType(
+    {
+        _outcome_key(spelling): outcome
+        for outcome, spellings in {
+            "answer": ("answer", "answered"),
+            "noanswer": ("noanswer", "no answer"),
+            "busy": ("busy",),
+            "failed": ("failed",),
+            **{o: (o,) for o in ("misscall", "cancel", "congestion", "chanunavail", "dontcall")},
+            **{o: (o,) for o in ("torture", "invalidargs", "someoneanswered", "logout")},
+            **{o: (o,) for o in ("botivr", "more")},
+            **{o: (o,) for o in ("not_money", "not_found_price", "not_found_telco")},
+            "server_error": ("server_error",),
+        }.items()
+        for spelling in spellings
+    }
+)
+#: v2 (and v3-legacy): each outcome in its lowercase spelling. ``failed`` (the v3 page's older
+#: word) is what Asterisk, which VBot's dispositions come from, calls a call that could not be
+#: set up: ``chanunavail`` or ``congestion``.
+_LOWERCASE_OUTCOMES: Final = MappingProxyType(
+    {
+        **{o: (o,) for o in set(_OUTCOMES.values()) if not o.startswith(("not_", "server"))},
+        "failed": ("chanunavail", "congestion"),
+    }
+)
+#: v3: the documented uppercase values; ``failed`` is every one that is not a connection.
+_UPPERCASE_OUTCOMES: Final = MappingProxyType(
+    {
+        **{o: (o.upper(),) for o in ("answer", "noanswer", "busy", "not_money", "server_error")},
+        **{o: (o.upper(),) for o in ("not_found_price", "not_found_telco")},
+        "failed": ("NOT_MONEY", "NOT_FOUND_PRICE", "NOT_FOUND_TELCO", "SERVER_ERROR"),
+    }
+)
+
+
 @attrs.frozen(kw_only=True)
 class Dialect:
     """How one dialect puts requests on the wire and reads its envelopes.
@@ -132,6 +176,8 @@ class Dialect:
         read_envelope: Reads a decoded body as an `Envelope`, or ``None`` if it is not one.
         envelope_shape: The envelope, as an error message names it.
         auth_codes: The failure codes that mean the credential was refused or is not allowed.
+        outcomes: Each call outcome the dialect has (see `_OUTCOMES`) to the ``disposition``
+            value(s) it is sent as.
     """
 
     name: Api
@@ -143,6 +189,7 @@ class Dialect:
     read_envelope: Callable[[Any], Envelope | None]
     envelope_shape: str
     auth_codes: frozenset[int] = frozenset({401, 403})
+    outcomes: Mapping[str, tuple[str, ...]] = _LOWERCASE_OUTCOMES
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         """The headers of every request: the credential, and JSON wanted back."""
@@ -169,20 +216,52 @@ class Dialect:
         given = (("vbot_id", vbot_id), ("project_code", project_code))
         return {name: value for name, value in given if value and name in self.identity}
 
-    def filter_params(self, filter: CallFilter, time_unit: TimeUnit) -> dict[str, str]:
-        """The criteria of ``filter`` that are set, under this dialect's parameter names.
+    def wire_filter(self, filter: CallFilter, time_unit: TimeUnit) -> CallFilter:
+        """``filter`` as this dialect takes it: its dispositions in the dialect's spelling
+        (an outcome may be sent as several), its criteria checked.
 
         Raises:
-            ValueError: A criterion the dialect does not have (``min_postage`` in v2).
+            ValueError: A criterion the dialect does not have (``min_postage`` in v2), or a
+                disposition that is not a call outcome the dialect knows (the message lists
+                those it knows).
         """
-        params: dict[str, str] = {}
-        for name, value in filter.to_params(time_unit).items():
-            wire_name = self.filters.get(name)
-            if wire_name is None:
-                offered = [n for n in FILTER_NAMES if n in self.filters]
-                raise ValueError(f"the {self.name} API has no {name} filter; it has {offered}")
-            params[wire_name] = value
-        return params
+        for name in filter.to_params(time_unit):
+            self._wire_name(name)
+        given = filter.disposition
+        if not given:
+            return filter
+        sent: list[str] = []
+        for value in (given,) if isinstance(given, str) else given:
+            outcome = _OUTCOMES.get(_outcome_key(value), "")
+            if outcome not in self.outcomes:
+                known = ", ".join(sorted(self.outcomes))
+                raise ValueError(
+                    f"disposition {value!r} is not a call outcome the {self.name} API knows; "
+                    f"give one of: {known} (in any case; also answered, 'no answer')"
+                )
+            sent += self.outcomes[outcome]
+        return attrs.evolve(filter, disposition=sent)
+
+    def filter_params(self, filter: CallFilter, time_unit: TimeUnit) -> dict[str, str]:
+        """The criteria of ``filter`` (as `wire_filter` made it) that are set, under this
+        dialect's parameter names.
+
+        Raises:
+            ValueError: A criterion the dialect does not have, or one of several values (a
+                request takes one: see `CallFilter.variants`).
+        """
+        several = filter.several()
+        if several:
+            raise ValueError(f"a request takes one value of each criterion, got {several}")
+        return {self._wire_name(name): value for name, value in filter.to_params(time_unit).items()}
+
+    def _wire_name(self, criterion: str) -> str:
+        """The query parameter of ``criterion``; `ValueError` if the dialect has none."""
+        wire_name = self.filters.get(criterion)
+        if wire_name is None:
+            offered = [n for n in FILTER_NAMES if n in self.filters]
+            raise ValueError(f"the {self.name} API has no {criterion} filter; it has {offered}")
+        return wire_name
 
 
 V2: Final = Dialect(
@@ -220,6 +299,7 @@ V3: Final = Dialect(
     envelope_shape="{status, msg, errorCode, data}",
     # 803: "not allowed to view".
     auth_codes=frozenset({401, 403, 803}),
+    outcomes=_UPPERCASE_OUTCOMES,
 )
 
 #: Every dialect by name.

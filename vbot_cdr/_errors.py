@@ -17,6 +17,11 @@ Every error the public API raises derives from `VBotError`::
 
 No exception ever carries the access token, the refresh token or a password: messages are
 built from the endpoint name, the page, status codes and (truncated) response bodies only.
+
+Text from a server is shown escaped: every error's message (and `APIError.message`) has its
+unprintable characters written as escapes (``\n``, ``\x1b``, ``\u202e``), here, where the
+errors are built, so that one line stays one line and no terminal escape gets through,
+wherever the message is shown (a terminal, a log, a summary).
 """
 
 from __future__ import annotations
@@ -45,6 +50,14 @@ def _excerpt(body: str | None) -> str | None:
     return body[:BODY_EXCERPT_CHARS] + "…"
 
 
+def printable(text: str) -> str:
+    """``text`` with each character that is not printable (control characters, line and
+    paragraph separators, bidirectional overrides...) written as its escape, ``\x1b``."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
 def _where(endpoint: str | None, page: int | None) -> str:
     if endpoint is None:
         return ""
@@ -63,7 +76,7 @@ class VBotError(Exception):
         self.endpoint = endpoint
         self.page = page
         where = _where(endpoint, page)
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(printable(f"{where}: {message}" if where else message))
 
 
 class APIError(VBotError):
@@ -74,7 +87,8 @@ class APIError(VBotError):
 
     Attributes:
         error_code: The envelope's ``error`` code, or ``None`` when the body had no envelope.
-        message: The envelope's ``message`` (or the HTTP reason), as the server gave it.
+        message: The envelope's ``message`` (or the HTTP reason), as the server gave it but
+            for its unprintable characters, escaped.
         http_status: The HTTP status code of the response.
         retry_after: The wait the server asked for (``Retry-After``), in seconds, or ``None``.
         body: The start of the response body, for diagnosis.
@@ -93,7 +107,7 @@ class APIError(VBotError):
     ):
         self.error_code = error_code
         self.retry_after = retry_after
-        self.message = message
+        self.message = printable(message)
         self.http_status = http_status
         self.body = _excerpt(body)
         code = f", error {error_code}" if error_code is not None else ""

@@ -157,7 +157,9 @@ class ExactlyOnce:
         self.order_moved = False
 
     def open_window(self, end: int | None) -> None:
-        """Start a window ending at ``end`` (``None``: open, and the last)."""
+        """Start a window ending at ``end`` (``None``: open, and the last), or the next of its
+        ranges when the filter has several variants: each has its own ledger, and the ids
+        kept past the window are filtered once, by `close_window`, after the last."""
         self.ledger = Ledger()
         self._recent, self._pages, self._newest, self._ids = {}, {}, -1, None
         self.keyless, self.order_moved = 0, False

@@ -4,7 +4,10 @@ One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
 `Iteration.next_page`, then the public iterators):
 
 1. **time windows** (`_windows`): the range's slices, oldest first; a plain ``iter_calls``
-   is one window, the filter's own dates. Each window is counted once (``countAll``).
+   is one window, the filter's own dates. Each window is counted once (``countAll``), for
+   each of the filter's `CallFilter.variants` (a criterion given several values is read one
+   value at a time, each a range of its own, counted, paged and verified); the empty windows
+   after an empty one are skipped by counting spans of them;
 2. **concurrent pages** (`_pagination.Paginator`): the window's pages, at most
    ``concurrency`` requests in flight under one `InFlightLimit` that the whole iteration
    shares, so a slowdown learned from 429s carries from one window to the next;
@@ -52,9 +55,11 @@ class Iteration:
 
     Args:
         port: Counts and fetches (``countAll``, ``getAll``).
-        filter: The criteria; its dates, when set, must be epoch ints in the records' unit.
+        filter: The criteria; its dates, when set, must be epoch ints in the records' unit;
+            criteria of several values are read one `CallFilter.variants` at a time.
         windows: The time windows ``(start, end)``, oldest first (``None``: one window, the
-            filter's own dates; the iteration is then not sliced by time).
+            filter's own dates; the iteration is then not sliced by time), a `Windows` or
+            any sequence: read by index, never copied.
         first_page: The number of the first page (0 or 1, as the server counts).
         page_size: Records per page.
         concurrency: Most requests in flight at once, and most pages fetched ahead of the
@@ -93,10 +98,13 @@ class Iteration:
         self._port = port
         self._filter = filter
         self._first_page = first_page
-        self.windows: tuple[tuple[int, int], ...] = () if windows is None else tuple(windows)
+        # A `Windows` is computed as it is read: never copied, so memory is independent of
+        # how many windows there are.
+        self.windows: Sequence[tuple[int, int]] = () if windows is None else windows
         self._spans: Sequence[tuple[int | None, int | None]] = (
             _own_dates(filter) if windows is None else self.windows
         )
+        self._variants = filter.variants()
         self._sliced = windows is not None
         self.stats = stats
         stats.windows = len(self.windows)
@@ -139,39 +147,107 @@ class Iteration:
         await self._stages.aclose()
 
     async def _windows_pages(self) -> AsyncGenerator[list[CallRow], None]:
-        """Stages 1 to 4: each window's new records, from its pages, then from its repair."""
-        once = self._once
-        for start, end in self._spans:
-            window_filter = attrs.evolve(self._filter, start_date=start, end_date=end)
-            once.open_window(end)
-            count = await self._port.count(window_filter)
-            self.total = (self.total or 0) + count
-            pages = self._paging.pages(
-                window_filter, count, wanted=self._remaining, keep_new=once.keep_new
-            )
-            async with contextlib.aclosing(pages):
-                async for page in pages:
-                    yield page
-                    # Handed over: drop this frame's reference before waiting for the next
-                    # page, so the page is freed now rather than kept alive one page too long.
-                    del page
-            repair = Reconciler(
-                self._port,
-                window_filter,
-                first_page=self._first_page,
-                page_size=self._paging.page_size,
-                in_flight=self._in_flight,
-                stats=self.stats,
-            ).repair(count, once)
-            async with contextlib.aclosing(repair):
-                async for page in repair:
-                    yield page
-                    del page
+        """Stages 1 to 4: each window's new records, from its pages, then from its repair;
+        within a window, for each of the filter's `CallFilter.variants` in turn. After an
+        empty window, the empty ones that follow are skipped (`_next_with_calls`)."""
+        spans, index = self._spans, 0
+        while index < len(spans):
+            start, end = spans[index]
+            before = self.total or 0
+            for variant in self._variants:
+                window_filter = attrs.evolve(variant, start_date=start, end_date=end)
+                pages = self._range_pages(window_filter, end)
+                async with contextlib.aclosing(pages):
+                    async for page in pages:
+                        yield page
+                        del page
+            index += 1
             # Only now has the consumer asked past the window's last record.
-            kept = once.close_window()
-            if self._sliced and end is not None:
-                self.checkpoint = Checkpoint(end, kept)
-                self.stats.windows_done += 1
+            self._close_windows(index)
+            if self._sliced and self.total == before and index < len(spans):
+                following = await self._next_with_calls(index)
+                if following > index:
+                    self._once.open_window(spans[following - 1][1])
+                    self._close_windows(following, skipped=following - index)
+                    index = following
+
+    def _close_windows(self, done: int, skipped: int = 1) -> None:
+        """The windows before ``done`` are handed out: the checkpoint moves to their end.
+
+        Only after every variant: the ids kept past the window are those of all of them (a
+        sync's boundary holds each variant's calls of the lookback).
+        """
+        kept = self._once.close_window()
+        end = self._spans[done - 1][1]
+        if self._sliced and end is not None:
+            self.checkpoint = Checkpoint(end, kept)
+            self.stats.windows_done += skipped
+
+    async def _next_with_calls(self, index: int) -> int:
+        """The first window from ``index`` on that holds calls (``len(windows)`` if none).
+
+        A sparse history sliced finely (one-second windows over years) would cost a count
+        per window. Count spans of the following windows twice as wide each time until one
+        holds calls, then halve it down to its first window that does: about ``2 log2(n)``
+        counts to cross ``n`` empty windows, and one count more than reading them one by one
+        after a lone empty window.
+        """
+        spans = self._spans
+        low, step = index, 1  # the windows before ``low`` are empty
+        while low < len(spans):
+            high = min(len(spans), low + step)
+            if await self._holds_calls(spans[low][0], spans[high - 1][1]):
+                while high - low > 1:
+                    middle = (low + high) // 2
+                    if await self._holds_calls(spans[low][0], spans[middle - 1][1]):
+                        high = middle
+                    else:
+                        low = middle
+                return low
+            low, step = high, step * 2
+        return low
+
+    async def _holds_calls(self, start: int | None, end: int | None) -> bool:
+        """Whether ``[start, end]`` holds a call of any variant."""
+        for variant in self._variants:
+            if await self._port.count(attrs.evolve(variant, start_date=start, end_date=end)):
+                return True
+        return False
+
+    def _scope(self, variant: CallFilter) -> str:
+        """The values that tell ``variant`` from the filter's other variants (none if one)."""
+        return ", ".join(f"{name} {getattr(variant, name)}" for name in self._filter.several())
+
+    async def _range_pages(
+        self, window_filter: CallFilter, end: int | None
+    ) -> AsyncGenerator[list[CallRow], None]:
+        """One range (a window of one variant): counted, paged and verified on its own."""
+        once = self._once
+        once.open_window(end)
+        count = await self._port.count(window_filter)
+        self.total = (self.total or 0) + count
+        pages = self._paging.pages(
+            window_filter, count, wanted=self._remaining, keep_new=once.keep_new
+        )
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield page
+                # Handed over: drop this frame's reference before waiting for the next
+                # page, so the page is freed now rather than kept alive one page too long.
+                del page
+        repair = Reconciler(
+            self._port,
+            window_filter,
+            first_page=self._first_page,
+            page_size=self._paging.page_size,
+            in_flight=self._in_flight,
+            stats=self.stats,
+            scope=self._scope(window_filter),
+        ).repair(count, once)
+        async with contextlib.aclosing(repair):
+            async for page in repair:
+                yield page
+                del page
 
 
 def _own_dates(filter: CallFilter) -> list[tuple[int | None, int | None]]:

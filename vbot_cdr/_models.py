@@ -15,7 +15,8 @@ module holds the classes only.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
@@ -310,15 +311,83 @@ def to_epoch(value: int | dt.datetime, time_unit: TimeUnit) -> int:
     return round(seconds * 1000) if time_unit == "ms" else int(seconds)
 
 
-def _date_seconds(value: int | dt.datetime) -> float:
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    return value / 1000 if abs(value) >= MILLISECONDS_THRESHOLD else value
+def _iso_epoch(value: int) -> str:
+    """An epoch (seconds or milliseconds, by magnitude) with its instant in ISO 8601."""
+    try:
+        moment = epoch_to_datetime(value)
+    except ResponseFormatError:
+        return str(value)
+    return f"{value} = {moment.isoformat() if moment else '1970-01-01T00:00:00+00:00'}"
 
 
-def _about(metavar: str, help: str) -> dict[str, str]:
+def _later(start: int | dt.datetime, end: int | dt.datetime) -> bool:
+    """Whether ``start`` is after ``end``. Two ints are in one unit, whatever their size (a
+    repair's ranges reach 2**62); an int beside a datetime is judged in the unit its
+    magnitude says (the client refuses an int in the other unit before any request)."""
+    if isinstance(start, int) and isinstance(end, int):
+        return start > end
+    if isinstance(start, dt.datetime) and isinstance(end, dt.datetime):
+        return start > end
+
+    def seconds(value: int | dt.datetime) -> float:
+        if isinstance(value, dt.datetime):
+            return value.timestamp()
+        return value / 1000 if abs(value) >= MILLISECONDS_THRESHOLD else value
+
+    return seconds(start) > seconds(end)
+
+
+def _check_unit(name: str, value: int, time_unit: TimeUnit) -> None:
+    if time_unit == "s" and abs(value) >= MILLISECONDS_THRESHOLD:
+        raise ValueError(
+            f"{name} {_iso_epoch(value)} is in epoch milliseconds, but this client sends "
+            f"epoch seconds: give {value // 1000}, or a datetime"
+        )
+    if time_unit == "ms" and 0 < abs(value) < MILLISECONDS_THRESHOLD:
+        raise ValueError(
+            f"{name} {_iso_epoch(value)} is in epoch seconds, but this client sends epoch "
+            f"milliseconds: give {value * 1000}, or a datetime"
+        )
+
+
+def _iso_date(value: int | dt.datetime) -> str:
+    """A filter date as a message shows it: a datetime in ISO 8601, an epoch int as given
+    followed by its instant in ISO 8601 (its unit told by magnitude)."""
+    return value.isoformat() if isinstance(value, dt.datetime) else _iso_epoch(value)
+
+
+def _reversed(start: int | dt.datetime, end: int | dt.datetime) -> ValueError:
+    return ValueError(f"start_date ({_iso_date(start)}) is after end_date ({_iso_date(end)})")
+
+
+def _several(value: Any) -> Any:
+    """A criterion that may take several values: a string as is; several strings as a tuple
+    of the distinct ones, in the order given (one value alone is that string).
+
+    Raises:
+        TypeError: Not a string nor an iterable of strings.
+        ValueError: An empty collection of values.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+        raise TypeError(f"expected a string or a list of strings, got {value!r:.60}")
+    values = tuple(dict.fromkeys(value))
+    if not all(isinstance(v, str) and v for v in values):
+        raise TypeError(f"expected non-empty strings, got {list(values)!r:.60}")
+    if not values:
+        raise ValueError("an empty list of values matches no call; leave the criterion out")
+    return values[0] if len(values) == 1 else values
+
+
+def _about(metavar: str, help: str) -> dict[str, Any]:
     """A criterion's description, which the CLI's options and the docs are derived from."""
     return {"metavar": metavar, "help": help}
+
+
+def _several_about(about: dict[str, Any]) -> dict[str, Any]:
+    """The description of a criterion that may take several values (``several``: True)."""
+    return about | {"several": True}
 
 
 @attrs.frozen(kw_only=True)
@@ -329,31 +398,44 @@ class CallFilter:
     names of the client's API dialect (``key`` is ``key_search`` and ``disposition`` is
     ``disposition_search`` in v3). ``min_postage`` and ``max_postage`` exist in v3 only; a
     criterion the dialect lacks is a ``ValueError`` before any request. ``start_date`` and
-    ``end_date`` take an int, sent verbatim, or an aware datetime, converted to the client's
-    ``time_unit``.
+    ``end_date`` take an int in the client's ``time_unit`` (one in the other unit is refused
+    by the client), or an aware datetime, converted to it.
+
+    ``bot_id``, ``campaign_code``, ``member``, ``template_script_code``, ``disposition`` and
+    ``hotline`` take one value or several (a list): the API takes one per request, so the
+    client reads each combination of values on its own (`variants`), counted and verified
+    one by one, and hands out the calls of every one. ``disposition`` takes every spelling
+    VBot documents, in any case (``answer``, ``ANSWERED``, ``no answer``...); the client sends
+    its dialect's.
 
     Raises:
         TypeError: A criterion of the wrong type, or an unknown criterion name.
-        ValueError: A naive datetime, ``start_date`` after ``end_date``, or ``min_postage``
-            above ``max_postage``.
+        ValueError: A naive datetime, ``start_date`` after ``end_date`` (both ints or both
+            datetimes), ``min_postage`` above ``max_postage``, or an empty list of values.
     """
 
-    bot_id: str | None = attrs.field(
-        default=None, validator=_optional_str, metadata=_about("BOT", "bot code")
+    bot_id: str | tuple[str, ...] | None = attrs.field(
+        default=None, converter=_several, metadata=_several_about(_about("BOT", "bot code"))
     )
-    campaign_code: str | None = attrs.field(
-        default=None, validator=_optional_str, metadata=_about("CODE", "campaign code")
+    campaign_code: str | tuple[str, ...] | None = attrs.field(
+        default=None, converter=_several, metadata=_several_about(_about("CODE", "campaign code"))
     )
-    member: str | None = attrs.field(
-        default=None, validator=_optional_str, metadata=_about("MEMBER", "member (agent)")
-    )
-    template_script_code: str | None = attrs.field(
-        default=None, validator=_optional_str, metadata=_about("CODE", "script template code")
-    )
-    disposition: str | None = attrs.field(
+    member: str | tuple[str, ...] | None = attrs.field(
         default=None,
-        validator=_optional_str,
-        metadata=_about("OUTCOME", "call outcome: ANSWERED, 'NO ANSWER', BUSY, FAILED..."),
+        converter=_several,
+        metadata=_several_about(_about("MEMBER", "member (agent)")),
+    )
+    template_script_code: str | tuple[str, ...] | None = attrs.field(
+        default=None,
+        converter=_several,
+        metadata=_several_about(_about("CODE", "script template code")),
+    )
+    disposition: str | tuple[str, ...] | None = attrs.field(
+        default=None,
+        converter=_several,
+        metadata=_several_about(
+            _about("OUTCOME", "call outcome, any spelling VBot uses: answer, 'no answer', busy...")
+        ),
     )
     key: str | None = attrs.field(
         default=None, validator=_optional_str, metadata=_about("TEXT", "search keyword")
@@ -368,8 +450,8 @@ class CallFilter:
         validator=_check_date,
         metadata=_about("DATE", "latest creation time (ISO 8601 or Unix epoch)"),
     )
-    hotline: str | None = attrs.field(
-        default=None, validator=_optional_str, metadata=_about("HOTLINE", "hotline")
+    hotline: str | tuple[str, ...] | None = attrs.field(
+        default=None, converter=_several, metadata=_several_about(_about("HOTLINE", "hotline"))
     )
     input_log_search: str | None = attrs.field(
         default=None, validator=_optional_str, metadata=_about("TEXT", "search in the input log")
@@ -390,10 +472,8 @@ class CallFilter:
 
     def __attrs_post_init__(self) -> None:
         start, end = self.start_date, self.end_date
-        if start is not None and end is not None and _date_seconds(start) > _date_seconds(end):
-            raise ValueError(
-                f"start_date ({self.start_date!r}) is after end_date ({self.end_date!r})"
-            )
+        if start is not None and end is not None and _later(start, end):
+            raise _reversed(start, end)
         low, high = self.min_postage, self.max_postage
         if low is not None and high is not None and low > high:
             raise ValueError(f"min_postage ({low!r}) is above max_postage ({high!r})")
@@ -417,7 +497,11 @@ class CallFilter:
         return cls(**criteria)
 
     def to_params(self, time_unit: TimeUnit) -> dict[str, str]:
-        """The criteria that are set, as query parameters (datetimes in ``time_unit``)."""
+        """The criteria that are set, as query parameters (datetimes in ``time_unit``).
+
+        A criterion of several values is its values sorted and joined by commas: how a sync's
+        state names them. A request takes one (see `variants`).
+        """
         params: dict[str, str] = {}
         for name in FILTER_NAMES:
             value = getattr(self, name)
@@ -425,13 +509,56 @@ class CallFilter:
                 continue
             if isinstance(value, dt.datetime):
                 value = to_epoch(value, time_unit)
+            elif isinstance(value, tuple):
+                value = ",".join(sorted(value))
             params[name] = str(value)
         return params
+
+    def in_unit(self, time_unit: TimeUnit) -> CallFilter:
+        """This filter with its dates as the epoch ints sent for them, in ``time_unit``.
+
+        An int is taken in ``time_unit`` only when that is unambiguous: an int of 10**11 or
+        more is milliseconds (as seconds, the year 5138 or later), and a positive one below
+        is seconds (as milliseconds, before March 1973, when no call was recorded).
+
+        Raises:
+            ValueError: An int in the other unit (the message says which is expected), or
+                ``start_date`` after ``end_date``.
+        """
+        dates: dict[str, int | None] = {}
+        for name in ("start_date", "end_date"):
+            value = getattr(self, name)
+            if isinstance(value, int):
+                _check_unit(name, value, time_unit)
+            dates[name] = None if value is None else to_epoch(value, time_unit)
+        start, end = dates["start_date"], dates["end_date"]
+        if start is not None and end is not None and start > end:
+            raise _reversed(self.start_date or start, self.end_date or end)
+        return attrs.evolve(self, start_date=start, end_date=end)
+
+    def several(self) -> dict[str, tuple[str, ...]]:
+        """The criteria given several values, by name."""
+        return {name: value for name in _SEVERAL if isinstance(value := getattr(self, name), tuple)}
+
+    def variants(self) -> list[CallFilter]:
+        """One filter per combination of the values of the criteria given several, each
+        criterion one value; ``[self]`` when none has several. In the order given, the last
+        criterion varying fastest.
+        """
+        several = self.several()
+        if not several:
+            return [self]
+        names = list(several)
+        return [
+            attrs.evolve(self, **dict(zip(names, values, strict=True)))  # type: ignore[arg-type]
+            for values in itertools.product(*several.values())
+        ]
 
 
 #: The criteria of `CallFilter`, in the order they are declared (and sent).
 FILTER_NAMES: Final = tuple(a.name for a in attrs.fields(CallFilter))
 _KNOWN_FILTERS: Final = frozenset(FILTER_NAMES)
+_SEVERAL: Final = tuple(a.name for a in attrs.fields(CallFilter) if a.metadata.get("several"))
 # Only the unstructuring side of cattrs (attributes to plain values, nested records to dicts,
 # tuples to lists): the checking structure hooks live with the readers in `_decoding`.
 _unstructure_record: Final = cattrs.Converter().get_unstructure_hook(CallRecord)

@@ -15,10 +15,13 @@ the engine
   records (a silent size cap), re-reading from the first offset not handed out; the size
   it learns holds for the rest of the iteration;
 - stops asking for pages when one brings more records than asked (the server ignores
-  ``size``: every page would repeat it).
+  ``size``: every page would repeat it);
+- stops asking for pages after an empty one: the data ends there, whatever the count says.
 
 Bound: a range sends at most ``ceil(count / size) + 1`` page requests per plan, plus one per
-followed page that brought a new record; a size cap adds one plan per smaller size seen.
+followed page that brought a new record; a size cap adds one plan per smaller size seen. An
+empty page caps a plan at the pages before it plus ``concurrency`` (those already in flight),
+so a count far above the data costs no more requests than the data does.
 """
 
 from __future__ import annotations
@@ -230,6 +233,16 @@ class Paginator:
                     short = None
                     stats.replans += 1
                     continue
+                if not records and page < last:
+                    # An empty page: the data ends before it, whatever the count said (a
+                    # count of 10**12 over 250 calls would be paged to its end). Ask for no
+                    # page after it; verification re-counts and reads what is missing.
+                    later = {p: task for p, task in tasks.items() if p > page}
+                    await _cancel(later)
+                    for p in later:
+                        del tasks[p]
+                    last = page
+                    del later
                 fresh = keep_new(records, offset=offset, page_size=size)
                 handed += len(fresh)
                 if 0 < len(records) < size and (short is None or offset < short[0]):

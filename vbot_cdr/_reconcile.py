@@ -34,6 +34,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import attrs
 
@@ -50,6 +51,8 @@ logger = logging.getLogger("vbot_cdr")
 
 #: The widest range a repair narrows from when the filter gives no dates.
 _LATEST = 2**62
+#: The most calls sharing one instant that a repair asks for in one page.
+_MOST_TIES = 10_000
 
 
 @attrs.define
@@ -70,6 +73,8 @@ class Reconciler:
         page_size: Records per page asked.
         in_flight: The in-flight limit the repair's requests enter.
         stats: Written here: ``recounts``, ``repair_pages``, ``repaired``, ``vanished``.
+        scope: What the range is, for messages, when the iteration reads several (the
+            criteria that vary: ``"campaign_code CMP_B"``); empty otherwise.
     """
 
     def __init__(
@@ -81,7 +86,9 @@ class Reconciler:
         page_size: int,
         in_flight: InFlightSlot,
         stats: IterationStats,
+        scope: str = "",
     ):
+        self._scope = scope
         self._port = port
         self._filter = filter
         self._first_page = first_page
@@ -90,6 +97,10 @@ class Reconciler:
         self._stats = stats
         self._found = _Findings()
         self._expected = 0  # the re-count, once the repair has made it
+
+    def _incomplete(self, message: str, **details: Any) -> IncompleteError:
+        """`IncompleteError` of ``message``, saying which range when there are several."""
+        return IncompleteError(f"{self._scope}: {message}" if self._scope else message, **details)
 
     def _range(self, lo: int, hi: int) -> CallFilter:
         return attrs.evolve(self._filter, start_date=lo, end_date=hi)
@@ -116,7 +127,7 @@ class Reconciler:
         """
         ledger = once.ledger
         if once.keyless and once.order_moved:
-            raise IncompleteError(
+            raise self._incomplete(
                 f"{once.keyless} calls without trans_id were read while the server's order "
                 "moved (records came back at other offsets); calls without an id cannot be "
                 "told apart, so that each was handed out once cannot be established",
@@ -143,7 +154,7 @@ class Reconciler:
             async for records in found:
                 yield records
         if len(ledger) < recount:
-            raise IncompleteError(
+            raise self._incomplete(
                 self._diagnosis(recount, len(ledger)), expected=recount, yielded=len(ledger)
             )
 
@@ -157,7 +168,7 @@ class Reconciler:
         except APIError:
             return  # the server refuses that page: it numbers from first_page, as assumed
         if records and records[0].trans_id and not once.knows(records[0]):
-            raise IncompleteError(
+            raise self._incomplete(
                 f"page {before} holds records that page {self._first_page} does not: the "
                 f"server numbers its pages from {before}; set first_page={before}",
                 expected=expected,
@@ -208,7 +219,9 @@ class Reconciler:
             if have < count and lo < hi:
                 split.add((lo, hi))
                 ranges.append((lo, hi, count))
-            elif have < count and count > self._size:
+            elif have < count and count > self._size and first_len >= self._size:
+                # The instant held a page or more: ties the server orders anew each time.
+                # (Fewer: the count is not backed by records, and the message says so.)
                 self._found.crowded = (lo, count)
 
     async def _read(
@@ -217,11 +230,13 @@ class Reconciler:
         """Page the range ``[lo, hi]`` from its first page; its records ``once`` lets through.
 
         Stops at a short page, a page that brings nothing new, or one page past the count.
-        Returns the new records and the length of the first page.
+        A short first page is followed by one more request: records there mean the server
+        caps the size; none, that the count is not backed by records.
+        Returns the new records and the length of the first page when it was capped (else 0).
         """
         new: list[CallRow] = []
         first_len = 0
-        if lo == hi and count > self._size:
+        if lo == hi and self._size < count <= _MOST_TIES:
             # Ties beyond a page: offsets within them mean nothing to a server that orders
             # them anew each time. Ask for all of them at once; a server may refuse the size.
             with contextlib.suppress(APIError):
@@ -237,6 +252,11 @@ class Reconciler:
             fresh = self._keep_new(page, once)
             new.extend(fresh)
             if len(page) < self._size or not fresh:
+                if number == 0 and 0 < first_len < min(count, self._size):
+                    more = await self._fetch(self._range(lo, hi), self._first_page + 1, self._size)
+                    new.extend(self._keep_new(more, once))
+                    if not more:
+                        first_len = 0
                 break
         return new, first_len
 
@@ -250,7 +270,7 @@ class Reconciler:
         fresh = once.keep_new(page)
         keyless = sum(1 for record in fresh if not record.trans_id)
         if keyless:
-            raise IncompleteError(
+            raise self._incomplete(
                 f"a range that had to be re-read holds {keyless} calls without trans_id, "
                 "which cannot be told from the calls handed out already",
                 expected=self._expected,
@@ -268,5 +288,10 @@ class Reconciler:
             )
         said = f"countAll says {recount} calls, but re-reading by time range found {yielded}"
         if found.cap is not None:
-            return f"{said}; the server answers at most {found.cap} records per page"
+            said += f"; the server answers at most {found.cap} records per page"
+        if self._stats.duplicates:
+            said += (
+                f"; {self._stats.duplicates} records came with a trans_id handed out already "
+                "(the server gives one id to several calls, or repeats records)"
+            )
         return said

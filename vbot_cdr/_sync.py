@@ -23,7 +23,7 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, runtime_checkable
@@ -35,7 +35,7 @@ from ._errors import StateError
 from ._files import fsync_directory
 from ._iteration import CallIterator, Iteration, OpenIteration
 from ._models import CallFilter, TimeUnit, to_epoch
-from ._windows import plan_windows
+from ._windows import Windows
 
 __all__ = [
     "STATE_VERSION",
@@ -277,6 +277,23 @@ class FileStateStore:
         """`write_state` to `path`."""
         write_state(self.path, state, purpose=purpose, time_unit=time_unit)
 
+    def check_writable(self) -> None:
+        """Make and remove a file where `save` makes its temporary one, so that a state that
+        cannot be saved is known before a sync writes any output.
+
+        Raises:
+            StateError: The directory is missing, or the state cannot be written in it.
+        """
+        path = self.path
+        if not path.parent.is_dir():
+            raise StateError(f"cannot keep the sync state {path}: {path.parent} is not a directory")
+        try:
+            fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise StateError(f"cannot write the sync state {path}: {exc.strerror or exc}") from exc
+
 
 class CallSync(CallIterator):
     """``async for record in client.sync(...)``: the calls new since the saved state, once.
@@ -371,7 +388,7 @@ def plan_sync(
     settle: int,
     window: int,
     time_unit: TimeUnit,
-) -> list[tuple[int, int]]:
+) -> Sequence[tuple[int, int]]:
     """The windows a sync reads, in ``time_unit``: ``[watermark - lookback, upper)`` sliced.
 
     ``upper`` is ``now - settle``, or the filter's ``end_date`` if earlier. Without a state,
@@ -395,10 +412,8 @@ def plan_sync(
             "first sync starts"
         )
     if upper <= start:
-        return []
-    windows = plan_windows(start, upper, window)
-    windows[0] = (reach, windows[0][1])
-    return windows
+        return ()
+    return Windows(start, upper, window, reach=reach)
 
 
 def open_sync(
@@ -422,11 +437,11 @@ def open_sync(
 
     Raises:
         StateError: The state file is unusable (see `load_state`), there is none and the
-            filter has no ``start_date``, or its directory does not exist.
+            filter has no ``start_date``, or it cannot be written (no such directory, or one
+            the process may not write in): known before any output is written.
     """
-    if isinstance(store, FileStateStore) and not store.path.parent.is_dir():
-        path = store.path
-        raise StateError(f"cannot keep the sync state {path}: {path.parent} is not a directory")
+    if isinstance(store, FileStateStore):
+        store.check_writable()
     purpose = made_for(filter, vbot_id=vbot_id, project_code=project_code, time_unit=time_unit)
     state = None if reset else store.load(purpose=purpose, now=now)
     windows = plan_sync(

@@ -19,16 +19,16 @@ never dropped.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+import operator
 import re
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Final, overload
 
 import attrs
 
 from ._models import TimeUnit
 
-__all__ = ["Checkpoint", "parse_duration", "plan_windows", "to_units"]
+__all__ = ["Checkpoint", "Windows", "parse_duration", "plan_windows", "to_units"]
 
 
 _UNIT = {"s": dt.timedelta(seconds=1), "ms": dt.timedelta(milliseconds=1)}
@@ -68,21 +68,62 @@ def parse_duration(text: str) -> dt.timedelta:
         raise ValueError(f"too long a duration: {text!r}") from None
 
 
-def plan_windows(start: int, end: int, width: int) -> list[tuple[int, int]]:
-    """Consecutive windows ``(a, b)`` from ``start`` to ``end``, each ``width`` wide but the last.
+class Windows(Sequence[tuple[int, int]]):
+    """Consecutive windows ``(a, b)`` from ``start`` to ``end``, each ``width`` wide but the
+    last, computed when asked: memory is independent of their number (a one-second window
+    over years is 10**8 windows, none of them held).
 
     Each window's ``b`` is the next one's ``a``. ``start == end`` gives the one window
-    ``(start, end)``; ``end < start`` gives none.
+    ``(start, end)``; ``end < start`` gives none. ``reach`` moves the first window's start
+    back (a sync's lookback).
 
     Raises:
         ValueError: ``width`` < 1.
     """
-    if width < 1:
-        raise ValueError(f"a window must be at least one time unit wide, got {width}")
-    if end == start:
-        return [(start, end)]
-    edges = [*range(start, end, width), end]
-    return list(itertools.pairwise(edges))
+
+    def __init__(self, start: int, end: int, width: int, *, reach: int | None = None):
+        if width < 1:
+            raise ValueError(f"a window must be at least one time unit wide, got {width}")
+        self._start, self._end, self._width = start, end, width
+        self._reach = start if reach is None else reach
+        self._len = 0 if end < start else max(1, -(-(end - start) // width))
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[int, int]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[int, int] | list[tuple[int, int]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._len))]
+        position = index + self._len if index < 0 else index
+        if not 0 <= position < self._len:
+            raise IndexError(f"window {index} of {self._len}")
+        a = self._start + position * self._width
+        return (self._reach if position == 0 else a, min(a + self._width, self._end))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(map(operator.eq, self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Windows({self._start}, {self._end}, {self._width}, reach={self._reach})"
+
+
+def plan_windows(start: int, end: int, width: int) -> Windows:
+    """The windows from ``start`` to ``end``, each ``width`` wide but the last (`Windows`).
+
+    Raises:
+        ValueError: ``width`` < 1.
+    """
+    return Windows(start, end, width)
 
 
 @attrs.frozen

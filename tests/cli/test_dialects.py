@@ -92,7 +92,7 @@ async def test_api_key_file_and_v3_filters(
         in_range = [r for r in fake.records if 100 <= (r["postage"] or 0) <= 400]
         assert capsys.readouterr().out == f"{len(in_range)}\n"
         assert fake.requests[-1].params == {"min_postage": "100.0", "max_postage": "400.0"}
-        assert await run("count", "--api-key-file", str(tmp_path / "missing")) == 1
+        assert await run("count", "--api-key-file", str(tmp_path / "missing")) == 2
         assert "cannot read the API key file" in capsys.readouterr().err
     async with FakeVBotServer(count=5, token=TOKEN) as fake:
         monkeypatch.setenv("VBOT_BASE_URL", fake.base_url)

@@ -36,8 +36,12 @@ def test_demo_export_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["export", "--demo", "--demo-records", "250", "--out", str(out)]) == 0
     records = read_jsonl(out)
     assert [r["trans_id"] for r in records] == [f"TX0-{i:08d}" for i in reversed(range(250))]
-    # The seed's shape, plus the fields only v3 sends and only the webhook sends (null here).
-    first = structure_record(generate_records(1)[0])
+    # The seed's shape (v2's spelling of the outcome), plus the fields only v3 sends and only
+    # the webhook sends (null here).
+    generated = generate_records(1)[0]
+    v2_outcome = {"ANSWERED": "answer", "NO ANSWER": "noanswer", "BUSY": "busy"}
+    served = generated | {"disposition": v2_outcome.get(generated["disposition"], "chanunavail")}
+    first = structure_record(served)
     assert records[-1] == json_document(first, zone("Asia/Ho_Chi_Minh"))
     assert records[-1]["create_at"] == "2025-12-01T07:00:00+07:00"
     assert set(records[-1]) - set(generate_records(1)[0]) == {

@@ -54,7 +54,7 @@ async def test_token_file(
     token_file.write_text(SECRET + "\n", encoding="utf-8")
     assert await run("count", "--token-file", str(token_file)) == 0
     assert capsys.readouterr().out == "250\n"
-    assert await run("count", "--token-file", str(tmp_path / "missing")) == 1
+    assert await run("count", "--token-file", str(tmp_path / "missing")) == 2  # configuration
     assert "cannot read the token file" in one_line(capsys.readouterr().err)
 
 

@@ -6,7 +6,7 @@ pytest does not collect this file (its name does not match ``test_*.py``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,6 +122,10 @@ async def endpoints() -> None:
         calls = await client.get_calls(call_filter, page=1, size=50)
         assert_type(calls, list[CallRecord])
         assert_type(await client.get_calls(page=2, bot_id="BOT"), list[CallRecord])
+        several = CallFilter(campaign_code=["A", "B"], disposition=("answer", "busy"))
+        assert_type(several.campaign_code, str | tuple[str, ...] | None)
+        assert_type(several.variants(), list[CallFilter])
+        assert_type(await client.count_calls(several), int)
         conversation = await client.get_bot_conversation("TX1", bot_id="BOT")
         assert_type(conversation, BotConversation)
         assert_type(conversation.raw, str)
@@ -267,7 +271,7 @@ async def windows_and_sync(now: dt.datetime) -> None:
                 if sync.committable:
                     await sync.commit()
         assert_type(sync.watermark, int | None)
-        assert_type(sync.windows, tuple[tuple[int, int], ...])
+        assert_type(sync.windows, Sequence[tuple[int, int]])
         resumed = client.sync("state.json", CallFilter(start_date=first))
         async with resumed.pages() as pages:
             async for page in pages:
@@ -373,7 +377,7 @@ async def followed_database_sink() -> None:
         async with open_database_sync(client, "calls.duckdb", start_date=1_764_547_200) as load:
             assert_type(load, DatabaseSync)
             assert_type(load.stats, IterationStats)
-            assert_type(load.windows, tuple[tuple[int, int], ...])
+            assert_type(load.windows, Sequence[tuple[int, int]])
             assert_type(await load.run(), DatabaseLoad)
         store: StateStore = Documents()
         assert_type(client.sync(store, start_date=1_764_547_200), CallSync)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Final
 
@@ -121,8 +121,8 @@ class DatabaseSync:
         return self._sync.stats
 
     @property
-    def windows(self) -> tuple[tuple[int, int], ...]:
-        """The planned windows; ``stats.windows_done`` of them are done."""
+    def windows(self) -> Sequence[tuple[int, int]]:
+        """The planned windows (computed as read); ``stats.windows_done`` of them are done."""
         return self._sync.windows
 
     async def run(self) -> DatabaseLoad:

@@ -251,13 +251,15 @@ def _connection_options() -> Parser:
 def _filter_options() -> Parser:
     parser = Parser(add_help=False)
     group = parser.add_argument_group("filters (only those given are sent)")
-    for name, kind, metavar, text in FILTERS:
+    for name, kind, metavar, text, several in FILTERS:
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=kind,
             metavar=metavar,
-            help=f"{text} (default: not sent)",
+            # Given several times: every value's calls, each read and verified on its own.
+            action="append" if several else "store",
+            help=f"{text}{'; repeat for several' if several else ''} (default: not sent)",
         )
     return parser
 

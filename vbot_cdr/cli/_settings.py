@@ -27,7 +27,7 @@ from .._client import VBotClient
 from .._table import DEFAULT_TZ
 from ._options import ConnectionOptions, PagingOptions
 from ._runlog import ENV_LOG
-from ._status import CommandError, Context, UsageError
+from ._status import Context, UsageError
 from ._timezone import ENV_TZ
 
 __all__ = [
@@ -65,6 +65,7 @@ DEMO_RECORDS: Final = 10_000
 #: The environment variables, as ``vbot-cdr --help`` lists them.
 ENVIRONMENT: Final = (
     (ENV_BASE_URL, "the API's base URL (--base-url wins)"),
+    (ENV_API_KEY, "the v3 API key (--api-key-file wins; with VBOT_TOKEN, pass --api)"),
     (ENV_TOKEN, "the access token (--token-file wins)"),
     (ENV_USERNAME, "without a token: log in as this user"),
     (ENV_PASSWORD, "... with this password (asked for on a terminal when unset)"),
@@ -79,15 +80,15 @@ ENVIRONMENT: Final = (
 def resolve_credential(
     options: ConnectionOptions, environ: Mapping[str, str]
 ) -> str | PasswordAuth:
-    """The credential the client authenticates with.
+    """The token the client authenticates with, when it takes no API key (`resolve_api_key`).
 
     The first line of ``--token-file`` if given, else ``$VBOT_TOKEN``, else a login as
     ``$VBOT_USERNAME`` with ``$VBOT_PASSWORD`` (asked for without echo if it is unset and
     standard input is a terminal).
 
     Raises:
-        UsageError: No credential is configured.
-        CommandError: The token file cannot be read, or is empty.
+        UsageError: No credential is configured, or the token file cannot be read, is not
+            UTF-8 text or is empty.
     """
     if options.token_file is not None:
         return _first_line(options.token_file, "token")
@@ -105,38 +106,65 @@ def resolve_credential(
 
 
 def resolve_api_key(options: ConnectionOptions, environ: Mapping[str, str]) -> str | None:
-    """The API key, if the client authenticates with one: the first line of
-    ``--api-key-file``, else ``$VBOT_API_KEY`` (unless ``--token-file`` or ``--api v2`` ask for
-    a token).
+    """The API key, if the client authenticates with one (else ``None``: a token).
+
+    The first line of ``--api-key-file``, else ``$VBOT_API_KEY``. A token (``--token-file``,
+    ``$VBOT_TOKEN``, ``$VBOT_USERNAME``) is for v2, a key for v3 and v3-legacy; without
+    ``--api`` the credential says which, and a token and a key together are ambiguous.
 
     Raises:
-        UsageError: Both ``--api-key-file`` and ``--token-file``, or a key with ``--api v2``.
-        CommandError: The key file cannot be read, or is empty.
+        UsageError: Both a token and a key and no ``--api`` (naming both); a credential that
+            does not fit ``--api`` (naming the one that does); or a key file that cannot be
+            read, is not UTF-8 text or is empty.
     """
-    if options.api_key_file is not None:
-        if options.token_file is not None:
-            raise UsageError("give --api-key-file or --token-file, not both")
-        if options.api == "v2":
-            raise UsageError("the v2 API takes a token, not an API key")
-        return _first_line(options.api_key_file, "API key")
-    if options.token_file is not None or options.api == "v2":
+    api, key_file, token_file = options.api, options.api_key_file, options.token_file
+    if key_file is not None and token_file is not None:
+        raise UsageError("give --api-key-file or --token-file, not both")
+    key = environ.get(ENV_API_KEY, "").strip()
+    tokens = [name for name in (ENV_TOKEN, ENV_USERNAME) if environ.get(name, "").strip()]
+    if api == "v2":
+        if key_file is not None or (key and not tokens and token_file is None):
+            given = "--api-key-file" if key_file is not None else f"${ENV_API_KEY}"
+            raise UsageError(
+                f"the v2 API takes a token, not an API key ({given}): set {ENV_TOKEN} (or "
+                f"{ENV_USERNAME} and {ENV_PASSWORD}) or pass --token-file; an API key is for "
+                "--api v3 or v3-legacy"
+            )
         return None
-    return environ.get(ENV_API_KEY, "").strip() or None
+    if api is not None and key_file is None and (token_file is not None or not key):
+        given = "--token-file" if token_file is not None else " and ".join(f"${n}" for n in tokens)
+        refused = f", not a token ({given})" if given else ""
+        raise UsageError(
+            f"the {api} API takes an API key{refused}: set {ENV_API_KEY} or pass "
+            "--api-key-file; a token is for --api v2"
+        )
+    if key_file is not None:
+        return _first_line(key_file, "API key")
+    if token_file is not None:
+        return None
+    if api is None and key and tokens:
+        raise UsageError(
+            f"both {' and '.join(tokens)} and {ENV_API_KEY} are set: pass --api v2 to use the "
+            "token, --api v3 (or v3-legacy) to use the API key, or unset one"
+        )
+    return key or None
 
 
 def _first_line(path: Path, what: str) -> str:
     """The first line of the secret file ``path``, stripped.
 
     Raises:
-        CommandError: The file cannot be read, or is empty.
+        UsageError: The file cannot be read, is not UTF-8 text, or is empty.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise CommandError(f"cannot read the {what} file: {exc}") from None
+        raise UsageError(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} file {path} is not UTF-8 text") from None
     line = text.strip().partition("\n")[0].strip()
     if not line:
-        raise CommandError(f"the {what} file {path} is empty")
+        raise UsageError(f"the {what} file {path} is empty")
     return line
 
 
@@ -164,8 +192,8 @@ async def open_client(
     summary of the run shows it.
 
     Raises:
-        UsageError: The configuration is incomplete or invalid.
-        CommandError: A secret file cannot be read.
+        UsageError: The configuration is incomplete or invalid, or a secret file cannot be
+            read.
     """
     settings: dict[str, Any] = {
         "first_page": options.first_page,

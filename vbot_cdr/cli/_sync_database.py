@@ -3,10 +3,13 @@ each call exactly once, the state kept in the same database (`open_database_sync
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from .._errors import StateError
-from .._sinks import DatabaseSync, open_database_sync
+from .._sinks import DatabaseSync, open_database_sync, parse_database_url
 from ._options import DatabaseSyncOptions
 from ._progress import progress_lines
 from ._settings import open_client
@@ -16,7 +19,34 @@ __all__ = ["run_database_sync"]
 
 
 async def run_database_sync(options: DatabaseSyncOptions, context: Context) -> int:
-    """Sync into a database; the one line on stderr says how many calls went where."""
+    """Sync into a database; the one line on stderr says how many calls went where. A refused
+    run (exit 2) leaves no new database file behind."""
+    with _removed_if_refused(options.to):
+        return await _load(options, context)
+
+
+@contextlib.contextmanager
+def _removed_if_refused(url: str) -> Iterator[None]:
+    """Remove the database file of ``url`` (and its journals) if the run made it and is
+    refused: opening a SQLite or DuckDB file creates it, before the state can be checked."""
+    try:
+        target = parse_database_url(url)
+    except ValueError:
+        target = None  # open_database_sync says what is wrong with it
+    new: list[Path] = []
+    if target is not None and target.backend != "postgresql":
+        path = Path(target.target)
+        files = [path, *(Path(f"{path}{end}") for end in ("-journal", "-wal", ".wal"))]
+        new = [file for file in files if not file.exists()]
+    try:
+        yield
+    except UsageError:
+        for file in new:
+            file.unlink(missing_ok=True)
+        raise
+
+
+async def _load(options: DatabaseSyncOptions, context: Context) -> int:
     summary = context.summary
     started = time.monotonic()
     load: DatabaseSync | None = None

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from .._errors import StateError
+from .._errors import StateError, VBotError
 from .._sync import CallSync
 from ._options import FileSyncOptions
 from ._outputs import (
@@ -34,6 +34,7 @@ __all__ = ["run_file_sync"]
 logger = logging.getLogger("vbot_cdr")
 
 _RESUMES = "the state is saved up to the last whole window; the next run resumes there"
+_NOTHING_SAVED = "nothing was saved: the next run starts where this one did"
 
 
 async def run_file_sync(options: FileSyncOptions, context: Context) -> int:
@@ -54,22 +55,33 @@ async def run_file_sync(options: FileSyncOptions, context: Context) -> int:
                 context.log.say(f"nothing to sync yet: {options.state} is up to date")
             return 0
         target = _target(options.out, sync, out_format.name, client.time_unit)
+        resumed = sync.watermark
+
+        def left_behind() -> str:
+            # Only a commit this run made is claimed: a failure before it saved nothing.
+            return _NOTHING_SAVED if sync.watermark == resumed else _RESUMES
+
         with contextlib.ExitStack() as stack:
-            stack.enter_context(
-                reporting("sync", context, str(target), left_behind=lambda: _RESUMES)
-            )
+            stack.enter_context(reporting("sync", context, str(target), left_behind=left_behind))
             stream = stack.enter_context(append_file(target))
             new_file = drop_torn_tail(stream) == 0
             output = append_output(stream, out_format, str(target), new=new_file)
             bar = stack.enter_context(progress_bar("sync", quiet=options.quiet))
             async with progress_lines(context, quiet=options.quiet), sync:
-                async for record in sync:
-                    if sync.committable:  # the calls written so far end a window
+                try:
+                    async for record in sync:
+                        if sync.committable:  # the calls written so far end a window
+                            await _commit(sync, stream)
+                        output.write([record])
+                        summary.records += 1
+                        bar.update(1)
+                        show_windows(bar, "sync", sync.stats)
+                except VBotError:
+                    # The windows written in full before the failure are kept, so that the
+                    # next run does not append their calls again.
+                    if sync.committable:
                         await _commit(sync, stream)
-                    output.write([record])
-                    summary.records += 1
-                    bar.update(1)
-                    show_windows(bar, "sync", sync.stats)
+                    raise
                 await _commit(sync, stream)
     if new_file and not summary.records and target != Path(options.out):
         target.unlink()  # a run's file in DIR/ holds its new calls; there were none

@@ -122,14 +122,16 @@ _FILTER_PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
     "min_postage": float,
     "max_postage": float,
 }
-#: The filter options, in `CallFilter`'s order, as (name, parser, metavar, help): derived from
-#: the fields' metadata, so a criterion added to `CallFilter` becomes an option by itself.
+#: The filter options, in `CallFilter`'s order, as (name, parser, metavar, help, several):
+#: derived from the fields' metadata, so a criterion added to `CallFilter` becomes an option
+#: by itself; ``several``: the option may be repeated (a criterion of several values).
 FILTERS: Final = tuple(
     (
         field.name,
         _FILTER_PARSERS.get(field.name, str),
         field.metadata["metavar"],
         field.metadata["help"],
+        bool(field.metadata.get("several")),
     )
     for field in attrs.fields(CallFilter)
 )

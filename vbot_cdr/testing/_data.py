@@ -491,8 +491,8 @@ def make_conversation(record: Mapping[str, Any]) -> str:
     log, else the collected value), then a goodbye. A call that was not answered has no
     conversation: ``"[]"``.
     """
-    if record.get("disposition") != "ANSWERED":
-        return "[]"
+    if str(record.get("disposition")).casefold() not in ("answered", "answer"):
+        return "[]"  # not answered, in the seed's spelling or a dialect's
     turns = [{"speaker": "bot", "text": record.get("voice_text") or "Xin chào"}]
     replies = str(record.get("input_log") or "").split(_REPLY_SEPARATOR)
     for number, item in enumerate(record.get("call_collected_data") or ()):

@@ -4,9 +4,10 @@ The server keeps its records in the seed's shape; a `ServedDialect` renders them
 envelopes and their conversations as the dialect does on the wire, and reads the dialect's
 query parameters back into the seed's names.
 
-- ``v2``: the seed's records, ``{status, error, message, data}`` or, for a server made with
+- ``v2``: the seed's records with v2's lowercase dispositions (``answer``, ``noanswer``,
+  ``busy``, ``chanunavail``), ``{status, error, message, data}`` or, for a server made with
   ``envelope_status=False``, ``{error, message, data}`` (both are live);
-- ``v3-legacy``: the seed's records with ``member`` lacking ``vbot_id``, ``{error, message,
+- ``v3-legacy``: v2's records with ``member`` lacking ``vbot_id``, ``{error, message,
   data}``;
 - ``v3``: camelCase records (``member.vbotId``, ``hotline.phoneNumber`` likewise) with the v3
   fields (``externalCallId``, ``campaignId``, ``campaignGroupId``, ``templateScriptId``,
@@ -40,6 +41,14 @@ _V3_OUTCOMES: Final = {
     "FAILED": ("SERVER_ERROR", "500"),
 }
 _SEED_DISPOSITION: Final = {v3: seed for seed, (v3, _) in _V3_OUTCOMES.items()}
+#: The seed's dispositions as v2 and v3-legacy name them (lowercase, Asterisk's words).
+_V2_OUTCOMES: Final = {
+    "ANSWERED": "answer",
+    "NO ANSWER": "noanswer",
+    "BUSY": "busy",
+    "FAILED": "chanunavail",
+}
+_SEED_FROM_V2: Final = {v2: seed for seed, v2 in _V2_OUTCOMES.items()}
 
 
 def _camel_keys(value: Any) -> Any:
@@ -75,6 +84,9 @@ class ServedDialect:
     def served(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """``record`` (seed shape) with the dialect's values, keys still in snake_case."""
         served = dict(record)
+        if self.name != "v3":
+            disposition = served.get("disposition")
+            served["disposition"] = _V2_OUTCOMES.get(str(disposition), disposition)
         if self.name == "v2":
             return served
         if self.name == "v3-legacy":
@@ -136,17 +148,21 @@ class ServedDialect:
 
     def seed_params(self, params: Mapping[str, str]) -> dict[str, str]:
         """The query parameters under the seed's names and values (v3: ``key_search`` is
-        ``key``, a v3 disposition its seed twin)."""
-        if self.name != "v3":
-            return dict(params)
+        ``key``); a disposition in the dialect's spelling is its seed twin, matched exactly
+        (any other spelling matches no call, as on a real server)."""
         seed = dict(params)
+        if self.name != "v3":
+            if "disposition" in params:
+                value = params["disposition"]
+                seed["disposition"] = _SEED_FROM_V2.get(value, "\0" + value)
+            return seed
         for name in ("key", "disposition"):
             seed.pop(name, None)  # v3 does not know the seed's names
         if "key_search" in params:
             seed["key"] = params["key_search"]
         if "disposition_search" in params:
             value = params["disposition_search"]
-            seed["disposition"] = _SEED_DISPOSITION.get(value.upper(), value)
+            seed["disposition"] = _SEED_DISPOSITION.get(value, "\0" + value)
         return seed
 
     @property

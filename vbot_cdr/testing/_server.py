@@ -147,7 +147,8 @@ class PagingHabits:
 
     Real servers cap sizes without saying so, stop serving deep offsets, order calls that
     share a ``create_at`` differently on every request (an ``ORDER BY create_at`` without a
-    tie-breaker under OFFSET paging), or ignore ``page``. ``countAll`` is never affected.
+    tie-breaker under OFFSET paging), or ignore ``page``. ``countAll`` is affected only by
+    ``count_excess``.
 
     Attributes:
         size_cap: Answer at most this many records per page, whatever ``size`` asks.
@@ -158,6 +159,8 @@ class PagingHabits:
         everything: Answer every page with every matching record, whatever ``page`` and
             ``size`` ask.
         seed: The seed of the tie shuffles.
+        count_excess: ``countAll`` says this many calls more than the pages hold (a count
+            that cannot be trusted).
     """
 
     size_cap: int | None = None
@@ -167,6 +170,7 @@ class PagingHabits:
     ignore_page: bool = False
     everything: bool = False
     seed: int = 0
+    count_excess: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -968,7 +972,8 @@ class FakeVBotServer:
         dialect = self._dialect
         try:
             if endpoint == COUNT_ALL:
-                return _json(dialect.envelope(len(self._store.view(_Query.parse(params)))))
+                count = len(self._store.view(_Query.parse(params))) + self.paging.count_excess
+                return _json(dialect.envelope(count))
             if endpoint == GET_ALL:
                 return _json(self._page(params))
             if endpoint == GET_BOT_CONVERSATION:
