@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import cattrs
 import msgspec
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -511,3 +513,43 @@ def test_a_record_must_be_an_object(data: Any) -> None:
     """Something other than a JSON object is not a record."""
     with pytest.raises(TypeError):
         structure_record(data)
+
+
+_UNSTRUCTURE = cattrs.Converter().get_unstructure_hook(CallRecord)
+
+
+def unstructured(record: CallRecord) -> dict[str, Any]:
+    """``record.to_dict()`` as it was before it was generated: cattrs' unstructuring, with the
+    extras merged back in as sent."""
+    data: dict[str, Any] = _UNSTRUCTURE(record)
+    del data["extras"]
+    data.update(record.extras)
+    return data
+
+
+@pytest.mark.parametrize("spell", [dict, camel_case], ids=["snake_case", "camelCase"])
+@settings(max_examples=300, deadline=None)
+@given(data=records(), nested=st.booleans())
+def test_the_generated_to_dict_gives_what_cattrs_gives(
+    spell: Callable[[Any], Any], data: dict[str, Any], nested: bool
+) -> None:
+    """Records read in either spelling (v2 and v3-legacy send snake_case, v3 camelCase), or
+    built with every nested kind: the same dict as cattrs' unstructuring, in the same order,
+    to the same JSON bytes."""
+    if nested:
+        record = CallRecord(
+            trans_id=data.get("trans_id") if isinstance(data.get("trans_id"), str) else None,
+            member=Member(name="A", vbot_id="1"),
+            hotline=Hotline(code="H"),
+            call_collected_data=(CollectedField(cfkey="k"), CollectedField(cfvalue="v")),
+            extras={"queue": [1, {"a": None}], "tags": "x"},
+        )
+    else:
+        try:
+            record = _read_record(spell(data))
+        except _Invalid:
+            return
+    expected = unstructured(record)
+    assert record.to_dict() == expected
+    assert list(record.to_dict()) == list(expected)
+    assert orjson.dumps(record.to_dict()) == orjson.dumps(expected)

@@ -98,8 +98,8 @@ async def test_conversations_transformer_loads_one_per_call(dlt_home: Path) -> N
 
 
 async def test_conversations_are_bounded_by_the_client_concurrency(dlt_home: Path) -> None:
-    """However many pages dlt transforms at once, at most the client's concurrency of
-    conversation requests are in flight (plus the calls' own pages); a 404 is a null row."""
+    """At most the client's concurrency of conversation requests are in flight, plus the page
+    of calls they are read from and the calls resource's own pages; a 404 is a null row."""
     async with FakeVBotServer(count=400, latency=0.01) as server:
         server.inject(Fault(status=404), endpoint="getBotConversation")
         options = {"first_page": server.first_page, "concurrency": 3}
@@ -109,10 +109,34 @@ async def test_conversations_are_bounded_by_the_client_concurrency(dlt_home: Pat
         assert sorted(loaded(dlt_home, "conversations")) == sorted(
             r["trans_id"] for r in server.records
         )
-        assert server.peak_in_flight <= 3 + 3
+        assert server.peak_in_flight <= 3 + 1 + 3
     with duckdb.connect(str(dlt_home / "calls.duckdb")) as connection:
         empty = connection.execute("SELECT count(*) FROM vbot.conversations WHERE raw IS NULL")
         assert empty.fetchone() == (1,)
+
+
+async def test_conversations_turned_on_later_backfill_the_calls_loaded_before(
+    dlt_home: Path,
+) -> None:
+    """A pipeline that loaded calls without conversations, run again with them, loads the
+    conversations of every call, the earlier ones included, each once."""
+    async with FakeVBotServer(count=40) as server:
+        await asyncio.to_thread(run_pipeline, dlt_home, server)
+        assert not conversations_table_exists(dlt_home)
+        await asyncio.to_thread(run_pipeline, dlt_home, server, conversations=True)
+        conversations = loaded(dlt_home, "conversations")
+        assert sorted(conversations) == sorted(r["trans_id"] for r in server.records)
+        await asyncio.to_thread(run_pipeline, dlt_home, server, conversations=True)
+        assert sorted(loaded(dlt_home, "conversations")) == sorted(conversations)
+
+
+def conversations_table_exists(home: Path) -> bool:
+    with duckdb.connect(str(home / "calls.duckdb")) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = 'vbot' AND table_name = 'conversations'"
+        ).fetchone()
+    return found == (1,)
 
 
 async def test_calls_without_a_trans_id_fail_the_load_instead_of_merging(dlt_home: Path) -> None:
@@ -166,3 +190,22 @@ async def test_calls_table_has_the_one_table_shape(
     assert created == epoch_to_datetime(newest["create_at"])
     assert phone == newest["phone"]
     assert "could not have their types inferred" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("start_date", "error"),
+    [
+        ("2025-12-01", TypeError),
+        (True, TypeError),
+        (0, TypeError),
+        (dt.datetime(2025, 12, 1), ValueError),  # naive: which day?
+        (10**20, ValueError),  # beyond any datetime
+    ],
+    ids=["string", "bool", "zero", "naive", "out-of-range"],
+)
+def test_bad_start_date_is_refused_when_the_source_is_built(
+    start_date: object, error: type[Exception]
+) -> None:
+    """A start_date the cursor cannot hold fails at vbot_source(), not at extract time."""
+    with pytest.raises(error, match="start_date"):
+        vbot_source("token", "http://127.0.0.1:9", start_date=start_date)  # type: ignore[arg-type]

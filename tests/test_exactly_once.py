@@ -176,3 +176,32 @@ def test_remembered_ids_sets_the_floor_of_the_stages_made_within() -> None:
 def test_remembered_ids_refuses_a_bad_floor(bad: Any) -> None:
     with pytest.raises(ValueError, match="floor"), remembered_ids(bad):
         pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.one_of(st.none(), st.integers(-(2**63) + 1, 2**63 - 1)), max_size=5),
+        max_size=5,
+    ),
+    near=st.booleans(),
+)
+def test_the_ledger_keeps_every_time_exactly(batches: list[list[int | None]], near: bool) -> None:
+    """Times relative to the first in int32, widened to int64 by the first that does not fit:
+    `Ledger.times` gives back every time noted, none clipped, the records without one left
+    out; and 4 bytes a time while they fit."""
+    if near:  # times a window apart, as they mostly are: they stay in int32
+        batches = [
+            [None if t is None else 1_700_000_000_000 + t % 2**30 for t in b] for b in batches
+        ]
+    ledger = exactly_once.Ledger()
+    noted: list[int | None] = []
+    for batch in batches:
+        ledger.add_keyed([f"id{len(noted) + i}" for i in range(len(batch))], batch)
+        noted += batch
+    assert len(ledger) == len(noted)
+    assert ledger.times() == sorted(t for t in noted if t is not None)
+    half = len(noted) // 2
+    assert ledger.times(since=half) == sorted(t for t in noted[half:] if t is not None)
+    if near:
+        assert ledger._times.itemsize == 4

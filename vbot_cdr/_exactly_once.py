@@ -16,7 +16,7 @@ What it remembers, and what that costs:
   bring back, at least `MIN_REMEMBERED_IDS` (about 1.5 MB), however long the window. A
   record handed out at offset ``o`` can come back only at a later offset, ``max_shift`` on.
 - **This window, in full** (the `Ledger`): ``hash(trans_id)`` and ``create_at`` of every
-  record of the window's range handed out, 16 bytes a record (16 MB a million records in one
+  record of the window's range handed out, 12 bytes a record (12 MB a million records in one
   window; a read sliced by time holds one window's). The repair counts by it, and checks the
   records it re-reads against it.
 - **Across windows**: the ids of the calls handed out at or after the window's end minus
@@ -72,20 +72,29 @@ def remembered_ids(floor: int) -> Iterator[None]:
 #: ``hash()`` never returns -1 (CPython reserves it), so it marks a record without an id.
 _NO_KEY = -1
 
+# A record without a time, in the ledger's times while they are int32 (and once int64): the
+# lowest value, which no time noted takes (one that would widens the array; see `Ledger`).
+_NO_TIME = {"i": -(2**31), "q": -(2**63)}
+
 _trans_id = operator.attrgetter("trans_id")
 _create_at = operator.attrgetter("create_at")
 
 
 class Ledger:
-    """A window's records handed out, 16 bytes each: ``hash(trans_id)`` and ``create_at``.
+    """A window's records handed out, 12 bytes each: ``hash(trans_id)`` and ``create_at``.
 
     Enough to tell, on the repair path, how many records of a time range were handed out
-    and whether a record re-read there is new, without keeping the records.
+    and whether a record re-read there is new, without keeping the records. The times are
+    kept relative to the first one noted, in an int32 array (68 years of seconds, 24 days of
+    milliseconds either side of it); the first time that does not fit turns the array into
+    int64 of the times themselves for the rest of the window, so no time is ever clipped
+    (its mark of no time is -2**63, which no call was made at).
     """
 
     def __init__(self) -> None:
         self._keys = array("q")
-        self._times = array("q")
+        self._times = array("i")
+        self._base: int | None = None  # the first time noted: the times are kept minus it
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -93,17 +102,35 @@ class Ledger:
     def add(self, records: Sequence[CallRow]) -> None:
         """Note ``records`` as handed out."""
         self._keys.extend([hash(r.trans_id) if r.trans_id else _NO_KEY for r in records])
-        self._times.extend([-1 if r.create_at is None else r.create_at for r in records])
+        self._add_times([r.create_at for r in records])
 
     def add_keyed(self, keys: list[str], times: list[int | None]) -> None:
         """Note records by their ids (none empty) and times, as `add` does, in bulk."""
         self._keys.extend(map(hash, keys))
-        length = len(self._times)
-        try:
-            self._times.extend(times)  # type: ignore[arg-type]  # None is refused: see below
-        except TypeError:
-            del self._times[length:]
-            self._times.extend([-1 if time is None else time for time in times])
+        self._add_times(times)
+
+    def _add_times(self, times: list[int | None]) -> None:
+        if self._times.typecode == "q":
+            self._times.extend([_NO_TIME["q"] if t is None else t for t in times])
+            return
+        base = self._base
+        if base is None:
+            base = self._base = next((t for t in times if t is not None), None)
+            if base is None:  # no time yet: nothing to be relative to
+                self._times.extend([_NO_TIME["i"]] * len(times))
+                return
+        none = _NO_TIME["i"]
+        relative = [none if t is None else t - base for t in times]
+        # A time at the mark of none, or past int32, takes the wide array.
+        if relative.count(none) == times.count(None):
+            length = len(self._times)
+            try:
+                self._times.extend(relative)
+                return
+            except OverflowError:
+                del self._times[length:]
+        self._times = array("q", [_NO_TIME["q"] if t == none else t + base for t in self._times])
+        self._add_times(times)
 
     def ids(self) -> set[int]:
         """The ``hash(trans_id)`` of every record noted with an id."""
@@ -111,7 +138,9 @@ class Ledger:
 
     def times(self, since: int = 0) -> list[int]:
         """The ``create_at`` of the records noted from the ``since``-th on, sorted."""
-        return sorted(t for t in self._times[since:] if t >= 0)
+        none = _NO_TIME[self._times.typecode]
+        base = (self._base or 0) if self._times.typecode == "i" else 0
+        return sorted([t + base for t in self._times[since:] if t != none])
 
 
 class ExactlyOnce:

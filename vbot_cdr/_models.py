@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterable, Mapping
+import linecache
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import attrs
-import cattrs
 import orjson
 
 from ._errors import ResponseFormatError
@@ -228,10 +228,7 @@ class CallRecord:
     def to_dict(self) -> dict[str, Any]:
         """Return the record in the seed API's snake_case shape, whatever dialect sent it
         (every attribute, ``extras`` merged back in as sent), ready for JSON."""
-        data: dict[str, Any] = _unstructure_record(self)
-        del data["extras"]
-        data.update(self.extras)
-        return data
+        return _record_to_dict(self)
 
 
 @attrs.frozen(kw_only=True)
@@ -559,6 +556,56 @@ class CallFilter:
 FILTER_NAMES: Final = tuple(a.name for a in attrs.fields(CallFilter))
 _KNOWN_FILTERS: Final = frozenset(FILTER_NAMES)
 _SEVERAL: Final = tuple(a.name for a in attrs.fields(CallFilter) if a.metadata.get("several"))
-# Only the unstructuring side of cattrs (attributes to plain values, nested records to dicts,
-# tuples to lists): the checking structure hooks live with the readers in `_decoding`.
-_unstructure_record: Final = cattrs.Converter().get_unstructure_hook(CallRecord)
+
+# -- to_dict, generated ---------------------------------------------------------------------
+#
+# One compiled function per class, as cattrs' unstructuring would give (a dict per record in
+# field order, nested records as dicts, tuples as lists) without its per-field dispatch: one
+# dict display of attribute reads. Generated from the fields, so a field added to a class is
+# in its output with no edit here.
+
+_TO_DICT: Final = """
+def to_dict(o):
+{nested}    data = {{{items}}}
+{extras}    return data
+"""
+
+
+def _compile_to_dict(
+    cls: type, nested: Mapping[str, str], tuples: Mapping[str, str]
+) -> Callable[[Any], dict[str, Any]]:
+    """The ``to_dict`` of ``cls``: ``nested`` maps a field to the function turning its record
+    (or ``None``) into a dict, ``tuples`` a field to the one for each item of its tuple; an
+    ``extras`` field is merged in last, as sent."""
+    names = [a.name for a in attrs.fields(cls)]
+    lines, items = [], []
+    for i, name in enumerate(names):
+        if name == "extras":
+            continue
+        if name in nested:
+            lines.append(f"    v{i} = o.{name}\n")
+            items.append(f"{name!r}: None if v{i} is None else {nested[name]}(v{i})")
+        elif name in tuples:
+            items.append(f"{name!r}: [{tuples[name]}(item) for item in o.{name}]")
+        else:
+            items.append(f"{name!r}: o.{name}")
+    extras = "    if o.extras:\n        data.update(o.extras)\n" if "extras" in names else ""
+    source = _TO_DICT.format(nested="".join(lines), items=", ".join(items), extras=extras)
+    filename = f"<vbot_cdr to_dict {cls.__qualname__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    env: dict[str, Any] = {}
+    for function in {*nested.values(), *tuples.values()}:
+        env[function] = globals()[function]
+    exec(compile(source, filename, "exec"), env)
+    to_dict: Callable[[Any], dict[str, Any]] = env["to_dict"]
+    return to_dict
+
+
+_member_to_dict: Final = _compile_to_dict(Member, {}, {})
+_hotline_to_dict: Final = _compile_to_dict(Hotline, {}, {})
+_collected_field_to_dict: Final = _compile_to_dict(CollectedField, {}, {})
+_record_to_dict: Final = _compile_to_dict(
+    CallRecord,
+    {"member": "_member_to_dict", "hotline": "_hotline_to_dict"},
+    {"call_collected_data": "_collected_field_to_dict"},
+)

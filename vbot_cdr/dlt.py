@@ -19,8 +19,10 @@ again are merged on ``trans_id``, so the destination holds each call once. A cal
 ``trans_id`` (or with an empty one) fails the load, as dlt's primary key cannot be null,
 instead of being merged into another call's row. It stops ``settle``
 before now, as `VBotClient.sync` does. With ``conversations=True``, a ``conversations``
-transformer adds the bot conversation of each call (``raw`` null for a call the server has
-none for), with at most the client's ``concurrency`` requests in flight across all pages.
+resource adds the bot conversation of each call (``raw`` null for a call the server has none
+for), read by `VBotClient.iter_conversations` (at most the client's ``concurrency``
+conversation requests in flight), with its own ``create_at`` cursor: turned on after calls
+were loaded, its first run backfills the conversations from ``start_date`` on.
 
 dlt keeps the cursor in the pipeline's state, at the destination: one pipeline (name and
 state) per tenant and set of criteria.
@@ -28,7 +30,6 @@ state) per tenant and set of criteria.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -38,12 +39,12 @@ import dlt
 from dlt.extract import DltResource
 
 from ._client import VBotClient
-from ._config import DEFAULT_CONCURRENCY, DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
+from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
+from ._conversations import CallConversation
 from ._dialects import Api
-from ._errors import APIError
+from ._errors import ResponseFormatError
 from ._models import CallFilter, epoch_to_datetime
 from ._table import CALL_COLUMNS, Kind, plain_json, row_encoder
-from ._wire import finds_nothing
 
 __all__ = ["vbot_source"]
 
@@ -67,8 +68,54 @@ _COLUMN_HINTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The conversations table: the call's id and time (the resource's cursor), and the
+#: conversation as VBot sent it (null: the call has none).
+_CONVERSATION_HINTS: dict[str, dict[str, Any]] = {
+    "trans_id": {"data_type": "text", "nullable": False},
+    "create_at": {"data_type": "timestamp", "nullable": True, "timezone": True},
+    "raw": {"data_type": "json", "nullable": True},
+}
+#: Conversations handed to dlt at a time.
+_CONVERSATION_BATCH = 500
+
+
+def _conversation_row(item: CallConversation) -> dict[str, Any]:
+    found = item.conversation
+    return {
+        "trans_id": item.call.trans_id or None,
+        "create_at": item.call.created,
+        "raw": None if found is None else found.raw,
+    }
+
+
 _encode_row = row_encoder({"timestamp": epoch_to_datetime, "json": plain_json})
 _NAMES = tuple(column.name for column in CALL_COLUMNS)
+
+
+def _first_start(start_date: object) -> dt.datetime:
+    """``start_date`` as the cursor's initial value, checked when the source is built.
+
+    Raises:
+        TypeError: Neither an aware datetime nor an epoch int (a date string, say).
+        ValueError: A naive datetime, or an epoch no datetime can hold.
+    """
+    if isinstance(start_date, dt.datetime):
+        if start_date.utcoffset() is None:
+            raise ValueError(
+                f"start_date {start_date.isoformat()} has no time zone; give it one "
+                "(e.g. zoneinfo.ZoneInfo('Asia/Ho_Chi_Minh')) so it means one instant"
+            )
+        return start_date
+    if isinstance(start_date, bool) or not isinstance(start_date, int) or start_date <= 0:
+        raise TypeError(
+            f"start_date must be an aware datetime or a positive Unix epoch int, got {start_date!r}"
+        )
+    try:
+        first = epoch_to_datetime(start_date)
+    except ResponseFormatError as exc:
+        raise ValueError(f"start_date: {exc}") from None
+    assert first is not None  # a positive epoch
+    return first
 
 
 @dlt.source(name="vbot")
@@ -86,7 +133,7 @@ def vbot_source(
     client_options: Mapping[str, Any] | None = None,
     **filters: Any,
 ) -> list[DltResource]:
-    """The ``calls`` resource (and with ``conversations`` the ``conversations`` transformer).
+    """The ``calls`` resource (and with ``conversations`` the ``conversations`` resource).
 
     Args:
         token: The v2 API token (dlt reads ``sources.vbot.token`` from its secrets if not
@@ -103,23 +150,27 @@ def vbot_source(
             ``lag``).
         settle: How far behind now a run stops.
         window: The width of each time window of the reads (see `VBotClient.iter_calls`).
-        conversations: Add the ``conversations`` transformer: one request per call.
+        conversations: Add the ``conversations`` resource: each call's bot conversation
+            (`VBotClient.iter_conversations`: the client's concurrency bounds its requests),
+            with a cursor of its own, so enabling it later also fetches those of the calls
+            loaded before (from ``start_date`` on).
         client_options: Keywords for `VBotClient` (``time_unit``, ``vbot_id``, ``timeout``...).
         filters: Criteria of `CallFilter`, other than the dates.
 
     Raises:
-        ValueError, TypeError: Bad criteria, or not exactly one credential (before any
-            request).
+        ValueError, TypeError: Bad criteria, a ``start_date`` that is not an aware datetime or
+            an epoch int (a date string, a naive datetime), or not exactly one credential
+            (before any request).
     """
     options = {**(client_options or {}), "api_key": api_key, "base_url": base_url, "api": api}
     call_filter = CallFilter(**filters)
+    first = _first_start(start_date)
 
     def open_client() -> VBotClient:
         return VBotClient(token, **options)
 
     # Built here only to check the settings.
     open_client()
-    first = start_date if isinstance(start_date, dt.datetime) else epoch_to_datetime(start_date)
 
     @dlt.resource(
         name="calls", primary_key="trans_id", write_disposition="merge", columns=_COLUMN_HINTS
@@ -146,29 +197,36 @@ def vbot_source(
                         row["trans_id"] = None
                 yield rows
 
-    # dlt may transform several pages at once: one bound for all of them, the client's.
-    in_flight = asyncio.Semaphore(options.get("concurrency", DEFAULT_CONCURRENCY))
+    @dlt.resource(
+        name="conversations",
+        primary_key="trans_id",
+        write_disposition="merge",
+        columns=_CONVERSATION_HINTS,
+    )
+    async def conversations_read(
+        # A cursor of its own: enabled after calls were loaded, it starts at start_date and
+        # fetches the conversations of those calls too.
+        created: dlt.sources.incremental[dt.datetime] = dlt.sources.incremental(  # noqa: B008
+            "create_at",
+            initial_value=first,
+            lag=lookback.total_seconds(),  # noqa: B008
+        ),
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        start = created.start_value
+        assert start is not None  # the initial value, or the last run's cursor less the lag
+        upper = dt.datetime.now(dt.timezone.utc) - settle
+        read = attrs.evolve(call_filter, start_date=start, end_date=upper)
+        async with open_client() as client, client.iter_conversations(read, window=window) as items:
+            rows: list[dict[str, Any]] = []
+            async for item in items:
+                rows.append(_conversation_row(item))
+                if len(rows) == _CONVERSATION_BATCH:
+                    yield rows
+                    rows = []
+            if rows:
+                yield rows
 
-    @dlt.transformer(name="conversations", primary_key="trans_id", write_disposition="merge")
-    async def bot_conversations(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        async with open_client() as client:
-
-            async def row(call: dict[str, Any]) -> dict[str, Any]:
-                async with in_flight:
-                    try:
-                        found = await client.get_bot_conversation(
-                            call["trans_id"], bot_id=call.get("bot_id")
-                        )
-                    except APIError as exc:
-                        if not finds_nothing(exc):
-                            raise
-                        return {"trans_id": call["trans_id"], "raw": None}  # it has none
-                return {"trans_id": found.trans_id, "raw": found.raw}
-
-            return list(await asyncio.gather(*(row(c) for c in page if c.get("trans_id"))))
-
-    calls_read = calls()
-    resources: list[DltResource] = [calls_read]
+    resources: list[DltResource] = [calls()]
     if conversations:
-        resources.append(calls_read | bot_conversations)
+        resources.append(conversations_read())
     return resources
