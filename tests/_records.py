@@ -33,6 +33,21 @@ def exported(raw: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+#: The seed's dispositions as the fake v2 server serves them (v2's lowercase words).
+_V2_OUTCOMES = {
+    "ANSWERED": "answer",
+    "NO ANSWER": "noanswer",
+    "BUSY": "busy",
+    "FAILED": "chanunavail",
+}
+
+
+def served_by_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """A seed record as the fake v2 server serves it: its disposition in v2's spelling."""
+    disposition = raw.get("disposition")
+    return raw | {"disposition": _V2_OUTCOMES.get(str(disposition), disposition)}
+
+
 #: The zone the command line shows times in unless told otherwise.
 VIETNAM = zone(DEFAULT_TZ)
 

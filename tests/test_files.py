@@ -1,4 +1,5 @@
-"""`fsync_directory`: the one fsync of a directory that the state file and the exports share."""
+"""`fsync_directory`: the one fsync of a directory that the state file, the exports and the
+recordings share."""
 
 from __future__ import annotations
 

@@ -480,3 +480,18 @@ def test_the_header_value_is_never_in_a_message() -> None:
         webhook_app(WebhookSink("sqlite:///x.db"), header="s3cret-never-shown")
     assert "s3cret" not in str(info.value)
     assert "s3cret" not in repr(WebhookPusher("http://x/", HEADER))
+
+
+@pytest.mark.parametrize(
+    "header", ["s3cret-never-shown", "Bearer s3cret-never-shown:x", "X-Hook:"], ids=str
+)
+def test_receiver_and_sender_refuse_the_same_malformed_headers(header: str) -> None:
+    """The test sender reads its header as the receiver does: a malformed one is refused by
+    both, and neither message holds any part of it."""
+    for refuse in (
+        lambda: webhook_app(WebhookSink("sqlite:///x.db"), header=header),
+        lambda: WebhookPusher("http://x/", header),
+    ):
+        with pytest.raises(ValueError, match="Name: value") as info:
+            refuse()
+        assert "s3cret" not in str(info.value)

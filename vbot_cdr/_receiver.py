@@ -29,12 +29,12 @@ from ._models import CallRecord
 from ._sinks._backends import Database, open_database, quote
 from ._sinks._columns import RECORD_COLUMNS
 from ._sinks._url import parse_database_url
-from ._webhooks import OtherEvent, parse_webhook
+from ._webhooks import OtherEvent, parse_header, parse_webhook
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-__all__ = ["MAX_BODY", "PULL_MARKS", "WebhookSink", "WebhookStats", "parse_header", "webhook_app"]
+__all__ = ["MAX_BODY", "PULL_MARKS", "WebhookSink", "WebhookStats", "webhook_app"]
 
 #: The largest body the receiver reads, in bytes; a longer one is 413.
 MAX_BODY: Final = 1024 * 1024
@@ -47,22 +47,6 @@ _PUSH_MARKS: Final = ("telco_code", "call_net", "project_code", "record_url", "m
 _REMEMBERED: Final = 1_000_000
 #: How many push lags the statistics keep (the latest), for the percentiles.
 _LAGS_KEPT: Final = 100_000
-
-
-def parse_header(text: str) -> tuple[str, str]:
-    """``"Name: value"`` as ``(name, value)``, both stripped.
-
-    Raises:
-        ValueError: No ``:``, an empty name or value, or a name that is not a header name.
-            The message never holds the value.
-    """
-    name, separator, value = text.partition(":")
-    name, value = name.strip(), value.strip()
-    if not separator or not name or not value:
-        raise ValueError('the webhook header must be "Name: value", with both parts non-empty')
-    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in name):
-        raise ValueError(f"the webhook header's name {name!r} is not a header name")
-    return name, value
 
 
 def _percentile(values: collections.deque[float], fraction: float) -> float | None:

@@ -38,6 +38,7 @@ from . import _wire
 from ._dialects import Dialect
 from ._errors import CallError, ResponseFormatError, VBotError
 from ._fanout import fan_out
+from ._files import fsync_directory
 from ._iteration import CallPageIterator
 from ._models import CallRecord
 from ._redact import redact
@@ -181,18 +182,6 @@ async def _excerpt(chunks: AsyncIterator[bytes]) -> bytes:
     return kept[:_EXCERPT_BYTES]
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make the names in ``directory`` (its renames) durable, where the system allows it."""
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:  # a directory cannot be opened on every platform; the renames stand
-        return
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
 def _close_and_rename(file: BinaryIO, partial: Path, target: Path) -> None:
     """Make ``file`` (open on ``partial``) durable, close it, and give it its final name.
 
@@ -269,7 +258,7 @@ class RecordingWriter:
             handed_over = True  # the thread closes it, even if this task is cancelled meanwhile
             await asyncio.to_thread(_close_and_rename, file, partial, target)
             if self._sync_directory:
-                await asyncio.to_thread(_fsync_directory, target.parent)
+                await asyncio.to_thread(fsync_directory, target.parent)
         except BaseException:
             if not handed_over:
                 file.close()
@@ -368,7 +357,7 @@ class _Manifest:
             file.write(b"".join(self._line(e) for e in self.entries.values()))
             os.fsync(file.fileno())
         os.replace(compact, self.path)
-        _fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)
         self._file = open(self.path, "ab")  # noqa: SIM115 (closed by `close`)
 
     def append(self, entry: Recording) -> None:
@@ -384,7 +373,7 @@ class _Manifest:
             file, self._file = self._file, None
             with file:
                 os.fsync(file.fileno())
-            _fsync_directory(self.path.parent)  # the renames of the recordings too
+            fsync_directory(self.path.parent)  # the renames of the recordings too
 
     @staticmethod
     def _line(entry: Recording) -> bytes:

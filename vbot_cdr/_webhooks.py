@@ -12,7 +12,8 @@ them apart by shape.
 - anything else that is a JSON object (manual calls, AI extractions, recordings, incoming
   calls) is an `OtherEvent`, named as well as its shape allows.
 
-A framework of any kind can call it: it does no I/O and keeps no state.
+A framework of any kind can call it: it does no I/O and keeps no state. `parse_header` reads
+the static header that authenticates VBot's posts, as the receiver and the test sender take it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ._decoding import STRUCTURE_ERRORS, describe_structure_error, structure_rec
 from ._errors import WebhookError
 from ._models import CallRecord
 
-__all__ = ["CallEvent", "OtherEvent", "WebhookEvent", "parse_webhook"]
+__all__ = ["CallEvent", "OtherEvent", "WebhookEvent", "parse_header", "parse_webhook"]
 
 
 @attrs.frozen
@@ -175,3 +176,23 @@ def _json_in_string(value: Any, where: str, kind: type) -> Any:
     if type(value) is not kind:
         raise WebhookError(f"{where} holds a JSON {type(value).__name__}, not {kind.__name__}")
     return value
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``"Name: value"`` as ``(name, value)``, both stripped.
+
+    Raises:
+        ValueError: No ``:``, an empty name or value, or a name that is not a header name.
+            The message holds no part of ``text`` (a malformed name may be the value).
+    """
+    name, separator, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not separator or not name or not value:
+        raise ValueError('the webhook header must be "Name: value", with both parts non-empty')
+    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in name):
+        # Not echoed: a name with a space is likely the value pasted without one.
+        raise ValueError(
+            'the webhook header must be "Name: value", its name one word of printable ASCII '
+            "(this one is not: it is not shown, as it may hold the value)"
+        )
+    return name, value

@@ -22,6 +22,7 @@ from tests._cli import (
     run,
     spawn,
 )
+from tests._records import served_by_v2
 from vbot_cdr._decoding import structure_record
 from vbot_cdr._models import WEBHOOK_ONLY, epoch_to_datetime
 from vbot_cdr._table import json_document, zone
@@ -38,10 +39,7 @@ def test_demo_export_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert [r["trans_id"] for r in records] == [f"TX0-{i:08d}" for i in reversed(range(250))]
     # The seed's shape (v2's spelling of the outcome), plus the fields only v3 sends and only
     # the webhook sends (null here).
-    generated = generate_records(1)[0]
-    v2_outcome = {"ANSWERED": "answer", "NO ANSWER": "noanswer", "BUSY": "busy"}
-    served = generated | {"disposition": v2_outcome.get(generated["disposition"], "chanunavail")}
-    first = structure_record(served)
+    first = structure_record(served_by_v2(generate_records(1)[0]))
     assert records[-1] == json_document(first, zone("Asia/Ho_Chi_Minh"))
     assert records[-1]["create_at"] == "2025-12-01T07:00:00+07:00"
     assert set(records[-1]) - set(generate_records(1)[0]) == {

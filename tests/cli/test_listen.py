@@ -4,9 +4,11 @@ losing no acknowledged call to SIGKILL, and reconciling a lossy push with the pu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,19 @@ async def test_listen_refuses_to_start_without_a_header(
     assert not (tmp_path / "calls.db").exists()
 
 
+@pytest.mark.parametrize(
+    "given",
+    [HEADER_VALUE, f"Bearer {HEADER_VALUE}:tail"],
+    ids=["no colon", "value with a space before a colon"],
+)
 async def test_a_malformed_header_is_refused_without_showing_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    given: str,
 ) -> None:
-    monkeypatch.setenv("VBOT_WEBHOOK_HEADER", HEADER_VALUE)  # the value alone, no name
+    """A header that is not "Name: value" stops listen with status 2, no part of it shown."""
+    monkeypatch.setenv("VBOT_WEBHOOK_HEADER", given)  # the value alone, no name
     status = await run("listen", "--to", str(tmp_path / "calls.db"), "--port", "0")
     assert status == 2
     err = capsys.readouterr().err
@@ -178,6 +189,36 @@ async def test_listen_reconciles_a_lossy_push_with_the_pull(database: str, tmp_p
         assert webhooks["missing_from_push"] + webhooks["completed_by_pull"] == 60
         assert sum(webhooks["other_events"].values()) > 0
         assert webhooks["push_lag_ms"]["p99"] is not None
+
+
+async def test_listen_says_and_counts_the_pulled_calls_it_cannot_load(
+    tmp_path: Path,
+) -> None:
+    """A pulled call without trans_id is not loaded: a warning line says so, and the
+    summary counts it."""
+    records = calls(3)
+    del records[1]["trans_id"]
+    url, summary = str(tmp_path / "calls.db"), tmp_path / "summary.json"
+    async with FakeVBotServer(records=records, token=SECRET) as fake:
+        env = python_env() | {
+            "VBOT_WEBHOOK_HEADER": HEADER,
+            "VBOT_BASE_URL": fake.base_url,
+            "VBOT_TOKEN": SECRET,
+        }
+        argv = ["--port", "0", "--to", url, "--reconcile-every", "0.1s", "--settle", "0s"]
+        dates = ["--window", "30d", "--start-date", "2025-12-01T00:00:00Z"]
+        process = await spawn("listen", *argv, *dates, "--summary", str(summary), env=env)
+        assert process.stderr is not None
+        seen = await read_line_until(process.stderr, "without trans_id were not loaded")
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.stderr.read(), PATIENCE)
+        assert await asyncio.wait_for(process.wait(), PATIENCE) == 0
+    assert "warning: 1 calls without trans_id" in seen[-1]
+    # Each pull (one, or more before the stop) counts the call again.
+    assert json.loads(summary.read_text())["webhooks"]["without_trans_id"] >= 1
+    with contextlib.closing(sqlite3.connect(url)) as db:
+        ids = {row[0] for row in db.execute("SELECT trans_id FROM vbot_calls")}
+    assert ids == {records[0]["trans_id"], records[2]["trans_id"]}
 
 
 async def test_a_pull_that_cannot_start_stops_the_receiver_with_status_2(

@@ -49,6 +49,24 @@ def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert terminal.getvalue().strip("\0") == ""
 
 
+def test_progress_bar_total_capped_by_limit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With --limit under countAll, the bar and the summary expect --limit calls."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    out, summary = tmp_path / "calls.jsonl", tmp_path / "summary.json"
+    argv = ["export", "--demo", "--demo-records", "300", "--limit", "120", "--out", str(out)]
+    assert main([*argv, "--summary", str(summary)]) == 0
+    assert "120/120" in terminal.getvalue()
+    assert json.loads(summary.read_text())["counts"] == {"written": 120, "expected": 120}
+
+
 @POSIX
 async def test_progress_lines_and_json_logs(hanging: FakeVBotServer, tmp_path: Path) -> None:
     """With stderr not a terminal, a stalled run prints progress lines (every 30 s; shortened

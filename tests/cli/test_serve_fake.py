@@ -17,6 +17,7 @@ from tests._cli import (
     python_env,
     read_jsonl,
     read_line_until,
+    run,
     spawn,
 )
 from vbot_cdr import VBotClient
@@ -139,3 +140,16 @@ async def test_serve_fake_pushes_each_new_call_to_a_webhook() -> None:
         await asyncio.wait_for(child.communicate(), PATIENCE)
         await runner.cleanup()
     assert child.returncode == 0
+
+
+async def test_serve_fake_refuses_a_malformed_webhook_header(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --webhook-header that is not "Name: value" exits 2 before serving, showing no part
+    of it (no traceback from the sender)."""
+    argv = ["--webhook-url", "http://127.0.0.1:1/", "--webhook-header", "Bearer s3cret:x"]
+    assert await run("serve-fake", *argv) == 2
+    err = capsys.readouterr().err
+    assert "Name: value" in err
+    assert "s3cret" not in err
+    assert "Traceback" not in err

@@ -24,10 +24,12 @@ from vbot_cdr import (
     CallError,
     CallEvent,
     CallFilter,
+    CallIterator,
     CallPageIterator,
     CallRecord,
     CallSync,
     CollectedField,
+    ConversationIterator,
     DatabaseLoad,
     DatabaseSync,
     DocumentStateStore,
@@ -42,7 +44,9 @@ from vbot_cdr import (
     RecordingDownload,
     ResponseFormatError,
     RetryPolicy,
+    StateError,
     StateStore,
+    StreamingTransport,
     Transport,
     TransportError,
     VBotClient,
@@ -195,6 +199,22 @@ async def transports(session: aiohttp.ClientSession) -> None:
     assert_type(status, int)
     assert_type(body, bytes)
     await default.aclose()
+
+
+async def iterators_and_streams(session: aiohttp.ClientSession) -> None:
+    async with VBotClient("token", base_url="https://api.example.vn") as client:
+        assert_type(client.iter_calls(), CallIterator)
+        assert_type(client.iter_conversations(), ConversationIterator)
+    streaming: StreamingTransport = AiohttpTransport(session=session)
+    url = "https://api.example.vn/recording.mp3"
+    async with streaming.stream("GET", url, headers={}, timeout=1.0) as (status, _, chunks):
+        assert_type(status, int)
+        async for chunk in chunks:
+            assert_type(chunk, bytes)
+    try:
+        pass
+    except StateError as exc:
+        assert_type(exc, StateError)
 
 
 async def paging_habits() -> None:

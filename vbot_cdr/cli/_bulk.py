@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from .._recordings import MANIFEST
-from ._export import _left_behind, _record_file
+from ._export import left_behind_by, record_file
 from ._options import ConversationsOptions, RecordingsOptions
 from ._outputs import ExportFile, choose_format, export_file, stream_output
-from ._progress import progress_bar, progress_lines, reporting, show_windows
+from ._progress import progress_bar, progress_lines, reporting, show_step
 from ._settings import open_client
 from ._status import Context, UsageError
 from ._turns import TURN_ROWS, turn_rows
@@ -52,11 +52,11 @@ async def run_conversations(options: ConversationsOptions, context: Context) -> 
         summary.stats = items.stats
         result = ExportFile(Path(output.out or "-"))
         with contextlib.ExitStack() as stack:
-            left_behind = functools.partial(_left_behind, result)
+            left_behind = functools.partial(left_behind_by, result)
             stack.enter_context(
                 reporting("conversations", context, str(result.target), left_behind=left_behind)
             )
-            stack.callback(_record_file, summary, result)
+            stack.callback(record_file, summary, result)
             writer = stack.enter_context(
                 export_file(result.target, out_format, result, rows=TURN_ROWS)
                 if output.out not in (None, "-")
@@ -65,10 +65,14 @@ async def run_conversations(options: ConversationsOptions, context: Context) -> 
             bar = stack.enter_context(progress_bar("conversations", quiet=output.quiet))
             async with progress_lines(context, quiet=output.quiet), items:
                 async for item in items:
-                    if options.window is not None:
-                        show_windows(bar, "conversations", items.stats)
-                    elif summary.expected is None and items.total is not None:
-                        summary.expected = bar.total = items.total
+                    show_step(
+                        bar,
+                        "conversations",
+                        summary,
+                        stats=items.stats,
+                        total=items.total,
+                        windowed=options.window is not None,
+                    )
                     rows = turn_rows(item)
                     writer.write(rows)
                     turns += sum(1 for row in rows if row["turn"] is not None)
@@ -118,10 +122,14 @@ async def run_recordings(options: RecordingsOptions, context: Context) -> int:
             bar = stack.enter_context(progress_bar("recordings", quiet=options.quiet))
             async with progress_lines(context, quiet=options.quiet), download:
                 async for recording in download:
-                    if options.window is not None:
-                        show_windows(bar, "recordings", download.stats)
-                    elif summary.expected is None and download.total is not None:
-                        summary.expected = bar.total = download.total
+                    show_step(
+                        bar,
+                        "recordings",
+                        summary,
+                        stats=download.stats,
+                        total=download.total,
+                        windowed=options.window is not None,
+                    )
                     if recording.reason is not None:
                         outcomes[recording.reason] += 1
                     else:

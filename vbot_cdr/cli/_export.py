@@ -11,12 +11,12 @@ from pathlib import Path
 
 from ._options import ExportOptions
 from ._outputs import ExportFile, choose_format, export_file, shown_zone, stream_output
-from ._progress import progress_bar, progress_lines, reporting, show_windows
+from ._progress import progress_bar, progress_lines, reporting, show_step
 from ._runlog import RunSummary
 from ._settings import open_client
 from ._status import Context, UsageError
 
-__all__ = ["run_export"]
+__all__ = ["left_behind_by", "record_file", "run_export"]
 
 
 async def run_export(options: ExportOptions, context: Context) -> int:
@@ -41,12 +41,12 @@ async def run_export(options: ExportOptions, context: Context) -> int:
         to_file = output.out not in (None, "-")
         result = ExportFile(Path(output.out or "-"))
         with contextlib.ExitStack() as stack:
-            left_behind = functools.partial(_left_behind, result)
+            left_behind = functools.partial(left_behind_by, result)
             stack.enter_context(
                 reporting("export", context, str(result.target), left_behind=left_behind)
             )
             # Runs once the file is closed, renamed or kept as partial, whatever the outcome.
-            stack.callback(_record_file, summary, result)
+            stack.callback(record_file, summary, result)
             writer = stack.enter_context(
                 export_file(result.target, out_format, result)
                 if to_file
@@ -55,15 +55,15 @@ async def run_export(options: ExportOptions, context: Context) -> int:
             bar = stack.enter_context(progress_bar("export", quiet=output.quiet))
             async with progress_lines(context, quiet=output.quiet), pages:
                 async for page in pages:
-                    if options.window is not None:
-                        show_windows(bar, "export", pages.stats)
-                    elif summary.expected is None and pages.total is not None:
-                        summary.expected = (
-                            pages.total
-                            if options.limit is None
-                            else min(pages.total, options.limit)
-                        )
-                        bar.total = summary.expected
+                    show_step(
+                        bar,
+                        "export",
+                        summary,
+                        stats=pages.stats,
+                        total=pages.total,
+                        windowed=options.window is not None,
+                        limit=options.limit,
+                    )
                     writer.write(page)
                     summary.records += len(page)
                     bar.update(len(page))
@@ -76,7 +76,7 @@ async def run_export(options: ExportOptions, context: Context) -> int:
     return 0
 
 
-def _left_behind(result: ExportFile) -> str:
+def left_behind_by(result: ExportFile) -> str:
     """What an export that did not complete leaves, for its message."""
     if result.target == Path("-"):
         return "standard output holds them, whole lines only"
@@ -86,7 +86,8 @@ def _left_behind(result: ExportFile) -> str:
     return f"{kept}; {result.target} was not touched"
 
 
-def _record_file(summary: RunSummary, result: ExportFile) -> None:
+def record_file(summary: RunSummary, result: ExportFile) -> None:
+    """Name in ``summary`` the file an export completed, or the partial file it kept."""
     if result.complete:
         summary.files.append(str(result.target))
     elif result.partial is not None:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._client import VBotClient
 from .._errors import IncompleteError, StateError, VBotError
-from .._receiver import WebhookSink, parse_header, webhook_app
+from .._receiver import WebhookSink, webhook_app
 from .._sinks import sync_to_database
+from .._webhooks import parse_header
 from ._options import ListenOptions
 from ._settings import ENV_WEBHOOK_HEADER, open_client, webhook_header
 from ._status import CommandError, Context, UsageError
@@ -53,6 +54,7 @@ async def run_listen(options: ListenOptions, context: Context) -> int:
         "completed_by_pull": 0,
         "incomplete": 0,
         "failed": 0,
+        "without_trans_id": 0,
     }
 
     def report() -> None:
@@ -175,6 +177,7 @@ async def _reconcile(
         context.log.say(f"reconcile failed: {exc}", level="error")
         return
     reconciled["pulled"] += done.loaded
+    reconciled["without_trans_id"] += done.without_trans_id
     reconciled["missing_from_push"] += only_after - only_before
     reconciled["completed_by_pull"] += both_after - both_before
     context.log.say(
@@ -182,6 +185,11 @@ async def _reconcile(
         f"{only_after - only_before} missing from the push, "
         f"{both_after - both_before} pushed calls completed"
     )
+    if done.without_trans_id:  # no key, no exactly-once: said, as sync --to says it
+        context.log.say(
+            f"warning: {done.without_trans_id} calls without trans_id were not loaded",
+            level="warning",
+        )
 
 
 def _write_summary(context: Context, options: ListenOptions) -> None:

@@ -19,6 +19,7 @@ import attrs
 
 from .._dialects import Api
 from .._models import CallFilter
+from .._webhooks import parse_header
 from ._status import UsageError
 
 if TYPE_CHECKING:
@@ -269,8 +270,12 @@ class ServeFakeOptions:
     api: Api
     faults: FaultMix | None
     webhook_url: str | None
-    webhook_header: str | None
+    webhook_header: str | None = attrs.field(repr=False)  # its value is a secret
     webhook_habits: PushHabits | None
+
+    def __attrs_post_init__(self) -> None:
+        if self.webhook_header is not None:
+            parse_header(self.webhook_header)  # its message holds no part of it
 
 
 @attrs.frozen(kw_only=True)

@@ -14,10 +14,10 @@ from tqdm import tqdm
 
 from .._errors import VBotError
 from .._stats import IterationStats
-from ._runlog import progress_interval
+from ._runlog import RunSummary, progress_interval
 from ._status import CommandError, Context, Interrupted, stop_name
 
-__all__ = ["progress_bar", "progress_lines", "reporting", "show_windows"]
+__all__ = ["progress_bar", "progress_lines", "reporting", "show_step", "show_windows"]
 
 
 def progress_bar(label: str, *, quiet: bool) -> tqdm[Any]:
@@ -36,6 +36,25 @@ def show_windows(bar: tqdm[Any], label: str, stats: IterationStats) -> None:
     """Name the time window being read in the bar's label: ``sync window 3/7``."""
     current = min(stats.windows_done + 1, stats.windows)
     bar.set_description_str(f"{label} window {current}/{stats.windows}", refresh=False)
+
+
+def show_step(
+    bar: tqdm[Any],
+    label: str,
+    summary: RunSummary,
+    *,
+    stats: IterationStats,
+    total: int | None,
+    windowed: bool,
+    limit: int | None = None,
+) -> None:
+    """Before a step's calls are counted in ``bar``: with time windows, name the window
+    being read (`show_windows`); without, once ``countAll`` is known (``total``), set the
+    calls the run expects, in ``summary`` and ``bar`` (at most ``limit``)."""
+    if windowed:
+        show_windows(bar, label, stats)
+    elif summary.expected is None and total is not None:
+        summary.expected = bar.total = total if limit is None else min(total, limit)
 
 
 @contextlib.asynccontextmanager

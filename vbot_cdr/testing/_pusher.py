@@ -23,6 +23,7 @@ import attrs
 import orjson
 
 from .._models import MILLISECONDS_THRESHOLD
+from .._webhooks import parse_header
 
 __all__ = ["PushHabits", "WebhookPusher", "webhook_body", "webhook_fields"]
 
@@ -144,6 +145,9 @@ class WebhookPusher:
         acknowledged: The ``trans_id`` of each call answered 200, in order (twice if posted
             twice).
         dropped: The ``trans_id`` of each call never posted.
+
+    Raises:
+        ValueError: ``header`` is not ``"Name: value"`` (as the receiver's `parse_header`).
     """
 
     def __init__(self, url: str, header: str | None = None, habits: PushHabits = PushHabits()):
@@ -151,8 +155,8 @@ class WebhookPusher:
         self.habits = habits
         self._headers = {}
         if header is not None:
-            name, _, value = header.partition(":")
-            self._headers[name.strip()] = value.strip()
+            name, value = parse_header(header)
+            self._headers[name] = value
         self._rng = random.Random(habits.seed)
         self._session: aiohttp.ClientSession | None = None
         self._held: dict[str, Any] | None = None
