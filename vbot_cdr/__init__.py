@@ -32,7 +32,14 @@ from ._iteration import CallIterator, CallPageIterator
 from ._models import BotConversation, CallFilter, CallRecord, CollectedField, Hotline, Member
 from ._receiver import WebhookSink, WebhookStats, webhook_app
 from ._recordings import Recording, RecordingDownload
-from ._sinks import DatabaseLoad, DatabaseSync, open_database_sync, sync_to_database
+from ._sinks import (
+    DatabaseLoad,
+    DatabaseSync,
+    TurnsLoad,
+    open_database_sync,
+    sync_conversations_to_database,
+    sync_to_database,
+)
 from ._stats import IterationStats
 from ._sync import CallSync, DocumentStateStore, StateStore
 from ._table import CallColumn, call_columns, table_row
@@ -75,6 +82,7 @@ __all__ = [
     "StreamingTransport",
     "Transport",
     "TransportError",
+    "TurnsLoad",
     "VBotClient",
     "VBotError",
     "WebhookError",
@@ -83,6 +91,7 @@ __all__ = [
     "call_columns",
     "open_database_sync",
     "parse_webhook",
+    "sync_conversations_to_database",
     "sync_to_database",
     "table_row",
     "webhook_app",

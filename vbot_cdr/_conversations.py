@@ -7,11 +7,12 @@ most the client's ``concurrency`` of them in flight, under its rate limit and re
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
+import orjson
 
 from . import _wire
 from ._errors import CallError, VBotError
@@ -20,7 +21,13 @@ from ._iteration import CallPageIterator
 from ._models import BotConversation, CallRecord
 from ._stats import IterationStats
 
-__all__ = ["CallConversation", "ConversationIterator", "FetchConversation"]
+__all__ = [
+    "CallConversation",
+    "ConversationIterator",
+    "FetchConversation",
+    "conversation_of",
+    "turn_rows",
+]
 
 _Self = TypeVar("_Self", bound="ConversationIterator")
 
@@ -49,6 +56,56 @@ class CallConversation:
     def trans_id(self) -> str | None:
         """The call's ``trans_id``."""
         return self.call.trans_id
+
+
+async def conversation_of(fetch: FetchConversation, call: CallRecord) -> CallConversation:
+    """``call`` and its conversation, fetched by ``fetch`` (``None``: the server has none,
+    or the call has no ``trans_id``).
+
+    Raises:
+        CallError: The conversation could not be fetched (not a 404); it names the call.
+    """
+    if call.trans_id is None:
+        return CallConversation(call, None)
+    try:
+        conversation = await fetch(call.trans_id, call.bot_id)
+    except VBotError as exc:
+        if _wire.finds_nothing(exc):
+            return CallConversation(call, None)
+        raise CallError(call.trans_id, exc) from exc
+    return CallConversation(call, conversation)
+
+
+#: Where a turn's role and text are, in the shapes seen (v3's text; JSON turns).
+_ROLE_KEYS: Final = ("role", "speaker")
+_CONTENT_KEYS: Final = ("content", "text")
+
+
+def _pick(turn: dict[str, Any], keys: Sequence[str]) -> Any:
+    return next((turn[key] for key in keys if key in turn), None)
+
+
+def turn_rows(item: CallConversation) -> list[dict[str, Any]]:
+    """The rows of one call: one per turn, or one without a turn (see the module)."""
+    created = item.call.created
+    call = {
+        "trans_id": item.trans_id,
+        "create_at": item.call.create_at,
+        "created": created,
+    }
+    turns = item.conversation.turns if item.conversation is not None else ()
+    if not turns:
+        return [{"trans_id": item.trans_id, "turn": None, "role": None, "content": None, **call}]
+    rows = []
+    for number, turn in enumerate(turns, start=1):
+        if isinstance(turn, dict):
+            role, content = _pick(turn, _ROLE_KEYS), _pick(turn, _CONTENT_KEYS)
+        else:
+            role, content = None, orjson.dumps(turn).decode()
+        rows.append({"trans_id": item.trans_id, "turn": number, "role": role, "content": content})
+        rows[-1].update(call)
+    return rows
+
 
 
 class ConversationIterator:
@@ -80,15 +137,7 @@ class ConversationIterator:
         return self._calls.stats
 
     async def _conversation_of(self, call: CallRecord) -> CallConversation:
-        if call.trans_id is None:
-            return CallConversation(call, None)
-        try:
-            conversation = await self._fetch(call.trans_id, call.bot_id)
-        except VBotError as exc:
-            if _wire.finds_nothing(exc):
-                return CallConversation(call, None)
-            raise CallError(call.trans_id, exc) from exc
-        return CallConversation(call, conversation)
+        return await conversation_of(self._fetch, call)
 
     def __aiter__(self: _Self) -> _Self:
         return self

@@ -11,6 +11,7 @@ from ._load import (
     open_database_sync,
     sync_to_database,
 )
+from ._turns import TurnsLoad, sync_conversations_to_database
 from ._url import DatabaseURL, parse_database_url
 
 __all__ = [
@@ -18,7 +19,9 @@ __all__ = [
     "DatabaseStateStore",
     "DatabaseSync",
     "DatabaseURL",
+    "TurnsLoad",
     "open_database_sync",
     "parse_database_url",
+    "sync_conversations_to_database",
     "sync_to_database",
 ]

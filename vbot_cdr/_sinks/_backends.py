@@ -144,14 +144,16 @@ class Database(abc.ABC):
         with self.lock:
             self.close()
 
-    def prepare(self, columns: Sequence[Column]) -> None:
-        """Create the two tables if missing, commit, and learn the columns of the calls table."""
+    def prepare(self, columns: Sequence[Column], key: Sequence[str] = (KEY,)) -> None:
+        """Create the two tables if missing (the first keyed by ``key``), commit, and learn
+        the columns of the first."""
         with self.failing_as("create the tables in"):
-            definitions = ", ".join(
-                f"{quote(c.name)} {self.types[c.kind]}{' PRIMARY KEY' if c.name == KEY else ''}"
-                for c in columns
+            definitions = ", ".join(f"{quote(c.name)} {self.types[c.kind]}" for c in columns)
+            primary = ", ".join(quote(name) for name in key)
+            self.execute(
+                f"CREATE TABLE IF NOT EXISTS {quote(self.table)} "
+                f"({definitions}, PRIMARY KEY ({primary}))"
             )
-            self.execute(f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({definitions})")
             self.execute(
                 f"CREATE TABLE IF NOT EXISTS {quote(self.state_table)} ("
                 f"fingerprint {self.types['text']} PRIMARY KEY, "
@@ -250,6 +252,45 @@ class Database(abc.ABC):
         )
 
     mark: ClassVar[str] = "?"
+
+    def replace_rows(
+        self, columns: Sequence[Column], key: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Upsert ``rows`` (the driver's values of ``columns``, a time as its epoch) by
+        ``key`` into the open transaction, one statement per row; nothing is committed.
+
+        Raises:
+            DatabaseError: The database refused.
+        """
+        cast = [f"CAST({self.mark} AS {self.source_type(c)})" for c in columns]
+        # Each epoch once, as a column of a one-row select: the timestamp reads it many times.
+        epochs = [f"epoch{i}" for i in range(len(columns))]
+        names = ", ".join(quote(c.name) for c in columns)
+        updates = ", ".join(
+            f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns if c.name not in key
+        )
+        selected = ", ".join(self.values(columns, [f"s.{e}" for e in epochs]))
+        sources = ", ".join(f"{v} AS {e}" for v, e in zip(cast, epochs, strict=True))
+        primary = ", ".join(quote(k) for k in key)
+        sql = (
+            f"INSERT INTO {quote(self.table)} ({names}) SELECT {selected} "
+            f"FROM (SELECT {sources}) AS s "
+            # WHERE: so that SQLite does not read ON CONFLICT as a join's ON.
+            f"WHERE true ON CONFLICT ({primary}) DO UPDATE SET {updates}"
+        )
+        with self.lock, self.failing_as("load rows into"):
+            for row in rows:
+                self.execute(sql, row)
+
+    def delete_where(self, condition: str, parameters: Sequence[Any]) -> None:
+        """Delete the rows of the table that match ``condition`` (SQL with `mark`s for
+        ``parameters``) in the open transaction.
+
+        Raises:
+            DatabaseError: The database refused.
+        """
+        with self.lock, self.failing_as("delete rows from"):
+            self.execute(f"DELETE FROM {quote(self.table)} WHERE {condition}", parameters)
 
     def read_state(self, fingerprint: str) -> str | None:
         """The state document saved under ``fingerprint``, if any."""
@@ -489,8 +530,11 @@ _BACKENDS: Final[dict[str, type[Database]]] = {
 }
 
 
-def open_database(url: DatabaseURL, table: str, columns: Sequence[Column]) -> Database:
-    """Connect to ``url`` and make sure both tables exist (with at least ``columns``).
+def open_database(
+    url: DatabaseURL, table: str, columns: Sequence[Column], key: Sequence[str] = (KEY,)
+) -> Database:
+    """Connect to ``url`` and make sure both tables exist (with at least ``columns``, keyed
+    by ``key``).
 
     Raises:
         DatabaseError: The driver is not installed, or the database cannot be reached or
@@ -504,7 +548,7 @@ def open_database(url: DatabaseURL, table: str, columns: Sequence[Column]) -> Da
             f"loading into {url.backend} needs {exc.name}: pip install 'vbot_cdr[db]'"
         ) from None
     try:
-        database.prepare(columns)
+        database.prepare(columns, key)
     except BaseException:
         database.close()
         raise

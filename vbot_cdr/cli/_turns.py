@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from .._conversations import CallConversation
+from .._conversations import turn_rows
 from ._outputs import Encoder, OutputFormat, Rows
 
 if TYPE_CHECKING:
@@ -30,37 +30,6 @@ __all__ = ["TURN_COLUMNS", "TURN_FORMATS", "TURN_ROWS", "turn_rows"]
 #: The formats of ``conversations --format``.
 TURN_FORMATS: Final = ("jsonl", "csv", "parquet")
 TURN_COLUMNS: Final = ("trans_id", "turn", "role", "content", "create_at", "created")
-#: Where a turn's role and text are, in the shapes seen (v3's text; JSON turns).
-_ROLE_KEYS: Final = ("role", "speaker")
-_CONTENT_KEYS: Final = ("content", "text")
-
-
-def _pick(turn: dict[str, Any], keys: Sequence[str]) -> Any:
-    return next((turn[key] for key in keys if key in turn), None)
-
-
-def turn_rows(item: CallConversation) -> list[dict[str, Any]]:
-    """The rows of one call: one per turn, or one without a turn (see the module)."""
-    created = item.call.created
-    call = {
-        "trans_id": item.trans_id,
-        "create_at": item.call.create_at,
-        "created": created,
-    }
-    turns = item.conversation.turns if item.conversation is not None else ()
-    if not turns:
-        return [{"trans_id": item.trans_id, "turn": None, "role": None, "content": None, **call}]
-    rows = []
-    for number, turn in enumerate(turns, start=1):
-        if isinstance(turn, dict):
-            role, content = _pick(turn, _ROLE_KEYS), _pick(turn, _CONTENT_KEYS)
-        else:
-            role, content = None, orjson.dumps(turn).decode()
-        rows.append({"trans_id": item.trans_id, "turn": number, "role": role, "content": content})
-        rows[-1].update(call)
-    return rows
-
-
 class _TurnJsonLines:
     def header(self) -> bytes:
         return b""
