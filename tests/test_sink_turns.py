@@ -14,6 +14,7 @@ from tests.test_sinks import (  # noqa: F401 - fixtures
     SETTLE,
     WINDOW,
     Clock,
+    calls_at,
     database,
     load,
     loaded_ids,
@@ -49,7 +50,7 @@ def expected_rows(server: FakeVBotServer, upper: int) -> set[tuple[str, int]]:
 
 
 def turn_keys(url: str) -> list[tuple[str, int]]:
-    return [(key, int(turn)) for key, turn in query(url, f"SELECT trans_id, turn FROM {TURNS}")]
+    return [(key, int(turn)) for key, turn in query(url, f"SELECT trans_id, turn FROM {TURNS} ORDER BY 1, 2")]
 
 
 async def test_turns_backfill_the_calls_loaded_before_and_a_rerun_changes_nothing(
@@ -82,3 +83,31 @@ async def test_turns_backfill_the_calls_loaded_before_and_a_rerun_changes_nothin
         keys = turn_keys(database)
         assert len(keys) == len(set(keys))
         assert set(keys) == expected_rows(server, later - SETTLE)
+
+
+async def test_turn_rows_hold_role_content_and_the_calls_time_and_follow_a_shorter_reload(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """The conversations command's columns, create_at a UTC timestamp; a reset reload of a
+    conversation served shorter updates its turns and drops those past its end."""
+    (record,) = calls_at("T", [START + 60], disposition="ANSWERED")
+    turns = orjson.loads(make_conversation(record))
+    assert len(turns) > 2
+    async with FakeVBotServer(records=[record]) as fake:
+        await load_turns(make_client(fake, clock=Clock(START + WINDOW)), database)
+    rows = query(database, f"SELECT turn, role, content, create_at FROM {TURNS} ORDER BY turn")
+    assert [(turn, role, content) for turn, role, content, _ in rows] == [
+        (number, turn["speaker"], turn["text"]) for number, turn in enumerate(turns, start=1)
+    ]
+    for *_, created in rows:
+        if isinstance(created, str):  # SQLite has no timestamp type: ISO 8601 text
+            created = dt.datetime.fromisoformat(created)
+        assert created == dt.datetime.fromtimestamp(START + 60, dt.timezone.utc)
+
+    shorter = record | {"call_collected_data": []}
+    async with FakeVBotServer(records=[shorter]) as fake:
+        client = make_client(fake, clock=Clock(START + WINDOW))
+        done = await load_turns(client, database, reset=True)
+    expected = orjson.loads(make_conversation(shorter))
+    assert done.turns == len(expected) < len(turns)
+    assert turn_keys(database) == [(record["trans_id"], n) for n in range(1, len(expected) + 1)]
