@@ -38,6 +38,7 @@ from vbot_cdr import (
     StateStore,
     VBotClient,
     open_database_sync,
+    sync_conversations_to_database,
     sync_to_database,
 )
 from vbot_cdr._errors import ResponseFormatError
@@ -47,7 +48,7 @@ from vbot_cdr._sinks._backends import _SQLite
 from vbot_cdr._sinks._columns import RECORD_COLUMNS
 from vbot_cdr._sync import SyncState
 from vbot_cdr._table import CALL_COLUMNS
-from vbot_cdr.testing import FakeVBotServer
+from vbot_cdr.testing import FakeVBotServer, make_conversation
 from vbot_cdr.testing._data import RecordGenerator
 
 SPACING = 37  # seconds between generated records
@@ -673,6 +674,125 @@ async def test_cli_sync_to_a_database_writes_the_summary(tmp_path: Path) -> None
     assert written["windows"]["planned"] == written["windows"]["done"] > 0
     assert written["tables"] == [f"{url} vbot_calls"]
     assert written["complete"] is True
+
+
+# -- conversation turns ------------------------------------------------------------------------
+
+TURNS = "vbot_conversation_turns"
+
+
+async def load_turns(client: VBotClient, url: str, **options: Any) -> Any:
+    timing = {"lookback": LOOKBACK, "settle": SETTLE, "window": WINDOW}
+    timing = {name: dt.timedelta(seconds=value) for name, value in timing.items()}
+    return await sync_conversations_to_database(
+        client, url, CallFilter(start_date=START), **(timing | options)
+    )
+
+
+def expected_rows(server: FakeVBotServer, upper: int) -> set[tuple[str, int]]:
+    """(trans_id, turn) of every call created before ``upper``: turn 0 for one without."""
+    rows = set()
+    for record in server.records:
+        if record["create_at"] < upper:
+            count = len(orjson.loads(make_conversation(record)))
+            turns = range(1, count + 1) if count else [0]
+            rows |= {(record["trans_id"], turn) for turn in turns}
+    return rows
+
+
+def turn_keys(url: str) -> list[tuple[str, int]]:
+    return [
+        (key, int(turn))
+        for key, turn in query(url, f"SELECT trans_id, turn FROM {TURNS} ORDER BY 1, 2")
+    ]
+
+
+async def test_turns_backfill_the_calls_loaded_before_and_a_rerun_changes_nothing(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """Calls loaded without conversations; then turns: every call's, once; then again: none."""
+    async with FakeVBotServer(count=150) as server:
+        now = START + 150 * 37
+        client = make_client(server, clock=Clock(now))
+        await load(client, database)
+        upper = now - SETTLE
+
+        done = await load_turns(client, database)
+        keys = turn_keys(database)
+        assert len(keys) == len(set(keys))
+        assert set(keys) == expected_rows(server, upper)
+        assert done.calls == len(served(server, upper)) == len(loaded_ids(database))
+        assert done.turns == len(keys)
+        assert done.without_conversation == sum(1 for _, turn in keys if turn == 0) > 0
+        assert len(query(database, f"SELECT state FROM {TURNS}_sync_state")) == 1
+        assert len(query(database, "SELECT state FROM vbot_calls_sync_state")) == 1
+
+        again = await load_turns(make_client(server, clock=Clock(now)), database)
+        assert (again.calls, again.turns) == (0, 0)
+        assert sorted(turn_keys(database)) == sorted(keys)
+
+        later = now + 2 * WINDOW  # the calls new since: theirs only, the lookback skipped
+        newer = await load_turns(make_client(server, clock=Clock(later)), database)
+        assert newer.calls == len(served(server, later - SETTLE)) - done.calls > 0
+        keys = turn_keys(database)
+        assert len(keys) == len(set(keys))
+        assert set(keys) == expected_rows(server, later - SETTLE)
+
+
+async def test_turn_rows_hold_role_content_and_the_calls_time_and_follow_a_shorter_reload(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """The conversations command's columns, create_at a UTC timestamp; a reset reload of a
+    conversation served shorter updates its turns and drops those past its end."""
+    (record,) = calls_at("T", [START + 60], disposition="ANSWERED")
+    turns = orjson.loads(make_conversation(record))
+    assert len(turns) > 2
+    async with FakeVBotServer(records=[record]) as fake:
+        await load_turns(make_client(fake, clock=Clock(START + WINDOW)), database)
+    rows = query(database, f"SELECT turn, role, content, create_at FROM {TURNS} ORDER BY turn")
+    assert [(turn, role, content) for turn, role, content, _ in rows] == [
+        (number, turn["speaker"], turn["text"]) for number, turn in enumerate(turns, start=1)
+    ]
+    for *_, created in rows:
+        if isinstance(created, str):  # SQLite has no timestamp type: ISO 8601 text
+            created = dt.datetime.fromisoformat(created)
+        assert created == dt.datetime.fromtimestamp(START + 60, dt.timezone.utc)
+
+    shorter = record | {"call_collected_data": []}
+    async with FakeVBotServer(records=[shorter]) as fake:
+        client = make_client(fake, clock=Clock(START + WINDOW))
+        done = await load_turns(client, database, reset=True)
+    expected = orjson.loads(make_conversation(shorter))
+    assert done.turns == len(expected) < len(turns)
+    assert turn_keys(database) == [(record["trans_id"], n) for n in range(1, len(expected) + 1)]
+
+
+async def test_cli_sync_with_conversations_backfills_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sync --to`` without, then with ``--conversations``: every call's turns, once; again:
+    nothing new. ``--conversations`` without ``--to`` is refused."""
+    url = str(tmp_path / "calls.db")
+    argv = ["sync", "--demo", "--demo-records", "120", "--to", url, "--start-date", "2020-01-01"]
+    assert await run(*argv, "--window", "30d") == 0
+    assert query(url, "SELECT name FROM sqlite_master WHERE name = 'vbot_conversation_turns'") == []
+    capsys.readouterr()
+    assert await run(*argv, "--window", "30d", "--conversations") == 0
+    calls_line, turns_line = capsys.readouterr().err.splitlines()
+    assert "synced 0 calls into vbot_calls" in calls_line
+    assert "synced the conversations of 120 calls" in turns_line
+    calls = {key for key, _ in turn_keys(url)}
+    assert calls == set(loaded_ids(url))
+    rows = turn_keys(url)
+    assert await run(*argv, "--window", "30d", "--conversations") == 0
+    assert "synced the conversations of 0 calls (0 rows" in capsys.readouterr().err
+    assert turn_keys(url) == rows
+
+    state = str(tmp_path / "state.json")
+    out = str(tmp_path / "out.jsonl")
+    refused = ["sync", "--demo", "--state", state, "--out", out, "--conversations"]
+    assert await run(*refused, "--start-date", "2020-01-01") == 2
+    assert "--conversations loads into the database of --to" in one_line(capsys.readouterr().err)
 
 
 # -- the state-store seam ----------------------------------------------------------------------

@@ -180,6 +180,7 @@ class DatabaseSyncOptions(SyncOptions):
 
     to: str
     table: str
+    conversations: bool
 
 
 def sync_options(values: Mapping[str, Any]) -> FileSyncOptions | DatabaseSyncOptions:
@@ -196,6 +197,8 @@ def sync_options(values: Mapping[str, Any]) -> FileSyncOptions | DatabaseSyncOpt
                 "--to loads the calls into the database: --format and --excel are for --out"
             )
         return build(DatabaseSyncOptions, values)
+    if values["conversations"]:
+        raise UsageError("--conversations loads into the database of --to: give --to")
     if values["out"] in (None, "-"):
         raise UsageError("sync needs --out DIR/ or FILE: the state follows only fsynced output")
     return build(FileSyncOptions, values)
@@ -288,6 +291,7 @@ class ListenOptions:
     paging: PagingOptions
     to: str
     table: str
+    conversations: bool
     host: str
     port: int
     path: str

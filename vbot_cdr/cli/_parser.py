@@ -624,6 +624,13 @@ def _add_sync_options(sync: argparse.ArgumentParser) -> None:
         "--table", default="vbot_calls", help="the table of calls for --to (default: vbot_calls)"
     )
     group.add_argument(
+        "--conversations",
+        action="store_true",
+        help="with --to: then load the bot conversations of the calls into "
+        "vbot_conversation_turns, one row per turn, with a state of their own (its first run "
+        "backfills from --start-date) (default: off)",
+    )
+    group.add_argument(
         "--reset",
         action="store_true",
         help="ignore the state file (unusable, or made for other filters): start at "

@@ -1,5 +1,6 @@
 """``vbot-cdr sync --to URL``: load the calls new since the last run into a database table,
-each call exactly once, the state kept in the same database (`open_database_sync`)."""
+each call exactly once, the state kept in the same database (`open_database_sync`); with
+``--conversations``, then their conversations' turns (`sync_conversations_to_database`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._errors import StateError
-from .._sinks import DatabaseSync, open_database_sync, parse_database_url
+from .._sinks import (
+    DatabaseSync,
+    open_database_sync,
+    parse_database_url,
+    sync_conversations_to_database,
+)
 from ._options import DatabaseSyncOptions
 from ._progress import progress_lines
 from ._settings import open_client
@@ -60,6 +66,13 @@ async def _load(options: DatabaseSyncOptions, context: Context) -> int:
             ):
                 summary.stats = load.stats
                 done = await load.run()
+            turns = (
+                await sync_conversations_to_database(
+                    client, options.to, options.filter, **options.settings()
+                )
+                if options.conversations
+                else None
+            )
         except StateError as exc:  # before any request: the state or the filters must change
             raise UsageError(f"{exc} (see --reset and --start-date)") from None
         except ValueError as exc:  # a bad URL or bad options, before anything is opened
@@ -77,4 +90,16 @@ async def _load(options: DatabaseSyncOptions, context: Context) -> int:
             f"synced {done.loaded} calls into {done.table} in {done.database} in {elapsed:.1f}s "
             f"({done.windows} windows, each committed with the state)"
         )
+    if turns is not None:
+        summary.tables.append(f"{turns.database} {turns.table}")
+        if turns.without_trans_id:
+            context.log.say(
+                f"warning: {turns.without_trans_id} calls without trans_id: no conversation loaded"
+            )
+        if not options.quiet:
+            context.log.say(
+                f"synced the conversations of {turns.calls} calls ({turns.turns} rows, "
+                f"{turns.without_conversation} calls without one) into {turns.table} in "
+                f"{turns.database} ({turns.windows} windows, each committed with its state)"
+            )
     return 0
