@@ -1,4 +1,5 @@
-"""Database sinks: calls loaded into PostgreSQL, DuckDB or SQLite exactly once.
+"""Database sinks: calls, and their conversation turns, loaded into PostgreSQL, DuckDB or
+SQLite exactly once.
 
 Above the client: they use `VBotClient.sync` and a `StateStore` of their own, and import
 their drivers only when a database of theirs is opened.

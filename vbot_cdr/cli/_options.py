@@ -291,7 +291,6 @@ class ListenOptions:
     paging: PagingOptions
     to: str
     table: str
-    conversations: bool
     host: str
     port: int
     path: str
