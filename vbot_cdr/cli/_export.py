@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ._options import ExportOptions
 from ._outputs import ExportFile, choose_format, export_file, shown_zone, stream_output
-from ._progress import progress_bar, progress_lines, reporting, show_step
+from ._progress import progress, reporting
 from ._runlog import RunSummary
 from ._settings import open_client
 from ._status import Context, UsageError
@@ -52,21 +52,18 @@ async def run_export(options: ExportOptions, context: Context) -> int:
                 if to_file
                 else stream_output(sys.stdout.buffer, out_format)
             )
-            bar = stack.enter_context(progress_bar("export", quiet=output.quiet))
-            async with progress_lines(context, quiet=output.quiet), pages:
+            async with progress(
+                "export",
+                context,
+                pages,
+                quiet=output.quiet,
+                windowed=options.window is not None,
+                limit=options.limit,
+            ) as shown:
                 async for page in pages:
-                    show_step(
-                        bar,
-                        "export",
-                        summary,
-                        stats=pages.stats,
-                        total=pages.total,
-                        windowed=options.window is not None,
-                        limit=options.limit,
-                    )
+                    shown.step()
                     writer.write(page)
-                    summary.records += len(page)
-                    bar.update(len(page))
+                    shown.advance(len(page))
     if not output.quiet:
         elapsed = time.monotonic() - started
         context.log.say(
