@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
-import sys
 import time
-from pathlib import Path
 
 from .._recordings import MANIFEST
-from ._export import left_behind_by, record_file
+from ._export import open_export
 from ._options import ConversationsOptions, RecordingsOptions
-from ._outputs import ExportFile, choose_format, export_file, stream_output
+from ._outputs import choose_format
 from ._progress import progress, reporting
 from ._settings import open_client
 from ._status import Context, UsageError
@@ -50,17 +47,9 @@ async def run_conversations(options: ConversationsOptions, context: Context) -> 
         except ValueError as exc:  # a filter the dialect lacks, a --window too short
             raise UsageError(str(exc)) from None
         summary.stats = items.stats
-        result = ExportFile(Path(output.out or "-"))
         with contextlib.ExitStack() as stack:
-            left_behind = functools.partial(left_behind_by, result)
-            stack.enter_context(
-                reporting("conversations", context, str(result.target), left_behind=left_behind)
-            )
-            stack.callback(record_file, summary, result)
-            writer = stack.enter_context(
-                export_file(result.target, out_format, result, rows=TURN_ROWS)
-                if output.out not in (None, "-")
-                else stream_output(sys.stdout.buffer, out_format, rows=TURN_ROWS)
+            writer = open_export(
+                stack, "conversations", context, output.out, out_format, rows=TURN_ROWS
             )
             async with progress(
                 "conversations",
