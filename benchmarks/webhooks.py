@@ -13,6 +13,9 @@ posts per second and the p50/p99 of the time from sending a post to its answer:
 
 Receivers and senders run in separate processes; the receiver is started fresh (a fresh
 database) for every measurement, and the cases of one repetition are interleaved.
+``--baseline TREE`` adds **sqlite@baseline** and **postgresql@baseline**: the same receivers
+run from another checkout of the project (say, main's worktree), interleaved with these, for
+a before/after comparison under the same load.
 
 ``--soak CALLS`` instead pushes CALLS calls from the fake server (ending as they are pushed,
 ``--rate`` a second) with a lossy sender's habits into an in-process receiver on PostgreSQL,
@@ -22,7 +25,7 @@ holds every call exactly once.
 
 PostgreSQL comes from ``VBOT_CDR_TEST_POSTGRES_URL``, else a throwaway cluster is started
 (see tests/_postgres.py). Usage: python benchmarks/webhooks.py [--posts 2000] [--runs 1]
-[--soak CALLS --rate R]
+[--baseline TREE] [--soak CALLS --rate R]
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def postgres_server() -> Iterator[str]:
 
 def fresh_database(receiver: str, directory: Path, postgres: str) -> str:
     name = f"bench_{uuid.uuid4().hex}"
-    if receiver == "sqlite":
+    if receiver.startswith("sqlite"):
         return f"sqlite:///{directory}/{name}.db"
     with psycopg.connect(postgres, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}".encode())
@@ -105,16 +108,19 @@ def floor_server() -> None:
 
 
 @contextlib.asynccontextmanager
-async def receiver_process(receiver: str, url: str | None) -> AsyncIterator[str]:
-    """The receiver as a child process; yields its URL."""
+async def receiver_process(receiver: str, url: str | None, root: Path) -> AsyncIterator[str]:
+    """The receiver as a child process, importing the project from ``root``; yields its URL."""
     env = {**os.environ, "VBOT_WEBHOOK_HEADER": f"{HEADER_NAME}: {HEADER_VALUE}"}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(root)
     if receiver == "floor":
         argv = [sys.executable, __file__, "--floor-server"]
     else:
         assert url is not None
         argv = [sys.executable, "-m", "vbot_cdr", "listen", "--to", url, "--port", "0"]
-    process = await asyncio.create_subprocess_exec(*argv, env=env, stderr=asyncio.subprocess.PIPE)
+    # In ``root`` too: ``python -m`` imports from the working directory before PYTHONPATH.
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=env, cwd=root, stderr=asyncio.subprocess.PIPE
+    )
     assert process.stderr is not None
     line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
     match = URL.search(line)
@@ -167,15 +173,18 @@ def make_bodies(count: int, offset: int) -> list[bytes]:
     return [orjson.dumps(webhook_body(generator.record(i))) for i in range(count)]
 
 
-async def run(posts: int, runs: int, postgres: str, directory: Path) -> list[dict[str, Any]]:
+async def run(
+    posts: int, runs: int, postgres: str, directory: Path, baseline: Path | None
+) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     case = 0
     for repetition in range(runs):
         for concurrency in CONCURRENCY:
-            for receiver in RECEIVERS:
+            for receiver in receivers(baseline):
                 case += 1
                 url = None if receiver == "floor" else fresh_database(receiver, directory, postgres)
-                async with receiver_process(receiver, url) as base:
+                root = baseline if receiver.endswith("@baseline") and baseline else ROOT
+                async with receiver_process(receiver, url, root) as base:
                     figures = await measure(base, make_bodies(posts, case), concurrency)
                 if url is not None:
                     stored = count_rows(url)
@@ -185,6 +194,13 @@ async def run(posts: int, runs: int, postgres: str, directory: Path) -> list[dic
                 )
                 print(results[-1], file=sys.stderr, flush=True)
     return results
+
+
+def receivers(baseline: Path | None) -> tuple[str, ...]:
+    """The receivers measured, each database's baseline (if any) beside it."""
+    if baseline is None:
+        return RECEIVERS
+    return ("floor", "sqlite@baseline", "sqlite", "postgresql@baseline", "postgresql")
 
 
 def count_rows(url: str) -> int:
@@ -208,7 +224,7 @@ def table(results: list[dict[str, Any]]) -> str:
     for concurrency in CONCURRENCY:
         floor = [r for r in results if r["receiver"] == "floor" and r["concurrency"] == concurrency]
         floor_p99 = statistics.median(r["p99_ms"] for r in floor)
-        for receiver in RECEIVERS:
+        for receiver in dict.fromkeys(r["receiver"] for r in results):
             rows = [
                 r for r in results if r["receiver"] == receiver and r["concurrency"] == concurrency
             ]
@@ -292,6 +308,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="repetitions")
     parser.add_argument("--soak", type=int, metavar="CALLS", help="soak with CALLS calls")
     parser.add_argument("--rate", type=float, default=50.0, help="soak: calls a second")
+    parser.add_argument(
+        "--baseline", type=Path, metavar="TREE", help="also measure the receivers of TREE"
+    )
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
@@ -303,7 +322,7 @@ def main() -> None:
             print(orjson.dumps(asyncio.run(soak(args.soak, args.rate, url))).decode())
         return
     with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
-        results = asyncio.run(run(args.posts, args.runs, postgres, Path(tmp)))
+        results = asyncio.run(run(args.posts, args.runs, postgres, Path(tmp), args.baseline))
     print(
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.posts} posts per "
         f"measurement, {args.runs} run(s), medians; CPython {platform.python_version()}, "

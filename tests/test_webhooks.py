@@ -33,6 +33,9 @@ from vbot_cdr import (
     webhook_app,
 )
 from vbot_cdr._models import WEBHOOK_FIELDS
+from vbot_cdr._sinks._backends import open_database
+from vbot_cdr._sinks._columns import RECORD_COLUMNS
+from vbot_cdr._sinks._url import parse_database_url
 from vbot_cdr.testing import FakeVBotServer, PushHabits, WebhookPusher
 from vbot_cdr.testing._data import RecordGenerator
 from vbot_cdr.testing._pusher import webhook_body, webhook_fields
@@ -495,3 +498,23 @@ def test_receiver_and_sender_refuse_the_same_malformed_headers(header: str) -> N
         with pytest.raises(ValueError, match="Name: value") as info:
             refuse()
         assert "s3cret" not in str(info.value)
+
+
+def test_a_pushed_group_writes_every_column_as_a_pull_would(database: str) -> None:
+    """The push's upsert (its own statement on PostgreSQL) stores each column of a call, times,
+    JSON and flags included, as the pull's does; a call twice in a group is stored once."""
+    records = [parse_webhook(orjson.dumps(webhook_body(call))).record for call in calls(40)]
+    target = parse_database_url(database)
+    rows = {}
+    for table_name, pushed in (("pulled", False), ("pushed", True)):
+        db = open_database(target, table_name, RECORD_COLUMNS)
+        try:
+            db.upsert(RECORD_COLUMNS, records, pushed=pushed)
+            if pushed:
+                db.upsert(RECORD_COLUMNS, records[:5], pushed=True)
+            db.commit_pushed()
+        finally:
+            db.finish()
+        rows[table_name] = sorted(query(database, f"SELECT * FROM {table_name}"), key=str)
+    assert len(rows["pushed"]) == 40
+    assert rows["pushed"] == rows["pulled"]

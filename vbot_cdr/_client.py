@@ -686,6 +686,13 @@ class VBotClient:
         """
         if not isinstance(trans_id, str) or not trans_id:
             raise ValueError(f"trans_id must be a non-empty string, got {trans_id!r}")
+        return await self._fetch_conversation(trans_id, bot_id)
+
+    async def _fetch_conversation(
+        self, trans_id: str, bot_id: str | None, *, stats: IterationStats | None = None
+    ) -> BotConversation:
+        """Ask for the bot conversation of ``trans_id`` (with the client's retries, rate limit
+        and credential), counting the requests in ``stats``."""
         request = _wire.conversation_request(
             trans_id,
             bot_id=bot_id,
@@ -693,7 +700,7 @@ class VBotClient:
             project_code=self._project_code,
             dialect=self._dialect,
         )
-        return await self._call(request, _wire.conversation_reader(trans_id))
+        return await self._call(request, _wire.conversation_reader(trans_id), stats=stats)
 
     async def _fetch_recording(
         self, trans_id: str, read: ReadStream, *, stats: IterationStats | None = None
@@ -842,14 +849,7 @@ class VBotClient:
         calls = self._calls_for_bulk(filter, filters, page_size=page_size, window=window)
 
         def fetch(trans_id: str, bot_id: str | None) -> Awaitable[BotConversation]:
-            request = _wire.conversation_request(
-                trans_id,
-                bot_id=bot_id,
-                vbot_id=self._vbot_id,
-                project_code=self._project_code,
-                dialect=self._dialect,
-            )
-            return self._call(request, _wire.conversation_reader(trans_id), stats=calls.stats)
+            return self._fetch_conversation(trans_id, bot_id, stats=calls.stats)
 
         return ConversationIterator(calls, fetch, concurrency=width)
 

@@ -8,8 +8,7 @@ most the client's ``concurrency`` of them in flight, under its rate limit and re
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import attrs
 import orjson
@@ -17,9 +16,8 @@ import orjson
 from . import _wire
 from ._errors import CallError, VBotError
 from ._fanout import fan_out
-from ._iteration import CallPageIterator
+from ._iteration import CallPageIterator, IteratorBase
 from ._models import BotConversation, CallRecord
-from ._stats import IterationStats
 
 __all__ = [
     "CallConversation",
@@ -29,7 +27,6 @@ __all__ = [
     "turn_rows",
 ]
 
-_Self = TypeVar("_Self", bound="ConversationIterator")
 
 #: Fetches the conversation of one call (``client.get_bot_conversation`` with the
 #: iteration's counters).
@@ -107,40 +104,27 @@ def turn_rows(item: CallConversation) -> list[dict[str, Any]]:
     return rows
 
 
-
-class ConversationIterator:
+class ConversationIterator(IteratorBase[CallConversation]):
     """``async for item in client.iter_conversations(...)``: a `CallConversation` per call.
 
     Every call the filter selects comes once, in the order its conversation arrives (not the
     server's order). Use it as ``async with`` (or call `aclose`) so that stopping early
-    cancels the requests in flight.
+    cancels the requests in flight. In `stats`, ``yielded`` counts the calls read so far (a
+    few more than the conversations handed out).
 
     .. versionadded:: Unreleased
     """
 
     def __init__(self, calls: CallPageIterator, fetch: FetchConversation, *, concurrency: int):
+        super().__init__(calls)
         self._calls = calls
         self._fetch = fetch
         self._items: AsyncGenerator[CallConversation, None] = fan_out(
             calls, self._conversation_of, width=concurrency
         )
 
-    @property
-    def total(self) -> int | None:
-        """The number of calls (``countAll``; ``None`` before the first step)."""
-        return self._calls.total
-
-    @property
-    def stats(self) -> IterationStats:
-        """Live counters: ``requests`` counts the conversations' requests too; ``yielded``
-        the calls read so far (a few more than the conversations handed out)."""
-        return self._calls.stats
-
     async def _conversation_of(self, call: CallRecord) -> CallConversation:
         return await conversation_of(self._fetch, call)
-
-    def __aiter__(self: _Self) -> _Self:
-        return self
 
     async def __anext__(self) -> CallConversation:
         """The next call and its conversation.
@@ -156,14 +140,3 @@ class ConversationIterator:
         """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
         await self._items.aclose()
         await self._calls.aclose()
-
-    async def __aenter__(self: _Self) -> _Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
@@ -47,7 +48,7 @@ from ._reconcile import Reconciler
 from ._stats import IterationStats
 from ._windows import Checkpoint
 
-__all__ = ["CallIterator", "CallPageIterator", "Iteration", "OpenIteration"]
+__all__ = ["CallIterator", "CallPageIterator", "Iteration", "IteratorBase", "OpenIteration"]
 
 
 class Iteration:
@@ -276,35 +277,50 @@ class OpenIteration(Protocol):
 
 
 _T = TypeVar("_T")
-_Self = TypeVar("_Self", bound="_Iterator[Any]")
+_Self = TypeVar("_Self", bound="IteratorBase[Any]")
 
 
-class _Iterator(Generic[_T]):
-    """What both public iterators share: the iteration, live `total` and `stats`, `aclose`."""
+class _Counts(Protocol):
+    """What reports an iteration's progress: an `Iteration`, or an iterator over one."""
 
-    def __init__(self, iteration: Iteration):
-        self._iteration = iteration
+    @property
+    def total(self) -> int | None: ...
+
+    @property
+    def stats(self) -> IterationStats: ...
+
+
+class IteratorBase(ABC, Generic[_T]):
+    """What every public iterator over the calls shares: live `total` and `stats` (those of
+    the calls' iteration), ``async for``, and `aclose` on leaving ``async with``.
+
+    Subclasses give `__anext__` and `aclose`.
+    """
+
+    def __init__(self, counts: _Counts):
+        self._counts = counts
 
     @property
     def total(self) -> int | None:
         """The count from ``countAll`` (``None`` before the first step); with time windows,
         the sum of the counts of the windows begun so far."""
-        return self._iteration.total
+        return self._counts.total
 
     @property
     def stats(self) -> IterationStats:
-        """Live counters of this iteration."""
-        return self._iteration.stats
+        """Live counters of the calls' iteration (``requests`` counts every request made
+        for it, those for conversations or recordings too)."""
+        return self._counts.stats
 
     def __aiter__(self: _Self) -> _Self:
         return self
 
-    async def __anext__(self) -> _T:
-        raise NotImplementedError
+    @abstractmethod
+    async def __anext__(self) -> _T: ...
 
+    @abstractmethod
     async def aclose(self) -> None:
         """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
-        await self._iteration.aclose()
 
     async def __aenter__(self: _Self) -> _Self:
         return self
@@ -316,6 +332,18 @@ class _Iterator(Generic[_T]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class _Iterator(IteratorBase[_T]):
+    """What both iterators of one iteration share: the iteration, and closing it."""
+
+    def __init__(self, iteration: Iteration):
+        super().__init__(iteration)
+        self._iteration = iteration
+
+    async def aclose(self) -> None:
+        """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
+        await self._iteration.aclose()
 
 
 class CallIterator(_Iterator[CallRecord]):

@@ -27,8 +27,7 @@ import mimetypes
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Final, Protocol, TypeVar, cast
+from typing import BinaryIO, Final, Protocol, cast
 from urllib.parse import quote
 
 import attrs
@@ -39,10 +38,9 @@ from ._dialects import Dialect
 from ._errors import CallError, ResponseFormatError, VBotError
 from ._fanout import fan_out
 from ._files import fsync_directory
-from ._iteration import CallPageIterator
+from ._iteration import CallPageIterator, IteratorBase
 from ._models import CallRecord
 from ._redact import redact
-from ._stats import IterationStats
 
 __all__ = [
     "DEFAULT_MAX_RECORDING_BYTES",
@@ -83,8 +81,6 @@ _EXTENSIONS: Final = {
     "audio/amr": ".amr",
     "application/octet-stream": ".bin",
 }
-
-_Self = TypeVar("_Self", bound="RecordingDownload")
 
 
 @attrs.frozen
@@ -380,7 +376,7 @@ class _Manifest:
         return orjson.dumps(entry.to_dict()) + b"\n"
 
 
-class RecordingDownload:
+class RecordingDownload(IteratorBase[Recording]):
     """``async for recording in client.download_recordings(directory, ...)``: one
     `Recording` per call the filter selects, each once, as its download ends.
 
@@ -401,6 +397,7 @@ class RecordingDownload:
         concurrency: int,
         max_bytes: int,
     ):
+        super().__init__(calls)
         self._calls = calls
         self._fetch = fetch
         self._directory = directory
@@ -413,19 +410,6 @@ class RecordingDownload:
     def directory(self) -> Path:
         """Where the recordings and the manifest are written."""
         return self._directory
-
-    @property
-    def total(self) -> int | None:
-        """The number of calls (``countAll``; ``None`` before the first step)."""
-        return self._calls.total
-
-    @property
-    def stats(self) -> IterationStats:
-        """Live counters of the calls' iteration (``requests`` counts the recordings' too)."""
-        return self._calls.stats
-
-    def __aiter__(self: _Self) -> _Self:
-        return self
 
     async def __anext__(self) -> Recording:
         """The next call's recording (or why it has none), once its entry is in the manifest.
@@ -489,14 +473,3 @@ class RecordingDownload:
             await self._items.aclose()
         await self._calls.aclose()
         await asyncio.to_thread(self._manifest.close)
-
-    async def __aenter__(self: _Self) -> _Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -92,6 +92,24 @@ _encode_row = row_encoder({"timestamp": epoch_to_datetime, "json": plain_json})
 _NAMES = tuple(column.name for column in CALL_COLUMNS)
 
 
+def _cursor(first: dt.datetime, lookback: dt.timedelta) -> dlt.sources.incremental[dt.datetime]:
+    """A resource's ``create_at`` cursor: ``first`` on its first run, then the largest
+    ``create_at`` it loaded, read again from ``lookback`` before it (dlt's ``lag``)."""
+    return dlt.sources.incremental("create_at", initial_value=first, lag=lookback.total_seconds())
+
+
+def _read_since(
+    call_filter: CallFilter,
+    created: dlt.sources.incremental[dt.datetime],
+    settle: dt.timedelta,
+) -> CallFilter:
+    """The calls a run reads: from the cursor's start to ``settle`` before now."""
+    start = created.start_value
+    assert start is not None  # the initial value, or the last run's cursor less the lag
+    upper = dt.datetime.now(dt.timezone.utc) - settle
+    return attrs.evolve(call_filter, start_date=start, end_date=upper)
+
+
 def _first_start(start_date: object) -> dt.datetime:
     """``start_date`` as the cursor's initial value, checked when the source is built.
 
@@ -177,16 +195,9 @@ def vbot_source(
     )
     async def calls(
         # dlt's idiom: the default declares the cursor, and dlt passes in its state.
-        created: dlt.sources.incremental[dt.datetime] = dlt.sources.incremental(  # noqa: B008
-            "create_at",
-            initial_value=first,
-            lag=lookback.total_seconds(),  # noqa: B008
-        ),
+        created: dlt.sources.incremental[dt.datetime] = _cursor(first, lookback),  # noqa: B008
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        start = created.start_value
-        assert start is not None  # the initial value, or the last run's cursor less the lag
-        upper = dt.datetime.now(dt.timezone.utc) - settle
-        read = attrs.evolve(call_filter, start_date=start, end_date=upper)
+        read = _read_since(call_filter, created, settle)
         async with open_client() as client:
             async for page in client.iter_call_pages(read, window=window):
                 rows = [dict(zip(_NAMES, _encode_row(record), strict=True)) for record in page]
@@ -206,16 +217,9 @@ def vbot_source(
     async def conversations_read(
         # A cursor of its own: enabled after calls were loaded, it starts at start_date and
         # fetches the conversations of those calls too.
-        created: dlt.sources.incremental[dt.datetime] = dlt.sources.incremental(  # noqa: B008
-            "create_at",
-            initial_value=first,
-            lag=lookback.total_seconds(),  # noqa: B008
-        ),
+        created: dlt.sources.incremental[dt.datetime] = _cursor(first, lookback),  # noqa: B008
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        start = created.start_value
-        assert start is not None  # the initial value, or the last run's cursor less the lag
-        upper = dt.datetime.now(dt.timezone.utc) - settle
-        read = attrs.evolve(call_filter, start_date=start, end_date=upper)
+        read = _read_since(call_filter, created, settle)
         async with open_client() as client, client.iter_conversations(read, window=window) as items:
             rows: list[dict[str, Any]] = []
             async for item in items:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import functools
-import sys
 import time
-from pathlib import Path
 
 from .._recordings import MANIFEST
-from ._export import left_behind_by, record_file
+from ._export import open_export
 from ._options import ConversationsOptions, RecordingsOptions
-from ._outputs import ExportFile, choose_format, export_file, stream_output
-from ._progress import progress_bar, progress_lines, reporting, show_step
+from ._outputs import choose_format
+from ._progress import progress, reporting
 from ._settings import open_client
 from ._status import Context, UsageError
 from ._turns import TURN_ROWS, turn_rows
@@ -50,34 +47,23 @@ async def run_conversations(options: ConversationsOptions, context: Context) -> 
         except ValueError as exc:  # a filter the dialect lacks, a --window too short
             raise UsageError(str(exc)) from None
         summary.stats = items.stats
-        result = ExportFile(Path(output.out or "-"))
         with contextlib.ExitStack() as stack:
-            left_behind = functools.partial(left_behind_by, result)
-            stack.enter_context(
-                reporting("conversations", context, str(result.target), left_behind=left_behind)
+            writer = open_export(
+                stack, "conversations", context, output.out, out_format, rows=TURN_ROWS
             )
-            stack.callback(record_file, summary, result)
-            writer = stack.enter_context(
-                export_file(result.target, out_format, result, rows=TURN_ROWS)
-                if output.out not in (None, "-")
-                else stream_output(sys.stdout.buffer, out_format, rows=TURN_ROWS)
-            )
-            bar = stack.enter_context(progress_bar("conversations", quiet=output.quiet))
-            async with progress_lines(context, quiet=output.quiet), items:
+            async with progress(
+                "conversations",
+                context,
+                items,
+                quiet=output.quiet,
+                windowed=options.window is not None,
+            ) as shown:
                 async for item in items:
-                    show_step(
-                        bar,
-                        "conversations",
-                        summary,
-                        stats=items.stats,
-                        total=items.total,
-                        windowed=options.window is not None,
-                    )
+                    shown.step()
                     rows = turn_rows(item)
                     writer.write(rows)
                     turns += sum(1 for row in rows if row["turn"] is not None)
-                    summary.records += 1
-                    bar.update(1)
+                    shown.advance(1)
     if not output.quiet:
         elapsed = time.monotonic() - started
         context.log.say(
@@ -119,23 +105,20 @@ async def run_recordings(options: RecordingsOptions, context: Context) -> int:
                     ),
                 )
             )
-            bar = stack.enter_context(progress_bar("recordings", quiet=options.quiet))
-            async with progress_lines(context, quiet=options.quiet), download:
+            async with progress(
+                "recordings",
+                context,
+                download,
+                quiet=options.quiet,
+                windowed=options.window is not None,
+            ) as shown:
                 async for recording in download:
-                    show_step(
-                        bar,
-                        "recordings",
-                        summary,
-                        stats=download.stats,
-                        total=download.total,
-                        windowed=options.window is not None,
-                    )
+                    shown.step()
                     if recording.reason is not None:
                         outcomes[recording.reason] += 1
                     else:
                         outcomes["already there" if recording.reused else "downloaded"] += 1
-                    summary.records += 1
-                    bar.update(1)
+                    shown.advance(1)
         summary.files.append(str(directory / MANIFEST))
     if not options.quiet:
         elapsed = time.monotonic() - started

@@ -10,13 +10,22 @@ import time
 from pathlib import Path
 
 from ._options import ExportOptions
-from ._outputs import ExportFile, choose_format, export_file, shown_zone, stream_output
-from ._progress import progress_bar, progress_lines, reporting, show_step
+from ._outputs import (
+    ExportFile,
+    Output,
+    OutputFormat,
+    Rows,
+    choose_format,
+    export_file,
+    shown_zone,
+    stream_output,
+)
+from ._progress import progress, reporting
 from ._runlog import RunSummary
 from ._settings import open_client
 from ._status import Context, UsageError
 
-__all__ = ["left_behind_by", "record_file", "run_export"]
+__all__ = ["open_export", "run_export"]
 
 
 async def run_export(options: ExportOptions, context: Context) -> int:
@@ -38,35 +47,20 @@ async def run_export(options: ExportOptions, context: Context) -> int:
         except ValueError as exc:  # a --window shorter than --time-unit
             raise UsageError(str(exc)) from None
         summary.stats = pages.stats
-        to_file = output.out not in (None, "-")
-        result = ExportFile(Path(output.out or "-"))
         with contextlib.ExitStack() as stack:
-            left_behind = functools.partial(left_behind_by, result)
-            stack.enter_context(
-                reporting("export", context, str(result.target), left_behind=left_behind)
-            )
-            # Runs once the file is closed, renamed or kept as partial, whatever the outcome.
-            stack.callback(record_file, summary, result)
-            writer = stack.enter_context(
-                export_file(result.target, out_format, result)
-                if to_file
-                else stream_output(sys.stdout.buffer, out_format)
-            )
-            bar = stack.enter_context(progress_bar("export", quiet=output.quiet))
-            async with progress_lines(context, quiet=output.quiet), pages:
+            writer = open_export(stack, "export", context, output.out, out_format)
+            async with progress(
+                "export",
+                context,
+                pages,
+                quiet=output.quiet,
+                windowed=options.window is not None,
+                limit=options.limit,
+            ) as shown:
                 async for page in pages:
-                    show_step(
-                        bar,
-                        "export",
-                        summary,
-                        stats=pages.stats,
-                        total=pages.total,
-                        windowed=options.window is not None,
-                        limit=options.limit,
-                    )
+                    shown.step()
                     writer.write(page)
-                    summary.records += len(page)
-                    bar.update(len(page))
+                    shown.advance(len(page))
     if not output.quiet:
         elapsed = time.monotonic() - started
         context.log.say(
@@ -76,7 +70,37 @@ async def run_export(options: ExportOptions, context: Context) -> int:
     return 0
 
 
-def left_behind_by(result: ExportFile) -> str:
+def open_export(
+    stack: contextlib.ExitStack,
+    command: str,
+    context: Context,
+    out: str | None,
+    out_format: OutputFormat,
+    *,
+    rows: Rows | None = None,
+) -> Output:
+    """Open in ``stack`` what an export-like ``command`` writes: the file ``out``, replaced
+    only once complete (`export_file`), or standard output for ``None`` or ``-``.
+
+    Also entered: the command's one-line message for a failure or a signal (`reporting`),
+    and, once the output is closed, the file named in the run summary.
+
+    Returns:
+        The output, for the calls (or ``rows``).
+    """
+    result = ExportFile(Path(out or "-"))
+    left_behind = functools.partial(_left_behind_by, result)
+    stack.enter_context(reporting(command, context, str(result.target), left_behind=left_behind))
+    # Runs once the file is closed, renamed or kept as partial, whatever the outcome.
+    stack.callback(_record_file, context.summary, result)
+    return stack.enter_context(
+        export_file(result.target, out_format, result, rows=rows)
+        if out not in (None, "-")
+        else stream_output(sys.stdout.buffer, out_format, rows=rows)
+    )
+
+
+def _left_behind_by(result: ExportFile) -> str:
     """What an export that did not complete leaves, for its message."""
     if result.target == Path("-"):
         return "standard output holds them, whole lines only"
@@ -86,7 +110,7 @@ def left_behind_by(result: ExportFile) -> str:
     return f"{kept}; {result.target} was not touched"
 
 
-def record_file(summary: RunSummary, result: ExportFile) -> None:
+def _record_file(summary: RunSummary, result: ExportFile) -> None:
     """Name in ``summary`` the file an export completed, or the partial file it kept."""
     if result.complete:
         summary.files.append(str(result.target))

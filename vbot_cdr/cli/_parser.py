@@ -81,6 +81,12 @@ class BadOptions(SystemExit):
 #: option the parser does not know lands in COMMAND (``vbot-cdr --token SECRET count``).
 _BAD_CHOICE: Final = re.compile(r"invalid choice: .*?(?= \(choose from |$)", re.DOTALL)
 
+#: The forms of a database URL (``sync --to``, ``listen --to``), for the help.
+_DATABASE_URLS: Final = (
+    "postgresql://USER@HOST/DB, duckdb:///PATH, sqlite:///PATH, or a path ending in "
+    ".duckdb, .db or .sqlite"
+)
+
 
 def _did_you_mean(given: str, known: Sequence[str]) -> str:
     """`` (did you mean X?)`` for the known name closest to ``given``, or nothing."""
@@ -542,8 +548,7 @@ def _add_listen(listen: argparse.ArgumentParser) -> None:
         "--to",
         required=True,
         metavar="URL",
-        help="the database, as for sync --to: postgresql://USER@HOST/DB, duckdb:///PATH, "
-        "sqlite:///PATH, or a path ending in .duckdb, .db or .sqlite (required)",
+        help=f"the database, as for sync --to: {_DATABASE_URLS} (required)",
     )
     group.add_argument(
         "--table", default="vbot_calls", help="the table of calls (default: vbot_calls)"
@@ -615,9 +620,7 @@ def _add_sync_options(sync: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=(
             "load into a database table instead of --out, each call exactly once, the state "
-            "kept in the same database: postgresql://USER@HOST/DB, duckdb:///PATH, "
-            "sqlite:///PATH, or a path ending in .duckdb, .db or .sqlite; this or --state "
-            "(required)"
+            f"kept in the same database: {_DATABASE_URLS}; this or --state (required)"
         ),
     )
     group.add_argument(

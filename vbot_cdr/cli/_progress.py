@@ -10,14 +10,23 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import attrs
 from tqdm import tqdm
 
 from .._errors import VBotError
+from .._iteration import IteratorBase
 from .._stats import IterationStats
 from ._runlog import RunSummary, progress_interval
 from ._status import CommandError, Context, Interrupted, stop_name
 
-__all__ = ["progress_bar", "progress_lines", "reporting", "show_step", "show_windows"]
+__all__ = [
+    "Progress",
+    "progress",
+    "progress_bar",
+    "progress_lines",
+    "reporting",
+    "show_windows",
+]
 
 
 def progress_bar(label: str, *, quiet: bool) -> tqdm[Any]:
@@ -38,23 +47,49 @@ def show_windows(bar: tqdm[Any], label: str, stats: IterationStats) -> None:
     bar.set_description_str(f"{label} window {current}/{stats.windows}", refresh=False)
 
 
-def show_step(
-    bar: tqdm[Any],
+@attrs.define
+class Progress:
+    """The progress of one command's iteration (`progress`): call `step` before handling an
+    item, `advance` once its calls are written."""
+
+    _bar: tqdm[Any]
+    _label: str
+    _summary: RunSummary
+    _items: IteratorBase[Any]
+    _windowed: bool
+    _limit: int | None
+
+    def step(self) -> None:
+        """Before a step's calls are counted: with time windows, name the window being read
+        (`show_windows`); without, once ``countAll`` is known, set the calls the run expects,
+        in the summary and the bar (at most the limit)."""
+        if self._windowed:
+            show_windows(self._bar, self._label, self._items.stats)
+        elif self._summary.expected is None and (total := self._items.total) is not None:
+            expected = total if self._limit is None else min(total, self._limit)
+            self._summary.expected = self._bar.total = expected
+
+    def advance(self, calls: int) -> None:
+        """Count ``calls`` more calls written, in the summary and the bar."""
+        self._summary.records += calls
+        self._bar.update(calls)
+
+
+@contextlib.asynccontextmanager
+async def progress(
     label: str,
-    summary: RunSummary,
+    context: Context,
+    items: IteratorBase[Any],
     *,
-    stats: IterationStats,
-    total: int | None,
+    quiet: bool,
     windowed: bool,
     limit: int | None = None,
-) -> None:
-    """Before a step's calls are counted in ``bar``: with time windows, name the window
-    being read (`show_windows`); without, once ``countAll`` is known (``total``), set the
-    calls the run expects, in ``summary`` and ``bar`` (at most ``limit``)."""
-    if windowed:
-        show_windows(bar, label, stats)
-    elif summary.expected is None and total is not None:
-        summary.expected = bar.total = total if limit is None else min(total, limit)
+) -> AsyncIterator[Progress]:
+    """Show how far ``items`` got while the block runs: the bar (`progress_bar`), the log's
+    progress lines (`progress_lines`); ``items`` is closed when the block ends."""
+    with progress_bar(label, quiet=quiet) as bar:
+        async with progress_lines(context, quiet=quiet), items:
+            yield Progress(bar, label, context.summary, items, windowed, limit)
 
 
 @contextlib.asynccontextmanager
