@@ -83,7 +83,9 @@ def _pick(turn: dict[str, Any], keys: Sequence[str]) -> Any:
 
 
 def turn_rows(item: CallConversation) -> list[dict[str, Any]]:
-    """The rows of one call: one per turn, or one without a turn (see the module)."""
+    """The rows of one call, as ``vbot-cdr conversations`` writes them: one per turn
+    (``turn`` from 1), or, for a call without a conversation or with no turns, one whose
+    ``turn``, ``role`` and ``content`` are ``None``."""
     created = item.call.created
     call = {
         "trans_id": item.trans_id,
