@@ -150,3 +150,41 @@ async def test_recordings_refuse_what_is_not_audio(
     assert "run it again to resume" in message
     assert names(out, "*.partial") == []
     assert names(out) == ["manifest.jsonl"]
+
+
+async def test_conversations_as_xlsx(server: FakeVBotServer, tmp_path: Path) -> None:
+    """xlsx holds the same rows on a sheet ``turns`` with a header and an autofilter, text
+    as text and create_at an Excel datetime in --tz."""
+    import datetime as dt
+    import zoneinfo
+
+    import openpyxl
+
+    out = tmp_path / "turns.xlsx"
+    arguments = ("--campaign-code", "CMP_NHACNO_T11", "--tz", "Asia/Ho_Chi_Minh", "-q")
+    assert await run("conversations", "--out", str(out), *arguments) == 0
+    book = openpyxl.load_workbook(out)
+    assert book.sheetnames == ["turns"]
+    sheet = book["turns"]
+    header = [cell.value for cell in sheet[1]]
+    assert header == ["trans_id", "turn", "role", "content", "create_at"]
+    assert sheet.cell(1, 1).font.bold
+    assert sheet.auto_filter.ref == f"A1:E{sheet.max_row}"
+    rows = list(sheet.iter_rows(2, values_only=True))
+    selected = {r["trans_id"]: r for r in server.records if r["campaign_code"] == "CMP_NHACNO_T11"}
+    assert selected
+    assert Counter(row[0] for row in rows) == {
+        trans_id: max(1, len(turns_of(server, record))) for trans_id, record in selected.items()
+    }
+    zone = zoneinfo.ZoneInfo("Asia/Ho_Chi_Minh")
+    for trans_id, turn, role, content, create_at in rows:
+        record = selected[trans_id]
+        local = dt.datetime.fromtimestamp(record["create_at"], zone).replace(tzinfo=None)
+        assert create_at == local
+        if turn is not None:
+            spoken = turns_of(server, record)[turn - 1]
+            assert (role, content) == (spoken["speaker"], spoken["text"])
+    first = sheet.cell(2, 1)
+    assert first.data_type == "s"
+    assert sheet.cell(2, 5).is_date
+    assert names(tmp_path) == ["turns.xlsx"]

@@ -69,12 +69,14 @@ __all__ = [
     "OutputError",
     "OutputFormat",
     "Rows",
+    "XlsxSheet",
     "append_file",
     "append_output",
     "choose_format",
     "drop_torn_tail",
     "export_file",
     "make_durable",
+    "naive_time",
     "shown_zone",
     "stream_output",
 ]
@@ -305,13 +307,36 @@ class _LineOutput:
 
 
 @attrs.frozen
+class XlsxSheet:
+    """What an xlsx export holds: sheets titled ``title`` (``title 2`` and on past Excel's
+    limit), of ``columns`` (name and kind, which says how a cell is written), each row the
+    values ``row_values(tz)`` gives for a row (times as naive datetimes in ``tz``)."""
+
+    title: str
+    columns: tuple[tuple[str, Kind], ...]
+    row_values: Callable[[dt.tzinfo], Callable[[Any], Sequence[Any]]]
+
+
+def _call_values(tz: dt.tzinfo) -> Callable[[Any], Sequence[Any]]:
+    return row_encoder({"timestamp": functools.partial(naive_time, tz=tz), "json": json_text})
+
+
+#: The sheet of a calls export: `CSV_COLUMNS`.
+_CALL_SHEET: Final = XlsxSheet(
+    "calls", tuple((column.name, column.kind) for column in CALL_COLUMNS), _call_values
+)
+
+
+@attrs.frozen
 class Rows:
     """How rows other than calls are written: ``encoder`` makes the line-based formats'
-    encoder; ``arrow_schema`` and ``arrow_rows`` give Parquet its schema and rows."""
+    encoder; ``arrow_schema`` and ``arrow_rows`` give Parquet its schema and rows; ``xlsx``
+    the workbook's sheet (``None``: no xlsx for these rows)."""
 
     encoder: Callable[[OutputFormat], Encoder]
     arrow_schema: Callable[[], pyarrow.Schema]
     arrow_rows: Callable[[Sequence[Any]], Iterable[dict[str, Any]]]
+    xlsx: XlsxSheet | None = None
 
 
 class _ParquetOutput:
@@ -352,19 +377,26 @@ _XLSX_MAX_TEXT: Final = 32_767
 
 
 class _XlsxOutput:
-    """An Excel workbook: `CSV_COLUMNS` on a sheet ``calls`` with a header row and an
-    autofilter, written by XlsxWriter in its constant-memory mode (each row is flushed to a
-    temporary file as soon as the next starts, so memory stays flat whatever the count).
+    """An Excel workbook: the columns of ``sheet`` (by default `CSV_COLUMNS` on a sheet
+    ``calls``) with a header row and an autofilter, written by XlsxWriter in its
+    constant-memory mode (each row is flushed to a temporary file as soon as the next
+    starts, so memory stays flat whatever the count).
 
     Text (phone numbers and codes with their leading zeros) is written as text, never read
     as a number or a formula; times as Excel datetimes in ``tz`` (Excel has no zones);
     ``json`` columns as JSON text. Calls beyond a sheet's ``max_rows`` (`XLSX_MAX_ROWS`,
     Excel's limit, the header included) go on to a sheet ``calls 2``, and so on: nothing is
-    cut off.
+    cut off; the rows of another ``sheet`` likewise.
     """
 
     def __init__(
-        self, stream: IO[bytes], name: str, tz: dt.tzinfo, *, max_rows: int = XLSX_MAX_ROWS
+        self,
+        stream: IO[bytes],
+        name: str,
+        tz: dt.tzinfo,
+        *,
+        max_rows: int = XLSX_MAX_ROWS,
+        sheet: XlsxSheet = _CALL_SHEET,
     ):
         import xlsxwriter
 
@@ -380,9 +412,8 @@ class _XlsxOutput:
         self._header = self._book.add_format({"bold": True})
         self._text = self._book.add_format({"num_format": "@"})
         self._time = self._book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
-        self._encode = row_encoder(
-            {"timestamp": functools.partial(_naive_time, tz=tz), "json": json_text}
-        )
+        self._spec = sheet
+        self._encode = sheet.row_values(tz)
         self._max_rows = max_rows
         self._sheets = 0
         self._row = max_rows  # a sheet is added with the first call
@@ -397,26 +428,28 @@ class _XlsxOutput:
             "timestamp": (sheet.write_datetime, self._time),
             "json": (sheet.write_string, self._text),
         }
-        return [by_kind[column.kind] for column in CALL_COLUMNS]
+        return [by_kind[kind] for _, kind in self._spec.columns]
 
     def _next_sheet(self) -> None:
         self._close_sheet()
         self._sheets += 1
-        title = "calls" if self._sheets == 1 else f"calls {self._sheets}"
+        title = self._spec.title
+        if self._sheets > 1:
+            title = f"{title} {self._sheets}"
         self._sheet = self._book.add_worksheet(title)
         self._sheet.freeze_panes(1, 0)
-        for index, column in enumerate(CALL_COLUMNS):
-            self._sheet.write_string(0, index, column.name, self._header)
-            width = 20 if column.kind == "timestamp" else max(12, len(column.name) + 2)
+        for index, (column, kind) in enumerate(self._spec.columns):
+            self._sheet.write_string(0, index, column, self._header)
+            width = 20 if kind == "timestamp" else max(12, len(column) + 2)
             self._sheet.set_column(index, index, width)
         self._writers = self._cell_writers(self._sheet)
         self._row = 1
 
     def _close_sheet(self) -> None:
         if self._sheets:
-            self._sheet.autofilter(0, 0, self._row - 1, len(CALL_COLUMNS) - 1)
+            self._sheet.autofilter(0, 0, self._row - 1, len(self._spec.columns) - 1)
 
-    def write(self, records: Sequence[CallRecord]) -> None:
+    def write(self, records: Sequence[Any]) -> None:
         for record in records:
             if self._row >= self._max_rows:
                 self._next_sheet()
@@ -428,8 +461,8 @@ class _XlsxOutput:
                 if write(row, index, value, cell_format) == -2:  # a string beyond a cell
                     raise OSError(
                         errno.EFBIG,
-                        f"a {CSV_COLUMNS[index]} of {len(value)} characters does not fit an "
-                        f"Excel cell ({_XLSX_MAX_TEXT} at most)",
+                        f"a {self._spec.columns[index][0]} of {len(value)} characters does "
+                        f"not fit an Excel cell ({_XLSX_MAX_TEXT} at most)",
                     )
             self._row += 1
 
@@ -440,7 +473,9 @@ class _XlsxOutput:
         self._book.close()
 
 
-def _naive_time(value: int | None, tz: dt.tzinfo) -> dt.datetime | None:
+def naive_time(value: int | None, tz: dt.tzinfo) -> dt.datetime | None:
+    """The epoch ``value`` as a naive datetime in ``tz``, as Excel (which has no zones)
+    takes it; ``None`` stays ``None``."""
     moment = epoch_to_datetime(value, tz)
     return None if moment is None else moment.replace(tzinfo=None)
 
@@ -491,9 +526,11 @@ def _file_writer(
     if output_format.name == "parquet":
         return _ParquetOutput(stream, name, output_format.parquet_row_group, rows)
     if output_format.name == "xlsx":
-        if rows is not None:
+        if rows is None:
+            return _XlsxOutput(stream, name, output_format.tz)
+        if rows.xlsx is None:
             raise OutputError("xlsx holds calls only: pass --format jsonl, csv or parquet")
-        return _XlsxOutput(stream, name, output_format.tz)
+        return _XlsxOutput(stream, name, output_format.tz, sheet=rows.xlsx)
     encoder = _encoder(output_format) if rows is None else rows.encoder(output_format)
     if output_format.gzip:
         # mtime=0: the same calls give the same bytes.

@@ -446,8 +446,8 @@ def build_parser() -> Parser:
         help="write the bot conversation of every matching call, one row per turn",
         description=(
             "Write the bot conversation of every call matching the filters, one row per turn "
-            "(trans_id, turn, role, content, create_at, created), to JSON Lines, CSV or "
-            "Parquet; a "
+            "(trans_id, turn, role, content, create_at, created), to JSON Lines, CSV, "
+            "Parquet or xlsx (a sheet 'turns', create_at an Excel datetime in --tz); a "
             "call without a conversation is one row with no turn. Each call once, "
             "--concurrency conversations asked at a time. A file is replaced only once "
             "complete, as export does."
