@@ -31,6 +31,8 @@ from tests._cli import (  # noqa: F401 - clean_environment is an autouse fixture
 )
 from tests._sync_worker import START
 from vbot_cdr import (
+    APIError,
+    CallError,
     CallFilter,
     DatabaseError,
     DatabaseSync,
@@ -48,7 +50,7 @@ from vbot_cdr._sinks._backends import _SQLite
 from vbot_cdr._sinks._columns import RECORD_COLUMNS
 from vbot_cdr._sync import SyncState
 from vbot_cdr._table import CALL_COLUMNS
-from vbot_cdr.testing import FakeVBotServer, make_conversation
+from vbot_cdr.testing import FakeVBotServer, Fault, make_conversation
 from vbot_cdr.testing._data import RecordGenerator
 
 SPACING = 37  # seconds between generated records
@@ -765,6 +767,42 @@ async def test_turn_rows_hold_role_content_and_the_calls_time_and_follow_a_short
     expected = orjson.loads(make_conversation(shorter))
     assert done.turns == len(expected) < len(turns)
     assert turn_keys(database) == [(record["trans_id"], n) for n in range(1, len(expected) + 1)]
+
+
+async def test_turns_stop_at_a_call_whose_conversation_fails_and_resume_exactly_once(
+    database: str, make_client: Callable[..., VBotClient]
+) -> None:
+    """One call's conversation answers 500 every time: the load ends in a `CallError` naming
+    it, after the retries; the window before it stays committed and nothing of its own
+    window is. Once the fault is cleared, a re-run loads the rest, each call's turns once,
+    and does not ask again for the conversations already loaded."""
+    created = [START + 60, START + 120, START + WINDOW + 600, START + WINDOW + 900]
+    created += [START + 2 * WINDOW + 600, START + 2 * WINDOW + 900]
+    records = calls_at("F", created, disposition="ANSWERED")
+    broken = records[3]["trans_id"]
+    now = START + 3 * WINDOW + 2 * SETTLE
+    async with FakeVBotServer(records=records) as server:
+        server.fail_conversation(broken, Fault(status=500))
+        with pytest.raises(CallError) as raised:
+            await load_turns(make_client(server, clock=Clock(now)), database)
+        assert raised.value.trans_id == broken
+        assert isinstance(raised.value.error, APIError)
+        assert broken in str(raised.value)
+        asked = [r.params.get("trans_id") for r in server.requests]
+        assert asked.count(broken) > 1  # the 5xx was retried before giving up
+        first_window = expected_rows(server, START + WINDOW)
+        assert first_window
+        assert set(turn_keys(database)) == first_window
+
+        server.fail_conversation(broken, None)
+        server.reset_counters()
+        done = await load_turns(make_client(server, clock=Clock(now)), database)
+        assert done.calls == 4
+        keys = turn_keys(database)
+        assert len(keys) == len(set(keys))
+        assert set(keys) == expected_rows(server, now)
+        again = [r.params.get("trans_id") for r in server.requests]
+        assert sorted(t for t in again if t) == sorted(r["trans_id"] for r in records[2:])
 
 
 async def test_cli_sync_with_conversations_backfills_once(

@@ -667,6 +667,7 @@ class FakeVBotServer:
         self._stopping = asyncio.Event()
         self._faults: dict[str, list[Fault]] = {}
         self._page_faults: dict[int, list[Fault]] = {}
+        self._conversation_faults: dict[str, Fault] = {}
         self._inserts: list[tuple[int, list[dict[str, Any]]]] = []
         self._arrivals: Counter[str] = Counter()
         self._waiters: list[tuple[str | None, int, asyncio.Future[None]]] = []
@@ -788,6 +789,14 @@ class FakeVBotServer:
         else:
             self._faults.setdefault(endpoint, []).extend(faults)
 
+    def fail_conversation(self, trans_id: str, fault: Fault | None) -> None:
+        """Serve ``fault`` to every ``getBotConversation`` of ``trans_id``, however often it is
+        asked, until called again with ``None`` (a call whose conversation cannot be had)."""
+        if fault is None:
+            self._conversation_faults.pop(trans_id, None)
+        else:
+            self._conversation_faults[trans_id] = fault
+
     def count(self, endpoint: str) -> int:
         """How many requests of ``endpoint`` arrived since the last `reset_counters`."""
         return self._arrivals[endpoint]
@@ -866,6 +875,10 @@ class FakeVBotServer:
     def _choose_fault(self, endpoint: str, params: Mapping[str, str]) -> Fault | None:
         if self.max_in_flight is not None and self.in_flight > self.max_in_flight:
             return Fault(status=429, message="Quá nhiều yêu cầu")
+        if endpoint == GET_BOT_CONVERSATION:
+            broken = self._conversation_faults.get(params.get("trans_id", ""))
+            if broken is not None:
+                return broken
         page = params.get("page", "")
         if endpoint == GET_ALL and page.lstrip("-").isdigit():
             queue = self._page_faults.get(int(page))
