@@ -116,6 +116,11 @@ class Database(abc.ABC):
         """Run one statement in the open transaction; its rows (empty if none)."""
 
     @abc.abstractmethod
+    def execute_many(self, sql: str, parameters: Sequence[Sequence[Any]]) -> None:
+        """Run one statement per item of ``parameters`` (at least one) in the open
+        transaction, in one call of the driver's bulk path."""
+
+    @abc.abstractmethod
     def existing_columns(self) -> dict[str, str]:
         """The calls table's columns as the database has them: name → type."""
 
@@ -257,7 +262,7 @@ class Database(abc.ABC):
         self, columns: Sequence[Column], key: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
         """Upsert ``rows`` (the driver's values of ``columns``, a time as its epoch) by
-        ``key`` into the open transaction, one statement per row; nothing is committed.
+        ``key`` into the open transaction, in one `execute_many`; nothing is committed.
 
         Raises:
             DatabaseError: The database refused.
@@ -278,19 +283,22 @@ class Database(abc.ABC):
             # WHERE: so that SQLite does not read ON CONFLICT as a join's ON.
             f"WHERE true ON CONFLICT ({primary}) DO UPDATE SET {updates}"
         )
+        if not rows:
+            return
         with self.lock, self.failing_as("load rows into"):
-            for row in rows:
-                self.execute(sql, row)
+            self.execute_many(sql, rows)
 
-    def delete_where(self, condition: str, parameters: Sequence[Any]) -> None:
-        """Delete the rows of the table that match ``condition`` (SQL with `mark`s for
-        ``parameters``) in the open transaction.
+    def delete_where(self, condition: str, parameters: Sequence[Sequence[Any]]) -> None:
+        """Delete the rows of the table that match ``condition`` (SQL with `mark`s) for any
+        item of ``parameters`` (the values of its marks), in the open transaction.
 
         Raises:
             DatabaseError: The database refused.
         """
+        if not parameters:
+            return
         with self.lock, self.failing_as("delete rows from"):
-            self.execute(f"DELETE FROM {quote(self.table)} WHERE {condition}", parameters)
+            self.execute_many(f"DELETE FROM {quote(self.table)} WHERE {condition}", parameters)
 
     def read_state(self, fingerprint: str) -> str | None:
         """The state document saved under ``fingerprint``, if any."""
@@ -342,6 +350,10 @@ class _PostgreSQL(Database):
         with self._connection.cursor() as cursor:
             cursor.execute(sql.encode(), parameters or None)
             return cursor.fetchall() if cursor.description else []
+
+    def execute_many(self, sql: str, parameters: Sequence[Sequence[Any]]) -> None:
+        with self._connection.cursor() as cursor:
+            cursor.executemany(sql.encode(), parameters)  # pipelined: one round trip
 
     def existing_columns(self) -> dict[str, str]:
         rows = self.execute(
@@ -423,6 +435,9 @@ class _DuckDB(Database):
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, list(parameters)).fetchall()
 
+    def execute_many(self, sql: str, parameters: Sequence[Sequence[Any]]) -> None:
+        self._connection.executemany(sql, [list(row) for row in parameters])
+
     def existing_columns(self) -> dict[str, str]:
         rows = self.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
@@ -500,6 +515,9 @@ class _SQLite(Database):
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, tuple(parameters)).fetchall()
+
+    def execute_many(self, sql: str, parameters: Sequence[Sequence[Any]]) -> None:
+        self._connection.executemany(sql, parameters)
 
     def existing_columns(self) -> dict[str, str]:
         rows = self.execute(f"PRAGMA table_info({quote(self.table)})")

@@ -111,8 +111,7 @@ class _TurnsLoader:
         database.replace_rows(TURN_TABLE_COLUMNS, TURNS_KEY, rows)
         # A conversation served shorter than when it was loaded loses the turns past its end.
         condition = f"trans_id = {database.mark} AND turn > {database.mark}"
-        for trans_id, last in last_turns:
-            database.delete_where(condition, (trans_id, last))
+        database.delete_where(condition, last_turns)
 
 
 async def _ask(client: VBotClient, trans_id: str, bot_id: str | None) -> BotConversation:
