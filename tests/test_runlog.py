@@ -82,7 +82,7 @@ def test_a_summary_hides_secrets_and_says_how_it_ended(tmp_path: Path) -> None:
     report = json.loads(text)
     assert report["error"] == {"type": "RuntimeError", "message": 'refused <hidden> and "<hidden>"'}
     assert (report["pages"], report["requests"], report["retries"]) == (3, 5, 2)
-    assert report["counts"] == {"written": 250, "expected": 300}
+    assert report["counts"] == {"written": 250, "expected": 300, "without_trans_id": 0}
     assert report["complete"] is False
     assert report["exit_code"] == 1
     assert report["partial_files"] == ["calls.jsonl.partial"]

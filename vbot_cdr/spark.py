@@ -470,7 +470,7 @@ def _read(
             except (VBotError, OSError, ValueError, TypeError) as exc:
                 raise PartitionError(
                     f"{type(exc).__name__} in {window.describe()}: {exc}"
-                ) from None
+                ) from exc
             if page:
                 yield record_batch(page, schema, constants)
     finally:
@@ -499,7 +499,7 @@ async def _preflight(settings: _Settings, ranges: Sequence[_Window]) -> None:
             async with _client(whole.account, credential, settings) as client:
                 await client.count_calls(read)
         except VBotError as exc:
-            raise PartitionError(f"{type(exc).__name__} in {whole.describe()}: {exc}") from None
+            raise PartitionError(f"{type(exc).__name__} in {whole.describe()}: {exc}") from exc
 
     await asyncio.gather(*(count(whole) for whole in ranges))
 

@@ -122,7 +122,7 @@ async def test_a_signal_stops_an_export_like_ctrl_c(
     report = json.loads(summary.read_text(encoding="utf-8"))
     assert report["complete"] is False
     assert report["exit_code"] == status
-    assert report["counts"] == {"written": 20, "expected": 100}
+    assert report["counts"] == {"written": 20, "expected": 100, "without_trans_id": 0}
     assert report["files"] == []
     assert report["partial_files"] == [str(partial)]
     assert report["error"]["type"] == "Interrupted"

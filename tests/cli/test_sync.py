@@ -299,3 +299,22 @@ async def test_an_incomplete_export_exits_1_saying_how_many_calls_are_missing(
     assert "export failed" in said
     assert "100 of 250 calls missing (150 yielded)" in said
     assert "set first_page=0" in said
+
+
+async def test_sync_to_a_database_counts_calls_without_trans_id_in_its_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls without a trans_id are not loaded (no key): the warning says how many, and so
+    does the summary, so a pipeline reading only the summary sees them too."""
+    records = calls_at("K", [DEFAULT_START + 60 * i for i in range(1, 5)])
+    del records[0]["trans_id"]
+    records[1]["trans_id"] = ""
+    summary, url = tmp_path / "summary.json", f"sqlite:///{tmp_path}/calls.db"
+    async with FakeVBotServer(records=records, token=SECRET) as fake:
+        argv = ["sync", "--to", url, "--base-url", fake.base_url, "--summary", str(summary)]
+        argv += ["--start-date", str(DEFAULT_START), "--settle", "0s"]
+        monkeypatch.setenv("VBOT_TOKEN", SECRET)
+        assert await run(*argv) == 0
+    counts = json.loads(summary.read_text(encoding="utf-8"))["counts"]
+    assert (counts["written"], counts["without_trans_id"]) == (2, 2)
+    assert "warning: 2 calls without trans_id were not loaded" in capsys.readouterr().err

@@ -163,6 +163,8 @@ class RunSummary:
     ended_at: dt.datetime | None = None
     records: int = 0
     expected: int | None = None
+    #: Calls read but not written: no ``trans_id``, so no key to load them exactly once by.
+    without_trans_id: int = 0
     stats: IterationStats | None = None
     files: list[str] = attrs.field(factory=list)
     tables: list[str] = attrs.field(factory=list)
@@ -227,7 +229,11 @@ class RunSummary:
             "partial_files": self.partial_files,
             "tables": self.tables,
             "complete": self.complete,
-            "counts": {"written": self.records, "expected": self.expected},
+            "counts": {
+                "written": self.records,
+                "expected": self.expected,
+                "without_trans_id": self.without_trans_id,
+            },
             "exit_code": self.exit_code,
             "error": (
                 None

@@ -82,6 +82,7 @@ async def _load(options: DatabaseSyncOptions, context: Context) -> int:
             summary.records = load.stats.yielded if load is not None else 0
     summary.records = done.loaded
     summary.tables.append(f"{done.database} {done.table}")
+    summary.without_trans_id = done.without_trans_id
     if done.without_trans_id:
         context.log.say(f"warning: {done.without_trans_id} calls without trans_id were not loaded")
     if not options.quiet:
