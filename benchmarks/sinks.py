@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import re
 import statistics
 import subprocess
@@ -72,15 +71,11 @@ def make_records(count: int) -> list[CallRecord]:
 
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
-    url = os.environ.get(_postgres.ENV_URL)
-    if url:
-        yield url
-        return
-    bindir = _postgres.find_bindir()
-    if bindir is None:
+    started = _postgres.server()
+    if started is None:
         sys.exit("PostgreSQL's initdb and pg_ctl are not installed (apt-get install postgresql)")
-    with _postgres.cluster(bindir) as started:
-        yield started
+    with started as url:
+        yield url
 
 
 def fresh_database(backend: str, directory: Path, postgres: str) -> str:

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests import _postgres
+from sinks import postgres_server
+
 from vbot_cdr.testing._data import RecordGenerator
 from vbot_cdr.testing._pusher import webhook_body
 
@@ -61,19 +62,6 @@ HEADER_NAME, HEADER_VALUE = "X-Hook", "bench-header-value"
 RECEIVERS = ("floor", "sqlite", "postgresql")
 CONCURRENCY = (1, 16, 64)
 URL = re.compile(r"(http://\S+)")
-
-
-@contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    url = os.environ.get(_postgres.ENV_URL)
-    if url:
-        yield url
-        return
-    bindir = _postgres.find_bindir()
-    if bindir is None:
-        sys.exit("PostgreSQL's initdb and pg_ctl are not installed (apt-get install postgresql)")
-    with _postgres.cluster(bindir) as started:
-        yield started
 
 
 def fresh_database(receiver: str, directory: Path, postgres: str) -> str:

@@ -31,6 +31,17 @@ def find_bindir() -> Path | None:
     return versions[-1].parent if versions else None
 
 
+def server() -> contextlib.AbstractContextManager[str] | None:
+    """A PostgreSQL server's URL, as a context manager: CI's (``VBOT_CDR_TEST_POSTGRES_URL``),
+    else a throwaway `cluster` of our own; ``None`` when neither can be had (the binaries are
+    not installed)."""
+    url = os.environ.get(ENV_URL)
+    if url:
+        return contextlib.nullcontext(url)
+    bindir = find_bindir()
+    return None if bindir is None else cluster(bindir)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

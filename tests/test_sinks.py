@@ -65,14 +65,10 @@ PASSWORD = "Pw-never-shown-7f3a"
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The URL of a PostgreSQL server: CI's, else a throwaway cluster of our own."""
-    url = os.environ.get(_postgres.ENV_URL)
-    if url:
-        yield url
-        return
-    bindir = _postgres.find_bindir()
-    if bindir is None:
+    started = _postgres.server()
+    if started is None:
         pytest.skip("PostgreSQL's initdb and pg_ctl are not installed (apt-get install postgresql)")
-    with _postgres.cluster(bindir) as url:
+    with started as url:
         yield url
 
 
