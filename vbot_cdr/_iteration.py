@@ -21,7 +21,9 @@ One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
    `CallRow`\ s: the twins msgspec decoded it into, which the garbage collector does not
    track, so the pages fetched ahead cost it nothing;
 6. **records or pages**: `CallIterator` hands over the records of the page at hand one by
-   one, `CallPageIterator` whole pages; `CallSync` (in `_sync`) adds ``commit``.
+   one, built a few at a time from its rows (`Iteration.next_rows`) so that the records
+   alive at once stay few; `CallPageIterator` whole pages; `CallSync` (in `_sync`) adds
+   ``commit``.
 
 The client hands the pipeline a `CallsPort` (count a range, fetch a page), which holds the
 iteration's deadline and counts its requests; nothing here climbs back into the client.
@@ -134,6 +136,15 @@ class Iteration:
             StopAsyncIteration: After the last page, or once the limit is reached (the
                 requests in flight are then cancelled).
         """
+        return build_records(await self.next_rows())
+
+    async def next_rows(self) -> list[CallRow]:
+        """The limit stage: the pipeline's next page, cut to the limit, not built yet (never
+        empty; `build_records` makes its rows records).
+
+        Raises:
+            StopAsyncIteration: As `next_page`.
+        """
         if self._remaining == 0:
             await self.aclose()
             raise StopAsyncIteration
@@ -141,7 +152,7 @@ class Iteration:
         if self._remaining is not None:
             page = page[: self._remaining]
             self._remaining -= len(page)
-        return build_records(page)
+        return page
 
     async def aclose(self) -> None:
         """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
@@ -346,6 +357,14 @@ class _Iterator(IteratorBase[_T]):
         await self._iteration.aclose()
 
 
+#: How many rows of a page `CallIterator` builds into records at once. Few enough that a
+#: consumer dropping each record keeps the garbage collector's young generation below its
+#: threshold (700 net allocations; a record is two: itself and its ``__dict__``), so records
+#: are not collected over and over while the rest of their page waits; many enough that the
+#: build's loop is entered rarely.
+_CHUNK = 64
+
+
 class CallIterator(_Iterator[CallRecord]):
     """``async for record in client.iter_calls(...)``: every matching `CallRecord`, once.
 
@@ -358,16 +377,31 @@ class CallIterator(_Iterator[CallRecord]):
     def __init__(self, iteration: Iteration):
         super().__init__(iteration)
         self._stats = iteration.stats
-        self._records: Iterator[CallRecord] = iter(())  # the rest of the page at hand
+        self._records: Iterator[CallRecord] = iter(())  # built, not handed out yet
+        self._rows: list[CallRow] = []  # the page at hand, as the pipeline hands it over
+        self._built = 0  # how many of its rows are built
 
     async def __anext__(self) -> CallRecord:
         record = next(self._records, None)
-        while record is None:
-            self._records = iter(())  # free the page before waiting for the next one
-            self._records = iter(await self._iteration.next_page())
-            record = next(self._records, None)
+        if record is None:
+            record = await self._next_chunk()
         self._stats.yielded += 1
         return record
+
+    async def _next_chunk(self) -> CallRecord:
+        """Build the next `_CHUNK` rows of the page at hand (of the next page, once it is used
+        up); return the first record of them, the rest wait in ``_records``."""
+        while True:
+            self._records = iter(())
+            if self._built >= len(self._rows):
+                self._rows, self._built = [], 0  # free the page before waiting for the next
+                self._rows = await self._iteration.next_rows()
+            start = self._built
+            self._built = start + _CHUNK
+            self._records = iter(build_records(self._rows[start : start + _CHUNK]))
+            record = next(self._records, None)
+            if record is not None:
+                return record
 
     def pages(self) -> CallPageIterator:
         """The records not handed out yet, a ``list[CallRecord]`` per page (for batch loads).
@@ -377,12 +411,17 @@ class CallIterator(_Iterator[CallRecord]):
 
         .. versionadded:: Unreleased
         """
-        rest, self._records = list(self._records), iter(())
+        rest = [*self._records, *build_records(self._rows[self._built :])]
+        self._forget()
         return CallPageIterator(self._iteration, first=rest)
+
+    def _forget(self) -> None:
+        """Drop the page at hand: nothing of it is handed out by this iterator any more."""
+        self._records, self._rows, self._built = iter(()), [], 0
 
     async def aclose(self) -> None:
         """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
-        self._records = iter(())
+        self._forget()
         await super().aclose()
 
 
