@@ -205,3 +205,22 @@ def test_the_ledger_keeps_every_time_exactly(batches: list[list[int | None]], ne
     assert ledger.times(since=half) == sorted(t for t in noted[half:] if t is not None)
     if near:
         assert ledger._times.itemsize == 4
+
+
+def test_windows_read_newest_first_keep_the_ids_at_their_start() -> None:
+    """Read newest first, a window keeps the ids of its calls at its start (the edge the older
+    window shares); the older window drops them, counts them in its ledger, and keeps none
+    of the newer window's ids past its own end."""
+    stats = IterationStats()
+    once = ExactlyOnce(stats, concurrency=1)
+    once.open_window(10, newest_first=True)  # the window [10, 20]
+    edge = [CallRecord(trans_id="AT10", create_at=10), CallRecord(trans_id="AT15", create_at=15)]
+    assert once.keep_new(edge, offset=0, page_size=2) == edge
+    assert once.close_window() == {"AT10": 10}
+    once.open_window(0, newest_first=True)  # the window [0, 10]
+    older = [CallRecord(trans_id="AT10", create_at=10), CallRecord(trans_id="AT5", create_at=5)]
+    assert once.keep_new(older, offset=0, page_size=2) == older[1:]
+    assert len(once.ledger) == 2
+    assert stats.duplicates == 1
+    assert once.close_window() == {}
+    assert stats.ledger_peak == 2

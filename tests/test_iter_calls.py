@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import answered, wire_name
 from vbot_cdr import APIError, CallFilter, CallRecord, VBotClient
-from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
+from vbot_cdr.testing import FakeVBotServer, Fault, PagingHabits, generate_records, ledger_records
 
 
 @pytest.fixture
@@ -163,3 +163,91 @@ async def test_bad_arguments_raise_before_any_request(
     with pytest.raises((ValueError, TypeError)):
         client.iter_calls(**arguments)  # type: ignore[arg-type]
     assert server.requests == []
+
+
+async def test_a_read_longer_than_a_ledger_is_read_in_windows_planned_from_its_data(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """An unsliced read of more calls than a ledger should hold is read in windows of time,
+    newest first: the same records in the same order, each once, and no ledger holds more
+    than the bound, where one read whole holds every call."""
+    client = make_client(server, page_size=20, concurrency=4)
+    async with client.iter_calls() as whole:
+        expected = [record.trans_id async for record in whole]
+    assert whole.stats.ledger_peak == 250  # one window: the ledger holds every call
+    server.requests.clear()
+    with ledger_records(60):
+        async with client.iter_calls() as calls:
+            ids = [record.trans_id async for record in calls]
+    assert ids == expected == [r["trans_id"] for r in server.records]
+    assert calls.total == 250
+    assert 0 < calls.stats.ledger_peak <= 60
+    assert calls.stats.yielded == 250
+    # The first count, the newest and oldest calls, then a count per window.
+    assert server.count("countAll") >= 1 + 250 // 30
+
+
+async def test_windows_cut_through_calls_sharing_an_instant_hand_each_out_once(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """Windows share their edges: the calls at an edge come twice and are handed out once,
+    in the newer window; windows are halved down to one instant when they must."""
+    data = [
+        {**record, "create_at": 1_700_000_000 + 60 * (index // 25)}
+        for index, record in enumerate(generate_records(300, seed=3))
+    ]
+    async with FakeVBotServer(data) as fake:
+        client = make_client(fake, page_size=10, concurrency=3)
+        with ledger_records(40):
+            async with client.iter_calls() as calls:
+                ids = [record.trans_id async for record in calls]
+        assert ids == [r["trans_id"] for r in fake.records]
+    assert len(set(ids)) == 300
+    assert calls.stats.ledger_peak <= 40
+    assert calls.stats.recounts == 0  # every window complete without a repair
+
+
+async def test_a_limit_within_the_bound_reads_the_range_whole(
+    server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """A limit of fewer calls than the bound keeps the ledger small anyway: no windows."""
+    client = make_client(server, page_size=20)
+    with ledger_records(60):
+        async with client.iter_calls(limit=50) as calls:
+            ids = [record.trans_id async for record in calls]
+    assert ids == [r["trans_id"] for r in server.records[:50]]
+    assert server.count("countAll") == 1
+
+
+async def test_a_server_whose_last_offsets_are_empty_is_read_whole(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """Without the oldest call (deep offsets answered empty) no span is known: the range is
+    read in one window, and its repair reads the calls past the deep offsets."""
+    async with FakeVBotServer(count=200, paging=PagingHabits(deep_cap=150)) as fake:
+        client = make_client(fake, page_size=10, concurrency=2)
+        with ledger_records(60):
+            async with client.iter_calls() as calls:
+                ids = [record.trans_id async for record in calls]
+        assert ids[:150] == [r["trans_id"] for r in fake.records[:150]]
+        assert sorted(ids) == sorted(r["trans_id"] for r in fake.records)
+
+
+async def test_calls_written_while_a_long_read_pages_lose_nothing_and_repeat_nothing(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """Calls written while the windows of a long read are paged shift the newest window's
+    offsets; every original call still comes exactly once."""
+    original = generate_records(240, seed=1)
+    async with FakeVBotServer(original) as fake:
+        newest = max(r["create_at"] for r in original)
+        late = generate_records(12, seed=2, start=newest + 60, id_prefix="LATE")
+        fake.insert_after(2, late[:5])
+        fake.insert_after(9, late[5:])
+        client = make_client(fake, page_size=10, concurrency=1)
+        with ledger_records(60):
+            async with client.iter_calls() as calls:
+                ids = [c.trans_id async for c in calls]
+    assert len(ids) == len(set(ids))
+    assert {r["trans_id"] for r in original} <= set(ids)
+    assert calls.stats.ledger_peak <= 60 + len(late)

@@ -16,12 +16,15 @@ What it remembers, and what that costs:
   bring back, at least `MIN_REMEMBERED_IDS` (about 1.5 MB), however long the window. A
   record handed out at offset ``o`` can come back only at a later offset, ``max_shift`` on.
 - **This window, in full** (the `Ledger`): ``hash(trans_id)`` and ``create_at`` of every
-  record of the window's range handed out, 12 bytes a record (12 MB a million records in one
-  window; a read sliced by time holds one window's). The repair counts by it, and checks the
-  records it re-reads against it.
+  record of the window's range handed out, 12 bytes a record. The repair counts by it, and
+  checks the records it re-reads against it. A read sliced by time holds one window's; an
+  unsliced read of more calls than `LEDGER_RECORDS` is read in windows of time planned from
+  its data (`_iteration`), so a ledger holds about that many records at most (2.4 MB),
+  however many calls the read has (unless more than that share one instant).
 - **Across windows**: the ids of the calls handed out at or after the window's end minus
   ``margin`` (0 for an edge; a sync's lookback), kept from one window to the next, and the
-  boundary of the read a sync resumes. Bounded by the calls of that span.
+  boundary of the read a sync resumes; or, for windows read newest first, those at the
+  window's start. Bounded by the calls of that span.
 """
 
 from __future__ import annotations
@@ -35,14 +38,44 @@ from collections.abc import Iterator, Mapping, Sequence
 from ._decoding import CallRow
 from ._stats import IterationStats
 
-__all__ = ["MIN_REMEMBERED_IDS", "ExactlyOnce", "Ledger", "remembered_ids"]
+__all__ = [
+    "LEDGER_RECORDS",
+    "MIN_REMEMBERED_IDS",
+    "ExactlyOnce",
+    "Ledger",
+    "ledger_records",
+    "most_ledger_records",
+    "remembered_ids",
+]
 
 #: The fewest ``trans_id``\s a window's paging remembers: a burst of new calls up to this
 #: many, landing between two page fetches, repeats no record even before any shift is seen.
 MIN_REMEMBERED_IDS = 10_000
 
-# The `remembered_ids` floors in force, innermost last; empty outside tests.
+#: The most records a ledger is planned to hold: an unsliced read counting more calls is
+#: read in windows of time of about half as many each (`_iteration`).
+LEDGER_RECORDS = 200_000
+
+# The `remembered_ids` floors and `ledger_records` bounds in force, innermost last; empty
+# outside tests.
 _floors: list[int] = []
+_ledger_bounds: list[int] = []
+
+
+@contextlib.contextmanager
+def _in_force(stack: list[int], value: int, name: str, least: int) -> Iterator[None]:
+    """Push ``value`` on ``stack`` for the block (the innermost block's value applies).
+
+    Raises:
+        ValueError: ``value`` is not an int of at least ``least``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+    stack.append(value)
+    try:
+        yield
+    finally:
+        stack.pop()
 
 
 @contextlib.contextmanager
@@ -60,13 +93,30 @@ def remembered_ids(floor: int) -> Iterator[None]:
 
     .. versionadded:: Unreleased
     """
-    if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0:
-        raise ValueError(f"floor must be an int >= 0, got {floor!r}")
-    _floors.append(floor)
-    try:
+    with _in_force(_floors, floor, "floor", 0):
         yield
-    finally:
-        _floors.pop()
+
+
+@contextlib.contextmanager
+def ledger_records(most: int) -> Iterator[None]:
+    """Within the block, iterations plan their ledgers to hold at most ``most`` records, not
+    `LEDGER_RECORDS` (for tests: an unsliced read of a few hundred calls is then read in
+    windows planned from its data, as one of millions is).
+
+    Blocks nest; the innermost applies, to the iterations that begin a range within it.
+
+    Raises:
+        ValueError: ``most`` is below 2.
+
+    .. versionadded:: Unreleased
+    """
+    with _in_force(_ledger_bounds, most, "most", 2):
+        yield
+
+
+def most_ledger_records() -> int:
+    """The bound in force: `LEDGER_RECORDS`, or that of the innermost `ledger_records` block."""
+    return _ledger_bounds[-1] if _ledger_bounds else LEDGER_RECORDS
 
 
 #: ``hash()`` never returns -1 (CPython reserves it), so it marks a record without an id.
@@ -173,7 +223,7 @@ class ExactlyOnce:
         self._concurrency = concurrency
         self._margin = margin
         self._kept: dict[str, int] = dict(boundary or {})
-        self._keep_from: int | None = None
+        self._keep: tuple[int, int] | None = None  # the times whose ids are kept, inclusive
         self.max_shift = 0
         self.ledger = Ledger()
         self._recent: dict[str, int] = {}  # trans_id -> offset, this window's paging
@@ -185,21 +235,38 @@ class ExactlyOnce:
         #: Whether a record of this window came back at another offset while paging.
         self.order_moved = False
 
-    def open_window(self, end: int | None) -> None:
+    def open_window(self, end: int | None, *, newest_first: bool = False) -> None:
         """Start a window ending at ``end`` (``None``: open, and the last), or the next of its
         ranges when the filter has several variants: each has its own ledger, and the ids
-        kept past the window are filtered once, by `close_window`, after the last."""
+        kept past the window are filtered once, by `close_window`, after the last.
+
+        With ``newest_first``, ``end`` is the window's *start* instead, where the next window,
+        an older one, ends: the ids kept are those of the calls at or before it (the margin
+        does not apply; ``None``: no older window follows).
+        """
+        self._note_peak()
         self.ledger = Ledger()
         self._recent, self._pages, self._newest, self._ids = {}, {}, -1, None
         self.keyless, self.order_moved = 0, False
-        self._keep_from = None if end is None else end - self._margin
+        if end is None:
+            self._keep = None
+        elif newest_first:
+            self._keep = (_NO_TIME["q"], end)
+        else:
+            self._keep = (end - self._margin, -_NO_TIME["q"])
 
     def close_window(self) -> dict[str, int]:
         """End the window; return ``trans_id`` → ``create_at`` of the ids kept past it."""
-        keep_from = self._keep_from
-        if keep_from is not None:
-            self._kept = {key: at for key, at in self._kept.items() if at >= keep_from}
+        self._note_peak()
+        keep = self._keep
+        if keep is not None:
+            low, high = keep
+            self._kept = {key: at for key, at in self._kept.items() if low <= at <= high}
         return dict(self._kept)
+
+    def _note_peak(self) -> None:
+        """``stats.ledger_peak``: the most records a ledger of this iteration has held."""
+        self._stats.ledger_peak = max(self._stats.ledger_peak, len(self.ledger))
 
     def knows(self, record: CallRow) -> bool:
         """Whether ``record`` was handed out already (never, without a ``trans_id``)."""
@@ -244,17 +311,17 @@ class ExactlyOnce:
                 recent.pop(key, None)
             return None
         times: list[int | None] = list(map(_create_at, records))
-        keep_from = self._keep_from
-        if keep_from is not None:
+        if self._keep is not None:
+            low, high = self._keep
             pairs = zip(keys, times, strict=True)
-            kept.update((key, at) for key, at in pairs if at is not None and at >= keep_from)
+            kept.update((key, at) for key, at in pairs if at is not None and low <= at <= high)
         self.ledger.add_keyed(keys, times)
         return keys
 
     def _keep_new_one_by_one(
         self, records: list[CallRow], offset: int | None, page_size: int
     ) -> list[CallRow]:
-        stats, kept, keep_from = self._stats, self._kept, self._keep_from
+        stats, kept, keep = self._stats, self._kept, self._keep
         recent, ids = self._recent, self._ids
         if offset is None and ids is None:
             ids = self._ids = self.ledger.ids()
@@ -288,9 +355,9 @@ class ExactlyOnce:
                 met_again.append(record)
                 continue
             fresh.append(record)
-            if keep_from is not None:
+            if keep is not None:
                 created = record.create_at
-                if created is not None and created >= keep_from:
+                if created is not None and keep[0] <= created <= keep[1]:
                     kept[key] = created
         # The window's ledger: what it handed out, and what its range met that was handed
         # out before (so the repair does not look for those again).

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -42,7 +43,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 
 from ._decoding import CallRow, build_records
-from ._exactly_once import ExactlyOnce
+from ._exactly_once import ExactlyOnce, most_ledger_records
 from ._models import CallFilter, CallRecord
 from ._pagination import InFlightLimit, Paginator
 from ._port import CallsPort
@@ -233,11 +234,96 @@ class Iteration:
     async def _range_pages(
         self, window_filter: CallFilter, end: int | None
     ) -> AsyncGenerator[list[CallRow], None]:
-        """One range (a window of one variant): counted, paged and verified on its own."""
-        once = self._once
-        once.open_window(end)
+        """One range (a window of one variant): counted, paged and verified on its own; in
+        parts (`_parts_pages`) when unsliced and longer than a ledger should be."""
+        self._once.open_window(end)
         count = await self._port.count(window_filter)
         self.total = (self.total or 0) + count
+        most = most_ledger_records()
+        wanted = count if self._remaining is None else min(count, self._remaining)
+        if self._sliced or wanted <= most:
+            pages = self._counted_pages(window_filter, count)
+        else:
+            pages = self._parts_pages(window_filter, count, most)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield page
+                del page
+
+    async def _parts_pages(
+        self, range_filter: CallFilter, count: int, most: int
+    ) -> AsyncGenerator[list[CallRow], None]:
+        """An unsliced range of ``count`` calls, more than a ledger of ``most`` records: read in
+        windows of time planned from its data, newest first (the server's order), each
+        counted, paged and verified on its own with a ledger of its own.
+
+        The data's span comes from its newest and oldest record (two requests of one record);
+        it is cut into windows of about ``most // 2`` calls if the calls were spread evenly,
+        and a window that counts more than ``most`` is halved until it does not (or is one
+        time unit wide). The windows share their edges, as `_windows` does, and together
+        cover the range (the outer ones keep its own dates), so nothing depends on the span
+        being right. A server that counts a window as many calls as the whole range ignores
+        the dates: the range is then read whole.
+        """
+        port, first = self._port, self._first_page
+        ends = await port.fetch(range_filter, first, 1, self._in_flight)
+        ends += await port.fetch(range_filter, first + count - 1, 1, self._in_flight)
+        times = [row.create_at for row in ends if row.create_at is not None]
+        del ends
+        oldest, newest = (min(times), max(times)) if times else (0, 0)
+        parts = math.ceil(count / max(1, most // 2))
+        width = (newest - oldest) / parts
+        cuts = sorted({oldest + round(width * i) for i in range(1, parts)} - {oldest, newest})
+        [(start, end)] = _own_dates(range_filter)
+        # The windows still to read, oldest first (so the newest is popped first).
+        windows = list(zip([start, *cuts], [*cuts, end], strict=True))
+        if len(windows) == 1:
+            pages = self._counted_pages(range_filter, count)
+        else:
+            pages = self._windows_newest_first(range_filter, count, windows, most, (oldest, newest))
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                yield page
+                del page
+
+    async def _windows_newest_first(
+        self,
+        range_filter: CallFilter,
+        count: int,
+        windows: list[tuple[int | None, int | None]],
+        most: int,
+        span: tuple[int, int],
+    ) -> AsyncGenerator[list[CallRow], None]:
+        """`_parts_pages`' windows, newest (last) first; see there."""
+        once, first_window = self._once, True
+        while windows:
+            lo, hi = windows.pop()
+            once.open_window(lo, newest_first=True)
+            part = attrs.evolve(range_filter, start_date=lo, end_date=hi)
+            part_count = await self._port.count(part)
+            low = span[0] if lo is None else lo
+            high = span[1] if hi is None else hi
+            if first_window and part_count >= count:
+                once.open_window(None)  # the server ignores the dates: read the range whole
+                part, part_count, windows = range_filter, count, []
+            elif part_count > most and high - low >= 2:
+                # Halved strictly (both halves narrower), so this ends.
+                middle = low + (high - low) // 2
+                windows += [(lo, middle), (middle, hi)]
+                continue
+            first_window = False
+            pages = self._counted_pages(part, part_count)
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    yield page
+                    del page
+            once.close_window()
+
+    async def _counted_pages(
+        self, window_filter: CallFilter, count: int
+    ) -> AsyncGenerator[list[CallRow], None]:
+        """One counted range: its pages, then its repair, through the window open now."""
+        once = self._once
         pages = self._paging.pages(
             window_filter, count, wanted=self._remaining, keep_new=once.keep_new
         )

@@ -37,9 +37,12 @@ class IterationStats:
         in_flight_limit: The most requests the iteration lets be in flight now: its
             ``concurrency``, halved by each 429, grown back by successes. The paging stage.
         in_flight_cuts: Times a 429 halved the in-flight limit. The paging stage.
+        ledger_peak: The most records one range's exactly-once ledger held (12 bytes each),
+            as of the last range finished: planned to stay under 200,000, however long the
+            read (see `_exactly_once`). The exactly-once stage.
 
     .. versionadded:: Unreleased ``replans``, ``recounts``, ``repair_pages``, ``repaired``,
-       ``in_flight_limit``, ``in_flight_cuts``.
+       ``in_flight_limit``, ``in_flight_cuts``, ``ledger_peak``.
     """
 
     requests: int = 0
@@ -58,3 +61,4 @@ class IterationStats:
     repaired: int = 0
     in_flight_limit: int = 0
     in_flight_cuts: int = 0
+    ledger_peak: int = 0

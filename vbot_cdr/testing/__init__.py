@@ -5,12 +5,14 @@ synthetic data (`generate_records`) with faults on demand (`Fault`, `FaultMix`),
 the calls it writes to a webhook receiver (`WebhookPusher`, `PushHabits`); the pytest
 plugin ``vbot_cdr.testing.pytest_plugin`` gives tests a running one as the ``vbot_server``
 fixture. `instant_retries` makes every client's retries wait zero seconds, and
-`remembered_ids` shrinks the exactly-once stage's memory so small data exercise its pruning.
+`remembered_ids` shrinks the exactly-once stage's memory so small data exercise its pruning;
+`ledger_records` lowers the bound of its ledger so that a read of a few hundred calls is
+planned in windows as one of millions is.
 """
 
 from __future__ import annotations
 
-from .._exactly_once import remembered_ids
+from .._exactly_once import ledger_records, remembered_ids
 from .._retry import instant_retries
 from ._data import generate_records, make_conversation
 from ._pusher import PushHabits, WebhookPusher
@@ -38,6 +40,7 @@ __all__ = [
     "WebhookPusher",
     "generate_records",
     "instant_retries",
+    "ledger_records",
     "make_conversation",
     "remembered_ids",
 ]
