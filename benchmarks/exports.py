@@ -13,7 +13,8 @@ Parts:
   writer, in the export's columns and schema), both writing every call of the fake server
   to a file; client CPU (user + system of the child, from ``wait4``) and peak RSS.
 - **typed**: `iter_calls` against the dict loop (``clients.py``, CPU of the stream alone),
-  concurrency 1 and 8.
+  concurrency 1 and 8, and against the typed loop users could write with this stack
+  (``hand_typed``: msgspec structs made into `CallRecord` by its ``__init__``).
 - **memory**: the peak RSS of `iter_calls` at 100,000 and 1,000,000 calls (``--quick``:
   10,000 and 100,000), and the growth between them.
 
@@ -39,6 +40,8 @@ from pathlib import Path
 from run import HERE, Case, fake_server, measure, pinning
 
 FORMATS = ("jsonl", "csv", "parquet")
+#: The hand-written clients of ``clients.py`` (the others are trees of `vbot_cdr`).
+HAND = ("hand", "hand_typed")
 ROOT = HERE.parent
 
 
@@ -141,7 +144,7 @@ def typed_once(
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(trees.get(client, ROOT))
     try:
-        return measure("hand" if client == "hand" else "iter_calls", case, *server, cores)
+        return measure(client if client in HAND else "iter_calls", case, *server, cores)
     finally:
         if saved is None:
             del os.environ["PYTHONPATH"]
@@ -203,8 +206,9 @@ def main() -> None:
             shift = repetition % max(1, len(plans))
             for label, kind, case in plans[shift:] + plans[:shift]:
                 # Which client goes first rotates too.
-                turn = repetition % len(clients)
-                for client in clients[turn:] + clients[:turn]:
+                here = (*clients, "hand_typed") if kind == "typed" else clients
+                turn = repetition % len(here)
+                for client in here[turn:] + here[:turn]:
                     server = servers[case.records]
                     if kind == "typed":
                         figures = typed_once(client, case, server, client_cores, trees)
@@ -215,14 +219,22 @@ def main() -> None:
                     samples.setdefault(label, {}).setdefault(client, []).append(figures)
             print(f"repetition {repetition + 1}/{runs} done", file=sys.stderr)
     ratios = [(c, "hand") for c in trees] + ([("library", "before")] if args.before else [])
+    if "typed" in parts:
+        clients += ("hand_typed",)
+        ratios += [("hand_typed", "hand"), ("library", "hand_typed")]
     if samples:
         heads = " | ".join(f"{c} CPU s" for c in clients)
         heads += " | " + " | ".join(f"{a} / {b} CPU" for a, b in ratios)
         print(f"| case | {heads} | library / hand wall | peak RSS MiB (library, hand) |")
         print("|---|" + "---:|" * (len(clients) + len(ratios) + 2))
     for label, by_client in samples.items():
-        cells = [spread([m["cpu_s"] for m in by_client[c]]) for c in clients]
+        cells = [
+            spread([m["cpu_s"] for m in by_client[c]]) if c in by_client else "" for c in clients
+        ]
         for a, b in ratios:
+            if a not in by_client or b not in by_client:
+                cells.append("")
+                continue
             pairs = zip(by_client[a], by_client[b], strict=True)
             cells.append(f"**{spread([x['cpu_s'] / y['cpu_s'] for x, y in pairs])}**")
         pairs = zip(by_client["library"], by_client["hand"], strict=True)
