@@ -342,6 +342,7 @@ class _PostgreSQL(Database):
         self._psycopg = psycopg
         with self.failing_as("connect to"):
             self._connection = psycopg.connect(url.target, connect_timeout=10)
+        self._push_statements: dict[tuple[Column, ...], bytes] = {}
 
     def errors(self) -> _DriverErrors:
         return (self._psycopg.Error,)
@@ -367,20 +368,18 @@ class _PostgreSQL(Database):
     def load(
         self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
     ) -> None:
-        sources = [quote(c.name) for c in columns]
-        names = ", ".join(sources)
         encode = self.encoder(columns)
         if pushed:
             # A push group is small (the posts of one commit): one pipelined statement a row
-            # costs a round trip in all, where a staging table costs five and its catalog churn.
-            marks = ", ".join(f"%s::{self.source_type(c)}" for c in columns)
-            values = ", ".join(self.values(columns, sources))
-            source = f"SELECT {values} FROM (VALUES ({marks})) AS pushed ({names})"
-            with self._connection.cursor() as cursor:
-                cursor.executemany(
-                    self.upsert_sql(columns, source, pushed=True).encode(), map(encode, records)
-                )
+            # costs a round trip in all, where a staging table costs five and its catalog
+            # churn. The statement is built once, with the server's own ``$n`` marks, which a
+            # raw cursor sends as they are: its text (long: a timestamp CASE per time) is
+            # not parsed on the client for every group (psycopg caches short ones only).
+            with self._psycopg.RawCursor(self._connection) as cursor:
+                cursor.executemany(self._push_statement(tuple(columns)), map(encode, records))
             return
+        sources = [quote(c.name) for c in columns]
+        names = ", ".join(sources)
         staging = quote(self._staging)
         self.execute(f"DROP TABLE IF EXISTS pg_temp.{staging}")
         definitions = ", ".join(
@@ -396,6 +395,20 @@ class _PostgreSQL(Database):
         values = ", ".join(self.values(columns, sources))
         self.execute(self.upsert_sql(columns, f"SELECT {values} FROM {staging}", pushed=pushed))
         self.execute(f"DROP TABLE {staging}")
+
+    def _push_statement(self, columns: tuple[Column, ...]) -> bytes:
+        """The upsert of one pushed row, with ``$n`` marks (built once for ``columns``)."""
+        statement = self._push_statements.get(columns)
+        if statement is None:
+            sources = [quote(c.name) for c in columns]
+            marks = ", ".join(
+                f"${number}::{self.source_type(c)}" for number, c in enumerate(columns, 1)
+            )
+            values = ", ".join(self.values(columns, sources))
+            source = f"SELECT {values} FROM (VALUES ({marks})) AS pushed ({', '.join(sources)})"
+            statement = self.upsert_sql(columns, source, pushed=True).encode()
+            self._push_statements[columns] = statement
+        return statement
 
     def timestamp(self, epoch: str) -> str:
         return epoch_cases(epoch, "to_timestamp({s})", "to_timestamp({ms} / 1000.0)")
