@@ -375,8 +375,8 @@ class _PostgreSQL(Database):
             # churn. The statement is built once, with the server's own ``$n`` marks, which a
             # raw cursor sends as they are: its text (long: a timestamp CASE per time) is
             # not parsed on the client for every group (psycopg caches short ones only).
-            with self._psycopg.RawCursor(self._connection) as cursor:
-                cursor.executemany(self._push_statement(tuple(columns)), map(encode, records))
+            with self._psycopg.RawCursor(self._connection) as raw:
+                raw.executemany(self._push_statement(tuple(columns)), map(encode, records))
             return
         sources = [quote(c.name) for c in columns]
         names = ", ".join(sources)
