@@ -88,6 +88,10 @@ BODIES: dict[str, tuple[dict[str, Any], bool]] = {
     "the log's recordUrl kept": (complete({**LOG, "recordUrl": "https://log"}), True),
     "no parts": (complete(LOG, extraction=None, recording=None), True),
     "a recording without a URL": (complete(LOG, recording={"transId": "T1"}), True),
+    "numbers awkward to store": (
+        complete({**LOG, "postage": 0.1, "serviceCharge": 1e300, "postageService": 5e-324}),
+        True,
+    ),
     "ints where numbers are documented": (
         complete({**LOG, "postage": 5, "serviceCharge": 0, "postageService": -3}),
         True,
@@ -159,7 +163,8 @@ def test_each_body_gives_the_typed_paths_row_or_is_left_to_it(name: str) -> None
 
 def test_the_stored_rows_are_equal_both_ways(database: str) -> None:
     """All the bodies above, each under its own transId, pushed in one group by each path into
-    its own table of a real database: the two tables hold the same rows."""
+    its own table of a real database: the two tables hold the same rows, those the pull's
+    load (another statement on every database) writes of the same records."""
     bodies = []
     for number, (data, _) in enumerate(BODIES.values()):
         data = orjson.loads(orjson.dumps(data))
@@ -177,16 +182,20 @@ def test_the_stored_rows_are_equal_both_ways(database: str) -> None:
     assert sum(not isinstance(call, CallRecord) for call in fast) > len(bodies) // 2
     target = parse_database_url(database)
     stored = {}
-    for table, calls in (("typed", typed), ("fast", fast)):
+    for table, calls, pushed in (
+        ("typed", typed, True),
+        ("fast", fast, True),
+        ("pulled", typed, False),
+    ):
         db = open_database(target, table, RECORD_COLUMNS)
         try:
-            db.upsert(RECORD_COLUMNS, calls, pushed=True)  # type: ignore[arg-type]
+            db.upsert(RECORD_COLUMNS, calls, pushed=pushed)  # type: ignore[arg-type]
             db.commit_pushed()
         finally:
             db.finish()
         stored[table] = sorted(query(database, f"SELECT * FROM {table}"), key=str)
     assert len(stored["fast"]) == len(bodies)
-    assert stored["fast"] == stored["typed"]
+    assert stored["fast"] == stored["typed"] == stored["pulled"]
 
 
 def stored(encode: Callable[[Any], tuple[Any, ...]], call: Any) -> bytes | str:
