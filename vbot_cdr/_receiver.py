@@ -302,8 +302,11 @@ def webhook_app(
 
     async def read_body(request: web.Request) -> bytes | None:
         """The body, or ``None`` once it is known to exceed ``max_body``."""
-        if request.content_length is not None and request.content_length > max_body:
-            return None
+        length = request.content_length
+        if length is not None:
+            # One read of what is buffered (VBot's posts come whole), no copy: the parser
+            # has checked the length.
+            return None if length > max_body else await request.content.readexactly(length)
         body = bytearray()
         while chunk := await request.content.read(64 * 1024):
             body += chunk
