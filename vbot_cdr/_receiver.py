@@ -9,7 +9,9 @@ transaction per group, not per call. When the database is down, `store` raises
 
 `webhook_app` is the aiohttp `Application` of the receiver: authentication by a static header
 compared in constant time, the body size limit, the answers VBot's sender sees (200 only
-once committed; 400, 401, 405, 413, 503 writing nothing), and ``GET /health``.
+once committed; 400, 401, 405, 413, 503 writing nothing), and ``GET /health``. It reads the
+usual body with `pushed_call` (straight into the row the sink stores), any other with
+`parse_webhook` (the same rows, or the reason for a 400).
 """
 
 from __future__ import annotations
@@ -150,16 +152,19 @@ class WebhookSink:
             Whether this sink had committed the call before (a duplicate push).
 
         Raises:
-            ValueError: ``record`` has no ``trans_id``.
+            ValueError: ``record`` has no ``trans_id``, or a time no database can hold
+                (`WebhookError`): it is refused alone, before it joins a group.
             DatabaseError: The database is down or refused; nothing of the group is
                 committed. The next call tries again.
         """
         if not record.trans_id:
             raise ValueError("a pushed call needs a trans_id to be stored exactly once")
+        _checked_end(record)
         return await self._store(record)
 
     async def _store(self, call: PushedCall | CallRecord) -> bool:
-        """`store` a call whose ``trans_id`` is set (a `CallRecord` or a `pushed_call`)."""
+        """`store` a call (a `CallRecord` or a `pushed_call`) whose ``trans_id`` is set and
+        whose times are `_checked_end`."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((call, future))
         if self._writer is None or self._writer.done():
@@ -253,6 +258,22 @@ class WebhookSink:
             await asyncio.to_thread(database.finish)
 
 
+def _checked_end(call: PushedCall | CallRecord) -> int | None:
+    """The instant ``call`` ended, in epoch ms (``None`` if it has no end), once each of its
+    times is one a database can hold.
+
+    Raises:
+        WebhookError: One is not (out of years 1-9999). Checked before the call joins a
+            group, so that the group's upsert cannot fail on it, failing the others.
+    """
+    try:
+        epoch_milliseconds(call.create_at)
+        epoch_milliseconds(call.answer_at)
+        return epoch_milliseconds(call.end_call_at)
+    except ResponseFormatError as exc:
+        raise WebhookError(f"a time of the call cannot be stored: {exc}") from None
+
+
 def _text(status: int, message: str) -> web.Response:
     from aiohttp import web
 
@@ -336,12 +357,8 @@ def webhook_app(
                     stats.other_events[event.name] += 1
                     return _text(200, "counted")
                 call = event.record
-            # Checked here, not by the group's upsert: one call's bad time must not fail
-            # the others committed with it.
-            epoch_milliseconds(call.create_at)
-            epoch_milliseconds(call.answer_at)
-            ended = epoch_milliseconds(call.end_call_at)
-        except (WebhookError, ResponseFormatError) as exc:
+            ended = _checked_end(call)
+        except WebhookError as exc:
             stats.refused["bad_body"] += 1
             return _text(400, str(exc))
         if ended is not None:
