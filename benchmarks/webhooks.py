@@ -369,6 +369,7 @@ def main() -> None:
             url = fresh_database("postgresql", Path(tmp), postgres)
             print(orjson.dumps(asyncio.run(soak(args.soak, args.rate, url))).decode())
         return
+    load_before = os.getloadavg()  # the load the run starts under, not its own
     with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(
             run(args.posts, args.runs, postgres, Path(tmp), args.baseline, args.sender)
@@ -377,7 +378,7 @@ def main() -> None:
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.posts} posts per "
         f"measurement, {args.runs} run(s), {args.sender} senders, medians; CPython "
         f"{platform.python_version()}, {os.cpu_count()} cores; load average before: "
-        f"{os.getloadavg()}\n"
+        f"{load_before}\n"
     )
     print(table(results))
     print(f"\nLoad average after: {os.getloadavg()}")
