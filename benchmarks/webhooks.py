@@ -39,6 +39,7 @@ import datetime as dt
 import os
 import platform
 import re
+import resource
 import statistics
 import sys
 import tempfile
@@ -99,8 +100,11 @@ def floor_server() -> None:
 
 
 @contextlib.asynccontextmanager
-async def receiver_process(receiver: str, url: str | None, root: Path) -> AsyncIterator[str]:
-    """The receiver as a child process, importing the project from ``root``; yields its URL."""
+async def receiver_process(
+    receiver: str, url: str | None, root: Path
+) -> AsyncIterator[tuple[str, int]]:
+    """The receiver as a child process, importing the project from ``root``; yields its URL
+    and process id."""
     env = {**os.environ, "VBOT_WEBHOOK_HEADER": f"{HEADER_NAME}: {HEADER_VALUE}"}
     env["PYTHONPATH"] = str(root)
     if receiver == "floor":
@@ -119,7 +123,7 @@ async def receiver_process(receiver: str, url: str | None, root: Path) -> AsyncI
         process.kill()
         raise RuntimeError(f"the receiver did not start: {line}")
     try:
-        yield match.group(1)
+        yield match.group(1), process.pid
     finally:
         process.terminate()
         await process.communicate()
@@ -222,8 +226,13 @@ async def run(
                 case += 1
                 url = None if receiver == "floor" else fresh_database(receiver, directory, postgres)
                 root = baseline if receiver.endswith("@baseline") and baseline else ROOT
-                async with receiver_process(receiver, url, root) as base:
-                    measured = await measure(base, make_bodies(posts, case), concurrency, sender)
+                bodies = make_bodies(posts, case)
+                async with receiver_process(receiver, url, root) as (base, pid):
+                    receiver_cpu, sender_cpu = process_cpu(pid), own_cpu()
+                    measured = await measure(base, bodies, concurrency, sender)
+                    # CPU seconds per post, in µs: the receiver's process and the senders'.
+                    measured["receiver_us"] = (process_cpu(pid) - receiver_cpu) / posts * 1e6
+                    measured["sender_us"] = (own_cpu() - sender_cpu) / posts * 1e6
                 if url is not None:
                     measured["stored"] = count_rows(url)
                 results.append(
@@ -236,6 +245,18 @@ async def run(
                 )
                 print(results[-1], file=sys.stderr, flush=True)
     return results
+
+
+def process_cpu(pid: int) -> float:
+    """The CPU seconds (user and system) process ``pid`` has used (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    """The CPU seconds (user and system) this process, the senders', has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def receivers(baseline: Path | None) -> tuple[str, ...]:
@@ -260,8 +281,8 @@ def count_rows(url: str) -> int:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| senders | receiver | posts/s | ack p50 (ms) | ack p99 (ms) | p99 / floor p99 | "
-        "stored | non-200 |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "stored | non-200 | receiver CPU/post (µs) | senders' CPU/post (µs) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for concurrency in CONCURRENCY:
         floor = [r for r in results if r["receiver"] == "floor" and r["concurrency"] == concurrency]
@@ -276,9 +297,11 @@ def table(results: list[dict[str, Any]]) -> str:
             stored = "" if receiver == "floor" else str(min(r["stored"] for r in rows))
             ratio = "" if receiver == "floor" else f"{p99 / floor_p99:.2f}x"
             failures = sum(r["failures"] for r in rows)
+            cpu = statistics.median(r["receiver_us"] for r in rows)
+            senders = statistics.median(r["sender_us"] for r in rows)
             lines.append(
                 f"| {concurrency} | {receiver} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {ratio} | "
-                f"{stored} | {failures} |"
+                f"{stored} | {failures} | {cpu:.0f} | {senders:.0f} |"
             )
     return "\n".join(lines)
 
