@@ -252,10 +252,15 @@ async def test_the_first_reconcile_runs_as_listen_starts(tmp_path: Path) -> None
         dates = ["--window", "30d", "--start-date", "2025-12-01T00:00:00Z"]
         process = await spawn("listen", *argv, *dates, env=env)
         assert process.stderr is not None
-        seen = await read_line_until(process.stderr, "reconciled:")
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.stderr.read(), PATIENCE)
-        assert await asyncio.wait_for(process.wait(), PATIENCE) == 0
+        try:
+            seen = await read_line_until(process.stderr, "reconciled:")
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.stderr.read(), PATIENCE)
+            assert await asyncio.wait_for(process.wait(), PATIENCE) == 0
+        finally:
+            if process.returncode is None:  # the pull never came: no receiver left behind
+                process.kill()
+                await process.wait()
     assert "reconciled: 20 calls pulled" in seen[-1]
     with contextlib.closing(sqlite3.connect(url)) as db:
         ids = {row[0] for row in db.execute("SELECT trans_id FROM vbot_calls")}
