@@ -27,7 +27,7 @@ PostgreSQL comes from ``VBOT_CDR_TEST_POSTGRES_URL``, else a throwaway cluster i
 (see tests/_postgres.py). ``--sender lean`` posts prebuilt requests on raw keep-alive
 connections instead of aiohttp's client, which costs the shared cores about twice the
 receiver's CPU per post. Usage: python benchmarks/webhooks.py [--posts 2000] [--runs 1]
-[--baseline TREE] [--sender aiohttp|lean] [--soak CALLS --rate R]
+[--baseline TREE] [--sender aiohttp|lean] [--soak CALLS --rate R] [--in-process]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import platform
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -382,10 +383,23 @@ def main() -> None:
         default="aiohttp",
         help="the senders: aiohttp's client, or lean prebuilt requests on raw connections",
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="the receiver's own costs without HTTP: reading a body, a group's upsert",
+    )
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
         floor_server()
+        return
+    if args.in_process:
+        with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
+            for tree in [ROOT, *([args.baseline] if args.baseline else [])]:
+                url = fresh_database("postgresql", Path(tmp), postgres)
+                print(f"{tree}:", flush=True)
+                costs = Path(__file__).with_name("webhook_costs.py")
+                subprocess.run([sys.executable, costs, str(tree), url], check=True)
         return
     if args.soak:
         with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
