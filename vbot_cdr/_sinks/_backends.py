@@ -8,7 +8,8 @@ block: the sink calls them in worker threads, and they take turns on the connect
 Bulk loads:
 
 - PostgreSQL: ``COPY`` into a temporary table, then one ``INSERT ... SELECT ... ON CONFLICT
-  (trans_id) DO UPDATE``;
+  (trans_id) DO UPDATE``; a pushed group (the webhook receiver's, a few rows a commit) in one
+  statement that unnests its rows from a JSON array;
 - DuckDB: the rows as one JSON object of a list per column in a temporary file, read by
   ``read_json`` and unnested in one ``INSERT ... ON CONFLICT`` (DuckDB's ``executemany``
   runs a statement per row);
@@ -422,6 +423,8 @@ class _PostgreSQL(Database):
             def read(index: int, column: Column) -> str:
                 if column.kind == "json":  # embedded as JSON: JSON null is SQL NULL
                     return f"NULLIF(r->{index}, 'null')"
+                # As text, then typed: a float's shortest repr reads back the same double
+                # (through jsonb's numeric, whose only loss is the sign of -0.0).
                 return f"(r->>{index})::{self.source_type(column)}"
 
             fields = ", ".join(
