@@ -25,9 +25,12 @@ import pytest
 from tests import _postgres, _sink_worker
 from tests._cli import (  # noqa: F401 - clean_environment is an autouse fixture
     PATIENCE,
+    SECRET,
     clean_environment,
     one_line,
+    python_env,
     run,
+    spawn,
 )
 from tests._sync_worker import START
 from vbot_cdr import (
@@ -799,6 +802,55 @@ async def test_turns_stop_at_a_call_whose_conversation_fails_and_resume_exactly_
         assert set(keys) == expected_rows(server, now)
         again = [r.params.get("trans_id") for r in server.requests]
         assert sorted(t for t in again if t) == sorted(r["trans_id"] for r in records[2:])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+async def test_cli_turns_load_killed_mid_window_then_rerun_has_each_turn_once(
+    database: str,
+) -> None:
+    """``sync --to URL --conversations`` as a real process, killed by SIGKILL while a
+    conversation of its third window hangs: the turns table holds exactly the turns of the
+    two committed windows and the state stands past them; the re-run asks only the third
+    window's conversations, and every turn is then in the table once."""
+    hour = 3600
+    created = [START + 60 * k for k in range(1, 4)]
+    created += [START + hour + 60 * k for k in range(1, 4)]
+    created += [START + 2 * hour + 60 * k for k in range(1, 5)]
+    records = calls_at("K", created)
+    third = {r["trans_id"] for r in records[6:]}
+    end = START + 3 * hour
+    async with FakeVBotServer(records=records, token=SECRET) as server:
+        server.fail_conversation(records[7]["trans_id"], Fault(hang=True))
+        env = python_env() | {"VBOT_BASE_URL": server.base_url, "VBOT_TOKEN": SECRET}
+        argv = ["sync", "--to", database, "--conversations", "--window", "1h", "-q"]
+        argv += ["--start-date", str(START), "--end-date", str(end)]
+        child = await spawn(*argv, env=env)
+        # Window 3's conversations are asked only once windows 1 and 2 are committed, their
+        # turns with the state past them: all ten asked means one hangs, mid-window.
+        await asyncio.wait_for(
+            server.wait_for_requests(len(records), endpoint="getBotConversation"), PATIENCE
+        )
+        os.kill(child.pid, signal.SIGKILL)
+        await asyncio.wait_for(child.communicate(), PATIENCE)
+        assert child.returncode == -signal.SIGKILL
+
+        assert saved_state(database, TURNS)["watermark"] == START + 2 * hour
+        keys = turn_keys(database)
+        assert len(keys) == len(set(keys))
+        assert set(keys) == expected_rows(server, START + 2 * hour)
+        assert sorted(loaded_ids(database)) == sorted(r["trans_id"] for r in records)
+
+        server.fail_conversation(records[7]["trans_id"], None)
+        server.reset_counters()
+        rerun = await spawn(*argv, env=env)
+        _, stderr = await asyncio.wait_for(rerun.communicate(), PATIENCE)
+        assert rerun.returncode == 0, stderr
+        asked = [r.params["trans_id"] for r in server.requests if "trans_id" in r.params]
+        assert sorted(asked) == sorted(third)
+        keys = turn_keys(database)
+        assert len(keys) == len(set(keys))
+        assert set(keys) == expected_rows(server, end)
+        assert saved_state(database, TURNS)["watermark"] == end
 
 
 async def test_cli_sync_with_conversations_backfills_once(
