@@ -49,8 +49,9 @@ from vbot_cdr import (
 from vbot_cdr._errors import ResponseFormatError
 from vbot_cdr._models import TimeUnit, epoch_to_datetime
 from vbot_cdr._sinks import DatabaseStateStore, parse_database_url
-from vbot_cdr._sinks._backends import _SQLite
+from vbot_cdr._sinks._backends import Database, _SQLite, open_database
 from vbot_cdr._sinks._columns import RECORD_COLUMNS
+from vbot_cdr._sinks._turns import TURN_TABLE_COLUMNS, TURNS_KEY
 from vbot_cdr._sync import SyncState
 from vbot_cdr._table import CALL_COLUMNS
 from vbot_cdr.testing import FakeVBotServer, Fault, make_conversation
@@ -802,6 +803,50 @@ async def test_turns_stop_at_a_call_whose_conversation_fails_and_resume_exactly_
         assert set(keys) == expected_rows(server, now)
         again = [r.params.get("trans_id") for r in server.requests]
         assert sorted(t for t in again if t) == sorted(r["trans_id"] for r in records[2:])
+
+
+def test_duckdb_bulk_turns_write_the_rows_of_the_per_row_statements(tmp_path: Path) -> None:
+    """DuckDB's turns go through one ``read_json`` (its ``executemany`` costs ms a row): the
+    table it leaves, after a load and a reload with shorter conversations, is row for row
+    the one the generic per-row statements leave (quotes, newlines, Vietnamese, NULLs, turn
+    0, epochs in seconds and milliseconds, an epoch 0)."""
+    first = [
+        ("A'1", 1, "bot", 'Xin chào, "anh" ơi\nlượt 1', START + 1),
+        ("A'1", 2, "user", "{\"not\": \"json\"}", START + 1),
+        ("A'1", 3, None, None, START + 1),
+        ("B", 0, None, None, (START + 2) * 1000 + 7),
+        ("C", 1, "bot", "", 0),
+        ("C", 2, "user", "x" * 5000, None),
+    ]
+    second = [("A'1", 1, "bot", "shorter", START + 1), ("C", 1, "bot", "again", START + 3)]
+
+    def load(url: str, merge: Any, delete: Any) -> list[tuple[Any, ...]]:
+        database = open_database(
+            parse_database_url(url), TURNS, TURN_TABLE_COLUMNS, TURNS_KEY
+        )
+        try:
+            for rows in (first, second):
+                merge(database, TURN_TABLE_COLUMNS, TURNS_KEY, rows)
+                ends = {}
+                for trans_id, turn, *_ in rows:
+                    ends[trans_id] = max(turn, ends.get(trans_id, 0))
+                delete(database, TURN_TABLE_COLUMNS, TURNS_KEY, list(ends.items()))
+                database.commit()
+        finally:
+            database.finish()
+        return query(url, f"SELECT * FROM {TURNS} ORDER BY trans_id, turn")
+
+    bulk = load(
+        str(tmp_path / "bulk.duckdb"),
+        lambda database, *rest: database.replace_rows(*rest),
+        lambda database, *rest: database.delete_past(*rest),
+    )
+    per_row = load(str(tmp_path / "rows.duckdb"), Database.merge_rows, Database.delete_past)
+    assert bulk == per_row
+    assert [row[:2] for row in bulk] == [("A'1", 1), ("B", 0), ("C", 1)]
+    assert bulk[0][2:4] == ("bot", "shorter")
+    assert bulk[1][4] == dt.datetime.fromtimestamp(START + 2.007, UTC)
+    assert bulk[2][3:] == ("again", dt.datetime.fromtimestamp(START + 3, UTC))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")

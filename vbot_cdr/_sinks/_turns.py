@@ -110,8 +110,7 @@ class _TurnsLoader:
         database = self._database
         database.replace_rows(TURN_TABLE_COLUMNS, TURNS_KEY, rows)
         # A conversation served shorter than when it was loaded loses the turns past its end.
-        condition = f"trans_id = {database.mark} AND turn > {database.mark}"
-        database.delete_where(condition, last_turns)
+        database.delete_past(TURN_TABLE_COLUMNS, TURNS_KEY, last_turns)
 
 
 async def _ask(client: VBotClient, trans_id: str, bot_id: str | None) -> BotConversation:
