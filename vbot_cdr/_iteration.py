@@ -48,7 +48,15 @@ from ._reconcile import Reconciler
 from ._stats import IterationStats
 from ._windows import Checkpoint
 
-__all__ = ["CallIterator", "CallPageIterator", "Iteration", "IteratorBase", "OpenIteration"]
+__all__ = [
+    "CallIterator",
+    "CallPageIterator",
+    "Iteration",
+    "IteratorBase",
+    "OpenIteration",
+    "RowPageIterator",
+    "row_pages",
+]
 
 
 class Iteration:
@@ -134,6 +142,16 @@ class Iteration:
             StopAsyncIteration: After the last page, or once the limit is reached (the
                 requests in flight are then cancelled).
         """
+        return build_records(await self.next_rows())
+
+    async def next_rows(self) -> list[CallRow]:
+        """The limit stage alone: the pipeline's next page, cut to the limit, as it was
+        decoded (twins, or records where a page needed the readers), for the bulk outputs
+        that encode rows straight from it.
+
+        Raises:
+            StopAsyncIteration: As `next_page`.
+        """
         if self._remaining == 0:
             await self.aclose()
             raise StopAsyncIteration
@@ -141,7 +159,7 @@ class Iteration:
         if self._remaining is not None:
             page = page[: self._remaining]
             self._remaining -= len(page)
-        return build_records(page)
+        return page
 
     async def aclose(self) -> None:
         """Stop: cancel every request in flight and wait until they are gone. Idempotent."""
@@ -397,5 +415,28 @@ class CallPageIterator(_Iterator[list[CallRecord]]):
         page, self._first = self._first, []
         if not page:
             page = await self._iteration.next_page()
+        self._iteration.stats.yielded += len(page)
+        return page
+
+
+def row_pages(calls: CallIterator) -> RowPageIterator:
+    """The calls ``calls`` has not handed out yet, a page at a time, as decoded
+    (`Iteration.next_rows`): for the bulk outputs, which encode each row straight from it,
+    without a `CallRecord`. Shares the iteration as `CallIterator.pages` does: what one
+    hands out, the other does not, and closing either closes both."""
+    return RowPageIterator(calls._iteration, first=calls.pages()._first)
+
+
+class RowPageIterator(_Iterator[list[CallRow]]):
+    """`row_pages`: the pages as decoded, each a list of `CallRow`."""
+
+    def __init__(self, iteration: Iteration, *, first: Sequence[CallRow] = ()):
+        super().__init__(iteration)
+        self._first: list[CallRow] = list(first)
+
+    async def __anext__(self) -> list[CallRow]:
+        page, self._first = self._first, []
+        if not page:
+            page = await self._iteration.next_rows()
         self._iteration.stats.yielded += len(page)
         return page
