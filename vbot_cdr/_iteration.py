@@ -51,7 +51,15 @@ from ._reconcile import Reconciler
 from ._stats import IterationStats
 from ._windows import Checkpoint
 
-__all__ = ["CallIterator", "CallPageIterator", "Iteration", "IteratorBase", "OpenIteration"]
+__all__ = [
+    "CallIterator",
+    "CallPageIterator",
+    "Iteration",
+    "IteratorBase",
+    "OpenIteration",
+    "RowPageIterator",
+    "row_pages",
+]
 
 
 class Iteration:
@@ -140,8 +148,10 @@ class Iteration:
         return build_records(await self.next_rows())
 
     async def next_rows(self) -> list[CallRow]:
-        """The limit stage: the pipeline's next page, cut to the limit, not built yet (never
-        empty; `build_records` makes its rows records).
+        """The limit stage alone: the pipeline's next page, cut to the limit, as it was
+        decoded (twins, or records where a page needed the readers), for the bulk outputs
+        that encode rows straight from it, and for `CallIterator`, which builds its records
+        a few at a time (never empty).
 
         Raises:
             StopAsyncIteration: As `next_page`.
@@ -497,9 +507,14 @@ class CallIterator(_Iterator[CallRecord]):
 
         .. versionadded:: Unreleased
         """
-        rest = [*self._records, *build_records(self._rows[self._built :])]
+        return CallPageIterator(self._iteration, first=build_records(self._rest()))
+
+    def _rest(self) -> list[CallRow]:
+        """The rest of the page at hand (the records built first, then the rows not built
+        yet), which this iterator then forgets: another one hands it out."""
+        rest = [*self._records, *self._rows[self._built :]]
         self._forget()
-        return CallPageIterator(self._iteration, first=rest)
+        return rest
 
     def _forget(self) -> None:
         """Drop the page at hand: nothing of it is handed out by this iterator any more."""
@@ -522,5 +537,28 @@ class CallPageIterator(_Iterator[list[CallRecord]]):
         page, self._first = self._first, []
         if not page:
             page = await self._iteration.next_page()
+        self._iteration.stats.yielded += len(page)
+        return page
+
+
+def row_pages(calls: CallIterator) -> RowPageIterator:
+    """The calls ``calls`` has not handed out yet, a page at a time, as decoded
+    (`Iteration.next_rows`): for the bulk outputs, which encode each row straight from it,
+    without a `CallRecord`. Shares the iteration as `CallIterator.pages` does: what one
+    hands out, the other does not, and closing either closes both."""
+    return RowPageIterator(calls._iteration, first=calls._rest())
+
+
+class RowPageIterator(_Iterator[list[CallRow]]):
+    """`row_pages`: the pages as decoded, each a list of `CallRow`."""
+
+    def __init__(self, iteration: Iteration, *, first: Sequence[CallRow] = ()):
+        super().__init__(iteration)
+        self._first: list[CallRow] = list(first)
+
+    async def __anext__(self) -> list[CallRow]:
+        page, self._first = self._first, []
+        if not page:
+            page = await self._iteration.next_rows()
         self._iteration.stats.yielded += len(page)
         return page
