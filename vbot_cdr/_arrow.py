@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ._models import CallRecord
 from ._table import CALL_COLUMNS, Kind, epoch_milliseconds, json_text, row_encoder
 
 if TYPE_CHECKING:
@@ -45,8 +44,9 @@ _NAMES: Final = tuple(column.name for column in CALL_COLUMNS)
 _encode: Final = row_encoder({"timestamp": epoch_milliseconds, "json": json_text})
 
 
-def arrow_rows(records: Sequence[CallRecord]) -> list[dict[str, Any]]:
-    """``records`` as rows of `arrow_schema`, by column name.
+def arrow_rows(records: Sequence[Any]) -> list[dict[str, Any]]:
+    """``records`` (each a `CallRecord` or the twin a page decodes into) as rows of
+    `arrow_schema`, by column name.
 
     Raises:
         ResponseFormatError: A time is outside what a datetime can hold.
@@ -55,7 +55,7 @@ def arrow_rows(records: Sequence[CallRecord]) -> list[dict[str, Any]]:
 
 
 def record_batch(
-    records: Sequence[CallRecord],
+    records: Sequence[Any],
     schema: pyarrow.Schema,
     constants: Mapping[str, Any] | None = None,
 ) -> pyarrow.RecordBatch:
