@@ -8,7 +8,7 @@ Usage (from the repository root)::
 
 Parts:
 
-- **export**: ``vbot-cdr export --format jsonl|csv|parquet`` (a whole process, start-up
+- **export**: ``vbot-cdr export --format jsonl|csv|parquet|xlsx`` (a whole process, start-up
   included) against ``exports_hand.py`` (aiohttp ``gather`` + ``orjson.loads``, then the same
   writer, in the export's columns and schema), both writing every call of the fake server
   to a file; client CPU (user + system of the child, from ``wait4``) and peak RSS.
@@ -38,7 +38,7 @@ from pathlib import Path
 
 from run import HERE, Case, fake_server, measure, pinning
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "xlsx")
 ROOT = HERE.parent
 
 
@@ -98,6 +98,10 @@ def rows_in(path: Path, kind: str) -> int:
     # In a child, so that this process does not import pyarrow (see `shape_file`).
     count = (
         "import pyarrow.parquet as pq, sys; print(pq.ParquetFile(sys.argv[1]).metadata.num_rows)"
+        if kind == "parquet"
+        # A sheet's dimension, less its header row.
+        else "import openpyxl, sys; book = openpyxl.load_workbook(sys.argv[1], read_only=True); "
+        "print(sum(sheet.max_row - 1 for sheet in book.worksheets))"
     )
     return int(
         subprocess.run(

@@ -30,12 +30,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 import attrs
 import msgspec
-import orjson
 
 from ._clock import iso_times
 from ._errors import ResponseFormatError
@@ -46,13 +45,14 @@ __all__ = [
     "CALL_COLUMNS",
     "DEFAULT_TZ",
     "EXTRAS",
+    "TIMES",
     "CallColumn",
     "Kind",
     "call_columns",
     "checked_epoch",
     "epoch_milliseconds",
     "json_document",
-    "json_lines_encoder",
+    "json_document_encoder",
     "json_text",
     "plain_json",
     "row_encoder",
@@ -253,7 +253,7 @@ def plain_json(value: Any) -> Any:
 
 
 #: The fields of `CallRecord` that are times.
-_TIMES: Final = tuple(c.field for c in CALL_COLUMNS if c.kind == "timestamp")
+TIMES: Final = tuple(c.field for c in CALL_COLUMNS if c.kind == "timestamp")
 
 
 def json_document(record: CallRecord, tz: dt.tzinfo) -> dict[str, Any]:
@@ -264,28 +264,15 @@ def json_document(record: CallRecord, tz: dt.tzinfo) -> dict[str, Any]:
     Raises:
         ResponseFormatError: A time is outside what a datetime can hold.
     """
-    return _json_document_encoder(zone(tz))(record)
+    return json_document_encoder(zone(tz))(record)
 
 
-def json_lines_encoder(tz: dt.tzinfo) -> Callable[[Iterable[Any]], bytes]:
-    """The function writing rows (records, or the twins a page decodes into: anything with
-    a record's attributes) as JSON Lines: one `json_document` per line, each ending in a
-    newline, as one bytes object for a page. Generated once per output: no `CallRecord` or
-    `CallRecord.to_dict` per row, and its times through `iso_times`.
+@functools.lru_cache(maxsize=8)
+def json_document_encoder(tz: dt.tzinfo) -> Callable[[Any], dict[str, Any]]:
+    """`json_document` for ``tz``, generated once: it takes a record, or anything with a
+    record's attributes (the twins a page decodes into).
 
     Raises (the function made):
         ResponseFormatError: A time is outside what a datetime can hold.
     """
-    document = _json_document_encoder(tz)
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-
-    def encode(rows: Iterable[Any]) -> bytes:
-        return b"".join([dumps(document(row), option=newline) for row in rows])
-
-    return encode
-
-
-@functools.lru_cache(maxsize=8)
-def _json_document_encoder(tz: dt.tzinfo) -> Callable[[Any], dict[str, Any]]:
-    iso = iso_times(tz)
-    return record_dict_encoder(dict.fromkeys(_TIMES, iso))
+    return record_dict_encoder(dict.fromkeys(TIMES, iso_times(tz)))

@@ -1,6 +1,6 @@
 """Where the command line writes calls: formats, compression, and files that are never torn.
 
-- Formats: JSON Lines (`vbot_cdr._table.json_lines_encoder`, one call per line), and the one
+- Formats: JSON Lines (`vbot_cdr._json_lines.json_lines_encoder`, one call per line), and the one
   table shape of a call (`vbot_cdr._table.CALL_COLUMNS`) as CSV, Parquet (its
   `vbot_cdr._arrow.arrow_schema`, row groups of `PARQUET_ROW_GROUP` calls, so memory stays
   flat) and xlsx (XlsxWriter in its constant-memory mode: each row goes to disk as it is
@@ -41,12 +41,12 @@ import attrs
 from .._arrow import arrow_rows, arrow_schema
 from .._clock import iso_times
 from .._files import fsync_directory
+from .._json_lines import json_lines_encoder
 from .._models import epoch_to_datetime
 from .._table import (
     CALL_COLUMNS,
     DEFAULT_TZ,
     Kind,
-    json_lines_encoder,
     json_text,
     row_encoder,
     zone,
@@ -180,7 +180,7 @@ class Encoder(Protocol):
 
 class _JsonLines:
     """One JSON object per line, nested as the API's records, times in ISO 8601 in ``tz``
-    (`vbot_cdr._table.json_lines_encoder`: rows are records or their twins)."""
+    (`vbot_cdr._json_lines.json_lines_encoder`: rows are records or their twins)."""
 
     def __init__(self, tz: dt.tzinfo):
         self.encode = json_lines_encoder(tz)
