@@ -17,7 +17,7 @@ from ._table import CALL_COLUMNS, Kind, epoch_milliseconds, json_text, row_encod
 if TYPE_CHECKING:
     import pyarrow
 
-__all__ = ["arrow_rows", "arrow_schema", "record_batch"]
+__all__ = ["arrow_rows", "arrow_schema", "arrow_table", "arrow_values", "record_batch"]
 
 
 def arrow_schema() -> pyarrow.Schema:
@@ -42,6 +42,28 @@ def arrow_schema() -> pyarrow.Schema:
 _NAMES: Final = tuple(column.name for column in CALL_COLUMNS)
 # Times as the milliseconds of their instant (what a timestamp[ms] holds), JSON as text.
 _encode: Final = row_encoder({"timestamp": epoch_milliseconds, "json": json_text})
+
+
+def arrow_values(records: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """``records`` (each a `CallRecord` or the twin a page decodes into) as the values of
+    `arrow_schema`'s columns, a tuple per record, for `arrow_table`.
+
+    Raises:
+        ResponseFormatError: A time is outside what a datetime can hold.
+    """
+    return list(map(_encode, records))
+
+
+def arrow_table(values: Sequence[tuple[Any, ...]]) -> pyarrow.Table:
+    """The table of `arrow_schema` holding ``values`` (from `arrow_values`), built column
+    by column (an Arrow array per column, not a dict per row)."""
+    import pyarrow as pa
+
+    schema = arrow_schema()
+    columns = zip(*values, strict=True) if values else ([] for _ in schema)
+    pairs = zip(columns, schema, strict=True)
+    arrays = [pa.array(column, type=field.type) for column, field in pairs]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def arrow_rows(records: Sequence[Any]) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 
-from .._arrow import arrow_rows, arrow_schema
+from .._arrow import arrow_schema, arrow_table, arrow_values
 from .._clock import iso_times
 from .._files import fsync_directory
 from .._json_lines import json_lines_encoder
@@ -325,33 +325,39 @@ class Rows:
 
 
 class _ParquetOutput:
-    """Parquet, one row group per ``row_group`` rows (calls, or those of ``rows``)."""
+    """Parquet, one row group per ``row_group`` rows (calls, or those of ``rows``).
+
+    Each page is encoded as it is written (a value no column holds fails its write, and
+    none of its rows is kept); a row group's table is built once it is full.
+    """
 
     def __init__(self, stream: IO[bytes], name: str, row_group: int, rows: Rows | None = None):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self._row_group = row_group
-        self._schema = arrow_schema() if rows is None else rows.arrow_schema()
-        self._arrow_rows = arrow_rows if rows is None else rows.arrow_rows
-        self._writer: pyarrow.parquet.ParquetWriter = pq.ParquetWriter(stream, self._schema)
-        self._rows: list[dict[str, Any]] = []
+        schema = arrow_schema() if rows is None else rows.arrow_schema()
+        self._encode: Callable[[Sequence[Any]], Iterable[Any]]
+        self._table: Callable[[list[Any]], pyarrow.Table]
+        if rows is None:  # calls: a tuple per row, the table built column by column
+            self._encode, self._table = arrow_values, arrow_table
+        else:
+            self._encode = rows.arrow_rows
+            self._table = functools.partial(pa.Table.from_pylist, schema=schema)
+        self._writer: pyarrow.parquet.ParquetWriter = pq.ParquetWriter(stream, schema)
+        self._rows: list[Any] = []
         self.name = name
 
     def write(self, records: Sequence[Any]) -> None:
-        for row in self._arrow_rows(records):
-            self._rows.append(row)
-            if len(self._rows) >= self._row_group:
-                self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-
-        if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
-            self._rows = []
+        self._rows += self._encode(records)
+        while len(self._rows) >= self._row_group:
+            group, self._rows = self._rows[: self._row_group], self._rows[self._row_group :]
+            self._writer.write_table(self._table(group))
 
     def close(self) -> None:
-        self._flush()
+        if self._rows:
+            self._writer.write_table(self._table(self._rows))
+            self._rows = []
         self._writer.close()
 
 
