@@ -69,13 +69,14 @@ def shape_file(directory: Path) -> Path:
 
 
 def whole_process(
-    command: list[str], cores: set[int] | None, env: dict[str, str]
+    command: list[str], cores: set[int] | None, env: dict[str, str], cwd: Path
 ) -> dict[str, float]:
-    """Run ``command`` to its end; its CPU seconds (user + system), wall seconds, peak RSS."""
+    """Run ``command`` in ``cwd`` to its end; its CPU seconds (user + system), wall seconds,
+    peak RSS."""
     if cores is not None:
         command = ["taskset", "--cpu-list", ",".join(map(str, sorted(cores))), *command]
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -130,7 +131,9 @@ def export_once(
             sys.executable, "-m", "vbot_cdr", "export", "--base-url", base_url, "-q",
             "--format", kind, "-o", str(out), *sizes,
         ]  # fmt: skip
-    figures = whole_process(command, cores, env)
+    # In the client's tree: ``python -m`` puts the working directory first on the path,
+    # before PYTHONPATH, so a run from another tree would import that tree's vbot_cdr.
+    figures = whole_process(command, cores, env, trees.get(client, ROOT))
     written = rows_in(out, kind)
     if written != case.records:
         raise SystemExit(f"{client} {kind} wrote {written} calls, expected {case.records}")
