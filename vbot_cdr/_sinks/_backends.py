@@ -69,6 +69,18 @@ def _raw_json(value: Any) -> msgspec.Raw | None:
     return None if value is None else msgspec.Raw(_encode_json(value))
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether ``value`` (text, or a JSON value: dicts, lists, scalars) holds U+0000 in a
+    string or a key."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(map(_holds_nul, value))
+    return False
+
+
 #: The epochs `epoch_to_datetime` can turn into a datetime (years 1 to 9999), in seconds.
 _FIRST_SECOND: Final = -62_135_596_800
 _LAST_SECOND: Final = 253_402_300_799
@@ -113,16 +125,25 @@ class Database(abc.ABC):
 
     @contextlib.contextmanager
     def failing_as(self, doing: str) -> Iterator[None]:
-        """Raise the driver's errors as `DatabaseError` saying what failed (password masked)."""
+        """Raise the driver's errors as `DatabaseError` saying what failed (password masked),
+        ``refused`` for the driver's `refusals`."""
         try:
             yield
         except self.errors() as exc:
             message = self.url.redact(str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
-            raise DatabaseError(f"cannot {doing} {self.url}: {message}") from None
+            raise DatabaseError(
+                f"cannot {doing} {self.url}: {message}", refused=isinstance(exc, self.refusals())
+            ) from None
 
     @abc.abstractmethod
     def errors(self) -> _DriverErrors:
         """The driver's base exception classes."""
+
+    @abc.abstractmethod
+    def refusals(self) -> _DriverErrors:
+        """The driver's exception classes that mean the database refused the rows (DB-API's
+        ``DataError`` and ``IntegrityError``: a value it cannot hold, a constraint), so that
+        the same rows would fail again, unlike a database that is down."""
 
     @abc.abstractmethod
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -378,6 +399,9 @@ class _PostgreSQL(Database):
     def errors(self) -> _DriverErrors:
         return (self._psycopg.Error,)
 
+    def refusals(self) -> _DriverErrors:
+        return (self._psycopg.DataError, self._psycopg.IntegrityError)
+
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._connection.cursor() as cursor:
             cursor.execute(sql.encode(), parameters or None)
@@ -399,6 +423,42 @@ class _PostgreSQL(Database):
     def load(
         self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
     ) -> None:
+        try:
+            self._load(columns, records, pushed=pushed)
+        except self._psycopg.DataError:
+            # PostgreSQL's text and jsonb cannot hold U+0000 (SQLite and DuckDB can): name the
+            # call and the column, never the value, rather than the driver's bare message.
+            # Looked for only once refused: the loads that succeed pay nothing.
+            found = self._holding_nul(columns, records)
+            if found is None:
+                raise
+            trans_id, column = found
+            raise DatabaseError(
+                f"cannot load call {trans_id} into {self.url}: its {column} holds a NUL "
+                "character (U+0000), which PostgreSQL cannot store",
+                refused=True,
+                trans_id=trans_id,
+                column=column,
+            ) from None
+
+    def _holding_nul(
+        self, columns: Sequence[Column], records: Sequence[CallRecord]
+    ) -> tuple[str, str] | None:
+        """The ``trans_id`` of the first of ``records`` with U+0000 in a text or JSON value
+        (a string or a key), and the name of that value's column; ``None`` if none has."""
+        encode = self.encoder(columns)
+        for record in records:
+            for column, value in zip(columns, encode(record), strict=True):
+                if isinstance(value, str) and _holds_nul(
+                    orjson.loads(value) if column.kind == "json" else value
+                ):
+                    return record.trans_id or "", column.name
+        return None
+
+    def _load(
+        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool
+    ) -> None:
+        """`load`, its driver's errors as they are."""
         if pushed:
             # A push group is small (the posts of one commit). A staging table costs five
             # round trips and its catalog churn, and a pipelined statement a row costs the
@@ -490,6 +550,9 @@ class _DuckDB(Database):
 
     def errors(self) -> _DriverErrors:
         return (self._duckdb.Error, OSError)
+
+    def refusals(self) -> _DriverErrors:
+        return (self._duckdb.DataError, self._duckdb.IntegrityError)
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, list(parameters)).fetchall()
@@ -610,6 +673,9 @@ class _SQLite(Database):
 
     def errors(self) -> _DriverErrors:
         return (sqlite3.Error,)
+
+    def refusals(self) -> _DriverErrors:
+        return (sqlite3.DataError, sqlite3.IntegrityError)
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, tuple(parameters)).fetchall()
