@@ -43,15 +43,17 @@ def stored(url: str) -> list[str]:
     return sorted(key for (key,) in query(url, "SELECT trans_id FROM vbot_calls"))
 
 
-async def test_the_calls_refused_fail_alone_not_their_group(postgres_database: str) -> None:
+async def test_the_calls_refused_fail_alone_not_their_group(database: str) -> None:
     """One group of five calls (stored at once, before the writer runs), one with U+0000 in a
-    text column, one against a constraint of the table: the three others are committed once,
-    each of the two refused gets its own `DatabaseError` (``refused``), nothing else is
-    written; the group's transaction failed, so each call was committed alone."""
-    url = postgres_database
-    sink = WebhookSink(url)
+    text column, one against a constraint of the table: the others are committed once, each
+    call refused gets its own `DatabaseError` (``refused``), nothing else is written. Only
+    PostgreSQL refuses the U+0000; SQLite and DuckDB store it as it is."""
+    query(
+        database,
+        "CREATE TABLE vbot_calls (trans_id text PRIMARY KEY, phone text CHECK (phone <> '000'))",
+    )
+    sink = WebhookSink(database)
     await sink.open()
-    query(url, "ALTER TABLE vbot_calls ADD CONSTRAINT real_phone CHECK (phone <> '000')")
     group = [
         record("T0"),
         record("T1", memberName=NUL_NAME),
@@ -63,17 +65,26 @@ async def test_the_calls_refused_fail_alone_not_their_group(postgres_database: s
         results = await asyncio.gather(*map(sink.store, group), return_exceptions=True)
     finally:
         await sink.close()
-    assert [results[i] for i in (0, 2, 4)] == [False, False, False]
-    nul, constraint = results[1], results[3]
-    assert isinstance(nul, DatabaseError)
-    assert (nul.refused, nul.trans_id, nul.column) == (True, "T1", "member_name")
-    assert "U+0000" in str(nul)
-    assert "SECRET-VALUE" not in str(nul)
+    constraint = results[3]
     assert isinstance(constraint, DatabaseError)
     assert constraint.refused
-    assert stored(url) == ["T0", "T2", "T4"]
-    assert (sink.stats.stored, sink.stats.duplicates) == (3, 0)
-    assert sink.commits == 3  # the group's commit failed; each call then went alone
+    committed = ["T0", "T2", "T4"]
+    if database.startswith("postgresql"):
+        nul = results[1]
+        assert isinstance(nul, DatabaseError)
+        assert (nul.refused, nul.trans_id, nul.column) == (True, "T1", "member_name")
+        assert "U+0000" in str(nul)
+        assert "SECRET-VALUE" not in str(nul)
+    else:
+        committed.insert(1, "T1")
+        assert query(database, "SELECT member_name FROM vbot_calls WHERE trans_id = 'T1'") == [
+            (NUL_NAME,)
+        ]
+    assert [results[int(key[1])] for key in committed] == [False] * len(committed)
+    assert stored(database) == committed
+    assert (sink.stats.stored, sink.stats.duplicates) == (len(committed), 0)
+    # The group's transaction failed: its calls were committed apart, the refused ones alone.
+    assert sink.commits > 1
 
 
 async def test_over_http_the_refused_call_is_422_and_the_others_200(
@@ -114,27 +125,34 @@ async def test_over_http_the_refused_call_is_422_and_the_others_200(
     assert not any("SECRET-VALUE" in line for line in errors)
 
 
+@pytest.mark.parametrize("column", ["name", "call_collected_data"])
 async def test_a_pull_of_a_call_with_nul_is_a_typed_error_in_postgresql_only(
-    database: str,
+    database: str, column: str
 ) -> None:
-    """The pull of a call with U+0000 in a text column: PostgreSQL refuses it with a
-    `DatabaseError` naming the call and the column (not the value), committing nothing of its
-    window; SQLite and DuckDB store the text as it is."""
+    """The pull of a call with U+0000 in a text column, or in a string of a JSON one:
+    PostgreSQL refuses it with a `DatabaseError` naming the call and the column (not the
+    value), committing nothing of its window; SQLite and DuckDB store it as it is."""
     served = calls(3)
     bad = served[1]
-    bad["name"] = NUL_NAME
+    if column == "name":
+        bad["name"] = NUL_NAME
+    else:
+        bad["call_collected_data"] = [
+            {"cfkey": "k", "cfname": "n", "cfvalue": NUL_NAME, "description": "d"}
+        ]
     async with FakeVBotServer(records=served) as fake:
         if not database.startswith("postgresql"):
             assert await pull(fake, database) == 3
-            found = query(
-                database, f"SELECT name FROM vbot_calls WHERE trans_id = '{bad['trans_id']}'"
+            (found,) = query(
+                database, f"SELECT {column} FROM vbot_calls WHERE trans_id = '{bad['trans_id']}'"
             )
-            assert found == [(NUL_NAME,)]
+            value = found[0] if column == "name" else orjson.loads(found[0])[0]["cfvalue"]
+            assert value == NUL_NAME
             return
         with pytest.raises(DatabaseError) as info:
             await pull(fake, database)
     error = info.value
-    assert (error.refused, error.trans_id, error.column) == (True, bad["trans_id"], "name")
+    assert (error.refused, error.trans_id, error.column) == (True, bad["trans_id"], column)
     assert "SECRET-VALUE" not in str(error)
     assert f"cannot load call {bad['trans_id']}" in str(error)
     assert stored(database) == []

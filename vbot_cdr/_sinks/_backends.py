@@ -124,16 +124,16 @@ class Database(abc.ABC):
         self.lock = threading.Lock()
 
     @contextlib.contextmanager
-    def failing_as(self, doing: str) -> Iterator[None]:
-        """Raise the driver's errors as `DatabaseError` saying what failed (password masked),
-        ``refused`` for the driver's `refusals`."""
+    def failing_as(self, doing: str, *, rows: bool = False) -> Iterator[None]:
+        """Raise the driver's errors as `DatabaseError` saying what failed (password masked);
+        ``refused`` for the driver's `refusals` when the block writes ``rows`` (the only
+        thing a database refuses for what it is, not for the state it is in)."""
         try:
             yield
         except self.errors() as exc:
             message = self.url.redact(str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
-            raise DatabaseError(
-                f"cannot {doing} {self.url}: {message}", refused=isinstance(exc, self.refusals())
-            ) from None
+            refused = rows and isinstance(exc, self.refusals())
+            raise DatabaseError(f"cannot {doing} {self.url}: {message}", refused=refused) from None
 
     @abc.abstractmethod
     def errors(self) -> _DriverErrors:
@@ -227,7 +227,7 @@ class Database(abc.ABC):
         Raises:
             DatabaseError: The database refused.
         """
-        with self.lock, self.failing_as("load calls into"):
+        with self.lock, self.failing_as("load calls into", rows=True):
             for column in columns:
                 if column.name not in self.columns:
                     self.execute(
@@ -243,7 +243,7 @@ class Database(abc.ABC):
         Raises:
             DatabaseError: The database refused or is gone; nothing was committed.
         """
-        with self.lock, self.failing_as("commit calls to"):
+        with self.lock, self.failing_as("commit calls to", rows=True):
             self.commit()
 
     def encoder(self, columns: Sequence[Column]) -> Callable[[CallRecord], tuple[Any, ...]]:
@@ -304,7 +304,7 @@ class Database(abc.ABC):
         """
         if not rows:
             return
-        with self.lock, self.failing_as("load rows into"):
+        with self.lock, self.failing_as("load rows into", rows=True):
             self.merge_rows(columns, key, rows)
 
     def replace_sql(self, columns: Sequence[Column], key: Sequence[str], source: str) -> str:
@@ -362,7 +362,7 @@ class Database(abc.ABC):
     def commit_with_state(self, fingerprint: str, document: str) -> None:
         """Write the state row and commit the transaction: the rows loaded since the last
         commit and the state past them, together (a window's load, made durable)."""
-        with self.lock, self.failing_as("commit the calls and the sync state to"):
+        with self.lock, self.failing_as("commit the calls and the sync state to", rows=True):
             self.execute(
                 f"INSERT INTO {quote(self.state_table)} (fingerprint, state, saved_at) "
                 f"VALUES ({self.mark}, {self.mark}, CURRENT_TIMESTAMP) "
