@@ -7,8 +7,8 @@ the calls stored while one commit runs share the next (group commit), so durabil
 transaction per group, not per call. When the database is down, `store` raises
 `DatabaseError` and the next call opens it again: the sink recovers by itself. When the
 database refuses a group's rows (a value it cannot hold: `DatabaseError.refused`), the group
-is committed again a call at a time, so that only the calls refused fail: one bad call must
-not fail the calls it shares a transaction with.
+is committed again in halves until each refused call is alone, so that only the calls
+refused fail: one bad call must not fail the calls it shares a transaction with.
 
 `webhook_app` is the aiohttp `Application` of the receiver: authentication by a static header
 compared in constant time, the body size limit, the answers VBot's sender sees (200 only
@@ -135,8 +135,8 @@ class WebhookSink:
         # The latest calls committed, oldest first, to tell a duplicate push (bounded: a
         # receiver runs for months).
         self._committed: dict[str, None] = {}
-        #: Transactions committed (each holding a group of calls, or one call of a group
-        #: the database refused).
+        #: Transactions committed (each holding a group of calls, or a part of a group the
+        #: database refused).
         self.commits = 0
 
     def __repr__(self) -> str:
