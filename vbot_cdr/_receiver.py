@@ -244,18 +244,22 @@ class WebhookSink:
         return failed
 
     def _commit(self, records: list[PushedCall | CallRecord]) -> None:
-        """Upsert and commit ``records`` (in a worker thread); on failure, roll back and
-        close the connection, so that the next group reconnects."""
+        """Upsert and commit ``records`` (in a worker thread); on failure, roll back, and
+        unless the database refused the rows (it is well), close the connection, so that
+        the next group reconnects."""
         if self._database is None:
             self._database = open_database(self._target, self.table, RECORD_COLUMNS)
+        database = self._database
         try:
             # A pushed call has every attribute of a CallRecord that the row encoder reads.
             calls = cast("list[CallRecord]", records)
-            self._database.upsert(RECORD_COLUMNS, calls, pushed=True)
-            self._database.commit_pushed()
-        except BaseException:
-            database, self._database = self._database, None
-            database.finish()
+            database.upsert(RECORD_COLUMNS, calls, pushed=True)
+            database.commit_pushed()
+        except BaseException as exc:
+            refused = isinstance(exc, DatabaseError) and exc.refused
+            if not (refused and database.rolled_back()):
+                self._database = None
+                database.finish()
             raise
         self.commits += 1
 

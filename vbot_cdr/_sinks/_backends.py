@@ -175,6 +175,10 @@ class Database(abc.ABC):
         """Commit the open transaction and begin the next."""
 
     @abc.abstractmethod
+    def rollback(self) -> None:
+        """Roll back the open transaction and begin the next."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Roll back what is not committed and close the connection."""
 
@@ -182,6 +186,18 @@ class Database(abc.ABC):
         """`close`, once no other thread is using the connection."""
         with self.lock:
             self.close()
+
+    def rolled_back(self) -> bool:
+        """`rollback`, once no other thread is using the connection, and learn the columns
+        again (those `upsert` added are gone with it); whether it could (if not, the
+        connection is unusable: `finish` it)."""
+        with self.lock:
+            try:
+                self.rollback()
+                self.columns = self.existing_columns()
+            except self.errors():
+                return False
+            return True
 
     def prepare(self, columns: Sequence[Column], key: Sequence[str] = (KEY,)) -> None:
         """Create the two tables if missing (the first keyed by ``key``), commit, and learn
@@ -522,6 +538,9 @@ class _PostgreSQL(Database):
     def commit(self) -> None:
         self._connection.commit()
 
+    def rollback(self) -> None:
+        self._connection.rollback()
+
     def close(self) -> None:
         with contextlib.suppress(self._psycopg.Error):
             self._connection.close()
@@ -647,6 +666,10 @@ class _DuckDB(Database):
         self._connection.commit()
         self._connection.begin()
 
+    def rollback(self) -> None:
+        self._connection.rollback()
+        self._connection.begin()
+
     def close(self) -> None:
         with contextlib.suppress(self._duckdb.Error):
             self._connection.close()
@@ -709,6 +732,10 @@ class _SQLite(Database):
 
     def commit(self) -> None:
         self._connection.execute("COMMIT")
+        self._connection.execute("BEGIN")
+
+    def rollback(self) -> None:
+        self._connection.execute("ROLLBACK")
         self._connection.execute("BEGIN")
 
     def close(self) -> None:
