@@ -14,7 +14,8 @@ Bulk loads:
   runs a statement per row);
 - SQLite: ``executemany`` of one ``INSERT ... ON CONFLICT`` statement.
 
-Each record goes to the driver as the values of a generated `encoder` (JSON encoded by
+Each record goes to the driver as the values of a generated `encoder`, read straight off the
+decoded page (`row_pages`: no `CallRecord` built on the way; JSON encoded by
 msgspec, which reads the nested records as they are, a time as its epoch), and each database
 computes the timestamps from the epochs in the statement that upserts: a datetime per time
 built in Python, then formatted for the driver, cost more than the rest of a row.
@@ -34,8 +35,9 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
+from .._decoding import CallRow
 from .._errors import DatabaseError
-from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS, CallRecord
+from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS
 from .._table import json_text
 from ._columns import KEY, Column, Kind, encoder
 from ._url import DatabaseURL
@@ -126,7 +128,7 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         """Upsert ``records`` into the open transaction by `KEY` (one record per key), as
         `upsert_sql` merges them."""
@@ -182,10 +184,11 @@ class Database(abc.ABC):
                 )
 
     def upsert(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
-        """Add the columns the table lacks, then upsert ``records`` by `KEY` (one record per
-        key), pulled or ``pushed`` (see `upsert_sql`); nothing is committed.
+        """Add the columns the table lacks, then upsert ``records`` (records, or the rows of
+        decoded pages) by `KEY` (one record per key), pulled or ``pushed`` (see
+        `upsert_sql`); nothing is committed.
 
         A value goes into a JSON column as JSON whatever its field's type (a field that was
         once an extra keeps its JSON column).
@@ -212,7 +215,7 @@ class Database(abc.ABC):
         with self.lock, self.failing_as("commit calls to"):
             self.commit()
 
-    def encoder(self, columns: Sequence[Column]) -> Callable[[CallRecord], tuple[Any, ...]]:
+    def encoder(self, columns: Sequence[Column]) -> Callable[[CallRow], tuple[Any, ...]]:
         """A record as the driver's values of ``columns`` (see `encoder`)."""
         return encoder(columns, type(self).json)
 
@@ -365,7 +368,7 @@ class _PostgreSQL(Database):
         return dict(rows)
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         sources = [quote(c.name) for c in columns]
         names = ", ".join(sources)
@@ -447,7 +450,7 @@ class _DuckDB(Database):
         return dict(rows)
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         # One JSON object per batch, a list of values per column, read by read_json with the
         # table's types and unnested side by side into rows: a list per column is read
@@ -524,7 +527,7 @@ class _SQLite(Database):
         return {row[1]: row[2] for row in rows}
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         marks = [f"?{number}" for number in range(1, len(columns) + 1)]
         values = f"VALUES ({', '.join(self.values(columns, marks))})"
