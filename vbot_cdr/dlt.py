@@ -43,6 +43,7 @@ from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from ._conversations import CallConversation
 from ._dialects import Api
 from ._errors import ResponseFormatError
+from ._iteration import row_pages
 from ._models import CallFilter, epoch_to_datetime
 from ._table import CALL_COLUMNS, Kind, plain_json, row_encoder
 
@@ -198,11 +199,12 @@ def vbot_source(
         created: dlt.sources.incremental[dt.datetime] = _cursor(first, lookback),  # noqa: B008
     ) -> AsyncIterator[list[dict[str, Any]]]:
         read = _read_since(call_filter, created, settle)
-        async with open_client() as client:
-            async for page in client.iter_call_pages(read, window=window):
-                rows = [dict(zip(_NAMES, _encode_row(record), strict=True)) for record in page]
+        async with open_client() as client, client.iter_calls(read, window=window) as calls:
+            # Items straight from the decoded pages: no CallRecord, no to_dict per call.
+            async for page in row_pages(calls):
+                rows = [dict(zip(_NAMES, _encode_row(row), strict=True)) for row in page]
                 for row in rows:
-                    if not row.get("trans_id"):
+                    if not row["trans_id"]:
                         # An empty id is no key: merged on it, such calls would collapse
                         # into one row. As null, dlt refuses the load (its key is not null).
                         row["trans_id"] = None
