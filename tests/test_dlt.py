@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import dlt
 import duckdb
+import pyarrow as pa
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -182,25 +184,28 @@ async def test_calls_table_has_the_one_table_shape(
         tables = connection.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'vbot'"
         ).fetchall()
-        created, phone = connection.execute(
-            "SELECT create_at, phone FROM vbot.calls WHERE trans_id = ?", [newest["trans_id"]]
-        ).fetchone() or (None, None)
+        created, phone, collected = connection.execute(
+            "SELECT create_at, phone, call_collected_data FROM vbot.calls WHERE trans_id = ?",
+            [newest["trans_id"]],
+        ).fetchone() or (None, None, None)
     ours = [(name, kind) for name, kind in columns if not name.startswith("_")]
     assert ours == [(c.name, DUCKDB_TYPES[c.kind]) for c in CALL_COLUMNS]
     assert all(name.startswith("_") for name, _ in columns[len(ours) :])
     assert sorted(t for (t,) in tables if not t.startswith("_")) == ["calls"]
     assert created == epoch_to_datetime(newest["create_at"])
     assert phone == newest["phone"]
+    assert json.loads(collected) == newest["call_collected_data"]  # JSON, not JSON in text
     assert "could not have their types inferred" not in caplog.text
 
 
 async def test_calls_items_are_the_typed_records_table_rows_in_every_dialect(
     dlt_home: Path, any_server: FakeVBotServer, make_client: Callable[..., VBotClient]
 ) -> None:
-    """The ``calls`` items come straight from the decoded pages; each equals what
-    `table_row` (in UTC, dlt's zone) makes of the `CallRecord` `iter_calls` gives for the same
-    call, an independent path through the typed API, in every dialect, including a page the
-    fast decoder refuses (a field the models do not know: its calls come with extras)."""
+    """The ``calls`` items (a record batch per page) come straight from the decoded pages;
+    each row equals what `table_row` (in UTC, dlt's zone) makes of the `CallRecord`
+    `iter_calls` gives for the same call, an independent path through the typed API, in
+    every dialect, including a page the fast decoder refuses (a field the models do not
+    know: its calls come with extras)."""
     unit: Any = "s" if any_server.api == "v2" else "ms"
     beside = any_server.records[120]["create_at"]  # in the middle of a page
     odd = RecordGenerator(seed=3, id_prefix="ODD", time_unit=unit).record(0, created=beside)
@@ -218,7 +223,13 @@ async def test_calls_items_are_the_typed_records_table_rows_in_every_dialect(
         # In a new pipeline, made the active one (in this thread, where dlt keeps it): the
         # cursor starts at start_date, not at the state of an earlier test's pipeline.
         dlt.pipeline(pipeline_name="vbot_items_test", pipelines_dir=str(dlt_home / "pipelines"))
-        return list(source.resources["calls"])
+        batches = list(source.resources["calls"])
+        rows: list[dict[str, Any]] = pa.Table.from_batches(batches).to_pylist()
+        for row in rows:  # JSON columns go to dlt as JSON text
+            for column in ("call_collected_data", "extras"):
+                if row[column] is not None:
+                    row[column] = json.loads(row[column])
+        return rows
 
     items = await asyncio.to_thread(extract)
     async with make_client(any_server).iter_calls(start_date=since) as calls:
