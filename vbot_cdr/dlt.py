@@ -33,6 +33,7 @@ state) per tenant and set of criteria.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -97,18 +98,30 @@ def _conversation_row(item: CallConversation) -> dict[str, Any]:
 
 
 def _arrow_calls() -> pyarrow.Schema:
-    """The calls table as Arrow: the Parquet export's columns (`arrow_schema`), with times
-    in microseconds, dlt's precision of a timestamp (DuckDB's with a zone)."""
+    """The calls table as Arrow, as dlt's hints have it: the Parquet export's columns
+    (`arrow_schema`), times in microseconds (dlt's precision of a timestamp with a zone),
+    ``trans_id`` not nullable. The JSON columns are JSON text: see `_JsonAsText`."""
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            field.with_type(pa.timestamp("us", tz="UTC"))
-            if pa.types.is_timestamp(field.type)
-            else field
-            for field in arrow_schema()
-        ]
-    )
+    fields = []
+    for field in arrow_schema():
+        if pa.types.is_timestamp(field.type):
+            field = field.with_type(pa.timestamp("us", tz="UTC"))
+        fields.append(field.with_nullable(_COLUMN_HINTS[field.name]["nullable"]))
+    return pa.schema(fields)
+
+
+class _JsonAsText(logging.Filter):
+    """Drops dlt's warning, given for every batch, that the ``calls`` batches and the
+    resource's hints differ: they do by design, in the JSON columns alone. Arrow has no JSON
+    type dlt reads, so those travel as JSON text, and dlt keeps the hints (JSON), which is
+    what the table must have (the destination reads the text as JSON)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_HINTS_DIFFER)
+
+
+_HINTS_DIFFER = "In resource: calls, when merging arrow schema with dlt schema"
 
 
 def _calls_batch(page: Sequence[CallRow], schema: pyarrow.Schema) -> pyarrow.RecordBatch:
@@ -263,6 +276,9 @@ def vbot_source(
             if rows:
                 yield rows
 
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _JsonAsText) for f in dlt_logger.filters):
+        dlt_logger.addFilter(_JsonAsText())
     resources: list[DltResource] = [calls()]
     if conversations:
         resources.append(conversations_read())
