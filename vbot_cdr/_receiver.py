@@ -9,7 +9,9 @@ transaction per group, not per call. When the database is down, `store` raises
 
 `webhook_app` is the aiohttp `Application` of the receiver: authentication by a static header
 compared in constant time, the body size limit, the answers VBot's sender sees (200 only
-once committed; 400, 401, 405, 413, 503 writing nothing), and ``GET /health``.
+once committed; 400, 401, 405, 413, 503 writing nothing), and ``GET /health``. It reads the
+usual body with `pushed_call` (straight into the row the sink stores), any other with
+`parse_webhook` (the same rows, or the reason for a 400).
 """
 
 from __future__ import annotations
@@ -20,16 +22,17 @@ import hmac
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
-from ._errors import DatabaseError, WebhookError
+from ._errors import DatabaseError, ResponseFormatError, WebhookError
 from ._models import CallRecord
 from ._sinks._backends import Database, open_database, quote
 from ._sinks._columns import RECORD_COLUMNS
 from ._sinks._url import parse_database_url
-from ._webhooks import OtherEvent, parse_header, parse_webhook
+from ._table import epoch_milliseconds
+from ._webhooks import OtherEvent, PushedCall, parse_header, parse_webhook, pushed_call
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -120,7 +123,7 @@ class WebhookSink:
         self.table = table
         self.stats = WebhookStats()
         self._database: Database | None = None
-        self._pending: list[tuple[CallRecord, asyncio.Future[bool]]] = []
+        self._pending: list[tuple[PushedCall | CallRecord, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
         # The latest calls committed, oldest first, to tell a duplicate push (bounded: a
         # receiver runs for months).
@@ -149,18 +152,26 @@ class WebhookSink:
             Whether this sink had committed the call before (a duplicate push).
 
         Raises:
-            ValueError: ``record`` has no ``trans_id``.
+            ValueError: ``record`` has no ``trans_id``, or a time no database can hold
+                (`WebhookError`): it is refused alone, before it joins a group.
             DatabaseError: The database is down or refused; nothing of the group is
                 committed. The next call tries again.
         """
         if not record.trans_id:
             raise ValueError("a pushed call needs a trans_id to be stored exactly once")
+        _checked_end(record)
+        return await self._store(record)
+
+    async def _store(self, call: PushedCall | CallRecord) -> bool:
+        """`store` a call (a `CallRecord` or a `pushed_call`) whose ``trans_id`` is set and
+        whose times are `_checked_end`."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, future))
+        self._pending.append((call, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
-        # Shielded: a sender that hangs up does not cancel the commit others wait on.
-        return await asyncio.shield(future)
+        # A waiter cancelled (a sender that hung up) cancels its own future, never the
+        # writer task the others wait on: that one was created apart, and skips done futures.
+        return await future
 
     async def _write(self) -> None:
         """Commit the pending calls, a group at a time, until none are left."""
@@ -190,13 +201,15 @@ class WebhookSink:
             while len(self._committed) > _REMEMBERED:
                 del self._committed[next(iter(self._committed))]
 
-    def _commit(self, records: list[CallRecord]) -> None:
+    def _commit(self, records: list[PushedCall | CallRecord]) -> None:
         """Upsert and commit ``records`` (in a worker thread); on failure, roll back and
         close the connection, so that the next group reconnects."""
         if self._database is None:
             self._database = open_database(self._target, self.table, RECORD_COLUMNS)
         try:
-            self._database.upsert(RECORD_COLUMNS, records, pushed=True)
+            # A pushed call has every attribute of a CallRecord that the row encoder reads.
+            calls = cast("list[CallRecord]", records)
+            self._database.upsert(RECORD_COLUMNS, calls, pushed=True)
             self._database.commit_pushed()
         except BaseException:
             database, self._database = self._database, None
@@ -243,6 +256,22 @@ class WebhookSink:
         if self._database is not None:
             database, self._database = self._database, None
             await asyncio.to_thread(database.finish)
+
+
+def _checked_end(call: PushedCall | CallRecord) -> int | None:
+    """The instant ``call`` ended, in epoch ms (``None`` if it has no end), once each of its
+    times is one a database can hold.
+
+    Raises:
+        WebhookError: One is not (out of years 1-9999). Checked before the call joins a
+            group, so that the group's upsert cannot fail on it, failing the others.
+    """
+    try:
+        epoch_milliseconds(call.create_at)
+        epoch_milliseconds(call.answer_at)
+        return epoch_milliseconds(call.end_call_at)
+    except ResponseFormatError as exc:
+        raise WebhookError(f"a time of the call cannot be stored: {exc}") from None
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -294,8 +323,11 @@ def webhook_app(
 
     async def read_body(request: web.Request) -> bytes | None:
         """The body, or ``None`` once it is known to exceed ``max_body``."""
-        if request.content_length is not None and request.content_length > max_body:
-            return None
+        length = request.content_length
+        if length is not None:
+            # One read of what is buffered (VBot's posts come whole), no copy: the parser
+            # has checked the length.
+            return None if length > max_body else await request.content.readexactly(length)
         body = bytearray()
         while chunk := await request.content.read(64 * 1024):
             body += chunk
@@ -317,20 +349,22 @@ def webhook_app(
             response.force_close()  # the rest of the body is not read
             return response
         stats.received += 1
+        call: PushedCall | CallRecord | None = pushed_call(body)
         try:
-            event = parse_webhook(body)
+            if call is None:  # not the usual body: the typed parser reads or refuses it
+                event = parse_webhook(body)
+                if isinstance(event, OtherEvent):
+                    stats.other_events[event.name] += 1
+                    return _text(200, "counted")
+                call = event.record
+            ended = _checked_end(call)
         except WebhookError as exc:
             stats.refused["bad_body"] += 1
             return _text(400, str(exc))
-        if isinstance(event, OtherEvent):
-            stats.other_events[event.name] += 1
-            return _text(200, "counted")
-        if event.record.end_call_at:
-            ended = event.record.ended
-            if ended is not None:
-                stats.lags_ms.append((clock() - ended.timestamp()) * 1000)
+        if ended is not None:
+            stats.lags_ms.append(clock() * 1000 - ended)
         try:
-            duplicate = await sink.store(event.record)
+            duplicate = await sink._store(call)
         except DatabaseError:
             stats.refused["unavailable"] += 1
             return _text(503, "the database is unavailable; send again")
