@@ -18,7 +18,8 @@ Bulk loads:
 Other tables (`replace_rows`, `delete_past`: the conversation turns) take the same paths but
 PostgreSQL's: a pipelined ``executemany`` there and in SQLite, one ``read_json`` in DuckDB.
 
-Each record goes to the driver as the values of a generated `encoder` (JSON encoded by
+Each record goes to the driver as the values of a generated `encoder`, read straight off the
+decoded page (`row_pages`: no `CallRecord` built on the way; JSON encoded by
 msgspec, which reads the nested records as they are, a time as its epoch), and each database
 computes the timestamps from the epochs in the statement that upserts: a datetime per time
 built in Python, then formatted for the driver, cost more than the rest of a row.
@@ -39,8 +40,9 @@ from typing import Any, ClassVar, Final
 import msgspec
 import orjson
 
+from .._decoding import CallRow
 from .._errors import DatabaseError
-from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS, CallRecord
+from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS
 from .._table import json_text
 from ._columns import KEY, Column, Kind, encoder
 from ._url import DatabaseURL
@@ -160,7 +162,7 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         """Upsert ``records`` into the open transaction by `KEY` (one record per key), as
         `upsert_sql` merges them."""
@@ -232,10 +234,11 @@ class Database(abc.ABC):
                 )
 
     def upsert(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
-        """Add the columns the table lacks, then upsert ``records`` by `KEY` (one record per
-        key), pulled or ``pushed`` (see `upsert_sql`); nothing is committed.
+        """Add the columns the table lacks, then upsert ``records`` (records, or the rows of
+        decoded pages) by `KEY` (one record per key), pulled or ``pushed`` (see
+        `upsert_sql`); nothing is committed.
 
         A value goes into a JSON column as JSON whatever its field's type (a field that was
         once an extra keeps its JSON column).
@@ -262,7 +265,7 @@ class Database(abc.ABC):
         with self.lock, self.failing_as("commit calls to", rows=True):
             self.commit()
 
-    def encoder(self, columns: Sequence[Column]) -> Callable[[CallRecord], tuple[Any, ...]]:
+    def encoder(self, columns: Sequence[Column]) -> Callable[[CallRow], tuple[Any, ...]]:
         """A record as the driver's values of ``columns`` (see `encoder`)."""
         return encoder(columns, type(self).json)
 
@@ -409,7 +412,7 @@ class _PostgreSQL(Database):
         with self.failing_as("connect to"):
             self._connection = psycopg.connect(url.target, connect_timeout=10)
         self._push_statements: dict[
-            tuple[Column, ...], tuple[bytes, Callable[[CallRecord], tuple[Any, ...]]]
+            tuple[Column, ...], tuple[bytes, Callable[[CallRow], tuple[Any, ...]]]
         ] = {}
 
     def errors(self) -> _DriverErrors:
@@ -437,7 +440,7 @@ class _PostgreSQL(Database):
         return dict(rows)
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         try:
             self._load(columns, records, pushed=pushed)
@@ -508,7 +511,7 @@ class _PostgreSQL(Database):
 
     def _push_statement(
         self, columns: tuple[Column, ...]
-    ) -> tuple[bytes, Callable[[CallRecord], tuple[Any, ...]]]:
+    ) -> tuple[bytes, Callable[[CallRow], tuple[Any, ...]]]:
         """The upsert of a pushed group from ``$1``, a JSON array of rows, each an array of
         the values of ``columns``; and the encoder of a row for it (built once)."""
         built = self._push_statements.get(columns)
@@ -623,7 +626,7 @@ class _DuckDB(Database):
         return "'" + text.replace("'", "''") + "'"
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         values = zip(*map(self.encoder(columns), records), strict=True)
         with self._rows_of(columns, values) as rows:
@@ -711,7 +714,7 @@ class _SQLite(Database):
         return {row[1]: row[2] for row in rows}
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         marks = [f"?{number}" for number in range(1, len(columns) + 1)]
         values = f"VALUES ({', '.join(self.values(columns, marks))})"
