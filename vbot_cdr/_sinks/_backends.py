@@ -461,7 +461,7 @@ class _PostgreSQL(Database):
             ) from None
 
     def _holding_nul(
-        self, columns: Sequence[Column], records: Sequence[CallRecord]
+        self, columns: Sequence[Column], records: Sequence[CallRow]
     ) -> tuple[str, str] | None:
         """The ``trans_id`` of the first of ``records`` with U+0000 in a text or JSON value
         (a string or a key), and the name of that value's column; ``None`` if none has."""
@@ -475,7 +475,7 @@ class _PostgreSQL(Database):
         return None
 
     def _load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool
     ) -> None:
         """`load`, its driver's errors as they are."""
         if pushed:
