@@ -24,8 +24,10 @@ stored, found missing and completed by the pull, the push lag, and whether the t
 holds every call exactly once.
 
 PostgreSQL comes from ``VBOT_CDR_TEST_POSTGRES_URL``, else a throwaway cluster is started
-(see tests/_postgres.py). Usage: python benchmarks/webhooks.py [--posts 2000] [--runs 1]
-[--baseline TREE] [--soak CALLS --rate R]
+(see tests/_postgres.py). ``--sender lean`` posts prebuilt requests on raw keep-alive
+connections instead of aiohttp's client, which costs the shared cores about twice the
+receiver's CPU per post. Usage: python benchmarks/webhooks.py [--posts 2000] [--runs 1]
+[--baseline TREE] [--sender aiohttp|lean] [--soak CALLS --rate R] [--in-process]
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ import datetime as dt
 import os
 import platform
 import re
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -96,8 +101,11 @@ def floor_server() -> None:
 
 
 @contextlib.asynccontextmanager
-async def receiver_process(receiver: str, url: str | None, root: Path) -> AsyncIterator[str]:
-    """The receiver as a child process, importing the project from ``root``; yields its URL."""
+async def receiver_process(
+    receiver: str, url: str | None, root: Path
+) -> AsyncIterator[tuple[str, int]]:
+    """The receiver as a child process, importing the project from ``root``; yields its URL
+    and process id."""
     env = {**os.environ, "VBOT_WEBHOOK_HEADER": f"{HEADER_NAME}: {HEADER_VALUE}"}
     env["PYTHONPATH"] = str(root)
     if receiver == "floor":
@@ -116,14 +124,18 @@ async def receiver_process(receiver: str, url: str | None, root: Path) -> AsyncI
         process.kill()
         raise RuntimeError(f"the receiver did not start: {line}")
     try:
-        yield match.group(1)
+        yield match.group(1), process.pid
     finally:
         process.terminate()
         await process.communicate()
 
 
-async def measure(base: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+async def measure(
+    base: str, bodies: list[bytes], concurrency: int, sender: str = "aiohttp"
+) -> dict[str, Any]:
     """Post ``bodies`` from ``concurrency`` senders; posts/s and latency percentiles."""
+    if sender == "lean":
+        return await measure_lean(base, bodies, concurrency)
     latencies: list[float] = []
     queue = iter(bodies)
     failures = 0
@@ -147,6 +159,49 @@ async def measure(base: str, bodies: list[bytes], concurrency: int) -> dict[str,
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+    return figures(latencies, elapsed, failures)
+
+
+CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
+
+
+async def measure_lean(base: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
+    """`measure` with senders that cost the machine little: each a keep-alive connection
+    writing prebuilt HTTP/1.1 requests and reading the answers' heads and bodies (aiohttp's
+    client spends about twice the receiver's CPU per post, on the same cores)."""
+    address = urllib.parse.urlsplit(base)
+    host, port, path = address.hostname, address.port, address.path or "/"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{HEADER_NAME}: {HEADER_VALUE}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
+    requests = iter([head + b"%d\r\n\r\n" % len(body) + body for body in bodies])
+    latencies: list[float] = []
+    failures = 0
+    connections = [await asyncio.open_connection(host, port) for _ in range(concurrency)]
+
+    async def sender(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal failures
+        for request in requests:
+            started = time.perf_counter()
+            writer.write(request)
+            answer = await reader.readuntil(b"\r\n\r\n")
+            length = CONTENT_LENGTH.search(answer)
+            assert length is not None, answer
+            await reader.readexactly(int(length.group(1)))
+            latencies.append(time.perf_counter() - started)
+            if answer[9:12] != b"200":
+                failures += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender(reader, writer) for reader, writer in connections))
+    elapsed = time.perf_counter() - started
+    for _, writer in connections:
+        writer.close()
+    return figures(latencies, elapsed, failures)
+
+
+def figures(latencies: list[float], elapsed: float, failures: int) -> dict[str, Any]:
     ordered = sorted(latencies)
     return {
         "posts_per_s": len(latencies) / elapsed,
@@ -162,7 +217,7 @@ def make_bodies(count: int, offset: int) -> list[bytes]:
 
 
 async def run(
-    posts: int, runs: int, postgres: str, directory: Path, baseline: Path | None
+    posts: int, runs: int, postgres: str, directory: Path, baseline: Path | None, sender: str
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     case = 0
@@ -172,16 +227,37 @@ async def run(
                 case += 1
                 url = None if receiver == "floor" else fresh_database(receiver, directory, postgres)
                 root = baseline if receiver.endswith("@baseline") and baseline else ROOT
-                async with receiver_process(receiver, url, root) as base:
-                    figures = await measure(base, make_bodies(posts, case), concurrency)
+                bodies = make_bodies(posts, case)
+                async with receiver_process(receiver, url, root) as (base, pid):
+                    receiver_cpu, sender_cpu = process_cpu(pid), own_cpu()
+                    measured = await measure(base, bodies, concurrency, sender)
+                    # CPU seconds per post, in µs: the receiver's process and the senders'.
+                    measured["receiver_us"] = (process_cpu(pid) - receiver_cpu) / posts * 1e6
+                    measured["sender_us"] = (own_cpu() - sender_cpu) / posts * 1e6
                 if url is not None:
-                    stored = count_rows(url)
-                    figures["stored"] = stored
+                    measured["stored"] = count_rows(url)
                 results.append(
-                    {"run": repetition, "receiver": receiver, "concurrency": concurrency, **figures}
+                    {
+                        "run": repetition,
+                        "receiver": receiver,
+                        "concurrency": concurrency,
+                        **measured,
+                    }
                 )
                 print(results[-1], file=sys.stderr, flush=True)
     return results
+
+
+def process_cpu(pid: int) -> float:
+    """The CPU seconds (user and system) process ``pid`` has used (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    """The CPU seconds (user and system) this process, the senders', has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def receivers(baseline: Path | None) -> tuple[str, ...]:
@@ -206,8 +282,8 @@ def count_rows(url: str) -> int:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| senders | receiver | posts/s | ack p50 (ms) | ack p99 (ms) | p99 / floor p99 | "
-        "stored | non-200 |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "stored | non-200 | receiver CPU/post (µs) | senders' CPU/post (µs) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for concurrency in CONCURRENCY:
         floor = [r for r in results if r["receiver"] == "floor" and r["concurrency"] == concurrency]
@@ -222,9 +298,11 @@ def table(results: list[dict[str, Any]]) -> str:
             stored = "" if receiver == "floor" else str(min(r["stored"] for r in rows))
             ratio = "" if receiver == "floor" else f"{p99 / floor_p99:.2f}x"
             failures = sum(r["failures"] for r in rows)
+            cpu = statistics.median(r["receiver_us"] for r in rows)
+            senders = statistics.median(r["sender_us"] for r in rows)
             lines.append(
                 f"| {concurrency} | {receiver} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {ratio} | "
-                f"{stored} | {failures} |"
+                f"{stored} | {failures} | {cpu:.0f} | {senders:.0f} |"
             )
     return "\n".join(lines)
 
@@ -299,24 +377,48 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, metavar="TREE", help="also measure the receivers of TREE"
     )
+    parser.add_argument(
+        "--sender",
+        choices=("aiohttp", "lean"),
+        default="aiohttp",
+        help="the senders: aiohttp's client, or lean prebuilt requests on raw connections",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="the receiver's own costs without HTTP: reading a body, a group's upsert",
+    )
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
         floor_server()
+        return
+    if args.in_process:
+        with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
+            for tree in [ROOT, *([args.baseline] if args.baseline else [])]:
+                url = fresh_database("postgresql", Path(tmp), postgres)
+                print(f"{tree}:", flush=True)
+                costs = Path(__file__).with_name("webhook_costs.py")
+                subprocess.run([sys.executable, costs, str(tree), url], check=True)
         return
     if args.soak:
         with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
             url = fresh_database("postgresql", Path(tmp), postgres)
             print(orjson.dumps(asyncio.run(soak(args.soak, args.rate, url))).decode())
         return
+    load_before = os.getloadavg()  # the load the run starts under, not its own
     with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
-        results = asyncio.run(run(args.posts, args.runs, postgres, Path(tmp), args.baseline))
+        results = asyncio.run(
+            run(args.posts, args.runs, postgres, Path(tmp), args.baseline, args.sender)
+        )
     print(
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.posts} posts per "
-        f"measurement, {args.runs} run(s), medians; CPython {platform.python_version()}, "
-        f"{os.cpu_count()} cores; load average before: {os.getloadavg()}\n"
+        f"measurement, {args.runs} run(s), {args.sender} senders, medians; CPython "
+        f"{platform.python_version()}, {os.cpu_count()} cores; load average before: "
+        f"{load_before}\n"
     )
     print(table(results))
+    print(f"\nLoad average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

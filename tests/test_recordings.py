@@ -26,6 +26,7 @@ from vbot_cdr import (
     RetryPolicy,
     VBotClient,
 )
+from vbot_cdr._recordings import _SYNC_EVERY
 from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix, RecordingHabits, generate_records
 
 RECORD = "record"
@@ -447,3 +448,25 @@ async def test_every_recording_whole_through_random_faults(
         assert len(recordings) == 150
         assert_whole(fake, tmp_path)
     assert not names(tmp_path, "*.partial")
+
+
+async def test_more_files_than_a_durability_pass_all_whole_and_listed(
+    make_client: Callable[..., VBotClient], tmp_path: Path
+) -> None:
+    """More recordings than one pass makes durable (`_SYNC_EVERY`): passes run while the
+    downloads go on, and every file is whole, listed once, no partial left; a re-run reuses
+    them all."""
+    async with FakeVBotServer(count=1000, recordings=SMALL) as fake:
+        reasons = expected_reasons(fake)
+        assert sum(1 for reason in reasons.values() if reason is None) > 2 * _SYNC_EVERY
+        client = make_client(fake, concurrency=8)
+        recordings = [r async for r in client.download_recordings(tmp_path)]
+        assert sorted(r.trans_id or "" for r in recordings) == sorted(reasons)
+        assert {k: e["reason"] for k, e in manifest(tmp_path).items()} == reasons
+        assert_whole(fake, tmp_path)
+        assert not names(tmp_path, "*.partial")
+
+        fake.reset_counters()
+        again = [r async for r in client.download_recordings(tmp_path)]
+        assert all(r.reused for r in again if r.file is not None)
+        assert fake.count(RECORD) == sum(1 for reason in reasons.values() if reason == "not found")

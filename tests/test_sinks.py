@@ -25,9 +25,12 @@ import pytest
 from tests import _postgres, _sink_worker
 from tests._cli import (  # noqa: F401 - clean_environment is an autouse fixture
     PATIENCE,
+    SECRET,
     clean_environment,
     one_line,
+    python_env,
     run,
+    spawn,
 )
 from tests._sync_worker import START
 from vbot_cdr import (
@@ -46,10 +49,11 @@ from vbot_cdr import (
 from vbot_cdr._errors import ResponseFormatError
 from vbot_cdr._models import TimeUnit, epoch_to_datetime
 from vbot_cdr._sinks import DatabaseStateStore, parse_database_url
-from vbot_cdr._sinks._backends import _SQLite
+from vbot_cdr._sinks._backends import Database, _SQLite, open_database
 from vbot_cdr._sinks._columns import RECORD_COLUMNS
+from vbot_cdr._sinks._turns import TURN_TABLE_COLUMNS, TURNS_KEY
 from vbot_cdr._sync import SyncState
-from vbot_cdr._table import CALL_COLUMNS
+from vbot_cdr._table import CALL_COLUMNS, table_row
 from vbot_cdr.testing import FakeVBotServer, Fault, make_conversation
 from vbot_cdr.testing._data import RecordGenerator
 
@@ -406,6 +410,48 @@ async def test_every_database_has_the_one_table_shape(
     assert {kinds["create_at"], kinds["answer_at"], kinds["end_call_at"]} == {"timestamp"}
     ((phone,),) = query(database, "SELECT phone FROM vbot_calls")
     assert phone.startswith("0")
+
+
+def stored_rows(url: str) -> dict[str, dict[str, Any]]:
+    """The calls table's rows by trans_id, each value as `table_row` has it: JSON parsed,
+    SQLite's ISO 8601 text a datetime and its 0/1 a bool (instants compare across zones)."""
+    names = ", ".join(f'"{c.name}"' for c in CALL_COLUMNS)
+    rows: dict[str, dict[str, Any]] = {}
+    for values in query(url, f"SELECT {names} FROM vbot_calls"):
+        row: dict[str, Any] = {}
+        for column, value in zip(CALL_COLUMNS, values, strict=True):
+            if value is not None and column.kind == "json" and isinstance(value, str):
+                value = orjson.loads(value)
+            elif value is not None and column.kind == "timestamp" and isinstance(value, str):
+                value = dt.datetime.fromisoformat(value)
+            elif value is not None and column.kind == "bool":
+                value = bool(value)
+            row[column.name] = value
+        rows[row["trans_id"]] = row
+    return rows
+
+
+async def test_the_rows_loaded_are_the_typed_records_table_rows_in_every_dialect(
+    database: str, any_server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """The load encodes each row straight from the decoded page; the table holds, for every
+    call of every dialect, what `table_row` makes of the `CallRecord` that `iter_calls` gives
+    for it (an independent path through the typed API), including a page the fast decoder
+    refuses (a field the models do not know: its calls come as records, with extras)."""
+    unit: Any = "s" if any_server.api == "v2" else "ms"
+    beside = any_server.records[120]["create_at"]  # in the middle of a page
+    odd = RecordGenerator(seed=3, id_prefix="ODD", time_unit=unit).record(0, created=beside)
+    any_server.add_records([{**odd, "surprise": {"kept": [1, "two"]}}])
+    since = CallFilter(start_date=dt.datetime.fromtimestamp(START, UTC))  # in either unit
+    clock = Clock(START + 4 * WINDOW)  # past every call, settled
+    done = await sync_to_database(make_client(any_server, clock=clock), database, since)
+    async with make_client(any_server).iter_calls(since) as calls:
+        typed = {record.trans_id: table_row(record, tz=UTC) async for record in calls}
+    assert done.loaded == len(typed) == 251
+    stored = stored_rows(database)
+    assert stored == typed
+    assert stored["ODD3-00000000"]["extras"] == {"surprise": {"kept": [1, "two"]}}
+    assert sum(row["extras"] is not None for row in stored.values()) == 1
 
 
 async def test_a_table_of_epochs_made_before_is_refused(
@@ -799,6 +845,99 @@ async def test_turns_stop_at_a_call_whose_conversation_fails_and_resume_exactly_
         assert set(keys) == expected_rows(server, now)
         again = [r.params.get("trans_id") for r in server.requests]
         assert sorted(t for t in again if t) == sorted(r["trans_id"] for r in records[2:])
+
+
+def test_duckdb_bulk_turns_write_the_rows_of_the_per_row_statements(tmp_path: Path) -> None:
+    """DuckDB's turns go through one ``read_json`` (its ``executemany`` costs ms a row): the
+    table it leaves, after a load and a reload with shorter conversations, is row for row
+    the one the generic per-row statements leave (quotes, newlines, Vietnamese, NULLs, turn
+    0, epochs in seconds and milliseconds, an epoch 0)."""
+    first = [
+        ("A'1", 1, "bot", 'Xin chào, "anh" ơi\nlượt 1', START + 1),
+        ("A'1", 2, "user", "{\"not\": \"json\"}", START + 1),
+        ("A'1", 3, None, None, START + 1),
+        ("B", 0, None, None, (START + 2) * 1000 + 7),
+        ("C", 1, "bot", "", 0),
+        ("C", 2, "user", "x" * 5000, None),
+    ]
+    second = [("A'1", 1, "bot", "shorter", START + 1), ("C", 1, "bot", "again", START + 3)]
+
+    def load(url: str, merge: Any, delete: Any) -> list[tuple[Any, ...]]:
+        database = open_database(
+            parse_database_url(url), TURNS, TURN_TABLE_COLUMNS, TURNS_KEY
+        )
+        try:
+            for rows in (first, second):
+                merge(database, TURN_TABLE_COLUMNS, TURNS_KEY, rows)
+                ends = {}
+                for trans_id, turn, *_ in rows:
+                    ends[trans_id] = max(turn, ends.get(trans_id, 0))
+                delete(database, TURN_TABLE_COLUMNS, TURNS_KEY, list(ends.items()))
+                database.commit()
+        finally:
+            database.finish()
+        return query(url, f"SELECT * FROM {TURNS} ORDER BY trans_id, turn")
+
+    bulk = load(
+        str(tmp_path / "bulk.duckdb"),
+        lambda database, *rest: database.replace_rows(*rest),
+        lambda database, *rest: database.delete_past(*rest),
+    )
+    per_row = load(str(tmp_path / "rows.duckdb"), Database.merge_rows, Database.delete_past)
+    assert bulk == per_row
+    assert [row[:2] for row in bulk] == [("A'1", 1), ("B", 0), ("C", 1)]
+    assert bulk[0][2:4] == ("bot", "shorter")
+    assert bulk[1][4] == dt.datetime.fromtimestamp(START + 2.007, UTC)
+    assert bulk[2][3:] == ("again", dt.datetime.fromtimestamp(START + 3, UTC))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+async def test_cli_turns_load_killed_mid_window_then_rerun_has_each_turn_once(
+    database: str,
+) -> None:
+    """``sync --to URL --conversations`` as a real process, killed by SIGKILL while a
+    conversation of its third window hangs: the turns table holds exactly the turns of the
+    two committed windows and the state stands past them; the re-run asks only the third
+    window's conversations, and every turn is then in the table once."""
+    hour = 3600
+    created = [START + 60 * k for k in range(1, 4)]
+    created += [START + hour + 60 * k for k in range(1, 4)]
+    created += [START + 2 * hour + 60 * k for k in range(1, 5)]
+    records = calls_at("K", created)
+    third = {r["trans_id"] for r in records[6:]}
+    end = START + 3 * hour
+    async with FakeVBotServer(records=records, token=SECRET) as server:
+        server.fail_conversation(records[7]["trans_id"], Fault(hang=True))
+        env = python_env() | {"VBOT_BASE_URL": server.base_url, "VBOT_TOKEN": SECRET}
+        argv = ["sync", "--to", database, "--conversations", "--window", "1h", "-q"]
+        argv += ["--start-date", str(START), "--end-date", str(end)]
+        child = await spawn(*argv, env=env)
+        # Window 3's conversations are asked only once windows 1 and 2 are committed, their
+        # turns with the state past them: all ten asked means one hangs, mid-window.
+        await asyncio.wait_for(
+            server.wait_for_requests(len(records), endpoint="getBotConversation"), PATIENCE
+        )
+        os.kill(child.pid, signal.SIGKILL)
+        await asyncio.wait_for(child.communicate(), PATIENCE)
+        assert child.returncode == -signal.SIGKILL
+
+        assert saved_state(database, TURNS)["watermark"] == START + 2 * hour
+        keys = turn_keys(database)
+        assert len(keys) == len(set(keys))
+        assert set(keys) == expected_rows(server, START + 2 * hour)
+        assert sorted(loaded_ids(database)) == sorted(r["trans_id"] for r in records)
+
+        server.fail_conversation(records[7]["trans_id"], None)
+        server.reset_counters()
+        rerun = await spawn(*argv, env=env)
+        _, stderr = await asyncio.wait_for(rerun.communicate(), PATIENCE)
+        assert rerun.returncode == 0, stderr
+        asked = [r.params["trans_id"] for r in server.requests if "trans_id" in r.params]
+        assert sorted(asked) == sorted(third)
+        keys = turn_keys(database)
+        assert len(keys) == len(set(keys))
+        assert set(keys) == expected_rows(server, end)
+        assert saved_state(database, TURNS)["watermark"] == end
 
 
 async def test_cli_sync_with_conversations_backfills_once(

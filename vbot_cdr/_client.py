@@ -727,7 +727,8 @@ class VBotClient:
         ``GET {base_url}/api/crm/historycall/record/{trans_id}`` with the client's credential
         (Bearer token or ``X-API-Key``), retries and rate limit. The body is streamed to
         ``path + ".partial"`` (hashed and counted as it comes, never held whole), fsynced,
-        then renamed to ``path``, which therefore only ever holds a whole recording.
+        then renamed to ``path``, which therefore only ever holds a whole recording, and
+        the directory fsynced: once it returns, the file is on disk.
 
         Args:
             trans_id: The call.
@@ -778,7 +779,9 @@ class VBotClient:
         Each call once: its recording, streamed as `download_recording` does, is written to
         ``{trans_id}{extension of its Content-Type}``, and a line of ``manifest.jsonl``
         records it (or why there is none). Run it again to resume: only what is missing or
-        does not match the manifest is fetched. See `RecordingDownload`.
+        does not match the manifest is fetched. The files are not fsynced one by one but
+        in passes, every 256 files and at the end (what holds after a power cut: see the
+        README, "Recordings"). See `RecordingDownload`.
 
         Args:
             directory: Where to write (made if missing).

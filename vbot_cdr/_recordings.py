@@ -2,9 +2,22 @@
 
 One recording (`VBotClient.download_recording`) or those of every call a filter selects
 (`VBotClient.download_recordings`, a `RecordingDownload`). A recording is written to
-``NAME.partial``, hashed (SHA-256) and counted as it arrives, never held whole in memory,
-fsynced, and only then renamed to ``NAME``: whatever happens (SIGKILL included), a file
-under its final name is whole.
+``NAME.partial``, hashed (SHA-256) and counted as it arrives, in one pass, never held whole
+in memory, and only once all of it is written renamed to ``NAME``: a process stopped at any
+moment (SIGKILL included) leaves no partial file under a final name, since what it wrote is
+in the system's page cache, which outlives it.
+
+Durability (a power cut, an OS crash) is another matter. `download_recording` fsyncs the
+file before its rename and the directory after it: once it returns, the file is on disk. A
+bulk download does not fsync file by file (that cost about 8 ms a file, serial at
+concurrency 1): every `_SYNC_EVERY` files, and when it ends, a worker thread flushes the
+file system holding the directory (``syncfs``, one call; where there is none, it fsyncs the
+files written since the last such pass, then the directory, then the manifest), while the
+downloads go on. After a power cut, the files of the passes that completed are whole, with
+their manifest lines; a file of the last ones may be missing, empty or cut short even under
+its final name, and its manifest line missing or there. A re-run repairs that: it fetches
+again every call without a manifest line, and every call whose file does not have the size
+and SHA-256 of its line.
 
 The bulk form names each file by ``trans_id`` with the extension of its Content-Type and
 keeps a manifest, ``manifest.jsonl``, beside the files: one JSON object per call with
@@ -25,7 +38,7 @@ import asyncio
 import hashlib
 import mimetypes
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol, cast
 from urllib.parse import quote
@@ -37,7 +50,7 @@ from . import _wire
 from ._dialects import Dialect
 from ._errors import CallError, ResponseFormatError, VBotError
 from ._fanout import fan_out
-from ._files import fsync_directory
+from ._files import fsync_directory, sync_file_system
 from ._iteration import CallPageIterator, IteratorBase
 from ._models import CallRecord
 from ._redact import redact
@@ -179,15 +192,28 @@ async def _excerpt(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 def _close_and_rename(file: BinaryIO, partial: Path, target: Path) -> None:
-    """Make ``file`` (open on ``partial``) durable, close it, and give it its final name.
-
-    The name itself becomes durable with the directory's fsync: `download_recording` does it
-    at once; a bulk download once at its end (a rename a power cut loses leaves a manifest
-    line without its file, which is fetched again).
-    """
+    """Make ``file`` (open on ``partial``) durable, close it, give it its final name, and make
+    that name durable."""
     with file:
         os.fsync(file.fileno())
     os.replace(partial, target)
+    fsync_directory(target.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    """fsync the file at ``path`` (through a descriptor of its own: any one flushes it).
+
+    Raises:
+        OSError: It cannot be opened or flushed (a file gone meanwhile is not an error).
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # replaced by a later download of its call, which is made durable in turn
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class RecordingWriter:
@@ -197,8 +223,9 @@ class RecordingWriter:
         target: The final path, given the media type (whose extension it may take).
         name: What `Recording.file` says of the final path.
         max_bytes: A larger recording is refused.
-        sync_directory: fsync the directory after the rename (a bulk download does it once,
-            at its end).
+        durable: fsync the file before its rename and the directory after it, so that the
+            file is on disk once the call returns; a bulk download, which makes its files
+            durable in batches, says ``False`` (the module tells what holds then).
     """
 
     def __init__(
@@ -207,10 +234,10 @@ class RecordingWriter:
         *,
         name: Callable[[Path], str] = str,
         max_bytes: int = DEFAULT_MAX_RECORDING_BYTES,
-        sync_directory: bool = True,
+        durable: bool = True,
     ):
         self._target = target
-        self._sync_directory = sync_directory
+        self._durable = durable
         self._name = name
         self._max_bytes = max_bytes
 
@@ -240,10 +267,10 @@ class RecordingWriter:
         partial = target.with_name(target.name + _PARTIAL)
         digest = hashlib.sha256()
         size = 0
-        # Opened and written on the loop: a chunk is a copy into the page cache (a thread
-        # would leak the file when cancelled in the middle of opening it).
+        # Opened, written, closed and renamed on the loop: a chunk is a copy into the page
+        # cache, a rename a change of an entry (a thread would leak the file when cancelled
+        # in the middle of opening it). Hashed in the same loop: the bytes are read once.
         file = open(partial, "wb")  # noqa: ASYNC230, SIM115 (closed below)
-        handed_over = False
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -251,15 +278,15 @@ class RecordingWriter:
                     raise self._too_large(request)
                 digest.update(chunk)
                 file.write(chunk)
-            handed_over = True  # the thread closes it, even if this task is cancelled meanwhile
-            await asyncio.to_thread(_close_and_rename, file, partial, target)
-            if self._sync_directory:
-                await asyncio.to_thread(fsync_directory, target.parent)
-        except BaseException:
-            if not handed_over:
+            if not self._durable:
                 file.close()
-                partial.unlink(missing_ok=True)
+                os.replace(partial, target)
+        except BaseException:
+            file.close()
+            partial.unlink(missing_ok=True)
             raise
+        if self._durable:  # the thread closes the file, even if this task is cancelled meanwhile
+            await asyncio.to_thread(_close_and_rename, file, partial, target)
         return Recording(
             trans_id=request.trans_id,
             file=self._name(target),
@@ -319,20 +346,26 @@ def _matches(path: Path, size: int | None, sha256: str | None) -> bool:
         return False
 
 
+#: A bulk download makes its files durable every so many files (and at its end): the names
+#: of at most this many are held meanwhile.
+_SYNC_EVERY: Final = 256
+
+
 class _Manifest:
     """``manifest.jsonl``: the last line of each call is its entry.
 
     Opening it rewrites it with one line per call (atomically), dropping a line a crash cut
     short. Each entry is then appended once its file is in place, and flushed: a process
-    killed after that has left it to the system. It is fsynced when the download ends
-    (closing it), not line by line: a line lost to a power cut only means that its file,
-    whole under its name, is fetched again.
+    killed after that has left it to the system. The files and their lines are made durable
+    in passes (`take_unsynced`, `make_durable`), not line by line: a line lost to a power cut
+    only means that its call is fetched again.
     """
 
     def __init__(self, directory: Path):
         self.path = directory / MANIFEST
         self.entries: dict[str, Recording] = {}
         self._file: BinaryIO | None = None
+        self._unsynced: list[str] = []
 
     def open(self) -> None:
         try:
@@ -356,20 +389,45 @@ class _Manifest:
         fsync_directory(self.path.parent)
         self._file = open(self.path, "ab")  # noqa: SIM115 (closed by `close`)
 
-    def append(self, entry: Recording) -> None:
+    def append(self, entry: Recording) -> int:
+        """Write ``entry``'s line (into the page cache); the files not yet made durable."""
         assert self._file is not None, "append before open"
         self._file.write(self._line(entry))
         self._file.flush()
         if entry.trans_id is not None:
             self.entries[entry.trans_id] = entry
+        if entry.file is not None:
+            self._unsynced.append(entry.file)
+        return len(self._unsynced)
+
+    def take_unsynced(self) -> list[str]:
+        """The files appended since the last call (for `make_durable`)."""
+        names, self._unsynced = self._unsynced, []
+        return names
+
+    def make_durable(self, names: Sequence[str]) -> None:
+        """Make the files ``names``, their names and the manifest's lines durable: one
+        `sync_file_system` of the directory's file system, or (where there is none) an fsync
+        of each file, then of the directory, then of the manifest. Blocks: run in a worker
+        thread; it does not touch the manifest's open file, which the loop appends to.
+
+        Raises:
+            OSError: A file, the directory or the manifest could not be flushed.
+        """
+        directory = self.path.parent
+        if sync_file_system(directory):
+            return
+        for name in names:
+            _fsync_file(directory / name)
+        fsync_directory(directory)
+        _fsync_file(self.path)
 
     def close(self) -> None:
-        """Make the entries durable and close the file. Idempotent."""
+        """Make the files and entries not yet durable so, and close the file. Idempotent."""
         if self._file is not None:
             file, self._file = self._file, None
             with file:
-                os.fsync(file.fileno())
-            fsync_directory(self.path.parent)  # the renames of the recordings too
+                self.make_durable(self.take_unsynced())
 
     @staticmethod
     def _line(entry: Recording) -> bytes:
@@ -405,6 +463,7 @@ class RecordingDownload(IteratorBase[Recording]):
         self._manifest = _Manifest(directory)
         self._items: AsyncGenerator[Recording, None] | None = None
         self._concurrency = concurrency
+        self._syncing: asyncio.Future[None] | None = None
 
     @property
     def directory(self) -> Path:
@@ -427,11 +486,30 @@ class RecordingDownload(IteratorBase[Recording]):
         try:
             recording = await self._items.__anext__()
         except BaseException:  # the end, a failure or a cancellation: the lines so far stay
-            await asyncio.to_thread(self._manifest.close)
+            await self._close_manifest()
             raise
-        if not recording.reused:
-            self._manifest.append(recording)  # a write into the page cache
+        # A write into the page cache; each `_SYNC_EVERY` files, a pass makes them durable.
+        if not recording.reused and self._manifest.append(recording) >= _SYNC_EVERY:
+            await self._start_sync()
         return recording
+
+    async def _start_sync(self) -> None:
+        """Start a pass making the files written so far durable, in a worker thread, once
+        the last pass is done (one at a time: at most `_SYNC_EVERY` names wait)."""
+        if self._syncing is not None:
+            await asyncio.shield(self._syncing)  # a cancelled wait leaves it to `aclose`
+        names = self._manifest.take_unsynced()
+        self._syncing = asyncio.ensure_future(asyncio.to_thread(self._manifest.make_durable, names))
+
+    async def _close_manifest(self) -> None:
+        """Wait for the pass under way (shielded: its thread runs on whatever happens to this
+        task), then make the rest durable and close the manifest."""
+        syncing, self._syncing = self._syncing, None
+        try:
+            if syncing is not None:
+                await asyncio.shield(syncing)
+        finally:
+            await asyncio.to_thread(self._manifest.close)
 
     def _prepare(self) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)
@@ -455,7 +533,7 @@ class RecordingDownload(IteratorBase[Recording]):
             lambda media_type: self._directory / (stem + _extension(media_type)),
             name=lambda path: path.name,
             max_bytes=self._max_bytes,
-            sync_directory=False,  # once, when the manifest closes
+            durable=False,  # in passes, by the manifest
         )
         try:
             recording = await self._fetch(trans_id, writer)
@@ -472,4 +550,4 @@ class RecordingDownload(IteratorBase[Recording]):
         if self._items is not None:
             await self._items.aclose()
         await self._calls.aclose()
-        await asyncio.to_thread(self._manifest.close)
+        await self._close_manifest()

@@ -37,6 +37,7 @@ import attrs
 import msgspec
 
 from ._clock import iso_times
+from ._decoding import CallRow
 from ._errors import ResponseFormatError
 from ._models import MILLISECONDS_THRESHOLD, CallRecord, epoch_to_datetime, record_dict_encoder
 from ._schema import EXTRAS, Shape, record_shape
@@ -184,7 +185,7 @@ def json_text(value: Any) -> str | None:
 @functools.lru_cache(maxsize=32)
 def _compile(
     columns: tuple[CallColumn, ...], converters: tuple[tuple[Kind, Callable[[Any], Any]], ...]
-) -> Callable[[CallRecord], tuple[Any, ...]]:
+) -> Callable[[CallRow], tuple[Any, ...]]:
     convert = dict(converters)
     entries = []
     for column in columns:
@@ -200,15 +201,16 @@ def _compile(
     source = f"def encode(record):\n    return ({', '.join(entries)},)\n"
     namespace: dict[str, Any] = {f"convert_{kind}": function for kind, function in converters}
     exec(compile(source, "<vbot_cdr row encoder>", "exec"), namespace)
-    encode: Callable[[CallRecord], tuple[Any, ...]] = namespace["encode"]
+    encode: Callable[[CallRow], tuple[Any, ...]] = namespace["encode"]
     return encode
 
 
 def row_encoder(
     converters: Mapping[Kind, Callable[[Any], Any]],
     columns: tuple[CallColumn, ...] = CALL_COLUMNS,
-) -> Callable[[CallRecord], tuple[Any, ...]]:
-    """The function that turns a record into the values of ``columns``, as a tuple.
+) -> Callable[[CallRow], tuple[Any, ...]]:
+    """The function that turns a record into the values of ``columns``, as a tuple: a
+    `CallRecord`, or a row of a decoded page (`row_pages`), which reads the same.
 
     A value comes straight from the record's attribute (one generated tuple display per
     record, no loop per column), then through the converter of its column's kind if

@@ -14,21 +14,44 @@ them apart by shape.
 
 A framework of any kind can call it: it does no I/O and keeps no state. `parse_header` reads
 the static header that authenticates VBot's posts, as the receiver and the test sender take it.
+
+The receiver reads most bodies another way (`pushed_call`): straight from the bytes into a
+msgspec struct shaped like ``autoCallLog``, which the sinks' row encoder stores as it is, with
+no `CallRecord` per call. It yields exactly the row `parse_webhook`'s record does, or ``None``
+for anything it does not read the same way (an odd shape, an unknown field, a bad value), which
+then goes through `parse_webhook`.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Annotated, Any, Final, Protocol
 
 import attrs
+import msgspec
 import orjson
 
-from ._decoding import STRUCTURE_ERRORS, describe_structure_error, structure_record
+from ._decoding import (
+    INT64_MAX,
+    INT64_MIN,
+    STRUCTURE_ERRORS,
+    camel_case,
+    describe_structure_error,
+    structure_record,
+)
 from ._errors import WebhookError
-from ._models import CallRecord
+from ._models import CallRecord, CollectedField, Hotline, Member
 
-__all__ = ["CallEvent", "OtherEvent", "WebhookEvent", "parse_header", "parse_webhook"]
+__all__ = [
+    "CallEvent",
+    "OtherEvent",
+    "PushedCall",
+    "WebhookEvent",
+    "parse_header",
+    "parse_webhook",
+    "pushed_call",
+]
 
 
 @attrs.frozen
@@ -196,3 +219,190 @@ def parse_header(text: str) -> tuple[str, str]:
             "(this one is not: it is not shown, as it may hold the value)"
         )
     return name, value
+
+
+# -- the receiver's path: bytes to the stored row, without a CallRecord ------------------------
+#
+# `parse_webhook` reads a body into a dict (orjson), renames and regroups its keys, then builds a
+# `CallRecord` through the checking readers, which send a camelCase log with the webhook's own
+# fields to the cattrs converter: most of the receiver's CPU per post. `pushed_call` decodes
+# the usual body (``{"autoCallLog": ..., "autoCallAIExtraction": ..., "autoCallRecording":
+# ...}``) in one msgspec pass into `_Envelope`, whose log struct has the attributes the sinks'
+# row encoder reads (those of `CallRecord`), and fixes up the few that need more than a
+# decode. Every struct refuses fields it does not name and reads each value as strictly as
+# the readers do (exact str/bool, ints within 64 bits, numbers as floats), so msgspec never
+# skips or coerces a value the readers would refuse; anything it refuses returns ``None`` and
+# `parse_webhook` decides (the record, or the `WebhookError` a 400 gives).
+
+_INT64: Final = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+_UNSET: Final = msgspec.UNSET
+#: The log's attributes that are not plain fields of it: set after decoding.
+_BUILT: Final = frozenset({"member", "hotline", "call_collected_data", "meta_data", "extras"})
+
+
+def _scalar(hint: Any) -> Any:
+    """The msgspec type of a scalar `CallRecord` field, as strict as the readers."""
+    if hint == int | None:
+        return _INT64 | None
+    if hint in (str | None, float | None, bool | None):
+        return hint
+    raise TypeError(f"a pushed call cannot read a field typed {hint}")  # a new model field
+
+
+def _nested_struct(cls: type) -> Any:
+    """A frozen msgspec struct with the attributes of ``cls`` (built, never decoded)."""
+    names = [a.name for a in attrs.fields(cls)]
+    return msgspec.defstruct(f"Pushed{cls.__name__}", names, frozen=True, gc=False)
+
+
+_PushedMember: Final[Any] = _nested_struct(Member)
+_PushedHotline: Final[Any] = _nested_struct(Hotline)
+#: An item of ``callCollectedData``: stored (as JSON) exactly as a `CollectedField` is.
+_Collected: Final[Any] = msgspec.defstruct(
+    "PushedCollectedField",
+    [(a.name, str | None, None) for a in attrs.fields(CollectedField)],
+    forbid_unknown_fields=True,
+    gc=False,
+)
+_decode_collected: Final = msgspec.json.Decoder(tuple[_Collected, ...]).decode
+
+
+def _log_struct() -> Any:
+    """The struct of ``autoCallLog``: each scalar field of `CallRecord` under its camelCase
+    name, the flat ``hotlineCode``/``member*`` fields, the JSON-in-a-string ones as strings,
+    ``metaDataDescription`` (the one unknown field VBot sends: it goes to ``extras``), and the
+    attributes set after decoding (`_BUILT`), which no body may fill (`pushed_call` checks)."""
+    hints = typing.get_type_hints(CallRecord)
+    fields: list[tuple[str, Any, Any]] = [
+        (a.name, _scalar(hints[a.name]), None)
+        for a in attrs.fields(CallRecord)
+        if a.name not in _BUILT and a.name != "record_url"
+    ]
+    rename = {name: camel_case(name) for name, _, _ in fields}
+    for key, (attribute, part) in _NESTED.items():
+        fields.append((f"{attribute}_{part}", str | None, None))
+        rename[f"{attribute}_{part}"] = key
+    for name, key, kind in (
+        ("record_url", "recordUrl", str | None | msgspec.UnsetType),
+        ("description_text", "metaDataDescription", str | None | msgspec.UnsetType),
+        ("collected_text", "callCollectedData", str | None),
+        ("meta_text", "metaData", str | None),
+    ):
+        fields.append((name, kind, _UNSET if kind is not str | None else None))
+        rename[name] = key
+    fields += [(name, Any, _UNSET) for name in sorted(_BUILT)]
+    return msgspec.defstruct(
+        "PushedCall", fields, rename=rename, forbid_unknown_fields=True, gc=False
+    )
+
+
+_Log: Final[Any] = _log_struct()
+_Part: Final[Any] = msgspec.defstruct(
+    "PushedPart",
+    [
+        ("trans_id", str | None, None),
+        ("external_call_id", str | None, None),
+        ("record_url", str | None | msgspec.UnsetType, _UNSET),
+        ("collected_text", str | None, None),
+    ],
+    rename={
+        "trans_id": "transId",
+        "external_call_id": "externalCallId",
+        "record_url": "recordUrl",
+        "collected_text": "callCollectedData",
+    },
+    forbid_unknown_fields=True,
+    gc=False,
+)
+_Envelope: Final[Any] = msgspec.defstruct(
+    "PushedEnvelope",
+    [
+        ("log", _Log | None, None),
+        ("extraction", _Part | None, None),
+        ("recording", _Part | None, None),
+    ],
+    rename={
+        "log": "autoCallLog",
+        "extraction": "autoCallAIExtraction",
+        "recording": "autoCallRecording",
+    },
+    forbid_unknown_fields=True,
+    gc=False,
+)
+_decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
+
+
+class PushedCall(Protocol):
+    """What `pushed_call` returns: an object with every attribute of a `CallRecord` (the
+    sinks' row encoder reads them), its ``trans_id`` a non-empty string."""
+
+    @property
+    def trans_id(self) -> str: ...
+
+    @property
+    def create_at(self) -> int | None: ...
+
+    @property
+    def answer_at(self) -> int | None: ...
+
+    @property
+    def end_call_at(self) -> int | None: ...
+
+
+def pushed_call(body: bytes) -> PushedCall | None:
+    """The call of an ``AUTO_CALL_COMPLETE`` body, as the row it is stored as.
+
+    Returns:
+        An object the sinks store exactly as they store ``parse_webhook(body).record``;
+        ``None`` for a body this path does not read (not that shape, a field it does not
+        name, a value of the wrong type, JSON-in-a-string it cannot read): `parse_webhook`
+        then tells what it is, or why it is refused.
+    """
+    try:
+        envelope = _decode_envelope(body)
+    except msgspec.DecodeError:  # ValidationError is one
+        return None
+    log = envelope.log
+    if (
+        log is None
+        or not log.trans_id
+        or log.member is not _UNSET
+        or log.hotline is not _UNSET
+        or log.call_collected_data is not _UNSET
+        or log.meta_data is not _UNSET
+        or log.extras is not _UNSET
+    ):
+        return None  # no log, or a log parse_webhook must read (or refuse)
+    trans_id = log.trans_id
+    recording = envelope.recording
+    if log.record_url is _UNSET:
+        log.record_url = None
+        if recording is not None and recording.trans_id in (None, trans_id):
+            url = recording.record_url
+            log.record_url = None if url is _UNSET else url
+    collected = log.collected_text
+    if not collected:  # null or "": the AI extraction's, if it is this call's
+        extraction = envelope.extraction
+        if extraction is not None and extraction.trans_id in (None, trans_id):
+            collected = extraction.collected_text
+    meta = log.meta_text
+    try:
+        log.call_collected_data = _decode_collected(collected) if collected else ()
+        # orjson, as parse_webhook reads it: the script's inputs are kept as any JSON object.
+        log.meta_data = orjson.loads(meta) if meta else None
+    except (msgspec.DecodeError, orjson.JSONDecodeError):
+        return None
+    if meta and type(log.meta_data) is not dict:
+        return None
+    # A member or a hotline of null fields is stored as none: the same columns, all NULL.
+    name, acc_id, number = log.member_name, log.member_acc_id, log.member_number
+    log.member = None
+    if name is not None or acc_id is not None or number is not None:
+        log.member = _PushedMember(
+            name=name, color=None, vbot_id=None, acc_id=acc_id, number=number
+        )
+    code = log.hotline_code
+    log.hotline = None if code is None else _PushedHotline(code=code, name=None, phone_number=None)
+    description = log.description_text
+    log.extras = None if description is _UNSET else {"metaDataDescription": description}
+    return log  # type: ignore[no-any-return]

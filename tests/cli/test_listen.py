@@ -234,3 +234,34 @@ async def test_a_pull_that_cannot_start_stops_the_receiver_with_status_2(
     err = capsys.readouterr().err
     assert "--start-date" in err
     assert HEADER_VALUE not in err
+
+
+@POSIX
+async def test_the_first_reconcile_runs_as_listen_starts(tmp_path: Path) -> None:
+    """With --reconcile-every 1h, the first pull does not wait an hour: it runs at start and
+    loads the calls served (a second one would come an hour later)."""
+    records = calls(20)
+    url = str(tmp_path / "calls.db")
+    async with FakeVBotServer(records=records, token=SECRET) as fake:
+        env = python_env() | {
+            "VBOT_WEBHOOK_HEADER": HEADER,
+            "VBOT_BASE_URL": fake.base_url,
+            "VBOT_TOKEN": SECRET,
+        }
+        argv = ["--port", "0", "--to", url, "--reconcile-every", "1h", "--settle", "0s"]
+        dates = ["--window", "30d", "--start-date", "2025-12-01T00:00:00Z"]
+        process = await spawn("listen", *argv, *dates, env=env)
+        assert process.stderr is not None
+        try:
+            seen = await read_line_until(process.stderr, "reconciled:")
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.stderr.read(), PATIENCE)
+            assert await asyncio.wait_for(process.wait(), PATIENCE) == 0
+        finally:
+            if process.returncode is None:  # the pull never came: no receiver left behind
+                process.kill()
+                await process.wait()
+    assert "reconciled: 20 calls pulled" in seen[-1]
+    with contextlib.closing(sqlite3.connect(url)) as db:
+        ids = {row[0] for row in db.execute("SELECT trans_id FROM vbot_calls")}
+    assert ids == {record["trans_id"] for record in records}

@@ -8,13 +8,18 @@ block: the sink calls them in worker threads, and they take turns on the connect
 Bulk loads:
 
 - PostgreSQL: ``COPY`` into a temporary table, then one ``INSERT ... SELECT ... ON CONFLICT
-  (trans_id) DO UPDATE``;
+  (trans_id) DO UPDATE``; a pushed group (the webhook receiver's, a few rows a commit) in one
+  statement that unnests its rows from a JSON array;
 - DuckDB: the rows as one JSON object of a list per column in a temporary file, read by
   ``read_json`` and unnested in one ``INSERT ... ON CONFLICT`` (DuckDB's ``executemany``
   runs a statement per row);
 - SQLite: ``executemany`` of one ``INSERT ... ON CONFLICT`` statement.
 
-Each record goes to the driver as the values of a generated `encoder` (JSON encoded by
+Other tables (`replace_rows`, `delete_past`: the conversation turns) take the same paths but
+PostgreSQL's: a pipelined ``executemany`` there and in SQLite, one ``read_json`` in DuckDB.
+
+Each record goes to the driver as the values of a generated `encoder`, read straight off the
+decoded page (`row_pages`: no `CallRecord` built on the way; JSON encoded by
 msgspec, which reads the nested records as they are, a time as its epoch), and each database
 computes the timestamps from the epochs in the statement that upserts: a datetime per time
 built in Python, then formatted for the driver, cost more than the rest of a row.
@@ -28,14 +33,16 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
+import msgspec
 import orjson
 
+from .._decoding import CallRow
 from .._errors import DatabaseError
-from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS, CallRecord
+from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS
 from .._table import json_text
 from ._columns import KEY, Column, Kind, encoder
 from ._url import DatabaseURL
@@ -54,6 +61,26 @@ def quote(name: str) -> str:
 def _json_fragment(value: Any) -> orjson.Fragment | None:
     text = json_text(value)
     return None if text is None else orjson.Fragment(text)
+
+
+_encode_json: Final = msgspec.json.Encoder().encode
+
+
+def _raw_json(value: Any) -> msgspec.Raw | None:
+    """A JSON column's value as JSON to embed in a row's JSON as it is (`_PostgreSQL`'s push)."""
+    return None if value is None else msgspec.Raw(_encode_json(value))
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether ``value`` (text, or a JSON value: dicts, lists, scalars) holds U+0000 in a
+    string or a key."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(map(_holds_nul, value))
+    return False
 
 
 #: The epochs `epoch_to_datetime` can turn into a datetime (years 1 to 9999), in seconds.
@@ -99,17 +126,26 @@ class Database(abc.ABC):
         self.lock = threading.Lock()
 
     @contextlib.contextmanager
-    def failing_as(self, doing: str) -> Iterator[None]:
-        """Raise the driver's errors as `DatabaseError` saying what failed (password masked)."""
+    def failing_as(self, doing: str, *, rows: bool = False) -> Iterator[None]:
+        """Raise the driver's errors as `DatabaseError` saying what failed (password masked);
+        ``refused`` for the driver's `refusals` when the block writes ``rows`` (the only
+        thing a database refuses for what it is, not for the state it is in)."""
         try:
             yield
         except self.errors() as exc:
             message = self.url.redact(str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
-            raise DatabaseError(f"cannot {doing} {self.url}: {message}") from None
+            refused = rows and isinstance(exc, self.refusals())
+            raise DatabaseError(f"cannot {doing} {self.url}: {message}", refused=refused) from None
 
     @abc.abstractmethod
     def errors(self) -> _DriverErrors:
         """The driver's base exception classes."""
+
+    @abc.abstractmethod
+    def refusals(self) -> _DriverErrors:
+        """The driver's exception classes that mean the database refused the rows (DB-API's
+        ``DataError`` and ``IntegrityError``: a value it cannot hold, a constraint), so that
+        the same rows would fail again, unlike a database that is down."""
 
     @abc.abstractmethod
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -126,7 +162,7 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         """Upsert ``records`` into the open transaction by `KEY` (one record per key), as
         `upsert_sql` merges them."""
@@ -141,6 +177,10 @@ class Database(abc.ABC):
         """Commit the open transaction and begin the next."""
 
     @abc.abstractmethod
+    def rollback(self) -> None:
+        """Roll back the open transaction and begin the next."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Roll back what is not committed and close the connection."""
 
@@ -148,6 +188,18 @@ class Database(abc.ABC):
         """`close`, once no other thread is using the connection."""
         with self.lock:
             self.close()
+
+    def rolled_back(self) -> bool:
+        """`rollback`, once no other thread is using the connection, and learn the columns
+        again (those `upsert` added are gone with it); whether it could (if not, the
+        connection is unusable: `finish` it)."""
+        with self.lock:
+            try:
+                self.rollback()
+                self.columns = self.existing_columns()
+            except self.errors():
+                return False
+            return True
 
     def prepare(self, columns: Sequence[Column], key: Sequence[str] = (KEY,)) -> None:
         """Create the two tables if missing (the first keyed by ``key``), commit, and learn
@@ -182,10 +234,11 @@ class Database(abc.ABC):
                 )
 
     def upsert(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
-        """Add the columns the table lacks, then upsert ``records`` by `KEY` (one record per
-        key), pulled or ``pushed`` (see `upsert_sql`); nothing is committed.
+        """Add the columns the table lacks, then upsert ``records`` (records, or the rows of
+        decoded pages) by `KEY` (one record per key), pulled or ``pushed`` (see
+        `upsert_sql`); nothing is committed.
 
         A value goes into a JSON column as JSON whatever its field's type (a field that was
         once an extra keeps its JSON column).
@@ -193,7 +246,7 @@ class Database(abc.ABC):
         Raises:
             DatabaseError: The database refused.
         """
-        with self.lock, self.failing_as("load calls into"):
+        with self.lock, self.failing_as("load calls into", rows=True):
             for column in columns:
                 if column.name not in self.columns:
                     self.execute(
@@ -209,10 +262,10 @@ class Database(abc.ABC):
         Raises:
             DatabaseError: The database refused or is gone; nothing was committed.
         """
-        with self.lock, self.failing_as("commit calls to"):
+        with self.lock, self.failing_as("commit calls to", rows=True):
             self.commit()
 
-    def encoder(self, columns: Sequence[Column]) -> Callable[[CallRecord], tuple[Any, ...]]:
+    def encoder(self, columns: Sequence[Column]) -> Callable[[CallRow], tuple[Any, ...]]:
         """A record as the driver's values of ``columns`` (see `encoder`)."""
         return encoder(columns, type(self).json)
 
@@ -262,43 +315,59 @@ class Database(abc.ABC):
         self, columns: Sequence[Column], key: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
         """Upsert ``rows`` (the driver's values of ``columns``, a time as its epoch) by
-        ``key`` into the open transaction, in one `execute_many`; nothing is committed.
+        ``key`` into the open transaction, in one bulk statement of the driver; nothing is
+        committed.
 
         Raises:
             DatabaseError: The database refused.
         """
-        cast = [f"CAST({self.mark} AS {self.source_type(c)})" for c in columns]
-        # Each epoch once, as a column of a one-row select: the timestamp reads it many times.
-        epochs = [f"epoch{i}" for i in range(len(columns))]
+        if not rows:
+            return
+        with self.lock, self.failing_as("load rows into", rows=True):
+            self.merge_rows(columns, key, rows)
+
+    def replace_sql(self, columns: Sequence[Column], key: Sequence[str], source: str) -> str:
+        """``INSERT INTO table (columns) SELECT ... FROM <source> ON CONFLICT (key) DO
+        UPDATE`` every other column: ``source`` is a subquery of the driver's values of
+        ``columns`` under their names, a time as its epoch."""
         names = ", ".join(quote(c.name) for c in columns)
         updates = ", ".join(
             f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns if c.name not in key
         )
-        selected = ", ".join(self.values(columns, [f"s.{e}" for e in epochs]))
-        sources = ", ".join(f"{v} AS {e}" for v, e in zip(cast, epochs, strict=True))
+        selected = ", ".join(self.values(columns, [f"s.{quote(c.name)}" for c in columns]))
         primary = ", ".join(quote(k) for k in key)
-        sql = (
-            f"INSERT INTO {quote(self.table)} ({names}) SELECT {selected} "
-            f"FROM (SELECT {sources}) AS s "
+        return (
+            f"INSERT INTO {quote(self.table)} ({names}) SELECT {selected} FROM {source} AS s "
             # WHERE: so that SQLite does not read ON CONFLICT as a join's ON.
             f"WHERE true ON CONFLICT ({primary}) DO UPDATE SET {updates}"
         )
-        if not rows:
-            return
-        with self.lock, self.failing_as("load rows into"):
-            self.execute_many(sql, rows)
 
-    def delete_where(self, condition: str, parameters: Sequence[Sequence[Any]]) -> None:
-        """Delete the rows of the table that match ``condition`` (SQL with `mark`s) for any
-        item of ``parameters`` (the values of its marks), in the open transaction.
+    def merge_rows(
+        self, columns: Sequence[Column], key: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """`replace_rows`'s upsert (``rows`` not empty, the lock held): one `execute_many`
+        of a one-row select, each epoch read once though the timestamp reads it many times."""
+        sources = ", ".join(
+            f"CAST({self.mark} AS {self.source_type(c)}) AS {quote(c.name)}" for c in columns
+        )
+        self.execute_many(self.replace_sql(columns, key, f"(SELECT {sources})"), rows)
+
+    def delete_past(
+        self, columns: Sequence[Column], key: Sequence[str], ends: Sequence[Sequence[Any]]
+    ) -> None:
+        """For each item of ``ends`` (values of ``key``, columns of ``columns``), delete the
+        rows equal to it on ``key`` but its last column and greater on that one (the turns
+        past a conversation's last), in the open transaction.
 
         Raises:
             DatabaseError: The database refused.
         """
-        if not parameters:
+        if not ends:
             return
+        *group, order = (quote(name) for name in key)
+        condition = " AND ".join([*(f"{g} = {self.mark}" for g in group), f"{order} > {self.mark}"])
         with self.lock, self.failing_as("delete rows from"):
-            self.execute_many(f"DELETE FROM {quote(self.table)} WHERE {condition}", parameters)
+            self.execute_many(f"DELETE FROM {quote(self.table)} WHERE {condition}", ends)
 
     def read_state(self, fingerprint: str) -> str | None:
         """The state document saved under ``fingerprint``, if any."""
@@ -312,7 +381,7 @@ class Database(abc.ABC):
     def commit_with_state(self, fingerprint: str, document: str) -> None:
         """Write the state row and commit the transaction: the rows loaded since the last
         commit and the state past them, together (a window's load, made durable)."""
-        with self.lock, self.failing_as("commit the calls and the sync state to"):
+        with self.lock, self.failing_as("commit the calls and the sync state to", rows=True):
             self.execute(
                 f"INSERT INTO {quote(self.state_table)} (fingerprint, state, saved_at) "
                 f"VALUES ({self.mark}, {self.mark}, CURRENT_TIMESTAMP) "
@@ -342,9 +411,15 @@ class _PostgreSQL(Database):
         self._psycopg = psycopg
         with self.failing_as("connect to"):
             self._connection = psycopg.connect(url.target, connect_timeout=10)
+        self._push_statements: dict[
+            tuple[Column, ...], tuple[bytes, Callable[[CallRow], tuple[Any, ...]]]
+        ] = {}
 
     def errors(self) -> _DriverErrors:
         return (self._psycopg.Error,)
+
+    def refusals(self) -> _DriverErrors:
+        return (self._psycopg.DataError, self._psycopg.IntegrityError)
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._connection.cursor() as cursor:
@@ -365,22 +440,59 @@ class _PostgreSQL(Database):
         return dict(rows)
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
+        try:
+            self._load(columns, records, pushed=pushed)
+        except self._psycopg.DataError:
+            # PostgreSQL's text and jsonb cannot hold U+0000 (SQLite and DuckDB can): name the
+            # call and the column, never the value, rather than the driver's bare message.
+            # Looked for only once refused: the loads that succeed pay nothing.
+            found = self._holding_nul(columns, records)
+            if found is None:
+                raise
+            trans_id, column = found
+            raise DatabaseError(
+                f"cannot load call {trans_id} into {self.url}: its {column} holds a NUL "
+                "character (U+0000), which PostgreSQL cannot store",
+                refused=True,
+                trans_id=trans_id,
+                column=column,
+            ) from None
+
+    def _holding_nul(
+        self, columns: Sequence[Column], records: Sequence[CallRow]
+    ) -> tuple[str, str] | None:
+        """The ``trans_id`` of the first of ``records`` with U+0000 in a text or JSON value
+        (a string or a key), and the name of that value's column; ``None`` if none has."""
+        encode = self.encoder(columns)
+        for record in records:
+            for column, value in zip(columns, encode(record), strict=True):
+                if isinstance(value, str) and _holds_nul(
+                    orjson.loads(value) if column.kind == "json" else value
+                ):
+                    return record.trans_id or "", column.name
+        return None
+
+    def _load(
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool
+    ) -> None:
+        """`load`, its driver's errors as they are."""
+        if pushed:
+            # A push group is small (the posts of one commit). A staging table costs five
+            # round trips and its catalog churn, and a pipelined statement a row costs the
+            # client's CPU (psycopg's per-row work). So the group goes as one parameter, a
+            # JSON array of rows (one C-level encode), which the statement unnests on the
+            # server: built once, sent as it is by a raw cursor (psycopg would parse its
+            # long text on the client for every group), prepared by psycopg after 5 uses.
+            statement, encode_push = self._push_statement(tuple(columns))
+            with self._psycopg.RawCursor(self._connection) as raw:
+                rows = _encode_json(list(map(encode_push, records))).decode()
+                raw.execute(statement, (rows,))
+            return
+        encode = self.encoder(columns)
         sources = [quote(c.name) for c in columns]
         names = ", ".join(sources)
-        encode = self.encoder(columns)
-        if pushed:
-            # A push group is small (the posts of one commit): one pipelined statement a row
-            # costs a round trip in all, where a staging table costs five and its catalog churn.
-            marks = ", ".join(f"%s::{self.source_type(c)}" for c in columns)
-            values = ", ".join(self.values(columns, sources))
-            source = f"SELECT {values} FROM (VALUES ({marks})) AS pushed ({names})"
-            with self._connection.cursor() as cursor:
-                cursor.executemany(
-                    self.upsert_sql(columns, source, pushed=True).encode(), map(encode, records)
-                )
-            return
         staging = quote(self._staging)
         self.execute(f"DROP TABLE IF EXISTS pg_temp.{staging}")
         definitions = ", ".join(
@@ -397,11 +509,40 @@ class _PostgreSQL(Database):
         self.execute(self.upsert_sql(columns, f"SELECT {values} FROM {staging}", pushed=pushed))
         self.execute(f"DROP TABLE {staging}")
 
+    def _push_statement(
+        self, columns: tuple[Column, ...]
+    ) -> tuple[bytes, Callable[[CallRow], tuple[Any, ...]]]:
+        """The upsert of a pushed group from ``$1``, a JSON array of rows, each an array of
+        the values of ``columns``; and the encoder of a row for it (built once)."""
+        built = self._push_statements.get(columns)
+        if built is None:
+            sources = [quote(c.name) for c in columns]
+
+            def read(index: int, column: Column) -> str:
+                if column.kind == "json":  # embedded as JSON: JSON null is SQL NULL
+                    return f"NULLIF(r->{index}, 'null')"
+                # As text, then typed: a float's shortest repr reads back the same double
+                # (through jsonb's numeric, whose only loss is the sign of -0.0).
+                return f"(r->>{index})::{self.source_type(column)}"
+
+            fields = ", ".join(
+                f"{read(i, c)} AS {source}"
+                for i, (c, source) in enumerate(zip(columns, sources, strict=True))
+            )
+            rows = f"SELECT {fields} FROM jsonb_array_elements($1::jsonb) AS r"
+            source = f"SELECT {', '.join(self.values(columns, sources))} FROM ({rows}) AS pushed"
+            statement = self.upsert_sql(columns, source, pushed=True).encode()
+            built = self._push_statements[columns] = (statement, encoder(columns, _raw_json))
+        return built
+
     def timestamp(self, epoch: str) -> str:
         return epoch_cases(epoch, "to_timestamp({s})", "to_timestamp({ms} / 1000.0)")
 
     def commit(self) -> None:
         self._connection.commit()
+
+    def rollback(self) -> None:
+        self._connection.rollback()
 
     def close(self) -> None:
         with contextlib.suppress(self._psycopg.Error):
@@ -432,6 +573,9 @@ class _DuckDB(Database):
     def errors(self) -> _DriverErrors:
         return (self._duckdb.Error, OSError)
 
+    def refusals(self) -> _DriverErrors:
+        return (self._duckdb.DataError, self._duckdb.IntegrityError)
+
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, list(parameters)).fetchall()
 
@@ -446,35 +590,74 @@ class _DuckDB(Database):
         )
         return dict(rows)
 
-    def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
-    ) -> None:
-        # One JSON object per batch, a list of values per column, read by read_json with the
-        # table's types and unnested side by side into rows: a list per column is read
-        # faster than an object per row, and zip(*rows) builds it in C. JSON columns take
-        # any value, as JSON (orjson writes msgspec's JSON into the lists as it is).
+    @contextlib.contextmanager
+    def _rows_of(self, columns: Sequence[Column], values: Iterable[Sequence[Any]]) -> Iterator[str]:
+        """A subquery of the rows whose ``values`` (a sequence per column of ``columns``, the
+        driver's values) are given, read in bulk; valid until the block ends.
+
+        The values go as one JSON object of a list per column into a temporary file, read by
+        ``read_json`` with the source types and unnested side by side into rows: a list per
+        column is read faster than an object per row, and ``zip(*rows)`` builds it in C. JSON
+        columns take any value, as JSON (orjson writes msgspec's JSON as it is).
+        """
         sources = [quote(c.name) for c in columns]
         types = ", ".join(
             f"{source}: '{self.source_type(c)}[]'"
             for c, source in zip(columns, sources, strict=True)
         )
-        values = zip(*map(self.encoder(columns), records), strict=True)
         names = [c.name for c in columns]
         document = orjson.dumps(dict(zip(names, values, strict=True)))
         fd, path = tempfile.mkstemp(dir=self._directory, prefix=".vbot_cdr_load.", suffix=".json")
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(document)
-            rows = (
-                f"SELECT {', '.join(f'unnest({s}) AS {s}' for s in sources)} FROM read_json(?, "
+            unnested = ", ".join(f"unnest({s}) AS {s}" for s in sources)
+            yield (
+                f"(SELECT {unnested} FROM read_json({self._literal(path)}, "
                 f"format = 'unstructured', maximum_object_size = {len(document) + 1}, "
-                f"columns = {{{types}}})"
+                f"columns = {{{types}}}))"
             )
-            source = f"SELECT {', '.join(self.values(columns, sources))} FROM ({rows})"
-            self.execute(self.upsert_sql(columns, source, pushed=pushed), (path,))
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+    @staticmethod
+    def _literal(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    def load(
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
+    ) -> None:
+        values = zip(*map(self.encoder(columns), records), strict=True)
+        with self._rows_of(columns, values) as rows:
+            sources = [quote(c.name) for c in columns]
+            source = f"SELECT {', '.join(self.values(columns, sources))} FROM {rows}"
+            self.execute(self.upsert_sql(columns, source, pushed=pushed))
+
+    def merge_rows(
+        self, columns: Sequence[Column], key: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        # DuckDB's executemany runs a statement per row (some ms each): one read_json instead.
+        with self._rows_of(columns, zip(*rows, strict=True)) as source:
+            self.execute(self.replace_sql(columns, key, source))
+
+    def delete_past(
+        self, columns: Sequence[Column], key: Sequence[str], ends: Sequence[Sequence[Any]]
+    ) -> None:
+        if not ends:
+            return
+        by_name = {c.name: c for c in columns}
+        *group, order = (quote(name) for name in key)
+        table = quote(self.table)
+        matched = " AND ".join(
+            [*(f"{table}.{g} = e.{g}" for g in group), f"{table}.{order} > e.{order}"]
+        )
+        with (
+            self.lock,
+            self.failing_as("delete rows from"),
+            self._rows_of([by_name[name] for name in key], zip(*ends, strict=True)) as source,
+        ):
+            self.execute(f"DELETE FROM {table} USING {source} AS e WHERE {matched}")
 
     def timestamp(self, epoch: str) -> str:
         # Whole microseconds: to_timestamp of a fraction of a second may be a microsecond off.
@@ -484,6 +667,10 @@ class _DuckDB(Database):
 
     def commit(self) -> None:
         self._connection.commit()
+        self._connection.begin()
+
+    def rollback(self) -> None:
+        self._connection.rollback()
         self._connection.begin()
 
     def close(self) -> None:
@@ -513,6 +700,9 @@ class _SQLite(Database):
     def errors(self) -> _DriverErrors:
         return (sqlite3.Error,)
 
+    def refusals(self) -> _DriverErrors:
+        return (sqlite3.DataError, sqlite3.IntegrityError)
+
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, tuple(parameters)).fetchall()
 
@@ -524,7 +714,7 @@ class _SQLite(Database):
         return {row[1]: row[2] for row in rows}
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         marks = [f"?{number}" for number in range(1, len(columns) + 1)]
         values = f"VALUES ({', '.join(self.values(columns, marks))})"
@@ -545,6 +735,10 @@ class _SQLite(Database):
 
     def commit(self) -> None:
         self._connection.execute("COMMIT")
+        self._connection.execute("BEGIN")
+
+    def rollback(self) -> None:
+        self._connection.execute("ROLLBACK")
         self._connection.execute("BEGIN")
 
     def close(self) -> None:

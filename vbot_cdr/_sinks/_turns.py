@@ -12,6 +12,12 @@ nothing again.
 A call without a conversation (the server has none, or it has no turns) is one row with
 ``turn`` 0 and null ``role`` and ``content``: the state says its window is done, and the row
 says the call was asked.
+
+Why the calls are read from the API again rather than from the calls table: that costs a
+page per ``page_size`` calls (about 1 % of the requests, a conversation being one request a
+call), and it keeps the turns exactly once on their own. The calls table may be absent,
+named otherwise, loaded with other filters, or behind (its state has not passed the window
+yet): reading it, a window of turns would be complete only as far as another state says.
 """
 
 from __future__ import annotations
@@ -110,8 +116,7 @@ class _TurnsLoader:
         database = self._database
         database.replace_rows(TURN_TABLE_COLUMNS, TURNS_KEY, rows)
         # A conversation served shorter than when it was loaded loses the turns past its end.
-        condition = f"trans_id = {database.mark} AND turn > {database.mark}"
-        database.delete_where(condition, last_turns)
+        database.delete_past(TURN_TABLE_COLUMNS, TURNS_KEY, last_turns)
 
 
 async def _ask(client: VBotClient, trans_id: str, bot_id: str | None) -> BotConversation:

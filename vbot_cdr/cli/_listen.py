@@ -70,11 +70,11 @@ async def run_listen(options: ListenOptions, context: Context) -> int:
                 await asyncio.Event().wait()
             else:
                 async with open_client(options.connection, context, options.paging) as client:
-                    while True:
-                        await asyncio.sleep(every.total_seconds())
+                    while True:  # the first pull at once: what was missed while down, found
                         await _reconcile(client, sink, options, context, reconciled)
                         report()
                         _write_summary(context, options)
+                        await asyncio.sleep(every.total_seconds())
         except asyncio.CancelledError:
             if context.stopped_by is None:
                 raise

@@ -577,8 +577,9 @@ def _add_listen(listen: argparse.ArgumentParser) -> None:
         "--reconcile-every",
         type=window,
         metavar="DURATION",
-        help="run the pull over the closed windows this often (e.g. 10m), with the "
-        "connection options and filters (default: never; a cron'd sync --to does the same)",
+        help="run the pull over the closed windows at start, then this often (e.g. 10m), "
+        "with the connection options and filters (default: never; a cron'd sync --to does "
+        "the same)",
     )
     _add_pull_timing(group)
 
