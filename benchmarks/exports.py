@@ -8,7 +8,7 @@ Usage (from the repository root)::
 
 Parts:
 
-- **export**: ``vbot-cdr export --format jsonl|csv|parquet`` (a whole process, start-up
+- **export**: ``vbot-cdr export --format jsonl|csv|parquet|xlsx`` (a whole process, start-up
   included) against ``exports_hand.py`` (aiohttp ``gather`` + ``orjson.loads``, then the same
   writer, in the export's columns and schema), both writing every call of the fake server
   to a file; client CPU (user + system of the child, from ``wait4``) and peak RSS.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from run import HERE, Case, fake_server, measure, pinning
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "xlsx")
 #: The hand-written clients of ``clients.py`` (the others are trees of `vbot_cdr`).
 HAND = ("hand", "hand_typed")
 ROOT = HERE.parent
@@ -72,13 +72,14 @@ def shape_file(directory: Path) -> Path:
 
 
 def whole_process(
-    command: list[str], cores: set[int] | None, env: dict[str, str]
+    command: list[str], cores: set[int] | None, env: dict[str, str], cwd: Path
 ) -> dict[str, float]:
-    """Run ``command`` to its end; its CPU seconds (user + system), wall seconds, peak RSS."""
+    """Run ``command`` in ``cwd`` to its end; its CPU seconds (user + system), wall seconds,
+    peak RSS."""
     if cores is not None:
         command = ["taskset", "--cpu-list", ",".join(map(str, sorted(cores))), *command]
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -101,6 +102,10 @@ def rows_in(path: Path, kind: str) -> int:
     # In a child, so that this process does not import pyarrow (see `shape_file`).
     count = (
         "import pyarrow.parquet as pq, sys; print(pq.ParquetFile(sys.argv[1]).metadata.num_rows)"
+        if kind == "parquet"
+        # A sheet's dimension, less its header row.
+        else "import openpyxl, sys; book = openpyxl.load_workbook(sys.argv[1], read_only=True); "
+        "print(sum(sheet.max_row - 1 for sheet in book.worksheets))"
     )
     return int(
         subprocess.run(
@@ -129,7 +134,9 @@ def export_once(
             sys.executable, "-m", "vbot_cdr", "export", "--base-url", base_url, "-q",
             "--format", kind, "-o", str(out), *sizes,
         ]  # fmt: skip
-    figures = whole_process(command, cores, env)
+    # In the client's tree: ``python -m`` puts the working directory first on the path,
+    # before PYTHONPATH, so a run from another tree would import that tree's vbot_cdr.
+    figures = whole_process(command, cores, env, trees.get(client, ROOT))
     written = rows_in(out, kind)
     if written != case.records:
         raise SystemExit(f"{client} {kind} wrote {written} calls, expected {case.records}")

@@ -1,12 +1,13 @@
 """The bulk loop users write by hand, as one whole process: every call of the server to a file.
 
-Usage: ``python benchmarks/exports_hand.py {jsonl,csv,parquet} BASE_URL TOKEN OUT --shape FILE
+Usage: ``python benchmarks/exports_hand.py {jsonl,csv,parquet,xlsx} BASE_URL TOKEN OUT --shape FILE
 --page-size 500 --concurrency 8``
 
 aiohttp ``gather`` of every page under a semaphore, each page decoded with ``orjson.loads``
 into dicts and written as it arrives by the same writer the export uses: JSON Lines with
 ``orjson.dumps``, CSV with the `csv` module in the export's columns, Parquet with pyarrow's
-``ParquetWriter`` in the export's schema (row groups of 10,000). No types, no validation, no
+``ParquetWriter`` in the export's schema (row groups of 10,000), xlsx with XlsxWriter in
+its constant-memory mode, the same cells. No types, no validation, no
 order, no retries, no de-duplication. The rows are the export's, but for JSON Lines the
 null fields the server did not send (v3's own), which the hand loop does not add.
 ``--shape`` is a JSON file written by ``exports.py``: the columns and the Arrow schema
@@ -94,6 +95,8 @@ def writer(
             text.truncate()
 
         return write_csv, out.flush
+    if kind == "xlsx":
+        return xlsx_writer(out, shape["columns"])
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -130,6 +133,58 @@ def writer(
     return write_parquet, close
 
 
+def xlsx_writer(
+    out: IO[bytes], shape_columns: list[list[Any]]
+) -> tuple[Callable[[list[Any]], None], Callable[[], None]]:
+    """The same cells as the export's workbook, with the same library (XlsxWriter in its
+    constant-memory mode): a header row, then per call each non-null value by its column's
+    kind, times as naive datetimes in Vietnam's zone, lists as JSON text."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(
+        out,
+        {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
+    text = book.add_format({"num_format": "@"})
+    time = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    sheet = book.add_worksheet("calls")
+    writers = {
+        "text": (sheet.write_string, text),
+        "integer": (sheet.write_number, None),
+        "float": (sheet.write_number, None),
+        "bool": (sheet.write_boolean, None),
+        "timestamp": (sheet.write_datetime, time),
+        "json": (sheet.write_string, text),
+    }
+    columns = [(field, part, writers[kind], kind) for _, kind, field, part in shape_columns]
+    for index, (name, *_) in enumerate(shape_columns):
+        sheet.write_string(0, index, name)
+    row_number = 1
+
+    def write_xlsx(records: list[Any]) -> None:
+        nonlocal row_number
+        for record in records:
+            for index, (field, part, (write, cell_format), kind) in enumerate(columns):
+                value = record.get(field)
+                if part is not None:
+                    value = value.get(part) if value is not None else None
+                if value is None:
+                    continue
+                if kind == "timestamp":
+                    value = dt.datetime.fromtimestamp(value, ZONE).replace(tzinfo=None)
+                elif kind == "json":
+                    value = orjson.dumps(value).decode()
+                write(row_number, index, value, cell_format)
+            row_number += 1
+
+    return write_xlsx, book.close
+
+
 async def hand_export(
     kind: str,
     base_url: str,
@@ -164,7 +219,7 @@ async def hand_export(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=("jsonl", "csv", "parquet"))
+    parser.add_argument("kind", choices=("jsonl", "csv", "parquet", "xlsx"))
     parser.add_argument("base_url")
     parser.add_argument("token")
     parser.add_argument("out")

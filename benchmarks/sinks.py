@@ -25,8 +25,18 @@ Part 2: is the sink the bottleneck of a sync? A fake server in its own process a
 request after 50 ms; a sync with a state file that drops the records (the reads alone) runs
 side by side with `sync_to_database` into each backend, over the same calls and windows.
 
+Part 3 (``--only whole``), the goal of issue 21: ``vbot-cdr sync --to URL`` as a whole
+process (one window: ``--window 400d``; pages of 500, concurrency 8) against
+``sinks_hand.py``, the load users write by hand (aiohttp ``gather`` + ``orjson``, a row per
+call in the table's columns, then the driver's ``executemany``, or DuckDB's insert of an
+Arrow table), each into a fresh database, every call of the fake server (``--calls``). As
+``exports.py`` does: the server in its own process pinned to the last core, the clients on
+the others, client CPU (user + system, from ``wait4``), repetitions interleaved and ratios
+taken inside each; ``--before TREE`` adds ``vbot-cdr sync`` from another source tree (main).
+
 PostgreSQL comes from ``VBOT_CDR_TEST_POSTGRES_URL``, else a throwaway cluster is started
 (see tests/_postgres.py). Usage: python benchmarks/sinks.py [--rows 50000] [--runs 3]
+[--only insert,sync,whole] [--calls 50000] [--before TREE]
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import re
 import statistics
 import subprocess
@@ -278,17 +289,110 @@ def part_two(count: int, runs: int, postgres: str, directory: Path, latency: flo
         print(f"| {name} | {median:.2f} s | {median / alone:.2f}x |")
 
 
+def rows_in(url: str, table: str) -> int:
+    """The rows of ``table`` at ``url``, counted with the driver alone."""
+    parsed = parse_database_url(url)
+    sql = f"SELECT count(*) FROM {table}"
+    if parsed.backend == "postgresql":
+        with psycopg.connect(parsed.target) as connection:
+            row = connection.execute(sql.encode()).fetchone()
+    elif parsed.backend == "duckdb":
+        import duckdb
+
+        with duckdb.connect(parsed.target) as connection:
+            row = connection.execute(sql).fetchone()
+    else:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(parsed.target)) as connection:
+            row = connection.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def part_whole(
+    calls: int, runs: int, postgres: str, directory: Path, trees: dict[str, Path]
+) -> None:
+    """``vbot-cdr sync --to`` (from each tree) against the hand load, whole processes."""
+    from exports import load, shape_file, spread, whole_process
+    from run import Case, fake_server, pinning
+
+    server_cores, client_cores = pinning()
+    print(f"\n## sync --to, {calls:,} calls, whole processes (client CPU s, median (min-max))\n")
+    print(f"Load average before: {load()}; server on {server_cores}, clients on {client_cores}\n")
+    shape = shape_file(directory)
+    clients = ("hand", *trees)
+    samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+    sizes = ["--page-size=500", "--concurrency=8"]
+    with fake_server(Case("sink", calls, 500, 8), server_cores) as (base_url, token):
+        for repetition in range(runs):
+            for backend in BACKENDS[repetition % 3 :] + BACKENDS[: repetition % 3]:
+                turn = repetition % len(clients)
+                for client in clients[turn:] + clients[:turn]:
+                    url = fresh_database(backend, directory, postgres)
+                    target = parse_database_url(url).target
+                    if client == "hand":
+                        env = {**os.environ, "PYTHONPATH": ""}
+                        command = [
+                            sys.executable, str(HERE / "sinks_hand.py"), backend, target,
+                            base_url, token, f"--shape={shape}", *sizes,
+                        ]  # fmt: skip
+                        table = "hand_calls"
+                    else:
+                        env = {**os.environ, "PYTHONPATH": str(trees[client]), "VBOT_TOKEN": token}
+                        command = [
+                            sys.executable, "-m", "vbot_cdr", "sync", "--base-url", base_url,
+                            "--to", url, "--start-date", "2025-11-01", "--window", "400d",
+                            "-q", *sizes,
+                        ]  # fmt: skip
+                        table = "vbot_calls"
+                    figures = whole_process(command, client_cores, env)
+                    if rows_in(url, table) != calls:
+                        raise SystemExit(f"{client} into {backend} did not load {calls} calls")
+                    samples.setdefault((backend, client), []).append(figures)
+            print(f"repetition {repetition + 1}/{runs} done", file=sys.stderr)
+    ratios = [(c, "hand") for c in trees] + ([("library", "before")] if "before" in trees else [])
+    heads = " | ".join(f"{c} CPU s" for c in clients)
+    heads += " | " + " | ".join(f"{a} / {b} CPU" for a, b in ratios)
+    print(f"| into | {heads} | library / hand wall |")
+    print("|---|" + "---:|" * (len(clients) + len(ratios) + 1))
+    for backend in BACKENDS:
+        cells = [spread([m["cpu_s"] for m in samples[backend, c]]) for c in clients]
+        for a, b in ratios:
+            pairs = zip(samples[backend, a], samples[backend, b], strict=True)
+            cells.append(f"**{spread([x['cpu_s'] / y['cpu_s'] for x, y in pairs])}**")
+        pairs = zip(samples[backend, "library"], samples[backend, "hand"], strict=True)
+        cells.append(spread([x["wall_s"] / y["wall_s"] for x, y in pairs]))
+        print(f"| {backend} | " + " | ".join(cells) + " |")
+    print(f"\nLoad average after: {load()}")
+
+
+HERE = Path(__file__).resolve().parent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sync-calls", type=int, default=20_000)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--only", default="insert,sync,whole")
+    parser.add_argument("--calls", type=int, default=50_000, help="calls of part 3")
+    parser.add_argument(
+        "--before", type=Path, help="a source tree of vbot_cdr to run side by side, as 'before'"
+    )
     args = parser.parse_args()
-    records = make_records(args.rows)
+    parts = set(args.only.split(","))
+    trees = {"library": HERE.parent}
+    if args.before:
+        trees["before"] = args.before.resolve()
     with postgres_server() as postgres, tempfile.TemporaryDirectory() as tmp:
-        part_one(records, args.runs, postgres, Path(tmp))
-        part_two(args.sync_calls, args.runs, postgres, Path(tmp), args.latency)
+        if "insert" in parts:
+            part_one(make_records(args.rows), args.runs, postgres, Path(tmp))
+        if "sync" in parts:
+            part_two(args.sync_calls, args.runs, postgres, Path(tmp), args.latency)
+        if "whole" in parts:
+            part_whole(args.calls, args.runs, postgres, Path(tmp), trees)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from vbot_cdr._sinks._backends import Database, _SQLite, open_database
 from vbot_cdr._sinks._columns import RECORD_COLUMNS
 from vbot_cdr._sinks._turns import TURN_TABLE_COLUMNS, TURNS_KEY
 from vbot_cdr._sync import SyncState
-from vbot_cdr._table import CALL_COLUMNS
+from vbot_cdr._table import CALL_COLUMNS, table_row
 from vbot_cdr.testing import FakeVBotServer, Fault, make_conversation
 from vbot_cdr.testing._data import RecordGenerator
 
@@ -410,6 +410,48 @@ async def test_every_database_has_the_one_table_shape(
     assert {kinds["create_at"], kinds["answer_at"], kinds["end_call_at"]} == {"timestamp"}
     ((phone,),) = query(database, "SELECT phone FROM vbot_calls")
     assert phone.startswith("0")
+
+
+def stored_rows(url: str) -> dict[str, dict[str, Any]]:
+    """The calls table's rows by trans_id, each value as `table_row` has it: JSON parsed,
+    SQLite's ISO 8601 text a datetime and its 0/1 a bool (instants compare across zones)."""
+    names = ", ".join(f'"{c.name}"' for c in CALL_COLUMNS)
+    rows: dict[str, dict[str, Any]] = {}
+    for values in query(url, f"SELECT {names} FROM vbot_calls"):
+        row: dict[str, Any] = {}
+        for column, value in zip(CALL_COLUMNS, values, strict=True):
+            if value is not None and column.kind == "json" and isinstance(value, str):
+                value = orjson.loads(value)
+            elif value is not None and column.kind == "timestamp" and isinstance(value, str):
+                value = dt.datetime.fromisoformat(value)
+            elif value is not None and column.kind == "bool":
+                value = bool(value)
+            row[column.name] = value
+        rows[row["trans_id"]] = row
+    return rows
+
+
+async def test_the_rows_loaded_are_the_typed_records_table_rows_in_every_dialect(
+    database: str, any_server: FakeVBotServer, make_client: Callable[..., VBotClient]
+) -> None:
+    """The load encodes each row straight from the decoded page; the table holds, for every
+    call of every dialect, what `table_row` makes of the `CallRecord` that `iter_calls` gives
+    for it (an independent path through the typed API), including a page the fast decoder
+    refuses (a field the models do not know: its calls come as records, with extras)."""
+    unit: Any = "s" if any_server.api == "v2" else "ms"
+    beside = any_server.records[120]["create_at"]  # in the middle of a page
+    odd = RecordGenerator(seed=3, id_prefix="ODD", time_unit=unit).record(0, created=beside)
+    any_server.add_records([{**odd, "surprise": {"kept": [1, "two"]}}])
+    since = CallFilter(start_date=dt.datetime.fromtimestamp(START, UTC))  # in either unit
+    clock = Clock(START + 4 * WINDOW)  # past every call, settled
+    done = await sync_to_database(make_client(any_server, clock=clock), database, since)
+    async with make_client(any_server).iter_calls(since) as calls:
+        typed = {record.trans_id: table_row(record, tz=UTC) async for record in calls}
+    assert done.loaded == len(typed) == 251
+    stored = stored_rows(database)
+    assert stored == typed
+    assert stored["ODD3-00000000"]["extras"] == {"surprise": {"kept": [1, "two"]}}
+    assert sum(row["extras"] is not None for row in stored.values()) == 1
 
 
 async def test_a_table_of_epochs_made_before_is_refused(

@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from ._models import CallRecord
 from ._table import CALL_COLUMNS, Kind, epoch_milliseconds, json_text, row_encoder
 
 if TYPE_CHECKING:
     import pyarrow
 
-__all__ = ["arrow_rows", "arrow_schema", "record_batch"]
+__all__ = ["arrow_rows", "arrow_schema", "arrow_table", "arrow_values", "record_batch"]
 
 
 def arrow_schema() -> pyarrow.Schema:
@@ -45,8 +44,31 @@ _NAMES: Final = tuple(column.name for column in CALL_COLUMNS)
 _encode: Final = row_encoder({"timestamp": epoch_milliseconds, "json": json_text})
 
 
-def arrow_rows(records: Sequence[CallRecord]) -> list[dict[str, Any]]:
-    """``records`` as rows of `arrow_schema`, by column name.
+def arrow_values(records: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """``records`` (each a `CallRecord` or the twin a page decodes into) as the values of
+    `arrow_schema`'s columns, a tuple per record, for `arrow_table`.
+
+    Raises:
+        ResponseFormatError: A time is outside what a datetime can hold.
+    """
+    return list(map(_encode, records))
+
+
+def arrow_table(values: Sequence[tuple[Any, ...]]) -> pyarrow.Table:
+    """The table of `arrow_schema` holding ``values`` (from `arrow_values`), built column
+    by column (an Arrow array per column, not a dict per row)."""
+    import pyarrow as pa
+
+    schema = arrow_schema()
+    columns = zip(*values, strict=True) if values else ([] for _ in schema)
+    pairs = zip(columns, schema, strict=True)
+    arrays = [pa.array(column, type=field.type) for column, field in pairs]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def arrow_rows(records: Sequence[Any]) -> list[dict[str, Any]]:
+    """``records`` (each a `CallRecord` or the twin a page decodes into) as rows of
+    `arrow_schema`, by column name.
 
     Raises:
         ResponseFormatError: A time is outside what a datetime can hold.
@@ -55,7 +77,7 @@ def arrow_rows(records: Sequence[CallRecord]) -> list[dict[str, Any]]:
 
 
 def record_batch(
-    records: Sequence[CallRecord],
+    records: Sequence[Any],
     schema: pyarrow.Schema,
     constants: Mapping[str, Any] | None = None,
 ) -> pyarrow.RecordBatch:

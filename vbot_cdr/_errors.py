@@ -225,7 +225,30 @@ class DatabaseError(VBotError):
 
     The message names the database by its URL with the password masked; the transaction of
     the window being loaded is rolled back, so the next run loads that window again.
+
+    Attributes:
+        refused: The database refused the rows themselves (a value it cannot hold, a
+            constraint), rather than failing to run (unreachable, down, out of space):
+            loading the same rows again fails the same way.
+        trans_id: The call whose row was refused, when it is known.
+        column: The column of that row whose value the database cannot hold, when known.
+
+    .. versionchanged:: Unreleased
+       ``refused``, ``trans_id`` and ``column``.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        refused: bool = False,
+        trans_id: str | None = None,
+        column: str | None = None,
+    ):
+        self.refused = refused
+        self.trans_id = trans_id
+        self.column = column
+        super().__init__(message)
 
 
 class CallError(VBotError):

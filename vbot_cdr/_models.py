@@ -40,6 +40,7 @@ __all__ = [
     "Member",
     "TimeUnit",
     "epoch_to_datetime",
+    "record_dict_encoder",
     "to_epoch",
 ]
 
@@ -572,30 +573,38 @@ def to_dict(o):
 
 
 def _compile_to_dict(
-    cls: type, nested: Mapping[str, str], tuples: Mapping[str, str]
+    cls: type,
+    nested: Mapping[str, Callable[[Any], Any]],
+    tuples: Mapping[str, Callable[[Any], Any]],
+    converters: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> Callable[[Any], dict[str, Any]]:
     """The ``to_dict`` of ``cls``: ``nested`` maps a field to the function turning its record
-    (or ``None``) into a dict, ``tuples`` a field to the one for each item of its tuple; an
-    ``extras`` field is merged in last, as sent."""
+    (or ``None``) into a dict, ``tuples`` a field to the one for each item of its tuple,
+    ``converters`` a field to the function its value goes through; an ``extras`` field is
+    merged in last, as sent. It reads attributes only, so it takes anything that has them."""
     names = [a.name for a in attrs.fields(cls)]
+    env: dict[str, Any] = {}
     lines, items = [], []
     for i, name in enumerate(names):
         if name == "extras":
             continue
         if name in nested:
+            env[f"f{i}"] = nested[name]
             lines.append(f"    v{i} = o.{name}\n")
-            items.append(f"{name!r}: None if v{i} is None else {nested[name]}(v{i})")
+            items.append(f"{name!r}: None if v{i} is None else f{i}(v{i})")
         elif name in tuples:
-            items.append(f"{name!r}: [{tuples[name]}(item) for item in o.{name}]")
+            env[f"f{i}"] = tuples[name]
+            items.append(f"{name!r}: [f{i}(item) for item in o.{name}]")
+        elif converters and name in converters:
+            env[f"f{i}"] = converters[name]
+            items.append(f"{name!r}: f{i}(o.{name})")
         else:
             items.append(f"{name!r}: o.{name}")
     extras = "    if o.extras:\n        data.update(o.extras)\n" if "extras" in names else ""
     source = _TO_DICT.format(nested="".join(lines), items=", ".join(items), extras=extras)
-    filename = f"<vbot_cdr to_dict {cls.__qualname__}>"
+    # Named for what it converts: the same fields give the same source.
+    filename = f"<vbot_cdr to_dict {cls.__qualname__}{sorted(converters or ())}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    env: dict[str, Any] = {}
-    for function in {*nested.values(), *tuples.values()}:
-        env[function] = globals()[function]
     exec(compile(source, filename, "exec"), env)
     to_dict: Callable[[Any], dict[str, Any]] = env["to_dict"]
     return to_dict
@@ -604,8 +613,16 @@ def _compile_to_dict(
 _member_to_dict: Final = _compile_to_dict(Member, {}, {})
 _hotline_to_dict: Final = _compile_to_dict(Hotline, {}, {})
 _collected_field_to_dict: Final = _compile_to_dict(CollectedField, {}, {})
-_record_to_dict: Final = _compile_to_dict(
-    CallRecord,
-    {"member": "_member_to_dict", "hotline": "_hotline_to_dict"},
-    {"call_collected_data": "_collected_field_to_dict"},
-)
+_NESTED_TO_DICT: Final = {"member": _member_to_dict, "hotline": _hotline_to_dict}
+_TUPLES_TO_DICT: Final = {"call_collected_data": _collected_field_to_dict}
+_record_to_dict: Final = _compile_to_dict(CallRecord, _NESTED_TO_DICT, _TUPLES_TO_DICT)
+
+
+def record_dict_encoder(
+    converters: Mapping[str, Callable[[Any], Any]],
+) -> Callable[[Any], dict[str, Any]]:
+    """A `CallRecord.to_dict` whose fields named in ``converters`` go through their
+    function (``{"create_at": to_text}``), generated once: the same keys, in the same order,
+    with the same nesting and ``extras``. It reads attributes only, so it takes a record or
+    anything with the same attributes (the msgspec twins of `vbot_cdr._decoding`)."""
+    return _compile_to_dict(CallRecord, _NESTED_TO_DICT, _TUPLES_TO_DICT, converters)

@@ -5,11 +5,14 @@ by ``trans_id``, merged so that a push never blanks nor overrides what the pull 
 `Database.upsert_sql`). Its `WebhookSink.store` returns only once the call is committed, and
 the calls stored while one commit runs share the next (group commit), so durability costs a
 transaction per group, not per call. When the database is down, `store` raises
-`DatabaseError` and the next call opens it again: the sink recovers by itself.
+`DatabaseError` and the next call opens it again: the sink recovers by itself. When the
+database refuses a group's rows (a value it cannot hold: `DatabaseError.refused`), the group
+is committed again in halves until each refused call is alone, so that only the calls
+refused fail: one bad call must not fail the calls it shares a transaction with.
 
 `webhook_app` is the aiohttp `Application` of the receiver: authentication by a static header
 compared in constant time, the body size limit, the answers VBot's sender sees (200 only
-once committed; 400, 401, 405, 413, 503 writing nothing), and ``GET /health``. It reads the
+once committed; 400, 401, 405, 413, 422, 503 writing nothing), and ``GET /health``. It reads the
 usual body with `pushed_call` (straight into the row the sink stores), any other with
 `parse_webhook` (the same rows, or the reason for a 400).
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
-from ._errors import DatabaseError, ResponseFormatError, WebhookError
+from ._errors import DatabaseError, ResponseFormatError, WebhookError, printable
 from ._models import CallRecord
 from ._sinks._backends import Database, open_database, quote
 from ._sinks._columns import RECORD_COLUMNS
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 __all__ = ["MAX_BODY", "PULL_MARKS", "WebhookSink", "WebhookStats", "webhook_app"]
+
+logger = logging.getLogger("vbot_cdr")
 
 #: The largest body the receiver reads, in bytes; a longer one is 413.
 MAX_BODY: Final = 1024 * 1024
@@ -71,7 +77,8 @@ class WebhookStats:
             calls); they changed nothing.
         other_events: Events counted, not stored, by name (see `OtherEvent`).
         refused: Requests answered with an error, by reason: ``unauthorized`` (401),
-            ``method`` (405), ``too_large`` (413), ``bad_body`` (400), ``unavailable`` (503).
+            ``method`` (405), ``too_large`` (413), ``bad_body`` (400), ``unstorable`` (422:
+            the database refused the call), ``unavailable`` (503).
         lags_ms: The latest push lags: receipt time minus the call's ``endCallAt``, in ms.
     """
 
@@ -128,7 +135,8 @@ class WebhookSink:
         # The latest calls committed, oldest first, to tell a duplicate push (bounded: a
         # receiver runs for months).
         self._committed: dict[str, None] = {}
-        #: Transactions committed (each holding a group of calls).
+        #: Transactions committed (each holding a group of calls, or a part of a group the
+        #: database refused).
         self.commits = 0
 
     def __repr__(self) -> str:
@@ -154,8 +162,9 @@ class WebhookSink:
         Raises:
             ValueError: ``record`` has no ``trans_id``, or a time no database can hold
                 (`WebhookError`): it is refused alone, before it joins a group.
-            DatabaseError: The database is down or refused; nothing of the group is
-                committed. The next call tries again.
+            DatabaseError: The database is down (nothing of the group is committed; the
+                next call tries again), or it refuses this call (``refused``: storing it
+                again fails again); the other calls of the group are committed all the same.
         """
         if not record.trans_id:
             raise ValueError("a pushed call needs a trans_id to be stored exactly once")
@@ -179,16 +188,20 @@ class WebhookSink:
             group, self._pending = self._pending, []
             records = list({r.trans_id: r for r, _ in reversed(group)}.values())
             try:
-                await asyncio.to_thread(self._commit, records)
+                failed = await asyncio.to_thread(self._commit_group, records)
             except Exception as exc:  # noqa: BLE001 - each waiting request answers it
                 for _, future in group:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            self.commits += 1
             seen: set[str] = set()
             for record, future in group:
                 key = record.trans_id or ""  # store() admits none without one
+                error = failed.get(key)
+                if error is not None:
+                    if not future.done():
+                        future.set_exception(error)
+                    continue
                 duplicate = key in self._committed or key in seen
                 seen.add(key)
                 if duplicate:
@@ -201,20 +214,54 @@ class WebhookSink:
             while len(self._committed) > _REMEMBERED:
                 del self._committed[next(iter(self._committed))]
 
+    def _commit_group(self, records: list[PushedCall | CallRecord]) -> dict[str, DatabaseError]:
+        """Commit ``records`` (one per ``trans_id``, in a worker thread) in one transaction;
+        if the database refuses it, in halves, each committed apart, until each refused call
+        is alone (the driver does not say which row it refused): a group of n with one bad
+        call takes about 2 log2(n) transactions, not n.
+
+        Returns:
+            The calls not committed, by ``trans_id``: each one refused (``refused``), and,
+            once the database fails (down: not ``refused``), every call not yet committed,
+            with that error.
+        """
+        failed: dict[str, DatabaseError] = {}
+        parts = [records]
+        while parts:
+            part = parts.pop()
+            try:
+                self._commit(part)
+            except DatabaseError as exc:
+                if not exc.refused:
+                    rest = [call for left in (part, *parts) for call in left]
+                    failed.update(dict.fromkeys((call.trans_id or "" for call in rest), exc))
+                    break
+                if len(part) == 1:
+                    failed[part[0].trans_id or ""] = exc
+                else:
+                    middle = len(part) // 2
+                    parts += [part[middle:], part[:middle]]
+        return failed
+
     def _commit(self, records: list[PushedCall | CallRecord]) -> None:
-        """Upsert and commit ``records`` (in a worker thread); on failure, roll back and
-        close the connection, so that the next group reconnects."""
+        """Upsert and commit ``records`` (in a worker thread); on failure, roll back, and
+        unless the database refused the rows (it is well), close the connection, so that
+        the next group reconnects."""
         if self._database is None:
             self._database = open_database(self._target, self.table, RECORD_COLUMNS)
+        database = self._database
         try:
             # A pushed call has every attribute of a CallRecord that the row encoder reads.
             calls = cast("list[CallRecord]", records)
-            self._database.upsert(RECORD_COLUMNS, calls, pushed=True)
-            self._database.commit_pushed()
-        except BaseException:
-            database, self._database = self._database, None
-            database.finish()
+            database.upsert(RECORD_COLUMNS, calls, pushed=True)
+            database.commit_pushed()
+        except BaseException as exc:
+            refused = isinstance(exc, DatabaseError) and exc.refused
+            if not (refused and database.rolled_back()):
+                self._database = None
+                database.finish()
             raise
+        self.commits += 1
 
     async def count_sources(self) -> tuple[int, int]:
         """How many rows of the table came from the pull alone, and from both the push and
@@ -296,6 +343,12 @@ def webhook_app(
     None of these writes anything. ``GET /health`` answers 200 without authentication and
     says nothing about the data. Closing the application (its cleanup) closes ``sink``.
 
+    A call the database refuses (`DatabaseError.refused`: a value it cannot hold, such as
+    U+0000 in PostgreSQL's text) is 422 and logged as an error naming its ``trans_id``;
+    the calls of its group are committed (200) all the same. 422, not 400: the body was
+    read (a 400's cannot be), but its content cannot be stored. A 4xx, not 503: sending it
+    again would fail again, so the sender should stop rather than retry forever.
+
     Args:
         sink: Where the calls go; its ``stats`` count what the application sees.
         header: ``"Name: value"``, the static header configured in VBot's console, compared
@@ -365,9 +418,20 @@ def webhook_app(
             stats.lags_ms.append(clock() * 1000 - ended)
         try:
             duplicate = await sink._store(call)
-        except DatabaseError:
-            stats.refused["unavailable"] += 1
-            return _text(503, "the database is unavailable; send again")
+        except DatabaseError as exc:
+            if not exc.refused:
+                stats.refused["unavailable"] += 1
+                return _text(503, "the database is unavailable; send again")
+            stats.refused["unstorable"] += 1
+            trans_id = printable(call.trans_id or "")
+            logger.error("webhook: the call %s is refused by the database: %s", trans_id, exc)
+            # Neither the value nor the database's message (which may quote it) goes back.
+            what = "a value" if exc.column is None else f"the value of {exc.column}"
+            return _text(
+                422,
+                f"the database cannot store {what} of the call {trans_id}; "
+                "sending it again will fail again",
+            )
         return _text(200, "duplicate" if duplicate else "stored")
 
     async def health(_: web.Request) -> web.StreamResponse:

@@ -36,20 +36,24 @@ from typing import Any, Final, Literal
 import attrs
 import msgspec
 
+from ._clock import iso_times
+from ._decoding import CallRow
 from ._errors import ResponseFormatError
-from ._models import MILLISECONDS_THRESHOLD, CallRecord, epoch_to_datetime
+from ._models import MILLISECONDS_THRESHOLD, CallRecord, epoch_to_datetime, record_dict_encoder
 from ._schema import EXTRAS, Shape, record_shape
 
 __all__ = [
     "CALL_COLUMNS",
     "DEFAULT_TZ",
     "EXTRAS",
+    "TIMES",
     "CallColumn",
     "Kind",
     "call_columns",
     "checked_epoch",
     "epoch_milliseconds",
     "json_document",
+    "json_document_encoder",
     "json_text",
     "plain_json",
     "row_encoder",
@@ -181,7 +185,7 @@ def json_text(value: Any) -> str | None:
 @functools.lru_cache(maxsize=32)
 def _compile(
     columns: tuple[CallColumn, ...], converters: tuple[tuple[Kind, Callable[[Any], Any]], ...]
-) -> Callable[[CallRecord], tuple[Any, ...]]:
+) -> Callable[[CallRow], tuple[Any, ...]]:
     convert = dict(converters)
     entries = []
     for column in columns:
@@ -197,15 +201,16 @@ def _compile(
     source = f"def encode(record):\n    return ({', '.join(entries)},)\n"
     namespace: dict[str, Any] = {f"convert_{kind}": function for kind, function in converters}
     exec(compile(source, "<vbot_cdr row encoder>", "exec"), namespace)
-    encode: Callable[[CallRecord], tuple[Any, ...]] = namespace["encode"]
+    encode: Callable[[CallRow], tuple[Any, ...]] = namespace["encode"]
     return encode
 
 
 def row_encoder(
     converters: Mapping[Kind, Callable[[Any], Any]],
     columns: tuple[CallColumn, ...] = CALL_COLUMNS,
-) -> Callable[[CallRecord], tuple[Any, ...]]:
-    """The function that turns a record into the values of ``columns``, as a tuple.
+) -> Callable[[CallRow], tuple[Any, ...]]:
+    """The function that turns a record into the values of ``columns``, as a tuple: a
+    `CallRecord`, or a row of a decoded page (`row_pages`), which reads the same.
 
     A value comes straight from the record's attribute (one generated tuple display per
     record, no loop per column), then through the converter of its column's kind if
@@ -250,7 +255,7 @@ def plain_json(value: Any) -> Any:
 
 
 #: The fields of `CallRecord` that are times.
-_TIMES: Final = tuple(c.field for c in CALL_COLUMNS if c.kind == "timestamp")
+TIMES: Final = tuple(c.field for c in CALL_COLUMNS if c.kind == "timestamp")
 
 
 def json_document(record: CallRecord, tz: dt.tzinfo) -> dict[str, Any]:
@@ -261,8 +266,15 @@ def json_document(record: CallRecord, tz: dt.tzinfo) -> dict[str, Any]:
     Raises:
         ResponseFormatError: A time is outside what a datetime can hold.
     """
-    document = record.to_dict()
-    for name in _TIMES:
-        moment = epoch_to_datetime(getattr(record, name), tz)
-        document[name] = None if moment is None else moment.isoformat()
-    return document
+    return json_document_encoder(zone(tz))(record)
+
+
+@functools.lru_cache(maxsize=8)
+def json_document_encoder(tz: dt.tzinfo) -> Callable[[Any], dict[str, Any]]:
+    """`json_document` for ``tz``, generated once: it takes a record, or anything with a
+    record's attributes (the twins a page decodes into).
+
+    Raises (the function made):
+        ResponseFormatError: A time is outside what a datetime can hold.
+    """
+    return record_dict_encoder(dict.fromkeys(TIMES, iso_times(tz)))

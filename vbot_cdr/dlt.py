@@ -1,4 +1,4 @@
-"""A dlt source of VBot call history (``pip install 'vbot_cdr[dlt]'``).
+"""A dlt source of VBot call history (``pip install 'vbot_cdr[dlt]'``, with pyarrow).
 
 Usage::
 
@@ -11,18 +11,20 @@ Usage::
 
 The ``calls`` resource has the one table shape of a call (`vbot_cdr.CALL_COLUMNS`), with
 explicit column types: times are timestamps with a zone (UTC), codes are text,
-``call_collected_data`` and ``extras`` are JSON columns (no child tables). It reads the
-calls created since dlt's last run of the pipeline: its incremental cursor is ``create_at``,
-and each run reads again ``lookback`` before the largest ``create_at`` loaded (dlt's
-``lag``), for calls whose records were written late. Calls read
-again are merged on ``trans_id``, so the destination holds each call once. A call without a
-``trans_id`` (or with an empty one) fails the load, as dlt's primary key cannot be null,
-instead of being merged into another call's row. It stops ``settle``
-before now, as `VBotClient.sync` does. With ``conversations=True``, a ``conversations``
-resource adds the bot conversation of each call (``raw`` null for a call the server has none
-for), read by `VBotClient.iter_conversations` (at most the client's ``concurrency``
-conversation requests in flight), with its own ``create_at`` cursor: turned on after calls
-were loaded, its first run backfills the conversations from ``start_date`` on.
+``call_collected_data`` and ``extras`` are JSON columns (no child tables). Each page goes to
+dlt as one Arrow record batch built straight from the decoded page (the Parquet export's
+columns, `vbot_cdr._arrow`), which dlt writes as it is instead of normalizing a dict per call.
+It reads the calls created since dlt's last run of the pipeline: its incremental cursor is
+``create_at``, and each run reads again ``lookback`` before the largest ``create_at`` loaded
+(dlt's ``lag``), for calls whose records were written late. Calls read again are merged on
+``trans_id``, so the destination holds each call once. A call without a ``trans_id`` (or
+with an empty one) fails the run (`ResponseFormatError`), instead of being merged into
+another call's row. It stops ``settle`` before now, as `VBotClient.sync` does. With
+``conversations=True``, a ``conversations`` resource adds the bot conversation of each call
+(``raw`` null for a call the server has none for), read by `VBotClient.iter_conversations`
+(at most the client's ``concurrency`` conversation requests in flight), with its own
+``create_at`` cursor: turned on after calls were loaded, its first run backfills the
+conversations from ``start_date`` on.
 
 dlt keeps the cursor in the pipeline's state, at the destination: one pipeline (name and
 state) per tenant and set of criteria.
@@ -31,20 +33,27 @@ state) per tenant and set of criteria.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import dlt
 from dlt.extract import DltResource
 
+from ._arrow import arrow_schema, record_batch
 from ._client import VBotClient
 from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
 from ._conversations import CallConversation
+from ._decoding import CallRow
 from ._dialects import Api
 from ._errors import ResponseFormatError
-from ._models import CallFilter, epoch_to_datetime
-from ._table import CALL_COLUMNS, Kind, plain_json, row_encoder
+from ._iteration import row_pages
+from ._models import CallFilter, CallRecord, epoch_to_datetime
+from ._table import CALL_COLUMNS, Kind
+
+if TYPE_CHECKING:
+    import pyarrow
 
 __all__ = ["vbot_source"]
 
@@ -88,8 +97,49 @@ def _conversation_row(item: CallConversation) -> dict[str, Any]:
     }
 
 
-_encode_row = row_encoder({"timestamp": epoch_to_datetime, "json": plain_json})
-_NAMES = tuple(column.name for column in CALL_COLUMNS)
+def _arrow_calls() -> pyarrow.Schema:
+    """The calls table as Arrow, as dlt's hints have it: the Parquet export's columns
+    (`arrow_schema`), times in microseconds (dlt's precision of a timestamp with a zone),
+    ``trans_id`` not nullable. The JSON columns are JSON text: see `_JsonAsText`."""
+    import pyarrow as pa
+
+    fields = []
+    for field in arrow_schema():
+        if pa.types.is_timestamp(field.type):
+            field = field.with_type(pa.timestamp("us", tz="UTC"))
+        fields.append(field.with_nullable(_COLUMN_HINTS[field.name]["nullable"]))
+    return pa.schema(fields)
+
+
+class _JsonAsText(logging.Filter):
+    """Drops dlt's warning, given for every batch, that the ``calls`` batches and the
+    resource's hints differ: they do by design, in the JSON columns alone. Arrow has no JSON
+    type dlt reads, so those travel as JSON text, and dlt keeps the hints (JSON), which is
+    what the table must have (the destination reads the text as JSON)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_HINTS_DIFFER)
+
+
+_HINTS_DIFFER = "In resource: calls, when merging arrow schema with dlt schema"
+
+
+def _calls_batch(page: Sequence[CallRow], schema: pyarrow.Schema) -> pyarrow.RecordBatch:
+    """A decoded page as one record batch of ``schema`` (no `CallRecord` built): dlt writes
+    it as it is, instead of normalizing a dict per call.
+
+    Raises:
+        ResponseFormatError: A call without a ``trans_id`` (or with an empty one): merged
+            on it, such calls would collapse into one row.
+    """
+    missing = sum(1 for row in page if not row.trans_id)
+    if missing:
+        raise ResponseFormatError(
+            f"{missing} call(s) without a trans_id: the calls are merged on it, so they "
+            "cannot be loaded (they would collapse into one row)"
+        )
+    # The rows read like the records they stand for, which is all record_batch reads.
+    return record_batch(cast("Sequence[CallRecord]", page), schema)
 
 
 def _cursor(first: dt.datetime, lookback: dt.timedelta) -> dlt.sources.incremental[dt.datetime]:
@@ -196,17 +246,13 @@ def vbot_source(
     async def calls(
         # dlt's idiom: the default declares the cursor, and dlt passes in its state.
         created: dlt.sources.incremental[dt.datetime] = _cursor(first, lookback),  # noqa: B008
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[pyarrow.RecordBatch]:
         read = _read_since(call_filter, created, settle)
-        async with open_client() as client:
-            async for page in client.iter_call_pages(read, window=window):
-                rows = [dict(zip(_NAMES, _encode_row(record), strict=True)) for record in page]
-                for row in rows:
-                    if not row.get("trans_id"):
-                        # An empty id is no key: merged on it, such calls would collapse
-                        # into one row. As null, dlt refuses the load (its key is not null).
-                        row["trans_id"] = None
-                yield rows
+        schema = _arrow_calls()
+        async with open_client() as client, client.iter_calls(read, window=window) as calls:
+            async for page in row_pages(calls):
+                if page:
+                    yield _calls_batch(page, schema)
 
     @dlt.resource(
         name="conversations",
@@ -230,6 +276,9 @@ def vbot_source(
             if rows:
                 yield rows
 
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _JsonAsText) for f in dlt_logger.filters):
+        dlt_logger.addFilter(_JsonAsText())
     resources: list[DltResource] = [calls()]
     if conversations:
         resources.append(conversations_read())

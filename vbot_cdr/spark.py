@@ -19,7 +19,8 @@ account (tenant) and one half-open time window ``[a, b)`` of ``partition_window`
 from ``start_date``: a call created exactly at ``b`` belongs to the next window whether the
 server's ``end_date`` includes it or not (the client drops it from the window that asked
 up to ``b``). A partition runs on its own event loop and hands Spark one Arrow record batch
-per page, so an executor holds a page, not a window. The columns are those of the Parquet
+per page, built straight from the page as decoded (`row_pages`: no `CallRecord` per call),
+so an executor holds a page, not a window. The columns are those of the Parquet
 export (`vbot_cdr._arrow`), so the DataFrame equals ``vbot-cdr export --format parquet`` of
 the same calls; with ``tenants`` a ``tenant`` column comes first.
 
@@ -62,7 +63,7 @@ import types
 import typing
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Union
+from typing import TYPE_CHECKING, Any, Final, Literal, Union, cast
 
 import attrs
 
@@ -81,10 +82,12 @@ except ImportError as exc:  # no pyspark, or one older than 4.0 (no Python data 
 from ._arrow import arrow_schema, record_batch
 from ._client import VBotClient
 from ._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
+from ._decoding import CallRow
 from ._dialects import Api
 from ._errors import VBotError
+from ._iteration import row_pages
 from ._models import CallFilter, CallRecord
-from ._table import DEFAULT_TZ
+from ._table import DEFAULT_TZ, epoch_milliseconds
 from ._table import zone as table_zone
 from ._windows import parse_duration
 
@@ -434,18 +437,33 @@ def _plan(
     return windows
 
 
-async def _pages(settings: _Settings, window: _Window) -> AsyncGenerator[list[CallRecord], None]:
-    """The calls of ``window``, a page at a time: those created in ``[start, end)``."""
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _microseconds(moment: dt.datetime) -> int:
+    """``moment`` as microseconds since the epoch, exactly (no float)."""
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+async def _pages(settings: _Settings, window: _Window) -> AsyncGenerator[list[CallRow], None]:
+    """The calls of ``window``, a page at a time, as decoded (`row_pages`: no `CallRecord`
+    built): those created in ``[start, end)``.
+
+    Raises:
+        ResponseFormatError: A ``create_at`` no datetime can hold.
+    """
     client = _client(window.account, window.account.credential.resolve(), settings)
     read = CallFilter(start_date=window.start, end_date=window.end, **settings.filters)
+    start, end = _microseconds(window.start), _microseconds(window.end)
     async with client, client.iter_calls(read) as calls:
-        async for page in calls.pages():
+        async for page in row_pages(calls):
             # The server may include a call created exactly at ``end``; it is the next
             # window's. A call without a time cannot be placed and is kept.
             yield [
-                record
-                for record in page
-                if record.created is None or window.start <= record.created < window.end
+                row
+                for row in page
+                if (ms := epoch_milliseconds(row.create_at)) is None
+                or start <= ms * 1000 < end
             ]
 
 
@@ -472,7 +490,8 @@ def _read(
                     f"{type(exc).__name__} in {window.describe()}: {exc}"
                 ) from exc
             if page:
-                yield record_batch(page, schema, constants)
+                # The rows read like the records they stand for, which is all it reads.
+                yield record_batch(cast("Sequence[CallRecord]", page), schema, constants)
     finally:
         # Stopped early (a limit, a cancelled task) or done: cancel what is in flight.
         loop.run_until_complete(pages.aclose())

@@ -18,7 +18,8 @@ Bulk loads:
 Other tables (`replace_rows`, `delete_past`: the conversation turns) take the same paths but
 PostgreSQL's: a pipelined ``executemany`` there and in SQLite, one ``read_json`` in DuckDB.
 
-Each record goes to the driver as the values of a generated `encoder` (JSON encoded by
+Each record goes to the driver as the values of a generated `encoder`, read straight off the
+decoded page (`row_pages`: no `CallRecord` built on the way; JSON encoded by
 msgspec, which reads the nested records as they are, a time as its epoch), and each database
 computes the timestamps from the epochs in the statement that upserts: a datetime per time
 built in Python, then formatted for the driver, cost more than the rest of a row.
@@ -39,8 +40,9 @@ from typing import Any, ClassVar, Final
 import msgspec
 import orjson
 
+from .._decoding import CallRow
 from .._errors import DatabaseError
-from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS, CallRecord
+from .._models import MILLISECONDS_THRESHOLD, WEBHOOK_FIELDS
 from .._table import json_text
 from ._columns import KEY, Column, Kind, encoder
 from ._url import DatabaseURL
@@ -67,6 +69,18 @@ _encode_json: Final = msgspec.json.Encoder().encode
 def _raw_json(value: Any) -> msgspec.Raw | None:
     """A JSON column's value as JSON to embed in a row's JSON as it is (`_PostgreSQL`'s push)."""
     return None if value is None else msgspec.Raw(_encode_json(value))
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether ``value`` (text, or a JSON value: dicts, lists, scalars) holds U+0000 in a
+    string or a key."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(map(_holds_nul, value))
+    return False
 
 
 #: The epochs `epoch_to_datetime` can turn into a datetime (years 1 to 9999), in seconds.
@@ -112,17 +126,26 @@ class Database(abc.ABC):
         self.lock = threading.Lock()
 
     @contextlib.contextmanager
-    def failing_as(self, doing: str) -> Iterator[None]:
-        """Raise the driver's errors as `DatabaseError` saying what failed (password masked)."""
+    def failing_as(self, doing: str, *, rows: bool = False) -> Iterator[None]:
+        """Raise the driver's errors as `DatabaseError` saying what failed (password masked);
+        ``refused`` for the driver's `refusals` when the block writes ``rows`` (the only
+        thing a database refuses for what it is, not for the state it is in)."""
         try:
             yield
         except self.errors() as exc:
             message = self.url.redact(str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
-            raise DatabaseError(f"cannot {doing} {self.url}: {message}") from None
+            refused = rows and isinstance(exc, self.refusals())
+            raise DatabaseError(f"cannot {doing} {self.url}: {message}", refused=refused) from None
 
     @abc.abstractmethod
     def errors(self) -> _DriverErrors:
         """The driver's base exception classes."""
+
+    @abc.abstractmethod
+    def refusals(self) -> _DriverErrors:
+        """The driver's exception classes that mean the database refused the rows (DB-API's
+        ``DataError`` and ``IntegrityError``: a value it cannot hold, a constraint), so that
+        the same rows would fail again, unlike a database that is down."""
 
     @abc.abstractmethod
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -139,7 +162,7 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         """Upsert ``records`` into the open transaction by `KEY` (one record per key), as
         `upsert_sql` merges them."""
@@ -154,6 +177,10 @@ class Database(abc.ABC):
         """Commit the open transaction and begin the next."""
 
     @abc.abstractmethod
+    def rollback(self) -> None:
+        """Roll back the open transaction and begin the next."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Roll back what is not committed and close the connection."""
 
@@ -161,6 +188,18 @@ class Database(abc.ABC):
         """`close`, once no other thread is using the connection."""
         with self.lock:
             self.close()
+
+    def rolled_back(self) -> bool:
+        """`rollback`, once no other thread is using the connection, and learn the columns
+        again (those `upsert` added are gone with it); whether it could (if not, the
+        connection is unusable: `finish` it)."""
+        with self.lock:
+            try:
+                self.rollback()
+                self.columns = self.existing_columns()
+            except self.errors():
+                return False
+            return True
 
     def prepare(self, columns: Sequence[Column], key: Sequence[str] = (KEY,)) -> None:
         """Create the two tables if missing (the first keyed by ``key``), commit, and learn
@@ -195,10 +234,11 @@ class Database(abc.ABC):
                 )
 
     def upsert(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
-        """Add the columns the table lacks, then upsert ``records`` by `KEY` (one record per
-        key), pulled or ``pushed`` (see `upsert_sql`); nothing is committed.
+        """Add the columns the table lacks, then upsert ``records`` (records, or the rows of
+        decoded pages) by `KEY` (one record per key), pulled or ``pushed`` (see
+        `upsert_sql`); nothing is committed.
 
         A value goes into a JSON column as JSON whatever its field's type (a field that was
         once an extra keeps its JSON column).
@@ -206,7 +246,7 @@ class Database(abc.ABC):
         Raises:
             DatabaseError: The database refused.
         """
-        with self.lock, self.failing_as("load calls into"):
+        with self.lock, self.failing_as("load calls into", rows=True):
             for column in columns:
                 if column.name not in self.columns:
                     self.execute(
@@ -222,10 +262,10 @@ class Database(abc.ABC):
         Raises:
             DatabaseError: The database refused or is gone; nothing was committed.
         """
-        with self.lock, self.failing_as("commit calls to"):
+        with self.lock, self.failing_as("commit calls to", rows=True):
             self.commit()
 
-    def encoder(self, columns: Sequence[Column]) -> Callable[[CallRecord], tuple[Any, ...]]:
+    def encoder(self, columns: Sequence[Column]) -> Callable[[CallRow], tuple[Any, ...]]:
         """A record as the driver's values of ``columns`` (see `encoder`)."""
         return encoder(columns, type(self).json)
 
@@ -283,7 +323,7 @@ class Database(abc.ABC):
         """
         if not rows:
             return
-        with self.lock, self.failing_as("load rows into"):
+        with self.lock, self.failing_as("load rows into", rows=True):
             self.merge_rows(columns, key, rows)
 
     def replace_sql(self, columns: Sequence[Column], key: Sequence[str], source: str) -> str:
@@ -341,7 +381,7 @@ class Database(abc.ABC):
     def commit_with_state(self, fingerprint: str, document: str) -> None:
         """Write the state row and commit the transaction: the rows loaded since the last
         commit and the state past them, together (a window's load, made durable)."""
-        with self.lock, self.failing_as("commit the calls and the sync state to"):
+        with self.lock, self.failing_as("commit the calls and the sync state to", rows=True):
             self.execute(
                 f"INSERT INTO {quote(self.state_table)} (fingerprint, state, saved_at) "
                 f"VALUES ({self.mark}, {self.mark}, CURRENT_TIMESTAMP) "
@@ -372,11 +412,14 @@ class _PostgreSQL(Database):
         with self.failing_as("connect to"):
             self._connection = psycopg.connect(url.target, connect_timeout=10)
         self._push_statements: dict[
-            tuple[Column, ...], tuple[bytes, Callable[[CallRecord], tuple[Any, ...]]]
+            tuple[Column, ...], tuple[bytes, Callable[[CallRow], tuple[Any, ...]]]
         ] = {}
 
     def errors(self) -> _DriverErrors:
         return (self._psycopg.Error,)
+
+    def refusals(self) -> _DriverErrors:
+        return (self._psycopg.DataError, self._psycopg.IntegrityError)
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._connection.cursor() as cursor:
@@ -397,8 +440,44 @@ class _PostgreSQL(Database):
         return dict(rows)
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
+        try:
+            self._load(columns, records, pushed=pushed)
+        except self._psycopg.DataError:
+            # PostgreSQL's text and jsonb cannot hold U+0000 (SQLite and DuckDB can): name the
+            # call and the column, never the value, rather than the driver's bare message.
+            # Looked for only once refused: the loads that succeed pay nothing.
+            found = self._holding_nul(columns, records)
+            if found is None:
+                raise
+            trans_id, column = found
+            raise DatabaseError(
+                f"cannot load call {trans_id} into {self.url}: its {column} holds a NUL "
+                "character (U+0000), which PostgreSQL cannot store",
+                refused=True,
+                trans_id=trans_id,
+                column=column,
+            ) from None
+
+    def _holding_nul(
+        self, columns: Sequence[Column], records: Sequence[CallRow]
+    ) -> tuple[str, str] | None:
+        """The ``trans_id`` of the first of ``records`` with U+0000 in a text or JSON value
+        (a string or a key), and the name of that value's column; ``None`` if none has."""
+        encode = self.encoder(columns)
+        for record in records:
+            for column, value in zip(columns, encode(record), strict=True):
+                if isinstance(value, str) and _holds_nul(
+                    orjson.loads(value) if column.kind == "json" else value
+                ):
+                    return record.trans_id or "", column.name
+        return None
+
+    def _load(
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool
+    ) -> None:
+        """`load`, its driver's errors as they are."""
         if pushed:
             # A push group is small (the posts of one commit). A staging table costs five
             # round trips and its catalog churn, and a pipelined statement a row costs the
@@ -432,7 +511,7 @@ class _PostgreSQL(Database):
 
     def _push_statement(
         self, columns: tuple[Column, ...]
-    ) -> tuple[bytes, Callable[[CallRecord], tuple[Any, ...]]]:
+    ) -> tuple[bytes, Callable[[CallRow], tuple[Any, ...]]]:
         """The upsert of a pushed group from ``$1``, a JSON array of rows, each an array of
         the values of ``columns``; and the encoder of a row for it (built once)."""
         built = self._push_statements.get(columns)
@@ -462,6 +541,9 @@ class _PostgreSQL(Database):
     def commit(self) -> None:
         self._connection.commit()
 
+    def rollback(self) -> None:
+        self._connection.rollback()
+
     def close(self) -> None:
         with contextlib.suppress(self._psycopg.Error):
             self._connection.close()
@@ -490,6 +572,9 @@ class _DuckDB(Database):
 
     def errors(self) -> _DriverErrors:
         return (self._duckdb.Error, OSError)
+
+    def refusals(self) -> _DriverErrors:
+        return (self._duckdb.DataError, self._duckdb.IntegrityError)
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, list(parameters)).fetchall()
@@ -541,7 +626,7 @@ class _DuckDB(Database):
         return "'" + text.replace("'", "''") + "'"
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         values = zip(*map(self.encoder(columns), records), strict=True)
         with self._rows_of(columns, values) as rows:
@@ -584,6 +669,10 @@ class _DuckDB(Database):
         self._connection.commit()
         self._connection.begin()
 
+    def rollback(self) -> None:
+        self._connection.rollback()
+        self._connection.begin()
+
     def close(self) -> None:
         with contextlib.suppress(self._duckdb.Error):
             self._connection.close()
@@ -611,6 +700,9 @@ class _SQLite(Database):
     def errors(self) -> _DriverErrors:
         return (sqlite3.Error,)
 
+    def refusals(self) -> _DriverErrors:
+        return (sqlite3.DataError, sqlite3.IntegrityError)
+
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._connection.execute(sql, tuple(parameters)).fetchall()
 
@@ -622,7 +714,7 @@ class _SQLite(Database):
         return {row[1]: row[2] for row in rows}
 
     def load(
-        self, columns: Sequence[Column], records: Sequence[CallRecord], *, pushed: bool = False
+        self, columns: Sequence[Column], records: Sequence[CallRow], *, pushed: bool = False
     ) -> None:
         marks = [f"?{number}" for number in range(1, len(columns) + 1)]
         values = f"VALUES ({', '.join(self.values(columns, marks))})"
@@ -643,6 +735,10 @@ class _SQLite(Database):
 
     def commit(self) -> None:
         self._connection.execute("COMMIT")
+        self._connection.execute("BEGIN")
+
+    def rollback(self) -> None:
+        self._connection.execute("ROLLBACK")
         self._connection.execute("BEGIN")
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from .._models import CallRecord
+from .._decoding import CallRow
 from .._table import CALL_COLUMNS, CallColumn, Kind, checked_epoch, row_encoder
 
 __all__ = ["KEY", "RECORD_COLUMNS", "Column", "Kind", "encoder"]
@@ -33,9 +33,9 @@ RECORD_COLUMNS: Final = CALL_COLUMNS
 
 def encoder(
     columns: Sequence[Column], json: Callable[[Any], Any]
-) -> Callable[[CallRecord], tuple[Any, ...]]:
-    """The function that turns a record into the driver's values of ``columns``: a JSON
-    column's value through ``json``, a time as its epoch (checked: one no datetime can hold
-    raises `ResponseFormatError`, as every other output does, rather than load as NULL),
-    anything else as it is."""
+) -> Callable[[CallRow], tuple[Any, ...]]:
+    """The function that turns a record, or a row of a decoded page (`row_pages`), into the
+    driver's values of ``columns``: a JSON column's value through ``json``, a time as its
+    epoch (checked: one no datetime can hold raises `ResponseFormatError`, as every other
+    output does, rather than load as NULL), anything else as it is."""
     return row_encoder({"json": json, "timestamp": checked_epoch}, tuple(columns))

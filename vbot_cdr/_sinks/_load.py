@@ -21,7 +21,9 @@ import attrs
 
 from .._client import VBotClient
 from .._config import DEFAULT_LOOKBACK, DEFAULT_SETTLE, DEFAULT_WINDOW
-from .._models import CallFilter, CallRecord
+from .._decoding import CallRow
+from .._iteration import row_pages
+from .._models import CallFilter
 from .._stats import IterationStats
 from .._sync import CallSync, DocumentStateStore
 from ._backends import Database, open_database
@@ -111,7 +113,9 @@ class DatabaseSync:
     def __init__(self, sync: CallSync, database: Database):
         self._sync = sync
         self._database = database
-        self._records: list[CallRecord] = []
+        # The rows of the open transaction not sent yet, by trans_id: one INSERT ... ON
+        # CONFLICT may not touch a row twice, and the last read of a call is the one kept.
+        self._rows: dict[str | None, CallRow] = {}
         self.loaded = 0
         self.without_trans_id = 0
 
@@ -134,10 +138,15 @@ class DatabaseSync:
             VBotError: As for `VBotClient.sync`; committed windows stay committed.
         """
         sync = self._sync
-        async for record in sync:
-            if sync.committable:  # the calls before this one end a window
+        # Straight from the decoded pages: each row encoded for the driver as it is, no
+        # CallRecord built. A page never spans two windows, so committing between pages
+        # commits whole windows, as between records.
+        async for page in row_pages(sync):
+            if sync.committable:  # the calls before this page end a window
                 await self.commit_window()
-            await self._add(record)
+            self._add(page)
+            if len(self._rows) >= BATCH_ROWS:
+                await self._flush()
         await self.commit_window()
         database = self._database
         return DatabaseLoad(
@@ -170,22 +179,23 @@ class DatabaseSync:
     ) -> None:
         await self.aclose()
 
-    async def _add(self, record: CallRecord) -> None:
-        if not record.trans_id:  # an empty one is no key either: it would merge calls
-            self.without_trans_id += 1
-            return
-        self._records.append(record)
-        if len(self._records) >= BATCH_ROWS:
-            await self._flush()
+    def _add(self, page: Sequence[CallRow]) -> None:
+        """Hold the rows of ``page`` for the next `_flush`; count those without a key."""
+        keys = [row.trans_id for row in page]
+        rows = self._rows
+        rows.update(zip(keys, page, strict=True))
+        # An empty trans_id is no key either: loaded, it would merge calls.
+        for missing in (None, ""):
+            if missing in rows:
+                del rows[missing]
+                self.without_trans_id += keys.count(missing)
 
     async def _flush(self) -> None:
         """Send the rows held into the open transaction (off the event loop)."""
-        # Keyed by trans_id: one INSERT ... ON CONFLICT may not touch a row twice.
-        records = list({record.trans_id: record for record in self._records}.values())
-        self._records = []
-        if records:
-            await asyncio.to_thread(self._database.upsert, RECORD_COLUMNS, records)
-            self.loaded += len(records)
+        rows, self._rows = list(self._rows.values()), {}
+        if rows:
+            await asyncio.to_thread(self._database.upsert, RECORD_COLUMNS, rows)
+            self.loaded += len(rows)
 
 
 @contextlib.asynccontextmanager

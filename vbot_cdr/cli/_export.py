@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from .._iteration import row_pages
 from ._options import ExportOptions
 from ._outputs import (
     ExportFile,
@@ -37,7 +38,7 @@ async def run_export(options: ExportOptions, context: Context) -> int:
         if options.window is not None and options.filter.start_date is None:
             raise UsageError("--window needs --start-date, where the first window begins")
         try:
-            pages = client.iter_call_pages(
+            calls = client.iter_calls(
                 options.filter,
                 limit=options.limit,
                 page_size=options.paging.page_size,
@@ -46,6 +47,8 @@ async def run_export(options: ExportOptions, context: Context) -> int:
             )
         except ValueError as exc:  # a --window shorter than --time-unit
             raise UsageError(str(exc)) from None
+        # The pages as decoded: every output encodes its rows straight from them.
+        pages = row_pages(calls)
         summary.stats = pages.stats
         with contextlib.ExitStack() as stack:
             writer = open_export(stack, "export", context, output.out, out_format)

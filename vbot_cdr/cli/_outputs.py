@@ -1,6 +1,6 @@
 """Where the command line writes calls: formats, compression, and files that are never torn.
 
-- Formats: JSON Lines (`vbot_cdr._table.json_document`, one call per line), and the one
+- Formats: JSON Lines (`vbot_cdr._json_lines.json_lines_encoder`, one call per line), and the one
   table shape of a call (`vbot_cdr._table.CALL_COLUMNS`) as CSV, Parquet (its
   `vbot_cdr._arrow.arrow_schema`, row groups of `PARQUET_ROW_GROUP` calls, so memory stays
   flat) and xlsx (XlsxWriter in its constant-memory mode: each row goes to disk as it is
@@ -37,16 +37,16 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
-import orjson
 
-from .._arrow import arrow_rows, arrow_schema
+from .._arrow import arrow_schema, arrow_table, arrow_values
+from .._clock import iso_times
 from .._files import fsync_directory
-from .._models import CallRecord, epoch_to_datetime
+from .._json_lines import json_lines_encoder
+from .._models import epoch_to_datetime
 from .._table import (
     CALL_COLUMNS,
     DEFAULT_TZ,
     Kind,
-    json_document,
     json_text,
     row_encoder,
     zone,
@@ -179,29 +179,14 @@ class Encoder(Protocol):
 
 
 class _JsonLines:
-    """One JSON object per line, nested as the API's records, times in ISO 8601 in ``tz``."""
+    """One JSON object per line, nested as the API's records, times in ISO 8601 in ``tz``
+    (`vbot_cdr._json_lines.json_lines_encoder`: rows are records or their twins)."""
 
     def __init__(self, tz: dt.tzinfo):
-        self._tz = tz
+        self.encode = json_lines_encoder(tz)
 
     def header(self) -> bytes:
         return b""
-
-    def encode(self, records: Sequence[CallRecord]) -> bytes:
-        return b"".join(
-            orjson.dumps(json_document(record, self._tz), option=orjson.OPT_APPEND_NEWLINE)
-            for record in records
-        )
-
-
-def _iso_time(value: int | None, tz: dt.tzinfo) -> str | None:
-    moment = epoch_to_datetime(value, tz)
-    return None if moment is None else moment.isoformat()
-
-
-def _excel_time(value: int | None, tz: dt.tzinfo) -> str | None:
-    moment = epoch_to_datetime(value, tz)
-    return None if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
 
 
 def _csv_bool(value: bool | None) -> str | None:
@@ -230,7 +215,7 @@ class _Csv:
         self._excel = excel
         self.columns = CSV_COLUMNS
         converters: dict[Kind, Callable[[Any], Any]] = {
-            "timestamp": functools.partial(_excel_time if excel else _iso_time, tz=tz),
+            "timestamp": iso_times(tz, excel=excel),
             "json": json_text,
             "bool": _csv_bool,
         }
@@ -246,7 +231,7 @@ class _Csv:
     def header(self) -> bytes:
         return ("\ufeff".encode() if self._excel else b"") + self._rows([self.columns])
 
-    def encode(self, records: Sequence[CallRecord]) -> bytes:
+    def encode(self, records: Sequence[Any]) -> bytes:
         return self._rows(list(map(self._encode, records)))
 
 
@@ -340,33 +325,39 @@ class Rows:
 
 
 class _ParquetOutput:
-    """Parquet, one row group per ``row_group`` rows (calls, or those of ``rows``)."""
+    """Parquet, one row group per ``row_group`` rows (calls, or those of ``rows``).
+
+    Each page is encoded as it is written (a value no column holds fails its write, and
+    none of its rows is kept); a row group's table is built once it is full.
+    """
 
     def __init__(self, stream: IO[bytes], name: str, row_group: int, rows: Rows | None = None):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self._row_group = row_group
-        self._schema = arrow_schema() if rows is None else rows.arrow_schema()
-        self._arrow_rows = arrow_rows if rows is None else rows.arrow_rows
-        self._writer: pyarrow.parquet.ParquetWriter = pq.ParquetWriter(stream, self._schema)
-        self._rows: list[dict[str, Any]] = []
+        schema = arrow_schema() if rows is None else rows.arrow_schema()
+        self._encode: Callable[[Sequence[Any]], Iterable[Any]]
+        self._table: Callable[[list[Any]], pyarrow.Table]
+        if rows is None:  # calls: a tuple per row, the table built column by column
+            self._encode, self._table = arrow_values, arrow_table
+        else:
+            self._encode = rows.arrow_rows
+            self._table = functools.partial(pa.Table.from_pylist, schema=schema)
+        self._writer: pyarrow.parquet.ParquetWriter = pq.ParquetWriter(stream, schema)
+        self._rows: list[Any] = []
         self.name = name
 
     def write(self, records: Sequence[Any]) -> None:
-        for row in self._arrow_rows(records):
-            self._rows.append(row)
-            if len(self._rows) >= self._row_group:
-                self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-
-        if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
-            self._rows = []
+        self._rows += self._encode(records)
+        while len(self._rows) >= self._row_group:
+            group, self._rows = self._rows[: self._row_group], self._rows[self._row_group :]
+            self._writer.write_table(self._table(group))
 
     def close(self) -> None:
-        self._flush()
+        if self._rows:
+            self._writer.write_table(self._table(self._rows))
+            self._rows = []
         self._writer.close()
 
 

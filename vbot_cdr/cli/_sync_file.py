@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from .._errors import StateError, VBotError
+from .._iteration import row_pages
 from .._sync import CallSync
 from ._options import FileSyncOptions
 from ._outputs import (
@@ -69,12 +70,13 @@ async def run_file_sync(options: FileSyncOptions, context: Context) -> int:
             bar = stack.enter_context(progress_bar("sync", quiet=options.quiet))
             async with progress_lines(context, quiet=options.quiet), sync:
                 try:
-                    async for record in sync:
+                    # The pages as decoded (a page never spans two windows), encoded as such.
+                    async for page in row_pages(sync):
                         if sync.committable:  # the calls written so far end a window
                             await _commit(sync, stream)
-                        output.write([record])
-                        summary.records += 1
-                        bar.update(1)
+                        output.write(page)
+                        summary.records += len(page)
+                        bar.update(len(page))
                         show_windows(bar, "sync", sync.stats)
                 except VBotError:
                     # The windows written in full before the failure are kept, so that the
