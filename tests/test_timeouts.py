@@ -223,20 +223,24 @@ async def test_no_retry_is_scheduled_past_the_deadline(timed: Timed, waits: Wait
 async def test_iteration_deadline_bounds_every_page(timed: Timed, waits: Waits) -> None:
     """iter_calls(deadline=) ends a stalled iteration in TransportError; no attempt outlives it."""
     loop = asyncio.get_running_loop()
+    # Long enough for pages 1 to 3 to be read on a busy machine: the stall is page 4.
+    deadline = 1.5
     policy = RetryPolicy(max_attempts=10, backoff=0.0, max_backoff=0.0, sleep=waits.sleep)
     async with FakeVBotServer(count=60) as server:
         server.inject(*[Fault(hang=True)] * 10, page=4)
         client = VBotClient(
             server.token, base_url=server.base_url, timeout=60.0, retry=policy, transport=timed
         )
-        async with client, client.iter_calls(page_size=10, concurrency=2, deadline=0.4) as calls:
+        calls = client.iter_calls(page_size=10, concurrency=2, deadline=deadline)
+        async with client, calls:
             with pytest.raises(TransportError) as info:
                 await asyncio.wait_for(drain(calls), GUARD)
         first_sent = timed.attempts[0][0]
         assert info.value.page == 4
-        assert all(sent + timeout <= first_sent + 0.4 + SLACK for sent, timeout in timed.attempts)
-        assert all(began + wait < first_sent + 0.4 for began, wait in waits)
-        assert loop.time() - first_sent < 10 * 0.4
+        end = first_sent + deadline
+        assert all(sent + timeout <= end + SLACK for sent, timeout in timed.attempts)
+        assert all(began + wait < first_sent + deadline for began, wait in waits)
+        assert loop.time() - first_sent < 10 * deadline
         # The attempt at page 4 timed out at the deadline: no time was left for a retry.
         assert [r.params.get("page") for r in server.requests].count("4") == 1
 
