@@ -143,7 +143,7 @@ def main() -> None:
                             "--expect", str(args.calls),
                         ]  # fmt: skip
                         env = {**os.environ, "PYTHONPATH": str(tree)}
-                        figures = whole_process(command, client_cores, env)
+                        figures = whole_process(command, client_cores, env, tree)
                     samples.setdefault((latency, client), []).append(figures)
                 print(f"latency {latency}: repetition {repetition + 1} done", file=sys.stderr)
     pairs_of = [(c, "rest_api") for c in trees] + ([("library", "before")] if args.before else [])

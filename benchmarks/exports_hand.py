@@ -26,11 +26,9 @@ from collections.abc import Callable
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import orjson
+from hand_gather import gather_pages
 
-GET_ALL = "/api/campaignCall/cdr/getAll"
-COUNT_ALL = "/api/campaignCall/cdr/countAll"
 ROW_GROUP = 10_000
 
 
@@ -196,23 +194,9 @@ async def hand_export(
     concurrency: int,
 ) -> int:
     write, close = writer(kind, out, shape)
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    semaphore = asyncio.Semaphore(concurrency)
-    written = 0
-    async with aiohttp.ClientSession(base_url, headers=headers) as session:
-
-        async def get(path: str, params: dict[str, str] | None = None) -> Any:
-            async with semaphore, session.get(path, params=params) as response:
-                return orjson.loads(await response.read())["data"]
-
-        async def page(number: int) -> None:
-            nonlocal written
-            records = await get(GET_ALL, {"page": str(number), "size": str(page_size)})
-            write(records)
-            written += len(records)
-
-        total = await get(COUNT_ALL)
-        await asyncio.gather(*(page(number) for number in range(1, -(-total // page_size) + 1)))
+    written = await gather_pages(
+        base_url, token, write, page_size=page_size, concurrency=concurrency
+    )
     close()
     return written
 

@@ -346,7 +346,10 @@ def part_whole(
                             "-q", *sizes,
                         ]  # fmt: skip
                         table = "vbot_calls"
-                    figures = whole_process(command, client_cores, env)
+                    # `python -m` puts the working directory first on the path: run each
+                    # tree's client from that tree.
+                    cwd = trees.get(client, HERE.parent)
+                    figures = whole_process(command, client_cores, env, cwd)
                     if rows_in(url, table) != calls:
                         raise SystemExit(f"{client} into {backend} did not load {calls} calls")
                     samples.setdefault((backend, client), []).append(figures)

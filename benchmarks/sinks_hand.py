@@ -24,11 +24,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
+from hand_gather import gather_pages
 
-GET_ALL = "/api/campaignCall/cdr/getAll"
-COUNT_ALL = "/api/campaignCall/cdr/countAll"
 UTC = dt.timezone.utc
 
 TYPES = {
@@ -149,24 +147,10 @@ async def hand_load(
 ) -> int:  # fmt: skip
     write, close = writer(backend, target, columns)
     row = row_builder(backend, columns)
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    semaphore = asyncio.Semaphore(concurrency)
-    written = 0
-    async with aiohttp.ClientSession(base_url, headers=headers) as session:
-
-        async def get(path: str, params: dict[str, str] | None = None) -> Any:
-            async with semaphore, session.get(path, params=params) as response:
-                return orjson.loads(await response.read())["data"]
-
-        async def page(number: int) -> None:
-            nonlocal written
-            records = await get(GET_ALL, {"page": str(number), "size": str(page_size)})
-            if records:
-                write([row(record) for record in records])
-            written += len(records)
-
-        total = await get(COUNT_ALL)
-        await asyncio.gather(*(page(number) for number in range(1, -(-total // page_size) + 1)))
+    written = await gather_pages(
+        base_url, token, lambda records: write([row(record) for record in records]),
+        page_size=page_size, concurrency=concurrency,
+    )  # fmt: skip
     close()
     return written
 
