@@ -1,7 +1,7 @@
 r"""The iteration pipeline: every record of a range, exactly once, verified, as records or pages.
 
 One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
-`Iteration.next_page`, then the public iterators):
+`Iteration.next_rows`, then the iterators):
 
 1. **time windows** (`_windows`): the range's slices, oldest first; a plain ``iter_calls``
    is one window, the filter's own dates. Each window is counted once (``countAll``), for
@@ -15,15 +15,15 @@ One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
    read it (a page, the repair, the next window, the read a sync resumes);
 4. **verify and repair** (`_reconcile.Reconciler`): only when the window's records fall short
    of its count; complete, or `IncompleteError`;
-5. **limit and build** (`Iteration.next_page`): pages cut to ``limit`` records, in this one
-   place (the paging stage is told how many records are still wanted so it plans no page
-   past them), then built into `CallRecord`\ s (`build_records`). Until then a page is
-   `CallRow`\ s: the twins msgspec decoded it into, which the garbage collector does not
-   track, so the pages fetched ahead cost it nothing;
-6. **records or pages**: `CallIterator` hands over the records of the page at hand one by
-   one, built a few at a time from its rows (`Iteration.next_rows`) so that the records
-   alive at once stay few; `CallPageIterator` whole pages; `CallSync` (in `_sync`) adds
-   ``commit``.
+5. **limit** (`Iteration.next_rows`): pages cut to ``limit`` records, in this one place
+   (the paging stage is told how many records are still wanted so it plans no page past
+   them). Until then, and after, a page is `CallRow`\ s: the twins msgspec decoded it into,
+   which the garbage collector does not track, so the pages fetched ahead cost it nothing;
+6. **records, pages or rows**: `CallIterator` hands over the records of the page at hand
+   one by one, built (`build_records`) a few at a time so that the records alive at once
+   stay few; `CallPageIterator` whole pages of records; `row_pages` the pages as decoded,
+   for the bulk outputs, which encode rows without building records; `CallSync` (in
+   `_sync`) adds ``commit``.
 
 The client hands the pipeline a `CallsPort` (count a range, fetch a page), which holds the
 iteration's deadline and counts its requests; nothing here climbs back into the client.
@@ -85,7 +85,7 @@ class Iteration:
             are kept for the next window and the checkpoint (a sync's lookback).
         in_flight: The in-flight limit (a new one of ``concurrency`` by default).
 
-    Raises (from `next_page`):
+    Raises (from `next_rows`):
         VBotError: A request failed after its retries.
         IncompleteError: A window holds records that neither the pages nor the repair could
             hand out (see `_reconcile`).
@@ -138,23 +138,15 @@ class Iteration:
         self.checkpoint: Checkpoint | None = None
         self._stages = self._windows_pages()
 
-    async def next_page(self) -> list[CallRecord]:
-        """The limit and build stage: the pipeline's next page, cut to the limit, as records.
+    async def next_rows(self) -> list[CallRow]:
+        """The limit stage: the pipeline's next page, cut to the limit, as it was decoded
+        (twins, or records where a page needed the readers; never empty). The iterators
+        build records of it (`CallIterator`, `CallPageIterator`) or hand it over as it is
+        (`row_pages`, for the bulk outputs, which encode rows straight from it).
 
         Raises:
             StopAsyncIteration: After the last page, or once the limit is reached (the
                 requests in flight are then cancelled).
-        """
-        return build_records(await self.next_rows())
-
-    async def next_rows(self) -> list[CallRow]:
-        """The limit stage alone: the pipeline's next page, cut to the limit, as it was
-        decoded (twins, or records where a page needed the readers), for the bulk outputs
-        that encode rows straight from it, and for `CallIterator`, which builds its records
-        a few at a time (never empty).
-
-        Raises:
-            StopAsyncIteration: As `next_page`.
         """
         if self._remaining == 0:
             await self.aclose()
@@ -507,7 +499,7 @@ class CallIterator(_Iterator[CallRecord]):
 
         .. versionadded:: Unreleased
         """
-        return CallPageIterator(self._iteration, first=build_records(self._rest()))
+        return CallPageIterator(self._iteration, first=self._rest())
 
     def _rest(self) -> list[CallRow]:
         """The rest of the page at hand (the records built first, then the rows not built
@@ -526,29 +518,6 @@ class CallIterator(_Iterator[CallRecord]):
         await super().aclose()
 
 
-class CallPageIterator(_Iterator[list[CallRecord]]):
-    """``async for page in client.iter_call_pages(...)``: the same records, a list per page."""
-
-    def __init__(self, iteration: Iteration, *, first: list[CallRecord] | None = None):
-        super().__init__(iteration)
-        self._first = first or []
-
-    async def __anext__(self) -> list[CallRecord]:
-        page, self._first = self._first, []
-        if not page:
-            page = await self._iteration.next_page()
-        self._iteration.stats.yielded += len(page)
-        return page
-
-
-def row_pages(calls: CallIterator) -> RowPageIterator:
-    """The calls ``calls`` has not handed out yet, a page at a time, as decoded
-    (`Iteration.next_rows`): for the bulk outputs, which encode each row straight from it,
-    without a `CallRecord`. Shares the iteration as `CallIterator.pages` does: what one
-    hands out, the other does not, and closing either closes both."""
-    return RowPageIterator(calls._iteration, first=calls._rest())
-
-
 class RowPageIterator(_Iterator[list[CallRow]]):
     """`row_pages`: the pages as decoded, each a list of `CallRow`."""
 
@@ -562,3 +531,22 @@ class RowPageIterator(_Iterator[list[CallRow]]):
             page = await self._iteration.next_rows()
         self._iteration.stats.yielded += len(page)
         return page
+
+
+class CallPageIterator(_Iterator[list[CallRecord]]):
+    """``async for page in client.iter_call_pages(...)``: the same records, a list per page."""
+
+    def __init__(self, iteration: Iteration, *, first: Sequence[CallRow] = ()):
+        super().__init__(iteration)
+        self._rows = RowPageIterator(iteration, first=first)
+
+    async def __anext__(self) -> list[CallRecord]:
+        return build_records(await self._rows.__anext__())
+
+
+def row_pages(calls: CallIterator) -> RowPageIterator:
+    """The calls ``calls`` has not handed out yet, a page at a time, as decoded
+    (`Iteration.next_rows`): for the bulk outputs, which encode each row straight from it,
+    without a `CallRecord`. Shares the iteration as `CallIterator.pages` does: what one
+    hands out, the other does not, and closing either closes both."""
+    return RowPageIterator(calls._iteration, first=calls._rest())
