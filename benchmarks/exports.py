@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python benchmarks/exports.py            # 200,000 calls, 5 repetitions (about 15 minutes)
     python benchmarks/exports.py --quick    # 20,000 calls, 3 repetitions (under two minutes)
     python benchmarks/exports.py --only export,typed,memory --runs 5 --records 200000
+    python benchmarks/exports.py --only export --formats jsonl --before /tmp/old-tree
 
 Parts:
 
@@ -173,6 +174,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int)
     parser.add_argument("--records", type=int)
     parser.add_argument("--only", default="export,typed,memory")
+    parser.add_argument("--formats", default=",".join(FORMATS), help="the export's formats")
     parser.add_argument(
         "--before", type=Path, help="a source tree of vbot_cdr to run side by side, as 'before'"
     )
@@ -192,7 +194,10 @@ def main() -> None:
     plans: list[tuple[str, str, Case]] = []  # (label, format or "typed", case)
     if "export" in parts:
         case = Case("export", records, 500, 8)
-        plans += [(f"export {kind}, {records:,} calls, c8", kind, case) for kind in FORMATS]
+        kinds = args.formats.split(",")
+        if unknown := set(kinds) - set(FORMATS):
+            parser.error(f"--formats: unknown {sorted(unknown)}; choose among {FORMATS}")
+        plans += [(f"export {kind}, {records:,} calls, c8", kind, case) for kind in kinds]
     if "typed" in parts:
         plans += [
             (
