@@ -38,11 +38,12 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import attrs
 
 from ._decoding import CallRow, build_records
+from ._errors import IncompleteError
 from ._exactly_once import ExactlyOnce, most_ledger_records
 from ._models import CallFilter, CallRecord
 from ._pagination import InFlightLimit, Paginator
@@ -264,8 +265,14 @@ class Iteration:
         and a window that counts more than ``most`` is halved until it does not (or is one
         time unit wide). The windows share their edges, as `_windows` does, and together
         cover the range (the outer ones keep its own dates), so nothing depends on the span
-        being right. A server that counts a window as many calls as the whole range ignores
-        the dates: the range is then read whole.
+        being right. Every window is counted before any call is handed out (`_plan`); the
+        range is read whole, as one window, when those counts show the server's date filter
+        cannot be trusted. What only the records can show is checked as they are handed out
+        (`_planned_pages`).
+
+        Raises:
+            IncompleteError: The records of a window show the date filter broken once calls
+                are handed out (see `_planned_pages`).
         """
         port, first = self._port, self._first_page
         ends = await port.fetch(range_filter, first, 1, self._in_flight)
@@ -277,49 +284,106 @@ class Iteration:
         width = (newest - oldest) / parts
         cuts = sorted({oldest + round(width * i) for i in range(1, parts)} - {oldest, newest})
         [(start, end)] = _own_dates(range_filter)
-        # The windows still to read, oldest first (so the newest is popped first).
+        # The windows still to plan, oldest first (so the newest is popped first).
         windows = list(zip([start, *cuts], [*cuts, end], strict=True))
-        if len(windows) == 1:
+        plan = None
+        if len(windows) > 1:
+            plan = await self._plan(range_filter, count, windows, most, (oldest, newest))
+        if plan is None:
             pages = self._counted_pages(range_filter, count)
         else:
-            pages = self._windows_newest_first(range_filter, count, windows, most, (oldest, newest))
+            pages = self._planned_pages(range_filter, count, plan)
         async with contextlib.aclosing(pages):
             async for page in pages:
                 yield page
                 del page
 
-    async def _windows_newest_first(
+    async def _plan(
         self,
         range_filter: CallFilter,
         count: int,
         windows: list[tuple[int | None, int | None]],
         most: int,
         span: tuple[int, int],
-    ) -> AsyncGenerator[list[CallRow], None]:
-        """`_parts_pages`' windows, newest (last) first; see there."""
-        once, first_window = self._once, True
+    ) -> list[_Planned] | None:
+        """`_parts_pages`' windows counted, newest first, each of at most ``most`` calls
+        (halved while it counts more); ``None`` if the range must be read whole.
+
+        The range is read whole when the counts show the server's date filter broken, which
+        the old single read did not depend on: the newest window counts the whole range (the
+        dates are ignored), or the windows count fewer calls than the range (a bound kept
+        exclusive, calls without ``create_at`` left out of every window: calls would be
+        lost). Windows sharing edges count the calls at an edge twice, so the sum may only
+        exceed the range's count. Nothing is handed out yet, so reading whole costs a ledger
+        as large as the range, but loses and repeats nothing.
+        """
+        plan: list[_Planned] = []
         while windows:
             lo, hi = windows.pop()
-            once.open_window(lo, newest_first=True)
             part = attrs.evolve(range_filter, start_date=lo, end_date=hi)
             part_count = await self._port.count(part)
+            if not plan and part_count >= count:
+                return None
             low = span[0] if lo is None else lo
             high = span[1] if hi is None else hi
-            if first_window and part_count >= count:
-                once.open_window(None)  # the server ignores the dates: read the range whole
-                part, part_count, windows = range_filter, count, []
-            elif part_count > most and high - low >= 2:
+            if part_count > most and high - low >= 2:
                 # Halved strictly (both halves narrower), so this ends.
                 middle = low + (high - low) // 2
                 windows += [(lo, middle), (middle, hi)]
                 continue
-            first_window = False
+            plan.append(_Planned(lo, hi, part, part_count))
+        if sum(planned.calls for planned in plan) < count:
+            return None
+        return plan
+
+    async def _planned_pages(
+        self, range_filter: CallFilter, count: int, plan: list[_Planned]
+    ) -> AsyncGenerator[list[CallRow], None]:
+        """The windows of ``plan`` (of the range ``range_filter`` of ``count`` calls), newest
+        first, each through a ledger of its own.
+
+        Once calls are handed out the range can no longer be read whole without repeating
+        them, so a broken date filter found now is an `IncompleteError`: a window counting
+        more calls than the range has left (those not yet handed out, plus those handed out
+        at the edge it shares with the window read before it), or a record outside its
+        window's dates (a server honouring one bound only hands out a newer window's calls
+        again).
+        """
+        once = self._once
+        # Calls written since the range was counted land in the newest window: counted again
+        # now (after the plan counted that window), they are no sign of a broken filter.
+        count = max(count, await self._port.count(range_filter))
+        handed = 0  # the calls of the windows read so far, at most as many as each counted
+        at_edge = 0  # of them, those at the start of the window read last: its shared edge
+        for lo, hi, part, part_count in plan:
+            if part_count > count - handed + at_edge:
+                raise _broken_dates(
+                    f"the window [{lo}, {hi}] counts {part_count} calls, more than the "
+                    f"{count - handed} not yet handed out",
+                    count,
+                    handed,
+                )
+            once.open_window(lo, newest_first=True)
+            at_edge = window_handed = 0
             pages = self._counted_pages(part, part_count)
             async with contextlib.aclosing(pages):
                 async for page in pages:
+                    for row in page:
+                        at = row.create_at
+                        if at == lo:
+                            at_edge += 1
+                        elif not _within(at, lo, hi):
+                            raise _broken_dates(
+                                f"the window [{lo}, {hi}] holds a call of create_at {at}",
+                                count,
+                                handed + window_handed,
+                            )
+                    window_handed += len(page)
                     yield page
                     del page
             once.close_window()
+            # Calls written while the newest window is paged come on top of its count.
+            handed += min(window_handed, part_count)
 
     async def _counted_pages(
         self, window_filter: CallFilter, count: int
@@ -348,6 +412,35 @@ class Iteration:
             async for page in repair:
                 yield page
                 del page
+
+
+
+class _Planned(NamedTuple):
+    """A window ``[lo, hi]`` of an unsliced range planned by `Iteration._plan`: its filter
+    and how many calls it counts."""
+
+    lo: int | None
+    hi: int | None
+    filter: CallFilter
+    calls: int
+
+
+def _within(at: int | None, lo: int | None, hi: int | None) -> bool:
+    """Whether a call of ``create_at`` ``at`` belongs in the window ``[lo, hi]`` (a call
+    without ``create_at`` only in a window open at one end, where a server may keep it)."""
+    if at is None:
+        return lo is None or hi is None
+    return (lo is None or lo <= at) and (hi is None or at <= hi)
+
+
+def _broken_dates(why: str, count: int, handed: int) -> IncompleteError:
+    """The error of a date filter found broken once calls of the range are handed out."""
+    return IncompleteError(
+        f"the server's date filter cannot be trusted ({why}); the range of {count} calls "
+        "cannot be read in windows, and no longer whole without repeating calls",
+        expected=count,
+        yielded=handed,
+    )
 
 
 def _own_dates(filter: CallFilter) -> list[tuple[int | None, int | None]]:
