@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from typing import Any
+
+import attrs
 
 import pytest
 
 from tests.conftest import answered, wire_name
-from vbot_cdr import APIError, CallFilter, CallRecord, VBotClient
+from vbot_cdr import APIError, CallFilter, CallRecord, IncompleteError, VBotClient
 from vbot_cdr.testing import FakeVBotServer, Fault, PagingHabits, generate_records, ledger_records
 
 
@@ -231,6 +234,76 @@ async def test_a_server_whose_last_offsets_are_empty_is_read_whole(
                 ids = [record.trans_id async for record in calls]
         assert ids[:150] == [r["trans_id"] for r in fake.records[:150]]
         assert sorted(ids) == sorted(r["trans_id"] for r in fake.records)
+
+
+def _faulty_dates(fake: FakeVBotServer, fault: Callable[[Any], Any]) -> None:
+    """Make ``fake`` filter dates as ``fault`` says: it rewrites each query (the server's
+    private `_Query`) before the server selects the calls, for counts and pages alike."""
+    store = fake._store
+    view = store.view
+    store.view = lambda query: view(fault(query))  # type: ignore[method-assign]
+
+
+async def test_windows_counting_fewer_calls_than_the_range_read_it_whole(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """A server whose date filter leaves a call out of every window (as one leaving out calls
+    without create_at would): the windows' counts fall short of the range's before any call
+    is handed out, so the range is read whole, as one window, and nothing is lost."""
+    async with FakeVBotServer(count=250) as fake:
+        hidden = fake.records[100]["trans_id"]
+        base = fake._store._base
+        _faulty_dates(fake, lambda query: query)  # the dates as they are, but
+        view = fake._store.view
+
+        def without_hidden(query: Any) -> Any:
+            selected = view(query)
+            if query.start is None and query.end is None:
+                return selected
+            return [p for p in selected if base.record(p)["trans_id"] != hidden]
+
+        fake._store.view = without_hidden  # type: ignore[method-assign]
+        client = make_client(fake, page_size=20, concurrency=2)
+        with ledger_records(60):
+            async with client.iter_calls() as calls:
+                ids = [record.trans_id async for record in calls]
+        assert ids == [r["trans_id"] for r in fake.records]
+    assert calls.stats.ledger_peak == 250  # read whole: one ledger of every call
+
+
+async def test_a_date_filter_honouring_only_the_start_raises_instead_of_repeating(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """A server that ignores end_date: its windows' counts add up (each counts the newer
+    calls too), but the second window's records are newer than its end; calls are handed
+    out already, so the read stops with IncompleteError rather than hand them out again."""
+    async with FakeVBotServer(count=250) as fake:
+        _faulty_dates(fake, lambda query: attrs.evolve(query, end=None))
+        client = make_client(fake, page_size=20, concurrency=2)
+        ids: list[str] = []
+        with ledger_records(60), pytest.raises(IncompleteError, match="date filter") as info:
+            async with client.iter_calls() as calls:
+                ids += [record.trans_id async for record in calls]
+    assert len(ids) == len(set(ids)) < 250  # nothing handed out twice
+    assert ids == [r["trans_id"] for r in fake.records[: len(ids)]]
+    assert info.value.expected == 250
+
+
+async def test_a_window_counting_more_than_the_calls_left_raises(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """A server counting a window as more calls than the range has left once the newer
+    windows are handed out: the read stops before that window's pages."""
+    async with FakeVBotServer(count=250) as fake:
+        # The oldest window, open at its start, counts (and pages) every call.
+        _faulty_dates(
+            fake, lambda query: attrs.evolve(query, end=None) if query.start is None else query
+        )
+        client = make_client(fake, page_size=20, concurrency=1)
+        with ledger_records(60), pytest.raises(IncompleteError, match="not yet handed out"):
+            async with client.iter_calls() as calls:
+                async for _ in calls:
+                    pass
 
 
 async def test_calls_written_while_a_long_read_pages_lose_nothing_and_repeat_nothing(

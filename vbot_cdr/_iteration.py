@@ -313,8 +313,9 @@ class Iteration:
         the old single read did not depend on: the newest window counts the whole range (the
         dates are ignored), or the windows count fewer calls than the range (a bound kept
         exclusive, calls without ``create_at`` left out of every window: calls would be
-        lost). Windows sharing edges count the calls at an edge twice, so the sum may only
-        exceed the range's count. Nothing is handed out yet, so reading whole costs a ledger
+        lost). Windows sharing edges count the calls at an edge twice: those are counted
+        (one instant each) and taken off the sum, which a sound filter makes no less than
+        the range's count. Nothing is handed out yet, so reading whole costs a ledger
         as large as the range, but loses and repeats nothing.
         """
         plan: list[_Planned] = []
@@ -332,7 +333,12 @@ class Iteration:
                 windows += [(lo, middle), (middle, hi)]
                 continue
             plan.append(_Planned(lo, hi, part, part_count))
-        if sum(planned.calls for planned in plan) < count:
+        # The calls at each shared edge are counted by both its windows: count them once.
+        shared = 0
+        for planned in plan[:-1]:
+            edge = attrs.evolve(range_filter, start_date=planned.lo, end_date=planned.lo)
+            shared += await self._port.count(edge)
+        if sum(planned.calls for planned in plan) - shared < count:
             return None
         return plan
 
