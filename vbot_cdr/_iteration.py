@@ -4,10 +4,13 @@ One iteration runs these stages, top to bottom (`Iteration._windows_pages`, then
 `Iteration.next_rows`, then the iterators):
 
 1. **time windows** (`_windows`): the range's slices, oldest first; a plain ``iter_calls``
-   is one window, the filter's own dates. Each window is counted once (``countAll``), for
-   each of the filter's `CallFilter.variants` (a criterion given several values is read one
-   value at a time, each a range of its own, counted, paged and verified); the empty windows
-   after an empty one are skipped by counting spans of them;
+   is one window, the filter's own dates, unless it holds more calls than a ledger should
+   (`most_ledger_records`): it is then read in windows planned from its data, newest first
+   (`Iteration._parts_pages`), or whole if the server's date filter cannot be trusted.
+   Each window is counted once (``countAll``), for each of the filter's
+   `CallFilter.variants` (a criterion given several values is read one value at a time,
+   each a range of its own, counted, paged and verified); the empty windows after an
+   empty one are skipped by counting spans of them;
 2. **concurrent pages** (`_pagination.Paginator`): the window's pages, at most
    ``concurrency`` requests in flight under one `InFlightLimit` that the whole iteration
    shares, so a slowdown learned from 429s carries from one window to the next;
@@ -70,9 +73,11 @@ class Iteration:
         port: Counts and fetches (``countAll``, ``getAll``).
         filter: The criteria; its dates, when set, must be epoch ints in the records' unit;
             criteria of several values are read one `CallFilter.variants` at a time.
-        windows: The time windows ``(start, end)``, oldest first (``None``: one window, the
-            filter's own dates; the iteration is then not sliced by time), a `Windows` or
-            any sequence: read by index, never copied.
+        windows: The time windows ``(start, end)``, oldest first, a `Windows` or any
+            sequence: read by index, never copied. ``None``: the iteration is not sliced by
+            time; the filter's own dates are one range, read in windows planned from its
+            data, newest first, when it counts more calls than a ledger should hold (see
+            `_parts_pages`).
         first_page: The number of the first page (0 or 1, as the server counts).
         page_size: Records per page.
         concurrency: Most requests in flight at once, and most pages fetched ahead of the

@@ -38,8 +38,11 @@ class IterationStats:
             ``concurrency``, halved by each 429, grown back by successes. The paging stage.
         in_flight_cuts: Times a 429 halved the in-flight limit. The paging stage.
         ledger_peak: The most records one range's exactly-once ledger held (12 bytes each),
-            as of the last range finished: planned to stay under 200,000, however long the
-            read (see `_exactly_once`). The exactly-once stage.
+            as of the last range finished. An unsliced read is planned to keep it under
+            200,000 however long the read (in newest-first windows of time; read whole, and
+            so above it, only when the server's date filter cannot be trusted); a read
+            sliced by time, and so a sync, is not planned: its ledger holds a window's
+            calls (see `_exactly_once`). The exactly-once stage.
 
     .. versionadded:: Unreleased ``replans``, ``recounts``, ``repair_pages``, ``repaired``,
        ``in_flight_limit``, ``in_flight_cuts``, ``ledger_peak``.
