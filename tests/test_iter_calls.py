@@ -242,82 +242,117 @@ async def test_a_server_whose_last_offsets_are_empty_is_read_whole(
         assert sorted(ids) == sorted(r["trans_id"] for r in fake.records)
 
 
-async def _collect(calls: CallIterator, ids: list[str | None]) -> None:
-    """Append the id of each call of ``calls`` to ``ids`` as it comes (kept if one raises)."""
+async def _collect(
+    calls: CallIterator, ids: list[str | None], then: Callable[[], None] = lambda: None
+) -> None:
+    """Append the id of each call of ``calls`` to ``ids`` as it comes (kept if one raises);
+    call ``then`` once the first is handed out."""
     async with calls:
         async for record in calls:
             ids.append(record.trans_id)
+            if len(ids) == 1:
+                then()
 
 
-def _faulty_dates(fake: FakeVBotServer, fault: Callable[[Any], Any]) -> None:
-    """Make ``fake`` filter dates as ``fault`` says: it rewrites each query (the server's
-    private `_Query`) before the server selects the calls, for counts and pages alike."""
+#: How a server selects the calls of a query (the fake server's private `_Query`): given
+#: its sound selection and the query, the calls it answers.
+Selection = Callable[[Callable[[Any], Any], Any], Any]
+
+
+def _faulty_dates(fake: FakeVBotServer) -> list[Selection]:
+    """Make ``fake`` select calls as told: the returned list's last fault selects the calls
+    of each query, for counts and pages alike (sound at first). No seam of the fake server
+    breaks its date filter, so its store's selection is wrapped."""
+    faults: list[Selection] = [lambda view, query: view(query)]
     store = fake._store
     view = store.view
-    store.view = lambda query: view(fault(query))  # type: ignore[method-assign]
+    store.view = lambda query: faults[-1](view, query)  # type: ignore[method-assign]
+    return faults
+
+
+def _ignore_end(view: Callable[[Any], Any], query: Any) -> Any:
+    """A server honouring ``start_date`` only."""
+    return view(attrs.evolve(query, end=None))
 
 
 async def test_windows_counting_fewer_calls_than_the_range_read_it_whole(
     make_client: Callable[..., VBotClient],
 ) -> None:
-    """A server whose date filter leaves a call out of every window (as one leaving out calls
-    without create_at would): the windows' counts fall short of the range's before any call
-    is handed out, so the range is read whole, as one window, and nothing is lost."""
+    """A server keeping its date bounds exclusive: the calls at the windows' shared edges are
+    in no window, so the windows' counts fall short of the range's before any call is
+    handed out; the range is read whole, as one window, and nothing is lost."""
     async with FakeVBotServer(count=250) as fake:
-        hidden = fake.records[100]["trans_id"]
-        store = fake._store
-        view = store.view
+        faults = _faulty_dates(fake)
 
-        def without_hidden(query: Any) -> Any:
-            selected = view(query)
-            if query.start is None and query.end is None:
-                return selected
-            return [p for p in selected if store._base.record(p)["trans_id"] != hidden]
+        def exclusive(view: Callable[[Any], Any], query: Any) -> Any:
+            start = None if query.start is None else query.start + 1
+            end = None if query.end is None else query.end - 1
+            return view(attrs.evolve(query, start=start, end=end))
 
-        store.view = without_hidden  # type: ignore[method-assign]
+        faults.append(exclusive)
         client = make_client(fake, page_size=20, concurrency=2)
         with ledger_records(60):
             async with client.iter_calls() as calls:
                 ids = [record.trans_id async for record in calls]
         assert ids == [r["trans_id"] for r in fake.records]
     assert calls.stats.ledger_peak == 250  # read whole: one ledger of every call
+    assert calls.stats.duplicates == 0
 
 
-async def test_a_date_filter_honouring_only_the_start_raises_instead_of_repeating(
+async def test_a_date_filter_honouring_only_the_start_reads_the_range_whole(
     make_client: Callable[..., VBotClient],
 ) -> None:
     """A server that ignores end_date: its windows' counts add up (each counts the newer
-    calls too), but the second window's records are newer than its end; calls are handed
-    out already, so the read stops with IncompleteError rather than hand them out again."""
+    calls too), but a window's newest record is past its end; found before any call is
+    handed out, so the range is read whole rather than hand calls out twice."""
     async with FakeVBotServer(count=250) as fake:
-        _faulty_dates(fake, lambda query: attrs.evolve(query, end=None))
+        _faulty_dates(fake).append(_ignore_end)
         client = make_client(fake, page_size=20, concurrency=2)
+        with ledger_records(60):
+            async with client.iter_calls() as calls:
+                ids = [record.trans_id async for record in calls]
+        assert ids == [r["trans_id"] for r in fake.records]
+        assert fake.count("countAll") < 10  # the plan stopped at the first broken window
+    assert calls.stats.ledger_peak == 250
+
+
+async def test_a_date_filter_breaking_once_calls_are_out_raises(
+    make_client: Callable[..., VBotClient],
+) -> None:
+    """A server whose date filter breaks (ignores end_date) after the plan found it sound:
+    the next window's records are newer than its end; calls are handed out already, so the
+    read stops with IncompleteError rather than hand them out again."""
+    async with FakeVBotServer(count=250) as fake:
+        faults = _faulty_dates(fake)
+        client = make_client(fake, page_size=20, concurrency=1)
         ids: list[str | None] = []
-        with ledger_records(60), pytest.raises(IncompleteError, match="date filter") as info:
-            await _collect(client.iter_calls(), ids)
+        with ledger_records(60), pytest.raises(IncompleteError, match="holds a call") as info:
+            await _collect(client.iter_calls(), ids, then=lambda: faults.append(_ignore_end))
     # The newest window, handed out in full before the next showed the fault, and no more.
     assert 0 < len(ids) < 60
     assert ids == [r["trans_id"] for r in fake.records[: len(ids)]]
     assert info.value.expected == 250
 
 
-async def test_a_window_counting_more_than_the_calls_left_raises(
+async def test_windows_counting_more_than_the_calls_left_read_the_range_whole(
     make_client: Callable[..., VBotClient],
 ) -> None:
-    """A server counting a window as more calls than the range has left once the newer
-    windows are handed out: the read stops before that window's pages."""
+    """A server counting the calls of a closed date range twice (as a join would): the
+    windows count more calls than the range has left once the newer windows' are taken
+    off; found before any call is handed out, so the range is read whole."""
     async with FakeVBotServer(count=250) as fake:
-        # The oldest window, open at its start, counts (and pages) every call.
-        _faulty_dates(
-            fake, lambda query: attrs.evolve(query, end=None) if query.start is None else query
-        )
-        client = make_client(fake, page_size=20, concurrency=1)
-        ids: list[str | None] = []
-        with ledger_records(60), pytest.raises(IncompleteError, match="not yet handed out"):
-            await _collect(client.iter_calls(), ids)
-    # Every window but the oldest, each call once.
-    assert 250 - 60 < len(ids) < 250
-    assert ids == [r["trans_id"] for r in fake.records[: len(ids)]]
+
+        def twice(view: Callable[[Any], Any], query: Any) -> Any:
+            selected = view(query)
+            return selected if query.end is None else [*selected, *selected]
+
+        _faulty_dates(fake).append(twice)
+        client = make_client(fake, page_size=20, concurrency=2)
+        with ledger_records(60):
+            async with client.iter_calls() as calls:
+                ids = [record.trans_id async for record in calls]
+        assert ids == [r["trans_id"] for r in fake.records]
+    assert calls.stats.ledger_peak == 250
 
 
 async def test_calls_written_while_a_long_read_pages_lose_nothing_and_repeat_nothing(

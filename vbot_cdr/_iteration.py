@@ -270,9 +270,9 @@ class Iteration:
         and a window that counts more than ``most`` is halved until it does not (or is one
         time unit wide). The windows share their edges, as `_windows` does, and together
         cover the range (the outer ones keep its own dates), so nothing depends on the span
-        being right. Every window is counted before any call is handed out (`_plan`); the
-        range is read whole, as one window, when those counts show the server's date filter
-        cannot be trusted. What only the records can show is checked as they are handed out
+        being right. Every window is counted, and its newest record read, before any call
+        is handed out (`_plan`); the range is read whole, as one window, when they show the
+        server's date filter cannot be trusted. The same checks hold as the windows are read
         (`_planned_pages`).
 
         Raises:
@@ -291,13 +291,13 @@ class Iteration:
         [(start, end)] = _own_dates(range_filter)
         # The windows still to plan, oldest first (so the newest is popped first).
         windows = list(zip([start, *cuts], [*cuts, end], strict=True))
-        plan = None
+        planned = None
         if len(windows) > 1:
-            plan = await self._plan(range_filter, count, windows, most, (oldest, newest))
-        if plan is None:
+            planned = await self._plan(range_filter, count, windows, most, (oldest, newest))
+        if planned is None:
             pages = self._counted_pages(range_filter, count)
         else:
-            pages = self._planned_pages(range_filter, count, plan)
+            pages = self._planned_pages(*planned)
         async with contextlib.aclosing(pages):
             async for page in pages:
                 yield page
@@ -310,26 +310,37 @@ class Iteration:
         windows: list[tuple[int | None, int | None]],
         most: int,
         span: tuple[int, int],
-    ) -> list[_Planned] | None:
+    ) -> tuple[list[_Planned], int] | None:
         """`_parts_pages`' windows counted, newest first, each of at most ``most`` calls
-        (halved while it counts more); ``None`` if the range must be read whole.
+        (halved while it counts more), and the range's count as of the newest window's;
+        ``None`` if the range must be read whole.
 
-        The range is read whole when the counts show the server's date filter broken, which
-        the old single read did not depend on: the newest window counts the whole range (the
-        dates are ignored), or the windows count fewer calls than the range (a bound kept
-        exclusive, calls without ``create_at`` left out of every window: calls would be
-        lost). Windows sharing edges count the calls at an edge twice: those are counted
-        (one instant each) and taken off the sum, which a sound filter makes no less than
-        the range's count. Nothing is handed out yet, so reading whole costs a ledger
-        as large as the range, but loses and repeats nothing.
+        The range is read whole when the server's date filter shows itself broken, which the
+        old single read did not depend on: the newest window counts the whole range (the
+        dates are ignored); a window's newest record is past its end (``end_date`` ignored);
+        a window counts more calls than the range has left once the newer windows' are
+        taken off; or the windows count fewer calls than the range (a bound kept exclusive,
+        calls without ``create_at`` left out of every window: calls would be lost). Windows
+        share edges, so the calls at an edge (counted, one instant) are taken off once.
+        Calls written meanwhile land in the newest window: the shortfall is checked against
+        the count taken before it, the excess against one taken after it. Nothing is handed
+        out yet, so reading whole costs a ledger as large as the range, but loses and
+        repeats nothing.
         """
+        port = self._port
         plan: list[_Planned] = []
+        total = count
+        planned = 0  # the calls of the windows planned so far, those at shared edges once
         while windows:
             lo, hi = windows.pop()
             part = attrs.evolve(range_filter, start_date=lo, end_date=hi)
-            part_count = await self._port.count(part)
+            part_count = await port.count(part)
             if not plan and part_count >= count:
                 return None
+            if part_count and hi is not None:
+                newest = await port.fetch(part, self._first_page, 1, self._in_flight)
+                if newest and not _within(newest[0].create_at, lo, hi):
+                    return None
             low = span[0] if lo is None else lo
             high = span[1] if hi is None else hi
             if part_count > most and high - low >= 2:
@@ -337,64 +348,51 @@ class Iteration:
                 middle = low + (high - low) // 2
                 windows += [(lo, middle), (middle, hi)]
                 continue
+            if not plan:
+                total = max(count, await port.count(range_filter))
+                edge = 0
+            else:
+                edge = await port.count(attrs.evolve(range_filter, start_date=hi, end_date=hi))
+            if part_count - edge > total - planned:
+                return None
+            planned += part_count - edge
             plan.append(_Planned(lo, hi, part, part_count))
-        # The calls at each shared edge are counted by both its windows: count them once.
-        shared = 0
-        for planned in plan[:-1]:
-            edge = attrs.evolve(range_filter, start_date=planned.lo, end_date=planned.lo)
-            shared += await self._port.count(edge)
-        if sum(planned.calls for planned in plan) - shared < count:
+        if planned < count:
             return None
-        return plan
+        return plan, total
 
     async def _planned_pages(
-        self, range_filter: CallFilter, count: int, plan: list[_Planned]
+        self, plan: list[_Planned], count: int
     ) -> AsyncGenerator[list[CallRow], None]:
-        """The windows of ``plan`` (of the range ``range_filter`` of ``count`` calls), newest
-        first, each through a ledger of its own.
+        """The windows of ``plan`` (of a range of ``count`` calls), newest first, each
+        through a ledger of its own.
 
-        Once calls are handed out the range can no longer be read whole without repeating
-        them, so a broken date filter found now is an `IncompleteError`: a window counting
-        more calls than the range has left (those not yet handed out, plus those handed out
-        at the edge it shares with the window read before it), or a record outside its
-        window's dates (a server honouring one bound only hands out a newer window's calls
-        again).
+        `_plan` found the date filter sound from the counts and each window's newest record;
+        every record is checked as it is read too (a server may change its answers, or
+        misplace a call below its newest). Once calls are handed out the range can no
+        longer be read whole without repeating them, so a record outside its window's dates
+        is an `IncompleteError` (a server honouring one bound only would hand out a newer
+        window's calls again).
         """
         once = self._once
-        # Calls written since the range was counted land in the newest window: counted again
-        # now (after the plan counted that window), they are no sign of a broken filter.
-        count = max(count, await self._port.count(range_filter))
-        handed = 0  # the calls of the windows read so far, at most as many as each counted
-        at_edge = 0  # of them, those at the start of the window read last: its shared edge
+        handed = 0
         for lo, hi, part, part_count in plan:
-            if part_count > count - handed + at_edge:
-                raise _broken_dates(
-                    f"the window [{lo}, {hi}] counts {part_count} calls, more than the "
-                    f"{count - handed} not yet handed out",
-                    count,
-                    handed,
-                )
             once.open_window(lo, newest_first=True)
-            at_edge = window_handed = 0
             pages = self._counted_pages(part, part_count)
             async with contextlib.aclosing(pages):
                 async for page in pages:
                     for row in page:
-                        at = row.create_at
-                        if at == lo:
-                            at_edge += 1
-                        elif not _within(at, lo, hi):
+                        if not _within(row.create_at, lo, hi):
                             raise _broken_dates(
-                                f"the window [{lo}, {hi}] holds a call of create_at {at}",
+                                f"the window [{lo}, {hi}] holds a call of create_at "
+                                f"{row.create_at}",
                                 count,
-                                handed + window_handed,
+                                handed,
                             )
-                    window_handed += len(page)
+                    handed += len(page)
                     yield page
                     del page
             once.close_window()
-            # Calls written while the newest window is paged come on top of its count.
-            handed += min(window_handed, part_count)
 
     async def _counted_pages(
         self, window_filter: CallFilter, count: int
@@ -423,7 +421,6 @@ class Iteration:
             async for page in repair:
                 yield page
                 del page
-
 
 
 class _Planned(NamedTuple):
