@@ -272,8 +272,8 @@ class Iteration:
         cover the range (the outer ones keep its own dates), so nothing depends on the span
         being right. Every window is counted, and its newest record read, before any call
         is handed out (`_plan`); the range is read whole, as one window, when they show the
-        server's date filter cannot be trusted. The same checks hold as the windows are read
-        (`_planned_pages`).
+        server's date filter cannot be trusted. Each record is checked against its window's
+        dates as it is read (`_planned_pages`).
 
         Raises:
             IncompleteError: The records of a window show the date filter broken once calls
