@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from vbot_cdr import Hotline, Member
+from vbot_cdr import CallRecord, Hotline, Member
 from vbot_cdr._models import WEBHOOK_ONLY, epoch_to_datetime
 from vbot_cdr._table import DEFAULT_TZ, zone
 
@@ -60,6 +60,17 @@ def exported_line(raw: dict[str, Any], tz: dt.tzinfo = VIETNAM) -> dict[str, Any
         moment = epoch_to_datetime(record.get(name), tz)
         record[name] = None if moment is None else moment.isoformat()
     return record
+
+
+def json_document(record: CallRecord, tz: dt.tzinfo) -> dict[str, Any]:
+    """``record`` as a JSON Lines export writes it, worked out independently of the library's
+    generated encoder: `CallRecord.to_dict`, times as ISO 8601 text with their offset in
+    ``tz`` through `datetime` (null for a time that never came)."""
+    document = record.to_dict()
+    for name in ("create_at", "answer_at", "end_call_at"):
+        moment = epoch_to_datetime(getattr(record, name), tz)
+        document[name] = None if moment is None else moment.isoformat()
+    return document
 
 
 #: The getAll example of the API document, with its placeholder values.

@@ -197,6 +197,7 @@ async def test_calls_table_has_the_one_table_shape(
     assert json.loads(collected) == newest["call_collected_data"]  # JSON, not JSON in text
     assert "could not have their types inferred" not in caplog.text
     assert "hints were different" not in caplog.text  # the JSON columns' text, by design
+    assert logging.getLogger("dlt").filters == []  # silenced while the calls were extracted
 
 
 async def test_calls_items_are_the_typed_records_table_rows_in_every_dialect(

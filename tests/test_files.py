@@ -1,5 +1,5 @@
 """`fsync_directory`: the one fsync of a directory that the state file, the exports and the
-recordings share; `sync_file_system`, the one flush of a bulk download's many files."""
+recordings share."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vbot_cdr._files import fsync_directory, sync_file_system
+from vbot_cdr._files import fsync_directory
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="directories are fsynced on POSIX only")
 
@@ -31,16 +31,3 @@ def test_a_missing_directory_is_an_error(tmp_path: Path) -> None:
 def test_a_file_system_that_cannot_fsync_directories_is_accepted() -> None:
     """procfs answers EINVAL, as some network and FUSE file systems do: nothing to flush."""
     fsync_directory(Path("/proc"))
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs is Linux's")
-def test_a_file_system_is_flushed_in_one_call(tmp_path: Path) -> None:
-    (tmp_path / "a.mp3").write_bytes(b"ID3" * 1000)
-    assert sync_file_system(tmp_path) is True
-    with pytest.raises(FileNotFoundError):
-        sync_file_system(tmp_path / "gone")
-
-
-@pytest.mark.skipif(sys.platform.startswith("linux"), reason="Linux has syncfs")
-def test_without_syncfs_the_caller_is_told_to_fsync_each_file(tmp_path: Path) -> None:
-    assert sync_file_system(tmp_path) is False

@@ -11,10 +11,10 @@ import msgspec
 import orjson
 import pytest
 
+from tests._records import json_document
 from vbot_cdr._decoding import CamelRecord, SnakeRecord, build_records, camel_case, structure_record
 from vbot_cdr._errors import ResponseFormatError
 from vbot_cdr._json_lines import json_lines_encoder
-from vbot_cdr._table import json_document
 from vbot_cdr.testing import FakeVBotServer
 
 TZ = ZoneInfo("Europe/Dublin")  # an offset that changes with the seasons

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests._records import json_document
 from vbot_cdr._decoding import structure_record
 from vbot_cdr._models import CallRecord
-from vbot_cdr._table import DEFAULT_TZ, json_document, zone
+from vbot_cdr._table import DEFAULT_TZ, zone
 from vbot_cdr.cli._outputs import (
     CSV_COLUMNS,
     ExportFile,

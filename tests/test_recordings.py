@@ -4,8 +4,10 @@ streamed to disk atomically, with a manifest, resumable, bounded and typed on fa
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -26,6 +28,7 @@ from vbot_cdr import (
     RetryPolicy,
     VBotClient,
 )
+from vbot_cdr import _recordings as recordings_module
 from vbot_cdr._recordings import _SYNC_EVERY
 from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix, RecordingHabits, generate_records
 
@@ -470,3 +473,50 @@ async def test_more_files_than_a_durability_pass_all_whole_and_listed(
         again = [r async for r in client.download_recordings(tmp_path)]
         assert all(r.reused for r in again if r.file is not None)
         assert fake.count(RECORD) == sum(1 for reason in reasons.values() if reason == "not found")
+
+
+async def test_a_failed_durability_pass_is_an_error_naming_the_directory_after_its_turn(
+    make_client: Callable[..., VBotClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that cannot fsync (here the manifest, once: EIO) is an `OSError` of that errno
+    whose filename is the directory, never the token; it comes from the step after the one
+    whose recording was written, so every recording with a manifest line was handed out; no
+    partial file is left, and a re-run completes the directory."""
+    real_fsync = recordings_module._fsync_file
+    failures = []
+
+    def failing_fsync(path: Path) -> None:
+        if path.name == "manifest.jsonl" and not failures:
+            failures.append(path)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(path)
+
+    monkeypatch.setattr(recordings_module, "_fsync_file", failing_fsync)
+    async with FakeVBotServer(count=1000, recordings=SMALL) as fake:
+        reasons = expected_reasons(fake)
+        client = make_client(fake, concurrency=8)
+        handed: list[Recording] = []
+
+        async def download_all() -> None:
+            async with client.download_recordings(tmp_path) as download:
+                async for recording in download:
+                    handed.append(recording)
+
+        with pytest.raises(OSError, match="may not be durable") as caught:
+            await download_all()
+        assert failures  # the first pass failed, and only that
+        assert caught.value.errno == errno.EIO
+        assert caught.value.filename == str(tmp_path)
+        assert fake.token not in str(caught.value)
+        # The failure was seen when the second pass was due: that recording came out first.
+        with_files = [r for r in handed if r.file is not None]
+        assert len(with_files) == 2 * _SYNC_EVERY
+        assert handed[-1].file is not None
+        assert {r.trans_id for r in handed} == set(manifest(tmp_path))
+        assert not names(tmp_path, "*.partial")
+        assert_whole(fake, tmp_path)
+
+        again = [r async for r in client.download_recordings(tmp_path)]
+        assert {k: e["reason"] for k, e in manifest(tmp_path).items()} == reasons
+        assert sum(1 for r in again if r.reused) == len(with_files)
+        assert_whole(fake, tmp_path)

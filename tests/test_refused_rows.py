@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -156,3 +157,50 @@ async def test_a_pull_of_a_call_with_nul_is_a_typed_error_in_postgresql_only(
     assert "SECRET-VALUE" not in str(error)
     assert f"cannot load call {bad['trans_id']}" in str(error)
     assert stored(database) == []
+
+
+async def test_an_other_error_in_a_part_fails_only_the_calls_not_yet_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused group is committed in parts; one part fails with an error that is not a
+    `DatabaseError` (a driver's AttributeError, injected into the upsert): its calls get that
+    error, the calls of the parts committed before it stay committed and get their answer,
+    the refused one its `DatabaseError`. The next call opens the database again."""
+    url = f"sqlite:///{tmp_path}/calls.db"
+    query(
+        url,
+        "CREATE TABLE vbot_calls (trans_id text PRIMARY KEY, phone text CHECK (phone <> '000'))",
+    )
+    sink = WebhookSink(url)
+    await sink.open()
+    backend = type(sink._database)
+    upsert = backend.upsert
+    broken = {"T0", "T1", "T2"}
+
+    def failing(self: Any, columns: Any, records: Any, *, pushed: bool = False) -> None:
+        if {r.trans_id for r in records} == broken:
+            raise AttributeError("'NoneType' object has no attribute 'execute'")
+        upsert(self, columns, records, pushed=pushed)
+
+    monkeypatch.setattr(backend, "upsert", failing)
+    # One group (stored at once, before the writer runs), refused for T4: its parts are
+    # committed apart, and the part holding T0-T2 alone fails otherwise (the last one tried).
+    group = [record(f"T{i}", **({"phone": "000"} if i == 4 else {})) for i in range(6)]
+    try:
+        results = await asyncio.gather(*map(sink.store, group), return_exceptions=True)
+        assert [type(result).__name__ for result in results] == [
+            "AttributeError", "AttributeError", "AttributeError", "bool", "DatabaseError", "bool"
+        ]  # fmt: skip
+        refused = results[4]
+        assert isinstance(refused, DatabaseError)
+        assert refused.refused
+        assert (results[3], results[5]) == (False, False)
+        assert stored(url) == ["T3", "T5"]
+        assert (sink.stats.stored, sink.stats.duplicates) == (2, 0)
+        # The failed calls, sent again (alone), are stored: not duplicates of anything.
+        assert await sink.store(group[0]) is False
+        assert await sink.store(group[3]) is True
+    finally:
+        await sink.close()
+    assert stored(url) == ["T0", "T3", "T5"]
+    assert (sink.stats.stored, sink.stats.duplicates) == (3, 1)

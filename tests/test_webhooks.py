@@ -25,6 +25,7 @@ from vbot_cdr import (
     CollectedField,
     Hotline,
     OtherEvent,
+    PushedCall,
     VBotClient,
     WebhookError,
     WebhookSink,
@@ -36,6 +37,7 @@ from vbot_cdr._models import WEBHOOK_FIELDS
 from vbot_cdr._sinks._backends import open_database
 from vbot_cdr._sinks._columns import RECORD_COLUMNS
 from vbot_cdr._sinks._url import parse_database_url
+from vbot_cdr._webhooks import pushed_call
 from vbot_cdr.testing import FakeVBotServer, PushHabits, WebhookPusher
 from vbot_cdr.testing._data import RecordGenerator
 from vbot_cdr.testing._pusher import webhook_body, webhook_fields
@@ -342,6 +344,32 @@ async def test_concurrent_posts_share_commits(database: str) -> None:
         assert rows(database) == 64
     assert sink.commits < 64
     assert sink.stats.stored == 64
+
+
+async def test_a_subclass_overriding_store_sees_every_post(tmp_path: Path) -> None:
+    """The application stores through the public `WebhookSink.store`: a subclass overriding
+    it sees the usual body (read by the fast path into a `PushedCall`) and a body only
+    `parse_webhook` reads (a `CallRecord`), and what it answers is what the sender gets."""
+
+    class Watching(WebhookSink):
+        seen: list[tuple[str, bool]]
+
+        async def store(self, record: CallRecord | PushedCall) -> bool:
+            self.seen.append((record.trans_id or "", isinstance(record, CallRecord)))
+            return await super().store(record)
+
+    url = f"sqlite:///{tmp_path}/calls.db"
+    sink = Watching(url)
+    sink.seen = []
+    usual = orjson.dumps({**COMPLETE, "autoCallLog": {**LOG, "transId": "FAST"}})
+    flat = orjson.dumps({**LOG, "transId": "TYPED"})  # a flat log: parse_webhook's
+    assert pushed_call(usual) is not None
+    assert pushed_call(flat) is None
+    async with receiving(sink) as base:
+        assert await post(base + "/", usual) == 200
+        assert await post(base + "/", flat) == 200
+    assert sink.seen == [("FAST", False), ("TYPED", True)]
+    assert sorted(query(url, "SELECT trans_id FROM vbot_calls")) == [("FAST",), ("TYPED",)]
 
 
 # -- push and pull into one table ----------------------------------------------------------------

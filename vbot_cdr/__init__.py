@@ -44,7 +44,7 @@ from ._stats import IterationStats
 from ._sync import CallSync, DocumentStateStore, StateStore
 from ._table import CallColumn, call_columns, table_row
 from ._transport import AiohttpTransport, StreamingTransport, Transport
-from ._webhooks import CallEvent, OtherEvent, parse_webhook
+from ._webhooks import CallEvent, OtherEvent, PushedCall, parse_webhook
 
 __all__ = [
     "APIError",
@@ -72,6 +72,7 @@ __all__ = [
     "Member",
     "OtherEvent",
     "PasswordAuth",
+    "PushedCall",
     "RateLimitError",
     "Recording",
     "RecordingDownload",

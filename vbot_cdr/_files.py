@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import functools
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["fsync_directory", "sync_file_system"]
+__all__ = ["fsync_directory"]
 
 #: What a file system answers when it cannot fsync a directory at all (some network and FUSE
 #: file systems): the rename is then as durable as that file system makes it.
@@ -37,40 +33,3 @@ def fsync_directory(directory: Path) -> None:
             raise
     finally:
         os.close(descriptor)
-
-
-@functools.cache
-def _syncfs() -> Callable[[int], int] | None:
-    """Linux's ``syncfs(2)`` from the C library, if there is one."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):  # a C library without it
-        return None
-    return function
-
-
-def sync_file_system(directory: Path) -> bool:
-    """Flush to disk every file of the file system that holds ``directory`` (its data, its
-    entries), in one call (Linux's ``syncfs``): where many files were written, far cheaper
-    than an fsync each, which commits the file system's journal each time.
-
-    Returns:
-        Whether it was done: ``False`` where there is no ``syncfs`` (not Linux), and then the
-        caller fsyncs file by file.
-
-    Raises:
-        OSError: The directory cannot be opened, or the flush failed.
-    """
-    syncfs = _syncfs()
-    if syncfs is None:
-        return False
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        if syncfs(descriptor) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"syncfs of {directory}: {os.strerror(code)}")
-    finally:
-        os.close(descriptor)
-    return True

@@ -1,7 +1,8 @@
 """Calls as JSON Lines, straight from the decoded pages: one generated encoder per output.
 
-A line is `vbot_cdr._table.json_document` of the call (`CallRecord.to_dict`'s keys, order and
-nesting, times as ISO 8601 text with their offset), however the call was read:
+A line is the call as `vbot_cdr._table.json_document_encoder` gives it
+(`CallRecord.to_dict`'s keys, order and nesting, times as ISO 8601 text with their offset),
+however the call was read:
 
 - a snake_case twin (`vbot_cdr._decoding.SnakeRecord`) already has those names and that
   nesting, so msgspec encodes a copy of it with its three times replaced by their text, in C;
@@ -60,8 +61,8 @@ def line(row):
 
 def json_lines_encoder(tz: dt.tzinfo) -> Callable[[Iterable[Any]], bytes]:
     """The function writing a page of rows (twins, or `CallRecord`\\ s where a page needed
-    the readers) as JSON Lines: one `json_document` per line, times in ``tz``, each line
-    ending in a newline, as one bytes object. Generated once per output.
+    the readers) as JSON Lines: a `json_document_encoder` document per line, times in
+    ``tz``, each line ending in a newline, as one bytes object. Generated once per output.
 
     Raises (the function made):
         ResponseFormatError: A time is outside what a datetime can hold.

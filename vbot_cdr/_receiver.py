@@ -153,8 +153,13 @@ class WebhookSink:
                 open_database, self._target, self.table, RECORD_COLUMNS
             )
 
-    async def store(self, record: CallRecord) -> bool:
+    async def store(self, record: CallRecord | PushedCall) -> bool:
         """Commit ``record`` (whose ``trans_id`` is set), with the calls stored meanwhile.
+
+        `webhook_app` stores each call it receives through this method, so a subclass that
+        overrides it sees every post: a `CallRecord` (`parse_webhook`'s), or, for the usual
+        body, the `PushedCall` its fast path reads (an object with every attribute of a
+        `CallRecord`, not an instance of it).
 
         Returns:
             Whether this sink had committed the call before (a duplicate push).
@@ -162,20 +167,18 @@ class WebhookSink:
         Raises:
             ValueError: ``record`` has no ``trans_id``, or a time no database can hold
                 (`WebhookError`): it is refused alone, before it joins a group.
-            DatabaseError: The database is down (nothing of the group is committed; the
-                next call tries again), or it refuses this call (``refused``: storing it
-                again fails again); the other calls of the group are committed all the same.
+            DatabaseError: The database is down (nothing of the group not yet committed is
+                committed; the next call tries again), or it refuses this call (``refused``:
+                storing it again fails again); the other calls of the group are committed all
+                the same.
+            Exception: Any other error of the database's driver or the row encoder while
+                this call was not yet committed (the calls committed before it stay so).
         """
         if not record.trans_id:
             raise ValueError("a pushed call needs a trans_id to be stored exactly once")
         _checked_end(record)
-        return await self._store(record)
-
-    async def _store(self, call: PushedCall | CallRecord) -> bool:
-        """`store` a call (a `CallRecord` or a `pushed_call`) whose ``trans_id`` is set and
-        whose times are `_checked_end`."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((call, future))
+        self._pending.append((record, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
         # A waiter cancelled (a sender that hung up) cancels its own future, never the
@@ -214,7 +217,7 @@ class WebhookSink:
             while len(self._committed) > _REMEMBERED:
                 del self._committed[next(iter(self._committed))]
 
-    def _commit_group(self, records: list[PushedCall | CallRecord]) -> dict[str, DatabaseError]:
+    def _commit_group(self, records: list[PushedCall | CallRecord]) -> dict[str, Exception]:
         """Commit ``records`` (one per ``trans_id``, in a worker thread) in one transaction;
         if the database refuses it, in halves, each committed apart, until each refused call
         is alone (the driver does not say which row it refused): a group of n with one bad
@@ -222,25 +225,33 @@ class WebhookSink:
 
         Returns:
             The calls not committed, by ``trans_id``: each one refused (``refused``), and,
-            once the database fails (down: not ``refused``), every call not yet committed,
-            with that error.
+            once a part fails otherwise (the database down: not ``refused``; or any other
+            error, of the driver or the row encoder), every call not yet committed, with that
+            error. The parts committed before stay committed, and are not among them.
         """
-        failed: dict[str, DatabaseError] = {}
+        failed: dict[str, Exception] = {}
         parts = [records]
         while parts:
             part = parts.pop()
             try:
                 self._commit(part)
+                continue
             except DatabaseError as exc:
-                if not exc.refused:
-                    rest = [call for left in (part, *parts) for call in left]
-                    failed.update(dict.fromkeys((call.trans_id or "" for call in rest), exc))
-                    break
-                if len(part) == 1:
-                    failed[part[0].trans_id or ""] = exc
-                else:
-                    middle = len(part) // 2
-                    parts += [part[middle:], part[:middle]]
+                if exc.refused:
+                    if len(part) == 1:
+                        failed[part[0].trans_id or ""] = exc
+                    else:
+                        middle = len(part) // 2
+                        parts += [part[middle:], part[:middle]]
+                    continue
+                error: Exception = exc
+            except Exception as exc:  # noqa: BLE001 - answered to the calls not yet committed
+                error = exc
+            # Not a refusal: nothing says the calls left would fare better, so they fail with
+            # it (their senders send again); the parts committed stay committed (acknowledged).
+            rest = [call for left in (part, *parts) for call in left]
+            failed.update(dict.fromkeys((call.trans_id or "" for call in rest), error))
+            break
         return failed
 
     def _commit(self, records: list[PushedCall | CallRecord]) -> None:
@@ -340,8 +351,11 @@ def webhook_app(
     ``POST path`` answers 200 once an auto call is committed (or an other event counted),
     401 without the header, 413 for a body over ``max_body`` (read no further), 400 for a
     body `parse_webhook` refuses, 503 while the database is down; any other method is 405.
-    None of these writes anything. ``GET /health`` answers 200 without authentication and
-    says nothing about the data. Closing the application (its cleanup) closes ``sink``.
+    None of these writes anything. Any other error storing a call is a 500 (its sender sends
+    it again); the calls committed before it in its group stay 200. ``GET /health`` answers
+    200 without authentication and says nothing about the data. Closing the application (its
+    cleanup) closes ``sink``. Each call goes through ``sink.store``, which a subclass may
+    override.
 
     A call the database refuses (`DatabaseError.refused`: a value it cannot hold, such as
     U+0000 in PostgreSQL's text) is 422 and logged as an error naming its ``trans_id``;
@@ -417,7 +431,9 @@ def webhook_app(
         if ended is not None:
             stats.lags_ms.append(clock() * 1000 - ended)
         try:
-            duplicate = await sink._store(call)
+            # The public method, which a subclass may override (it checks the call again:
+            # a few µs).
+            duplicate = await sink.store(call)
         except DatabaseError as exc:
             if not exc.refused:
                 stats.refused["unavailable"] += 1

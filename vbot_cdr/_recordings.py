@@ -10,14 +10,15 @@ in the system's page cache, which outlives it.
 Durability (a power cut, an OS crash) is another matter. `download_recording` fsyncs the
 file before its rename and the directory after it: once it returns, the file is on disk. A
 bulk download does not fsync file by file (that cost about 8 ms a file, serial at
-concurrency 1): every `_SYNC_EVERY` files, and when it ends, a worker thread flushes the
-file system holding the directory (``syncfs``, one call; where there is none, it fsyncs the
-files written since the last such pass, then the directory, then the manifest), while the
-downloads go on. After a power cut, the files of the passes that completed are whole, with
-their manifest lines; a file of the last ones may be missing, empty or cut short even under
-its final name, and its manifest line missing or there. A re-run repairs that: it fetches
-again every call without a manifest line, and every call whose file does not have the size
-and SHA-256 of its line.
+concurrency 1): every `_SYNC_EVERY` files, and when it ends, a worker thread fsyncs the
+files written since the last such pass, then the directory, then the manifest (this
+download's own files only, not the whole file system), while the downloads go on. After a
+power cut, the files of the passes that completed are whole, with their manifest lines; a
+file of the last ones may be missing, empty or cut short even under its final name, and its
+manifest line missing or there. A re-run repairs that: it fetches again every call without
+a manifest line, and every call whose file does not have the size and SHA-256 of its line.
+A pass that fails is an `OSError` naming the directory, raised by the download's next step:
+the recording whose line was just written is handed out first (not yet durable either).
 
 The bulk form names each file by ``trans_id`` with the extension of its Content-Type and
 keeps a manifest, ``manifest.jsonl``, beside the files: one JSON object per call with
@@ -35,6 +36,7 @@ hands the answer, as it streams, to a `RecordingWriter`, which checks it and wri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import mimetypes
 import os
@@ -50,7 +52,7 @@ from . import _wire
 from ._dialects import Dialect
 from ._errors import CallError, ResponseFormatError, VBotError
 from ._fanout import fan_out
-from ._files import fsync_directory, sync_file_system
+from ._files import fsync_directory
 from ._iteration import CallPageIterator, IteratorBase
 from ._models import CallRecord
 from ._redact import redact
@@ -351,6 +353,18 @@ def _matches(path: Path, size: int | None, sha256: str | None) -> bool:
 _SYNC_EVERY: Final = 256
 
 
+def _not_durable(directory: Path, files: int, error: OSError) -> OSError:
+    """The error of a durability pass that failed with ``error``: an `OSError` of the same
+    errno (so the same subclass: `PermissionError`, ...), naming the directory (a path the
+    caller gave; no secret is ever in it) and what may be lost to a power cut."""
+    return OSError(
+        error.errno,
+        f"{files} recordings and the manifest's lines may not be durable (a re-run fetches"
+        f" again what a power cut left incomplete): {error.strerror or error}",
+        str(directory),
+    )
+
+
 class _Manifest:
     """``manifest.jsonl``: the last line of each call is its entry.
 
@@ -406,21 +420,24 @@ class _Manifest:
         return names
 
     def make_durable(self, names: Sequence[str]) -> None:
-        """Make the files ``names``, their names and the manifest's lines durable: one
-        `sync_file_system` of the directory's file system, or (where there is none) an fsync
-        of each file, then of the directory, then of the manifest. Blocks: run in a worker
-        thread; it does not touch the manifest's open file, which the loop appends to.
+        """Make the files ``names`` (a pass's batch), their names and the manifest's lines
+        durable: an fsync of each file, then of the directory, then of the manifest (these
+        files only: other processes' writes are not flushed with them). Blocks: run in a
+        worker thread; it does not touch the manifest's open file, which the loop appends to.
 
         Raises:
-            OSError: A file, the directory or the manifest could not be flushed.
+            OSError: A file, the directory or the manifest could not be flushed: of the
+                failure's kind (its errno), its ``filename`` the directory, its message
+                how many files may not be durable (`_not_durable`).
         """
         directory = self.path.parent
-        if sync_file_system(directory):
-            return
-        for name in names:
-            _fsync_file(directory / name)
-        fsync_directory(directory)
-        _fsync_file(self.path)
+        try:
+            for name in names:
+                _fsync_file(directory / name)
+            fsync_directory(directory)
+            _fsync_file(self.path)
+        except OSError as exc:
+            raise _not_durable(directory, len(names), exc) from exc
 
     def close(self) -> None:
         """Make the files and entries not yet durable so, and close the file. Idempotent."""
@@ -464,6 +481,8 @@ class RecordingDownload(IteratorBase[Recording]):
         self._items: AsyncGenerator[Recording, None] | None = None
         self._concurrency = concurrency
         self._syncing: asyncio.Future[None] | None = None
+        #: A durability pass that failed, raised by the next step (`_start_sync`).
+        self._failure: OSError | None = None
 
     @property
     def directory(self) -> Path:
@@ -478,11 +497,19 @@ class RecordingDownload(IteratorBase[Recording]):
                 too large or not audio (`ResponseFormatError`), refused (`APIError`), or
                 no whole answer (`TransportError`). It names the call.
             VBotError: Reading the calls failed (`IncompleteError`, ...).
-            OSError: The directory or a file cannot be written.
+            OSError: The directory or a file cannot be written, or a pass could not make
+                the files durable (it names the directory; raised by the step after the one
+                whose recording it was, so that recording is handed out first): the
+                downloads in flight are then cancelled.
         """
         if self._items is None:
             await asyncio.to_thread(self._prepare)
             self._items = fan_out(self._calls, self._recording_of, width=self._concurrency)
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            with contextlib.suppress(OSError):  # the disk failing again: `failure` says it
+                await self.aclose()
+            raise failure
         try:
             recording = await self._items.__anext__()
         except BaseException:  # the end, a failure or a cancellation: the lines so far stay
@@ -497,7 +524,14 @@ class RecordingDownload(IteratorBase[Recording]):
         """Start a pass making the files written so far durable, in a worker thread, once
         the last pass is done (one at a time: at most `_SYNC_EVERY` names wait)."""
         if self._syncing is not None:
-            await asyncio.shield(self._syncing)  # a cancelled wait leaves it to `aclose`
+            try:
+                await asyncio.shield(self._syncing)  # a cancelled wait leaves it to `aclose`
+            except OSError as exc:
+                # Raised by the next step: the recording just appended is handed out first
+                # (its file stays in the next pass, which `aclose` tries).
+                self._failure = exc
+                self._syncing = None
+                return
         names = self._manifest.take_unsynced()
         self._syncing = asyncio.ensure_future(asyncio.to_thread(self._manifest.make_durable, names))
 

@@ -16,7 +16,7 @@ whatever dialect sent it (a v2 and a v3 export of the same calls differ in value
   the fields the models do not list (an object, or null if none): the shape never depends on
   the data.
 
-JSON Lines keeps the record's nesting instead (`json_document`), with the same top-level
+JSON Lines keeps the record's nesting instead (`json_document_encoder`), with the same top-level
 names and the times as ISO 8601 text with their offset. Sinks add their own bookkeeping
 columns after these, named with a leading ``_``.
 
@@ -52,10 +52,8 @@ __all__ = [
     "call_columns",
     "checked_epoch",
     "epoch_milliseconds",
-    "json_document",
     "json_document_encoder",
     "json_text",
-    "plain_json",
     "row_encoder",
     "table_row",
     "zone",
@@ -242,11 +240,11 @@ def table_row(record: CallRecord, *, tz: str | dt.tzinfo = DEFAULT_TZ) -> dict[s
 @functools.lru_cache(maxsize=8)
 def _table_row_encoder(where: dt.tzinfo) -> Callable[[CallRecord], tuple[Any, ...]]:
     return row_encoder(
-        {"timestamp": functools.partial(epoch_to_datetime, tz=where), "json": plain_json}
+        {"timestamp": functools.partial(epoch_to_datetime, tz=where), "json": _plain_json}
     )
 
 
-def plain_json(value: Any) -> Any:
+def _plain_json(value: Any) -> Any:
     """A ``json`` column's value as plain data: ``call_collected_data`` (a tuple of
     `CollectedField`) as a list of dicts, `EXTRAS`'s dict (or ``None``) as it is."""
     if isinstance(value, tuple):
@@ -258,21 +256,12 @@ def plain_json(value: Any) -> Any:
 TIMES: Final = tuple(c.field for c in CALL_COLUMNS if c.kind == "timestamp")
 
 
-def json_document(record: CallRecord, tz: dt.tzinfo) -> dict[str, Any]:
-    """``record`` as a JSON Lines export writes it: `CallRecord.to_dict`, nested objects
-    kept, times as ISO 8601 text with their offset in ``tz`` (``None`` for a time that never
-    came).
-
-    Raises:
-        ResponseFormatError: A time is outside what a datetime can hold.
-    """
-    return json_document_encoder(zone(tz))(record)
-
-
 @functools.lru_cache(maxsize=8)
 def json_document_encoder(tz: dt.tzinfo) -> Callable[[Any], dict[str, Any]]:
-    """`json_document` for ``tz``, generated once: it takes a record, or anything with a
-    record's attributes (the twins a page decodes into).
+    """The function giving a record as a JSON Lines export writes it, times in ``tz``,
+    generated once: `CallRecord.to_dict`'s keys, order and nesting, times as ISO 8601 text
+    with their offset (``None`` for a time that never came). It takes a record, or anything
+    with a record's attributes (the twins a page decodes into).
 
     Raises (the function made):
         ResponseFormatError: A time is outside what a datetime can hold.

@@ -334,7 +334,9 @@ _decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
 
 class PushedCall(Protocol):
     """What `pushed_call` returns: an object with every attribute of a `CallRecord` (the
-    sinks' row encoder reads them), its ``trans_id`` a non-empty string."""
+    sinks' row encoder reads them), its ``trans_id`` a non-empty string; what
+    `WebhookSink.store` gets from `webhook_app` for the usual body (read without building a
+    `CallRecord`: faster)."""
 
     @property
     def trans_id(self) -> str: ...

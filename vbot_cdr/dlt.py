@@ -35,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 import dlt
@@ -122,6 +122,7 @@ class _JsonAsText(logging.Filter):
 
 
 _HINTS_DIFFER = "In resource: calls, when merging arrow schema with dlt schema"
+_JSON_AS_TEXT: Final = _JsonAsText()
 
 
 def _calls_batch(page: Sequence[CallRow], schema: pyarrow.Schema) -> pyarrow.RecordBatch:
@@ -249,10 +250,15 @@ def vbot_source(
     ) -> AsyncIterator[pyarrow.RecordBatch]:
         read = _read_since(call_filter, created, settle)
         schema = _arrow_calls()
-        async with open_client() as client, client.iter_calls(read, window=window) as calls:
-            async for page in row_pages(calls):
-                if page:
-                    yield _calls_batch(page, schema)
+        dlt_logger = logging.getLogger("dlt")
+        dlt_logger.addFilter(_JSON_AS_TEXT)  # while dlt extracts these batches only
+        try:
+            async with open_client() as client, client.iter_calls(read, window=window) as calls:
+                async for page in row_pages(calls):
+                    if page:
+                        yield _calls_batch(page, schema)
+        finally:
+            dlt_logger.removeFilter(_JSON_AS_TEXT)
 
     @dlt.resource(
         name="conversations",
@@ -276,9 +282,6 @@ def vbot_source(
             if rows:
                 yield rows
 
-    dlt_logger = logging.getLogger("dlt")
-    if not any(isinstance(f, _JsonAsText) for f in dlt_logger.filters):
-        dlt_logger.addFilter(_JsonAsText())
     resources: list[DltResource] = [calls()]
     if conversations:
         resources.append(conversations_read())

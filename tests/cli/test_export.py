@@ -22,10 +22,10 @@ from tests._cli import (
     run,
     spawn,
 )
-from tests._records import served_by_v2
+from tests._records import json_document, served_by_v2
 from vbot_cdr._decoding import structure_record
 from vbot_cdr._models import WEBHOOK_ONLY, epoch_to_datetime
-from vbot_cdr._table import json_document, zone
+from vbot_cdr._table import zone
 from vbot_cdr.cli import CSV_COLUMNS, main
 from vbot_cdr.cli._outputs import ExportFile, OutputFormat, export_file
 from vbot_cdr.testing import FakeVBotServer, Fault, generate_records
