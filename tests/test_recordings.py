@@ -28,7 +28,6 @@ from vbot_cdr import (
     RetryPolicy,
     VBotClient,
 )
-from vbot_cdr import _recordings as recordings_module
 from vbot_cdr._recordings import _SYNC_EVERY
 from vbot_cdr.testing import FakeVBotServer, Fault, FaultMix, RecordingHabits, generate_records
 
@@ -482,16 +481,17 @@ async def test_a_failed_durability_pass_is_an_error_naming_the_directory_after_i
     whose filename is the directory, never the token; it comes from the step after the one
     whose recording was written, so every recording with a manifest line was handed out; no
     partial file is left, and a re-run completes the directory."""
-    real_fsync = recordings_module._fsync_file
+    real_fsync = os.fsync
     failures = []
 
-    def failing_fsync(path: Path) -> None:
-        if path.name == "manifest.jsonl" and not failures:
-            failures.append(path)
+    def failing_fsync(descriptor: int) -> None:
+        # Linux names what a descriptor opens: fail the first fsync of the manifest itself.
+        if not failures and os.readlink(f"/proc/self/fd/{descriptor}").endswith("/manifest.jsonl"):
+            failures.append(descriptor)
             raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_fsync(path)
+        real_fsync(descriptor)
 
-    monkeypatch.setattr(recordings_module, "_fsync_file", failing_fsync)
+    monkeypatch.setattr(os, "fsync", failing_fsync)
     async with FakeVBotServer(count=1000, recordings=SMALL) as fake:
         reasons = expected_reasons(fake)
         client = make_client(fake, concurrency=8)
