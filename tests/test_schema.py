@@ -10,12 +10,11 @@ import attrs
 import pyarrow as pa
 import pytest
 
-from tests._records import CAMEL_EXAMPLE, EXAMPLE, VIETNAM
+from tests._records import CAMEL_EXAMPLE, EXAMPLE, VIETNAM, json_document
 from vbot_cdr import CallRecord, CollectedField, Hotline, Member, _models, call_columns
 from vbot_cdr._arrow import arrow_schema
 from vbot_cdr._decoding import structure_record
 from vbot_cdr._schema import EXTRAS, Shape, _shape, json_schema, record_shape
-from vbot_cdr._table import json_document
 from vbot_cdr.testing import generate_records
 
 #: Each JSON Schema type name and the Python types of the values ``to_dict`` gives for it.
