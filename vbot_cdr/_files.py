@@ -6,7 +6,7 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["fsync_directory"]
+__all__ = ["fsync_directory", "fsync_file"]
 
 #: What a file system answers when it cannot fsync a directory at all (some network and FUSE
 #: file systems): the rename is then as durable as that file system makes it.
@@ -31,5 +31,23 @@ def fsync_directory(directory: Path) -> None:
     except OSError as exc:
         if exc.errno not in _CANNOT_FSYNC_DIRECTORIES:
             raise
+    finally:
+        os.close(descriptor)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush the file at ``path`` to disk, through a descriptor of its own (any descriptor
+    of a file flushes it); a file gone meanwhile is not an error (it was replaced, and its
+    replacement is flushed in turn).
+
+    Raises:
+        OSError: It cannot be opened or flushed.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(descriptor)
     finally:
         os.close(descriptor)

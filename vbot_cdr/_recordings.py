@@ -52,7 +52,7 @@ from . import _wire
 from ._dialects import Dialect
 from ._errors import CallError, ResponseFormatError, VBotError
 from ._fanout import fan_out
-from ._files import fsync_directory
+from ._files import fsync_directory, fsync_file
 from ._iteration import CallPageIterator, IteratorBase
 from ._models import CallRecord
 from ._redact import redact
@@ -200,22 +200,6 @@ def _close_and_rename(file: BinaryIO, partial: Path, target: Path) -> None:
         os.fsync(file.fileno())
     os.replace(partial, target)
     fsync_directory(target.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    """fsync the file at ``path`` (through a descriptor of its own: any one flushes it).
-
-    Raises:
-        OSError: It cannot be opened or flushed (a file gone meanwhile is not an error).
-    """
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return  # replaced by a later download of its call, which is made durable in turn
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 class RecordingWriter:
@@ -433,9 +417,9 @@ class _Manifest:
         directory = self.path.parent
         try:
             for name in names:
-                _fsync_file(directory / name)
+                fsync_file(directory / name)
             fsync_directory(directory)
-            _fsync_file(self.path)
+            fsync_file(self.path)
         except OSError as exc:
             raise _not_durable(directory, len(names), exc) from exc
 

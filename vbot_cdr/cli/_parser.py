@@ -87,6 +87,11 @@ _DATABASE_URLS: Final = (
     ".duckdb, .db or .sqlite"
 )
 
+#: ``--out`` of the commands that write one file whole (export, conversations).
+_WHOLE_FILE_HELP: Final = (
+    "write to FILE, replaced only once complete; '-' is standard output (default: standard output)"
+)
+
 
 def _did_you_mean(given: str, known: Sequence[str]) -> str:
     """`` (did you mean X?)`` for the known name closest to ``given``, or nothing."""
@@ -398,8 +403,7 @@ def build_parser() -> Parser:
     )
     _add_output_options(
         export,
-        out_help="write to FILE, replaced only once complete; '-' is standard output "
-        "(default: standard output)",
+        out_help=_WHOLE_FILE_HELP,
         formats=FORMATS,
     )
     _add_window(export, None)
@@ -455,8 +459,7 @@ def build_parser() -> Parser:
     )
     _add_output_options(
         conversations,
-        out_help="write to FILE, replaced only once complete; '-' is standard output "
-        "(default: standard output)",
+        out_help=_WHOLE_FILE_HELP,
         formats=TURN_FORMATS,
     )
     _add_window(conversations, None)
